@@ -1,0 +1,175 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One setting list for every target, as hummingbird does.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "tributary",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tributary-agent", targets: ["tributary-agent"]),
+        .executable(name: "tributary-aggregator", targets: ["tributary-aggregator"]),
+        .executable(name: "tributaryctl", targets: ["tributaryctl"]),
+        .executable(name: "tributary-sim", targets: ["tributary-sim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries: each is imported by exactly one Swift module.
+        .systemLibrary(
+            name: "CMosquitto", pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CZstd", pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]),
+
+        // Plain domain types and pure logic: readings, topic templates, payload decoding. No I/O.
+        .target(name: "TributaryCore", swiftSettings: swiftSettings),
+        // The wire contract: generated protobuf code, batch encoding, compression.
+        .target(
+            name: "TributaryWire",
+            dependencies: [
+                "TributaryCore", "CZlib", "CZstd",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings),
+        // Reading YAML configuration files: every key named in errors, unknown keys rejected.
+        .target(
+            name: "TributaryConfig",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings),
+        // The only module that imports libsqlite3.
+        .target(name: "TributarySQLite", dependencies: ["CSQLite", .product(name: "NIOPosix", package: "swift-nio")], swiftSettings: swiftSettings),
+        // The only module that imports libmosquitto.
+        .target(
+            name: "TributaryMQTT",
+            dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "TributaryAgent",
+            dependencies: [
+                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "TributaryAggregator",
+            dependencies: [
+                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
+        // tributaryctl's logic: fetching the fleet view and rendering it.
+        .target(
+            name: "TributaryCtl",
+            dependencies: [
+                "TributaryCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "TributarySimulator",
+            dependencies: [
+                "TributaryCore", "TributaryMQTT", "TributarySQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "simulators/TributarySimulator",
+            swiftSettings: swiftSettings),
+        // Test support shared by every test target: real brokers on free ports, temp dirs.
+        .target(
+            name: "TributaryTesting",
+            dependencies: ["TributaryCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+
+        // Thin executables: parse arguments, call into a library.
+        .executableTarget(
+            name: "tributary-agent",
+            dependencies: [
+                "TributaryAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Executables/tributary-agent",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "tributary-aggregator",
+            dependencies: [
+                "TributaryAggregator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Executables/tributary-aggregator",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "tributaryctl",
+            dependencies: [
+                "TributaryCtl", "TributaryCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Executables/tributaryctl",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "tributary-sim",
+            dependencies: [
+                "TributarySimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "simulators/tributary-sim",
+            swiftSettings: swiftSettings),
+
+        .testTarget(
+            name: "TributaryCoreTests", dependencies: ["TributaryCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryWireTests",
+            dependencies: ["TributaryWire", "TributaryCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryAgentTests",
+            dependencies: ["TributaryAgent", "TributaryTesting", "TributaryCore", "TributaryWire"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryAggregatorTests",
+            dependencies: [
+                "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "TributaryAgent", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
+                "TributaryCtl", "TributaryCore", "TributaryMQTT",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TributaryAgent
+
+@main
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tributary-agent",
+        abstract: "Collects MQTT readings on a gateway, buffers them in SQLite, and syncs them to an aggregator.",
+        discussion: "Flags override the configuration file. SIGTERM or SIGINT stops reading, commits what was received, and exits 0.")
+
+    @Option(name: .long, help: "YAML configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "This gateway's id (overrides gateway_id).")
+    var gatewayId: String?
+
+    @Option(name: .long, help: "MQTT broker, mqtt://HOST:PORT (overrides mqtt.broker).")
+    var broker: String?
+
+    @Option(name: .long, help: "Aggregator, http://HOST:PORT (overrides aggregator.url).")
+    var aggregator: String?
+
+    @Option(name: .long, help: "Directory for the buffer file (overrides data_dir).")
+    var dataDir: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "tributary-agent")
+        logger.logLevel = logLevel
+        do {
+            let settings = try AgentConfig.load(
+                file: config,
+                overrides: .init(gatewayID: gatewayId, broker: broker, aggregatorURL: aggregator, dataDirectory: dataDir))
+            let agent = try Agent(config: settings, logger: logger)
+            let group = ServiceGroup(configuration: .init(
+                services: agent.services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+            try await group.run()
+            await agent.shutdown()
+        } catch {
+            throw ValidationError("tributary-agent: \(error)")
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

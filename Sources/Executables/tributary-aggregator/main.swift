@@ -1,0 +1,47 @@
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import TributaryAggregator
+
+@main
+struct AggregatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tributary-aggregator",
+        abstract: "Receives batches from gateway agents, deduplicates them, and writes them to a sink.",
+        discussion: "Flags override the configuration file. Batches are acknowledged only after the sink committed them.")
+
+    @Option(name: .long, help: "YAML configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Address to listen on, HOST:PORT (overrides listen; default 127.0.0.1:8470).")
+    var listen: String?
+
+    @Option(name: .long, help: "Directory for the fleet registry and the default sink (overrides data_dir).")
+    var dataDir: String?
+
+    @Option(name: .long, help: "Sink, sqlite:PATH (overrides sink; default sqlite:<data_dir>/sink.sqlite).")
+    var sink: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "tributary-aggregator")
+        logger.logLevel = logLevel
+        do {
+            let settings = try AggregatorConfig.load(file: config, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink))
+            let aggregator = try Aggregator(config: settings, logger: logger)
+            let group = ServiceGroup(configuration: .init(
+                services: [.init(service: aggregator.service)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+            try await group.run()
+            await aggregator.shutdown()
+        } catch {
+            throw ValidationError("tributary-aggregator: \(error)")
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,46 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The agent, assembled: the buffer file, the ingest service and the uploader.
+/// The executable runs `services` in a ServiceGroup; tests do the same.
+public final class Agent: Sendable {
+    public let config: AgentConfig
+    public let buffer: BufferStore
+    public let stats: AgentStats
+    public let services: [any Service]
+    private let http: HTTPClient
+
+    public init(config: AgentConfig, logger: Logger) throws {
+        self.config = config
+        do {
+            try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw AgentStartError(message: "cannot create data_dir \(config.dataDirectory): \(error.localizedDescription)")
+        }
+        buffer = try BufferStore(path: config.bufferPath, gatewayID: config.gatewayID, synchronous: config.buffer.synchronous)
+        stats = AgentStats()
+        http = HTTPClient(eventLoopGroupProvider: .singleton)
+        let ingest = try IngestService(config: config, buffer: buffer, stats: stats, logger: logger)
+        let uploader = Uploader(config: config, buffer: buffer, stats: stats, http: http, logger: logger)
+        // ServiceGroup stops services in reverse order: the uploader first, then ingest,
+        // which commits everything it has received before it returns.
+        services = [ingest, uploader]
+        logger.info("buffer opened", metadata: [
+            "gateway": "\(config.gatewayID)", "path": "\(config.bufferPath)", "epoch": "\(buffer.epoch)",
+            "backlog": "\(buffer.snapshot.unsealedReadings + buffer.snapshot.sealedReadings)",
+        ])
+    }
+
+    /// Releases the HTTP client and closes the buffer; call after the services returned.
+    public func shutdown() async {
+        try? await http.shutdown()
+        buffer.close()
+    }
+}
+
+public struct AgentStartError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import TributaryConfig
+import TributaryCore
+import TributaryMQTT
+import TributaryWire
+
+/// Everything the agent can be told. Built from defaults, then the YAML file, then flags;
+/// tests build it directly.
+public struct AgentConfig: Sendable {
+    /// The gateway's identity, stamped on every batch. Default: the host name.
+    public var gatewayID: String
+    /// Where the buffer file (`buffer.sqlite`) lives. Default: /var/lib/tributary.
+    public var dataDirectory: String
+    public var mqtt: MQTT
+    public var buffer: Buffer
+    public var aggregator: Aggregator
+
+    public struct MQTT: Sendable {
+        /// Default mqtt://127.0.0.1:1883.
+        public var broker: MQTTBroker
+        /// Fixed, so the broker keeps the persistent session. Default `tributary-<gateway_id>`.
+        public var clientID: String?
+        public var keepAliveSeconds = 30
+        public var reconnectMinSeconds = 1
+        public var reconnectMaxSeconds = 30
+        public var username: String?
+        public var password: String?
+        public var subscriptions: [Subscription]
+
+        public init(broker: MQTTBroker, subscriptions: [Subscription]) {
+            self.broker = broker
+            self.subscriptions = subscriptions
+        }
+    }
+
+    public struct Subscription: Sendable {
+        /// The MQTT topic filter, with + and # wildcards.
+        public var topic: String
+        /// Maps topic levels to `{gateway}`, `{sensor}`, `{metric}`.
+        public var template: TopicTemplate
+        public var format: PayloadFormat
+        /// The payload member holding the event time (json only).
+        public var timeField: String?
+
+        public init(topic: String, template: TopicTemplate, format: PayloadFormat, timeField: String? = nil) {
+            self.topic = topic
+            self.template = template
+            self.format = format
+            self.timeField = timeField
+        }
+    }
+
+    public struct Buffer: Sendable {
+        /// SQLite `synchronous`: `normal` (default) survives a process crash; `full` also a power cut.
+        public var synchronous: Synchronous = .normal
+        /// A group commit closes after this long...
+        public var commitIntervalMs = 5
+        /// ...or this many messages, whichever comes first.
+        public var commitMaxMessages = 500
+        /// Messages handed from the MQTT thread to the committer, at most. When full the MQTT
+        /// thread waits, so the broker holds further messages.
+        public var queueCapacity = 10_000
+
+        public enum Synchronous: String, Sendable, CaseIterable { case normal, full }
+        public init() {}
+    }
+
+    public struct Aggregator: Sendable {
+        /// Default http://127.0.0.1:8470.
+        public var url: String
+        public var compression: ContentEncoding = .zstd
+        /// A batch is sealed at this many readings...
+        public var batchMaxReadings = 5_000
+        /// ...or when its oldest reading is this old, whichever comes first.
+        public var batchMaxAgeMs = 1_000
+        public var requestTimeoutSeconds = 10
+        /// A status-only request is sent after this long without traffic.
+        public var heartbeatSeconds = 30
+        /// Retry backoff: exponential from the first value to the second, with full jitter.
+        public var retryInitialMs = 200
+        public var retryMaxMs = 30_000
+
+        public init(url: String) { self.url = url }
+    }
+
+    public init(gatewayID: String, dataDirectory: String, mqtt: MQTT, buffer: Buffer = .init(), aggregator: Aggregator) {
+        self.gatewayID = gatewayID
+        self.dataDirectory = dataDirectory
+        self.mqtt = mqtt
+        self.buffer = buffer
+        self.aggregator = aggregator
+    }
+
+    public var mqttClientID: String { mqtt.clientID ?? "tributary-\(gatewayID)" }
+    public var bufferPath: String { dataDirectory + "/buffer.sqlite" }
+}
+
+extension AgentConfig {
+    /// Flags given on the command line; each overrides the file.
+    public struct Overrides: Sendable {
+        public var gatewayID: String?
+        public var broker: String?
+        public var aggregatorURL: String?
+        public var dataDirectory: String?
+        public init(gatewayID: String? = nil, broker: String? = nil, aggregatorURL: String? = nil, dataDirectory: String? = nil) {
+            self.gatewayID = gatewayID
+            self.broker = broker
+            self.aggregatorURL = aggregatorURL
+            self.dataDirectory = dataDirectory
+        }
+    }
+
+    /// Reads a configuration file (or none), then applies the flags.
+    public static func load(file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AgentConfig {
+        var text = ""
+        if let file {
+            do {
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw ConfigError(file: file, key: "", message: "cannot read the file: \(error.localizedDescription)")
+            }
+        }
+        return try parse(yaml: text, file: file, overrides: overrides)
+    }
+
+    public static func parse(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AgentConfig {
+        let root = try ConfigSection(yaml: yaml, file: file)
+        let fileGatewayID = try root.string("gateway_id")
+        let gatewayID = overrides.gatewayID ?? fileGatewayID ?? ProcessInfo.processInfo.hostName
+        guard GatewayID.isValid(gatewayID) else {
+            throw ConfigError(file: overrides.gatewayID == nil ? file : nil, key: "gateway_id",
+                              message: "'\(gatewayID)' must be 1-128 characters of letters, digits, '-', '_', '.'")
+        }
+        let fileDataDirectory = try root.string("data_dir")
+        let dataDirectory = overrides.dataDirectory ?? fileDataDirectory ?? "/var/lib/tributary"
+
+        let mqttSection = try root.section("mqtt")
+        let fileBrokerURL = try mqttSection?.string("broker")
+        let brokerURL = overrides.broker ?? fileBrokerURL ?? "mqtt://127.0.0.1:1883"
+        let broker: MQTTBroker
+        do {
+            broker = try MQTTBroker(url: brokerURL)
+        } catch {
+            throw ConfigError(file: overrides.broker == nil ? file : nil, key: "mqtt.broker", message: error.description)
+        }
+        var subscriptions: [Subscription] = []
+        for section in try mqttSection?.sections("subscriptions") ?? [] {
+            subscriptions.append(try parseSubscription(section, gatewayID: gatewayID))
+        }
+        guard !subscriptions.isEmpty else {
+            throw ConfigError(file: file, key: "mqtt.subscriptions", message: "at least one subscription is needed (topic, template, format)")
+        }
+        var mqtt = MQTT(broker: broker, subscriptions: subscriptions)
+        if let s = mqttSection {
+            mqtt.clientID = try s.string("client_id")
+            mqtt.keepAliveSeconds = try s.int("keepalive_seconds", range: 5...3600) ?? mqtt.keepAliveSeconds
+            mqtt.reconnectMinSeconds = try s.int("reconnect_min_seconds", range: 1...3600) ?? mqtt.reconnectMinSeconds
+            mqtt.reconnectMaxSeconds = try s.int("reconnect_max_seconds", range: 1...3600) ?? mqtt.reconnectMaxSeconds
+            mqtt.username = try s.string("username")
+            mqtt.password = try s.string("password")
+        }
+
+        var buffer = Buffer()
+        if let s = try root.section("buffer") {
+            buffer.synchronous = try s.choice("synchronous", of: Buffer.Synchronous.self) ?? buffer.synchronous
+            buffer.commitIntervalMs = try s.int("commit_interval_ms", range: 1...10_000) ?? buffer.commitIntervalMs
+            buffer.commitMaxMessages = try s.int("commit_max_messages", range: 1...100_000) ?? buffer.commitMaxMessages
+            buffer.queueCapacity = try s.int("queue_capacity", range: 1...1_000_000) ?? buffer.queueCapacity
+        }
+
+        let aggregatorSection = try root.section("aggregator")
+        let fileUrl = try aggregatorSection?.string("url")
+        let url = overrides.aggregatorURL ?? fileUrl ?? "http://127.0.0.1:8470"
+        guard url.hasPrefix("http://") || url.hasPrefix("https://"), URL(string: url)?.host != nil else {
+            throw ConfigError(file: overrides.aggregatorURL == nil ? file : nil, key: "aggregator.url",
+                              message: "'\(url)' is not an http:// or https:// URL")
+        }
+        var aggregator = Aggregator(url: url.hasSuffix("/") ? String(url.dropLast()) : url)
+        if let s = aggregatorSection {
+            aggregator.compression = try s.choice("compression", of: ContentEncoding.self) ?? aggregator.compression
+            aggregator.batchMaxReadings = try s.int("batch_max_readings", range: 1...100_000) ?? aggregator.batchMaxReadings
+            aggregator.batchMaxAgeMs = try s.int("batch_max_age_ms", range: 1...3_600_000) ?? aggregator.batchMaxAgeMs
+            aggregator.requestTimeoutSeconds = try s.int("request_timeout_seconds", range: 1...600) ?? aggregator.requestTimeoutSeconds
+            aggregator.heartbeatSeconds = try s.int("heartbeat_seconds", range: 1...86_400) ?? aggregator.heartbeatSeconds
+            aggregator.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? aggregator.retryInitialMs
+            aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
+        }
+        try root.checkNoUnknownKeys()
+        return AgentConfig(gatewayID: gatewayID, dataDirectory: dataDirectory, mqtt: mqtt, buffer: buffer, aggregator: aggregator)
+    }
+
+    private static func parseSubscription(_ s: ConfigSection, gatewayID: String) throws(ConfigError) -> Subscription {
+        guard let topic = try s.string("topic"), !topic.isEmpty else { throw s.error("topic", "a topic filter is required") }
+        guard let templateText = try s.string("template") else { throw s.error("template", "a topic template is required") }
+        let template: TopicTemplate
+        do {
+            template = try TopicTemplate(templateText)
+        } catch {
+            throw s.error("template", error.description)
+        }
+        let format = try s.choice("format", of: PayloadFormat.self) ?? .json
+        let timeField = try s.string("time_field")
+        if timeField != nil, format != .json { throw s.error("time_field", "only the json format has a time field") }
+        do {
+            _ = try PayloadDecoder(format: format, template: template, timeField: timeField, defaultGatewayID: gatewayID)
+        } catch {
+            throw s.error("template", error.description)
+        }
+        return Subscription(topic: topic, template: template, format: format, timeField: timeField)
+    }
+}

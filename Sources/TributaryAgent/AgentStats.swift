@@ -1,0 +1,57 @@
+import Synchronization
+import TributaryCore
+
+/// Live facts about the agent that are not in the buffer file: connection state, the last
+/// error, and samples for rates. Shared by the ingest and upload services.
+public final class AgentStats: Sendable {
+    private struct State {
+        var brokerConnected = false
+        var subscribed = false
+        var lastError: String?
+        var lastErrorMs: Int64 = 0
+        var rateSample: (timeMs: Int64, ingested: Int64, acknowledged: Int64)?
+        var ingestRate = 0.0
+        var sendRate = 0.0
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var brokerConnected: Bool {
+        get { state.withLock { $0.brokerConnected } }
+        set { state.withLock { $0.brokerConnected = newValue } }
+    }
+
+    /// The broker confirmed the subscriptions at least once: from then on it keeps messages
+    /// for the persistent session, even while the agent is away.
+    public var subscribed: Bool {
+        get { state.withLock { $0.subscribed } }
+        set { state.withLock { $0.subscribed = newValue } }
+    }
+
+    public func recordError(_ message: String) {
+        state.withLock {
+            $0.lastError = message
+            $0.lastErrorMs = WallClock.nowMs()
+        }
+    }
+
+    public var lastError: (message: String, atMs: Int64)? {
+        state.withLock { s in s.lastError.map { ($0, s.lastErrorMs) } }
+    }
+
+    /// Updates the rates from running totals; samples closer than a second apart are ignored.
+    public func rates(ingested: Int64, acknowledged: Int64, nowMs: Int64) -> (ingest: Double, send: Double) {
+        state.withLock { s in
+            if let sample = s.rateSample {
+                let elapsed = Double(nowMs - sample.timeMs) / 1000
+                guard elapsed >= 1 else { return (s.ingestRate, s.sendRate) }
+                s.ingestRate = Double(ingested - sample.ingested) / elapsed
+                s.sendRate = Double(acknowledged - sample.acknowledged) / elapsed
+            }
+            s.rateSample = (nowMs, ingested, acknowledged)
+            return (s.ingestRate, s.sendRate)
+        }
+    }
+}

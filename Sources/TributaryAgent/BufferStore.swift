@@ -1,0 +1,388 @@
+import Foundation
+import Synchronization
+import TributaryCore
+import TributarySQLite
+import TributaryWire
+
+/// The agent's durable buffer: one SQLite file in WAL mode.
+///
+/// Readings are appended in group commits. Sealing moves the oldest readings into a batch row
+/// whose identity and encoded contents never change afterwards, so every resend is the same
+/// batch. A batch row is deleted only when an aggregator acknowledges it.
+public final class BufferStore: Sendable {
+    /// Marks the file as ours (`PRAGMA application_id`), so a foreign file is never overwritten.
+    static let applicationID: Int32 = 0x5452_4942  // "TRIB"
+    static let formatVersion = 1
+
+    public let path: String
+    public let gatewayID: String
+    /// Random id made when the file was created; part of every batch identity.
+    public let epoch: String
+    private let db: SQLiteDatabase
+    private let counters: Mutex<Counters>
+
+    /// Running totals, persisted in the `counters` table and mirrored here for status reports.
+    public struct Counters: Sendable, Equatable {
+        public var unsealedReadings: Int64 = 0
+        public var sealedReadings: Int64 = 0
+        public var sealedBatches: Int64 = 0
+        public var setAsideBatches: Int64 = 0
+        public var ingestedTotal: Int64 = 0
+        public var acknowledgedTotal: Int64 = 0
+        public var quarantinedTotal: Int64 = 0
+        public var droppedTotal: Int64 = 0
+    }
+
+    public init(path: String, gatewayID: String, synchronous: AgentConfig.Buffer.Synchronous = .normal) throws(BufferError) {
+        self.path = path
+        self.gatewayID = gatewayID
+        do {
+            db = try SQLiteDatabase(path: path)
+            let (epoch, counters) = try db.withConnection { (c) throws(SQLiteError) -> Result<(String, Counters), BufferError> in
+                Result { () throws(BufferError) in try Self.prepare(c, path: path, gatewayID: gatewayID, synchronous: synchronous) }
+            }.get()
+            self.epoch = epoch
+            self.counters = Mutex(counters)
+        } catch let error as BufferError {
+            throw error
+        } catch let error as SQLiteError {
+            throw error.isCorrupt ? .notABuffer(path: path, detail: error.message) : .sqlite(error)
+        } catch {
+            throw .notABuffer(path: path, detail: "\(error)")
+        }
+    }
+
+    public func close() { db.close() }
+
+    public var snapshot: Counters { counters.withLock { $0 } }
+
+    // MARK: opening
+
+    private static func prepare(_ c: SQLiteConnection, path: String, gatewayID: String, synchronous: AgentConfig.Buffer.Synchronous) throws(BufferError) -> (String, Counters) {
+        do {
+            let appID = Int32(truncatingIfNeeded: try c.scalar("PRAGMA application_id")?.int64 ?? 0)
+            let tableCount = try c.scalar("SELECT count(*) FROM sqlite_master")?.int64 ?? 0
+            if appID != applicationID && (appID != 0 || tableCount > 0) {
+                throw BufferError.notABuffer(path: path, detail: "application_id \(appID), \(tableCount) schema objects")
+            }
+            let check = try c.scalar("PRAGMA quick_check")?.string ?? "no answer"
+            guard check == "ok" else { throw BufferError.corrupt(path: path, detail: check) }
+            try c.execute("PRAGMA journal_mode = WAL")
+            try c.execute("PRAGMA synchronous = \(synchronous == .full ? "FULL" : "NORMAL")")
+            if tableCount == 0 {
+                try create(c, gatewayID: gatewayID)
+            }
+            let meta = Dictionary(uniqueKeysWithValues: try c.query("SELECT key, value FROM meta").compactMap { row -> (String, String)? in
+                guard let k = row[0].string, let v = row[1].string else { return nil }
+                return (k, v)
+            })
+            let version = Int(meta["format_version"] ?? "") ?? 0
+            guard version <= formatVersion else { throw BufferError.newerFormat(path: path, version: version) }
+            guard let owner = meta["gateway_id"], let epoch = meta["epoch"] else {
+                throw BufferError.notABuffer(path: path, detail: "meta table lacks gateway_id or epoch")
+            }
+            guard owner == gatewayID else { throw BufferError.foreignGateway(path: path, owner: owner, expected: gatewayID) }
+            return (epoch, try loadCounters(c))
+        } catch let error as BufferError {
+            throw error
+        } catch let error as SQLiteError {
+            throw error.isCorrupt ? .corrupt(path: path, detail: error.message) : .sqlite(error)
+        } catch {
+            throw .notABuffer(path: path, detail: "\(error)")
+        }
+    }
+
+    private static func create(_ c: SQLiteConnection, gatewayID: String) throws(SQLiteError) {
+        try c.transaction { () throws(SQLiteError) in
+            try c.execute("""
+                PRAGMA application_id = \(applicationID);
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+                CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+                -- Readings not yet sealed into a batch, in arrival order.
+                CREATE TABLE readings (
+                    id INTEGER PRIMARY KEY,
+                    gateway_id TEXT NOT NULL, sensor_id TEXT NOT NULL, metric TEXT NOT NULL, topic TEXT NOT NULL,
+                    time_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+                    value_type INTEGER NOT NULL, value_real REAL, value_int INTEGER, value_text TEXT,
+                    unit TEXT, labels TEXT);
+                -- Sealed batches: identity and encoded contents fixed until acknowledged.
+                CREATE TABLE batches (
+                    sequence INTEGER PRIMARY KEY,
+                    payload BLOB NOT NULL,
+                    reading_count INTEGER NOT NULL,
+                    oldest_received_ms INTEGER NOT NULL,
+                    sealed_at_ms INTEGER NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    set_aside INTEGER NOT NULL DEFAULT 0,
+                    last_error TEXT);
+                -- Payloads that could not be decoded, kept for inspection.
+                CREATE TABLE quarantine (
+                    id INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL,
+                    reason TEXT NOT NULL, received_ms INTEGER NOT NULL);
+                """)
+            try c.run("INSERT INTO meta VALUES ('format_version', ?), ('gateway_id', ?), ('epoch', ?), ('created_ms', ?)",
+                      String(formatVersion), gatewayID, UUID().uuidString.lowercased(), String(WallClock.nowMs()))
+            for name in ["next_sequence", "ingested_total", "acknowledged_total", "quarantined_total", "dropped_total"] {
+                try c.run("INSERT INTO counters VALUES (?, ?)", name, name == "next_sequence" ? 1 : 0)
+            }
+        }
+    }
+
+    private static func loadCounters(_ c: SQLiteConnection) throws(SQLiteError) -> Counters {
+        var counters = Counters()
+        try c.forEach("SELECT name, value FROM counters") { row in
+            let value = row.int64(1)
+            switch row.string(0) {
+            case "ingested_total": counters.ingestedTotal = value
+            case "acknowledged_total": counters.acknowledgedTotal = value
+            case "quarantined_total": counters.quarantinedTotal = value
+            case "dropped_total": counters.droppedTotal = value
+            default: break
+            }
+        }
+        counters.unsealedReadings = try c.scalar("SELECT count(*) FROM readings")?.int64 ?? 0
+        try c.forEach("SELECT set_aside, count(*), coalesce(sum(reading_count), 0) FROM batches GROUP BY set_aside") { row in
+            if row.int64(0) == 0 {
+                counters.sealedBatches = row.int64(1)
+                counters.sealedReadings = row.int64(2)
+            } else {
+                counters.setAsideBatches = row.int64(1)
+            }
+        }
+        return counters
+    }
+
+    // MARK: writing
+
+    /// Commits a group of readings and quarantined payloads in one transaction.
+    public func append(_ readings: [Reading], quarantined: [QuarantinedPayload]) throws(SQLiteError) {
+        guard !readings.isEmpty || !quarantined.isEmpty else { return }
+        try db.withConnection { c throws(SQLiteError) in
+            try c.transaction { () throws(SQLiteError) in
+                for r in readings {
+                    let (type, real, int, text) = Self.columns(r.value)
+                    try c.run("""
+                        INSERT INTO readings (gateway_id, sensor_id, metric, topic, time_ms, received_ms,
+                            value_type, value_real, value_int, value_text, unit, labels)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                        [r.gatewayID, r.sensorID, r.metric, r.topic, r.timeMs, r.receivedAtMs,
+                         type, real, int, text, r.unit, LabelsJSON.encode(r.labels)])
+                }
+                for q in quarantined {
+                    try c.run("INSERT INTO quarantine (topic, payload, reason, received_ms) VALUES (?, ?, ?, ?)",
+                              q.topic, q.payload, q.reason, q.receivedAtMs)
+                }
+                try Self.bump(c, "ingested_total", by: readings.count)
+                try Self.bump(c, "quarantined_total", by: quarantined.count)
+            }
+        }
+        counters.withLock {
+            $0.unsealedReadings += Int64(readings.count)
+            $0.ingestedTotal += Int64(readings.count)
+            $0.quarantinedTotal += Int64(quarantined.count)
+        }
+    }
+
+    /// Seals batches while the unsealed readings are due: at least `maxReadings` of them, or
+    /// the oldest has waited `maxAgeMs`. Returns how many batches were sealed.
+    @discardableResult
+    public func sealDueBatches(maxReadings: Int, maxAgeMs: Int, nowMs: Int64 = WallClock.nowMs()) throws(SQLiteError) -> Int {
+        var sealed = 0
+        while true {
+            let unsealed = counters.withLock { $0.unsealedReadings }
+            guard unsealed > 0 else { return sealed }
+            if unsealed < maxReadings {
+                let oldest = try db.withConnection { c throws(SQLiteError) in
+                    try c.scalar("SELECT received_ms FROM readings ORDER BY id LIMIT 1")?.int64
+                }
+                guard let oldest, nowMs - oldest >= maxAgeMs else { return sealed }
+            }
+            guard try sealOne(maxReadings: maxReadings, nowMs: nowMs) > 0 else { return sealed }
+            sealed += 1
+        }
+    }
+
+    /// Seals the oldest unsealed readings (up to `maxReadings`) into one batch.
+    private func sealOne(maxReadings: Int, nowMs: Int64) throws(SQLiteError) -> Int {
+        let count = try db.withConnection { c throws(SQLiteError) -> Int in
+            try c.transaction { () throws(SQLiteError) -> Int in
+                var readings: [Reading] = []
+                var lastID: Int64 = 0
+                var oldestReceived = Int64.max
+                try c.forEach("""
+                    SELECT id, gateway_id, sensor_id, metric, topic, time_ms, received_ms,
+                           value_type, value_real, value_int, value_text, unit, labels
+                    FROM readings ORDER BY id LIMIT ?
+                    """, [maxReadings]) { row in
+                    lastID = row.int64(0)
+                    let received = row.int64(6)
+                    oldestReceived = min(oldestReceived, received)
+                    readings.append(Reading(
+                        gatewayID: row.string(1) ?? "", sensorID: row.string(2) ?? "", metric: row.string(3) ?? "",
+                        topic: row.string(4) ?? "", timeMs: row.int64(5), receivedAtMs: received,
+                        value: Self.value(type: row.int64(7), real: row.double(8), int: row.int64(9), text: row.string(10)),
+                        unit: row.string(11), labels: LabelsJSON.decode(row.string(12))))
+                }
+                guard !readings.isEmpty else { return 0 }
+                let sequence = try c.scalar("SELECT value FROM counters WHERE name = 'next_sequence'")?.int64 ?? 1
+                let identity = BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: UInt64(sequence))
+                let batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: nowMs)
+                let payload: [UInt8]
+                do {
+                    payload = try batch.serializedBytes()
+                } catch {
+                    // Encoding a message we built cannot fail; if it ever does, keep the readings.
+                    throw SQLiteError(code: 1, message: "cannot encode batch \(identity): \(error)", path: path, sql: nil)
+                }
+                try c.run("INSERT INTO batches (sequence, payload, reading_count, oldest_received_ms, sealed_at_ms) VALUES (?, ?, ?, ?, ?)",
+                          sequence, payload, readings.count, oldestReceived, nowMs)
+                try c.run("DELETE FROM readings WHERE id <= ?", lastID)
+                try Self.bump(c, "next_sequence", by: 1)
+                return readings.count
+            }
+        }
+        if count > 0 {
+            counters.withLock {
+                $0.unsealedReadings -= Int64(count)
+                $0.sealedReadings += Int64(count)
+                $0.sealedBatches += 1
+            }
+        }
+        return count
+    }
+
+    /// The oldest sealed batch not set aside, as it must be sent (unchanged on every resend).
+    public func oldestSealedBatch() throws(SQLiteError) -> SealedBatch? {
+        try db.withConnection { c throws(SQLiteError) in
+            var batch: SealedBatch?
+            try c.forEach("SELECT sequence, payload, reading_count, attempts FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT 1") { row in
+                batch = SealedBatch(
+                    identity: BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: UInt64(row.int64(0))),
+                    payload: row[1].bytes ?? [], readingCount: Int(row.int64(2)), attempts: Int(row.int64(3)))
+            }
+            return batch
+        }
+    }
+
+    public func recordAttempt(_ sequence: UInt64, error: String?) throws(SQLiteError) {
+        try db.withConnection { c throws(SQLiteError) in
+            try c.run("UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE sequence = ?", error, Int64(sequence))
+        }
+    }
+
+    /// The aggregator has the batch (accepted now or before): its readings leave the buffer.
+    public func acknowledge(_ sequence: UInt64) throws(SQLiteError) {
+        let count = try db.withConnection { c throws(SQLiteError) -> Int64 in
+            try c.transaction { () throws(SQLiteError) -> Int64 in
+                guard let count = try c.scalar("SELECT reading_count FROM batches WHERE sequence = ? AND set_aside = 0", Int64(sequence))?.int64 else {
+                    return 0
+                }
+                try c.run("DELETE FROM batches WHERE sequence = ?", Int64(sequence))
+                try Self.bump(c, "acknowledged_total", by: Int(count))
+                return count
+            }
+        }
+        guard count > 0 else { return }
+        counters.withLock {
+            $0.sealedReadings -= count
+            $0.sealedBatches -= 1
+            $0.acknowledgedTotal += count
+        }
+    }
+
+    /// The aggregator refused the batch for good: keep it on disk, out of the send queue.
+    public func setAside(_ sequence: UInt64, reason: String) throws(SQLiteError) {
+        let count = try db.withConnection { c throws(SQLiteError) -> Int64 in
+            let count = try c.scalar("SELECT reading_count FROM batches WHERE sequence = ? AND set_aside = 0", Int64(sequence))?.int64 ?? 0
+            try c.run("UPDATE batches SET set_aside = 1, last_error = ? WHERE sequence = ?", reason, Int64(sequence))
+            return count
+        }
+        guard count > 0 else { return }
+        counters.withLock {
+            $0.sealedReadings -= count
+            $0.sealedBatches -= 1
+            $0.setAsideBatches += 1
+        }
+    }
+
+    /// Receive time of the oldest reading not yet acknowledged, or nil when there is none.
+    public func oldestUnacknowledgedMs() throws(SQLiteError) -> Int64? {
+        try db.withConnection { c throws(SQLiteError) in
+            let sealed = try c.scalar("SELECT oldest_received_ms FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT 1")?.int64
+            let unsealed = try c.scalar("SELECT received_ms FROM readings ORDER BY id LIMIT 1")?.int64
+            return [sealed, unsealed].compactMap { $0 }.min()
+        }
+    }
+
+    /// Bytes the buffer file holds (pages in use).
+    public func sizeBytes() throws(SQLiteError) -> Int64 {
+        try db.withConnection { c throws(SQLiteError) in
+            let pages = try c.scalar("PRAGMA page_count")?.int64 ?? 0
+            let free = try c.scalar("PRAGMA freelist_count")?.int64 ?? 0
+            let size = try c.scalar("PRAGMA page_size")?.int64 ?? 4096
+            return (pages - free) * size
+        }
+    }
+
+    /// The quarantined payloads, newest last (for inspection and tests).
+    public func quarantinedPayloads(limit: Int = 100) throws(SQLiteError) -> [QuarantinedPayload] {
+        try db.withConnection { c throws(SQLiteError) in
+            var result: [QuarantinedPayload] = []
+            try c.forEach("SELECT topic, payload, reason, received_ms FROM quarantine ORDER BY id LIMIT ?", [limit]) { row in
+                result.append(QuarantinedPayload(topic: row.string(0) ?? "", payload: row[1].bytes ?? [],
+                                                 reason: row.string(2) ?? "", receivedAtMs: row.int64(3)))
+            }
+            return result
+        }
+    }
+
+    // MARK: helpers
+
+    private static func bump(_ c: SQLiteConnection, _ name: String, by amount: Int) throws(SQLiteError) {
+        guard amount != 0 else { return }
+        try c.run("UPDATE counters SET value = value + ? WHERE name = ?", amount, name)
+    }
+
+    private static func columns(_ value: ReadingValue) -> (Int, Double?, Int64?, String?) {
+        switch value {
+        case .double(let d): (1, d, nil, nil)
+        case .integer(let i): (2, nil, i, nil)
+        case .boolean(let b): (3, nil, b ? 1 : 0, nil)
+        case .text(let t): (4, nil, nil, t)
+        }
+    }
+
+    private static func value(type: Int64, real: Double, int: Int64, text: String?) -> ReadingValue {
+        switch type {
+        case 1: .double(real)
+        case 2: .integer(int)
+        case 3: .boolean(int != 0)
+        default: .text(text ?? "")
+        }
+    }
+}
+
+/// A batch as stored: its identity and the exact bytes to send.
+public struct SealedBatch: Sendable {
+    public let identity: BatchIdentity
+    /// The serialized `tributary.v1.Batch`.
+    public let payload: [UInt8]
+    public let readingCount: Int
+    public let attempts: Int
+}
+
+/// A payload that could not be decoded, with why.
+public struct QuarantinedPayload: Sendable, Equatable {
+    public var topic: String
+    public var payload: [UInt8]
+    public var reason: String
+    public var receivedAtMs: Int64
+
+    public init(topic: String, payload: [UInt8], reason: String, receivedAtMs: Int64) {
+        self.topic = topic
+        self.payload = payload
+        self.reason = reason
+        self.receivedAtMs = receivedAtMs
+    }
+}

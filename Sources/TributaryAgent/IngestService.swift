@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TributaryCore
+import TributaryMQTT
+
+/// MQTT in, SQLite buffer out.
+///
+/// libmosquitto's network thread hands each message to a bounded queue; a committer thread
+/// decodes them and commits them in groups (a few ms or a few hundred messages). With
+/// libmosquitto 2.0 the PUBACK goes out before our callback runs, so a crash can lose what
+/// sits in the queue and the open group: that window is `commit_interval_ms` plus the queue.
+public final class IngestService: Service {
+    private struct Received: Sendable {
+        let message: MQTTMessage
+        let receivedAtMs: Int64
+    }
+
+    private let config: AgentConfig
+    private let buffer: BufferStore
+    private let stats: AgentStats
+    private let logger: Logger
+    private let routes: [(filter: TopicFilter, decoder: PayloadDecoder)]
+
+    public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, logger: Logger) throws {
+        self.config = config
+        self.buffer = buffer
+        self.stats = stats
+        self.logger = logger
+        routes = try config.mqtt.subscriptions.map { s in
+            (TopicFilter(s.topic), try PayloadDecoder(format: s.format, template: s.template, timeField: s.timeField, defaultGatewayID: config.gatewayID))
+        }
+    }
+
+    public func run() async throws {
+        let queue = IngestQueue<Received>(capacity: config.buffer.queueCapacity)
+        var handlers = MQTTClient.Handlers()
+        let stats = self.stats
+        handlers.onMessage = { message in
+            queue.push(Received(message: message, receivedAtMs: WallClock.nowMs()))
+        }
+        handlers.onConnect = { _ in stats.brokerConnected = true }
+        handlers.onDisconnect = { _ in stats.brokerConnected = false }
+        handlers.onSubscribed = { stats.subscribed = true }
+
+        var options = MQTTClient.Options(clientID: config.mqttClientID, cleanSession: false)
+        options.keepAliveSeconds = Int32(config.mqtt.keepAliveSeconds)
+        options.reconnectDelayMin = UInt32(config.mqtt.reconnectMinSeconds)
+        options.reconnectDelayMax = UInt32(config.mqtt.reconnectMaxSeconds)
+        options.username = config.mqtt.username
+        options.password = config.mqtt.password
+        let client = try MQTTClient(broker: config.mqtt.broker, options: options, handlers: handlers, logger: logger)
+        for subscription in config.mqtt.subscriptions {
+            client.addSubscription(subscription.topic, qos: 1)
+        }
+
+        async let committed: Void = withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let thread = Thread { [self] in
+                commitLoop(queue)
+                done.resume()
+            }
+            thread.name = "tributary-committer"
+            thread.start()
+        }
+        try client.start()
+        logger.info("ingest started", metadata: [
+            "gateway": "\(config.gatewayID)", "broker": "\(config.mqtt.broker)",
+            "subscriptions": "\(config.mqtt.subscriptions.map(\.topic))",
+        ])
+
+        try? await gracefulShutdown()
+        // Stop reading first, while the committer still drains the queue, so a callback
+        // blocked on a full queue can finish; then let the committer commit what is left.
+        client.stop()
+        stats.brokerConnected = false
+        queue.close()
+        await committed
+        logger.info("ingest stopped; everything received is committed", metadata: ["gateway": "\(config.gatewayID)"])
+    }
+
+    /// Runs on the committer thread until the queue is closed and empty.
+    private func commitLoop(_ queue: IngestQueue<Received>) {
+        let window = Double(config.buffer.commitIntervalMs) / 1000
+        while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, window: window) {
+            var readings: [Reading] = []
+            var quarantined: [QuarantinedPayload] = []
+            for item in group {
+                decode(item, into: &readings, quarantined: &quarantined)
+            }
+            commit(readings, quarantined)
+        }
+    }
+
+    private func decode(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload]) {
+        let topic = item.message.topic
+        guard let route = routes.first(where: { $0.filter.matches(topic) }) else {
+            quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload,
+                                                  reason: "no subscription matches the topic", receivedAtMs: item.receivedAtMs))
+            return
+        }
+        do {
+            readings += try route.decoder.decode(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
+        } catch {
+            logger.debug("payload quarantined", metadata: ["topic": "\(topic)", "reason": "\(error)"])
+            quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload,
+                                                  reason: error.description, receivedAtMs: item.receivedAtMs))
+        }
+    }
+
+    /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
+    /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
+    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload]) {
+        var delay = 0.1
+        while true {
+            do {
+                try buffer.append(readings, quarantined: quarantined)
+                return
+            } catch {
+                let what = error.isDiskFull ? "buffer disk is full" : "buffer write failed"
+                logger.error("\(what); holding \(readings.count) readings and retrying", metadata: [
+                    "gateway": "\(config.gatewayID)", "error": "\(error)",
+                ])
+                stats.recordError("\(what): \(error)")
+                Thread.sleep(forTimeInterval: delay)
+                delay = min(delay * 2, 5)
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SwiftProtobuf
+import TributaryCore
+import TributaryWire
+
+/// Sends one SyncRequest to the aggregator and says what became of it.
+struct SyncClient: Sendable {
+    enum Outcome: Sendable, Equatable {
+        /// The aggregator's sink holds the batch (accepted now or before), or recorded the heartbeat.
+        case acknowledged(duplicate: Bool)
+        /// Not written; try again, not before `afterMs` when the server said so.
+        case retry(afterMs: Int, reason: String)
+        /// Not written, and resending the same batch cannot help.
+        case rejected(reason: String)
+    }
+
+    let http: HTTPClient
+    let url: String
+    let encoding: ContentEncoding
+    let timeout: TimeAmount
+
+    func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
+        let body: [UInt8]
+        do {
+            body = Compression.compress(try request.serializedBytes(), encoding: encoding)
+        } catch {
+            return .rejected(reason: "cannot encode the request: \(error)")
+        }
+        var http = HTTPClientRequest(url: url + WireProtocol.batchesPath)
+        http.method = .POST
+        http.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
+        http.headers.add(name: WireProtocol.versionHeader, value: WireProtocol.version)
+        if encoding != .identity { http.headers.add(name: "Content-Encoding", value: encoding.rawValue) }
+        http.body = .bytes(ByteBuffer(bytes: body))
+        do {
+            let response = try await self.http.execute(http, timeout: timeout)
+            let bytes = try await response.body.collect(upTo: 1 << 20)
+            let ack = try? Tributary_V1_Ack(serializedBytes: Array(buffer: bytes))
+            return interpret(status: response.status, headers: response.headers, ack: ack,
+                             text: String(buffer: bytes), identity: identity)
+        } catch {
+            return .retry(afterMs: 0, reason: "aggregator unreachable at \(url): \(error)")
+        }
+    }
+
+    func interpret(status: HTTPResponseStatus, headers: HTTPHeaders, ack: Tributary_V1_Ack?, text: String, identity: BatchIdentity?) -> Outcome {
+        let retryAfterMs = headers.first(name: "Retry-After").flatMap(Int.init).map { $0 * 1000 }
+            ?? Int(ack?.retryAfterMs ?? 0)
+        let reason = ack?.reason.isEmpty == false ? ack!.reason : String(text.prefix(300))
+        switch status.code {
+        case 200:
+            guard let ack else { return .retry(afterMs: 0, reason: "aggregator answered 200 without an ack") }
+            if let identity, ack.batchID.identity != identity {
+                return .retry(afterMs: 0, reason: "ack names batch \(ack.batchID.identity), expected \(identity)")
+            }
+            switch ack.outcome {
+            case .accepted, .heartbeat: return .acknowledged(duplicate: false)
+            case .duplicate: return .acknowledged(duplicate: true)
+            case .rejected: return .rejected(reason: reason)
+            default: return .retry(afterMs: retryAfterMs, reason: "aggregator: \(reason)")
+            }
+        case 401, 403, 404:
+            // Wrong credentials or URL: a configuration problem, not this batch's fault.
+            return .retry(afterMs: retryAfterMs, reason: "aggregator answered \(status.code): \(reason)")
+        case 408, 429, 500...599:
+            return .retry(afterMs: retryAfterMs, reason: "aggregator answered \(status.code): \(reason)")
+        default:
+            return .rejected(reason: "aggregator answered \(status.code): \(reason)")
+        }
+    }
+}

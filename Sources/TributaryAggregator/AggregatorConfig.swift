@@ -1,0 +1,130 @@
+import Foundation
+import TributaryConfig
+import TributaryWire
+
+/// Everything the aggregator can be told: defaults, then the YAML file, then flags.
+public struct AggregatorConfig: Sendable {
+    /// Default 127.0.0.1.
+    public var listenHost: String
+    /// Default 8470; 0 picks a free port (tests).
+    public var listenPort: Int
+    /// Holds `registry.sqlite` and, by default, the SQLite sink. Default /var/lib/tributary-aggregator.
+    public var dataDirectory: String
+    /// `sqlite:PATH`. Default `sqlite:<data_dir>/sink.sqlite`.
+    public var sink: SinkURL
+    /// A gateway silent this long is shown stale. Default 120.
+    public var staleAfterSeconds = 120
+    public var limits = Limits()
+
+    public struct Limits: Sendable {
+        /// Largest request body accepted, compressed. Default 16 MiB.
+        public var maxBodyBytes = 16 << 20
+        /// Largest body after decompression; a bomb is refused here. Default 64 MiB.
+        public var maxDecompressedBytes = 64 << 20
+        /// Batches being written to the sink at once; past it, 429. Default 64.
+        public var maxInFlightBatches = 64
+        /// Bytes (compressed bodies) being written at once; past it, 429. Default 64 MiB.
+        public var maxInFlightBytes = 64 << 20
+        public var batch = BatchLimits()
+        public init() {}
+    }
+
+    public enum SinkURL: Sendable, Equatable, CustomStringConvertible {
+        case sqlite(path: String)
+
+        public init(_ text: String) throws(SinkURLError) {
+            if text.hasPrefix("sqlite:") {
+                var path = String(text.dropFirst("sqlite:".count))
+                if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
+                guard !path.isEmpty else { throw SinkURLError(text: text, reason: "sqlite: needs a file path") }
+                self = .sqlite(path: path)
+            } else {
+                throw SinkURLError(text: text, reason: "supported sinks: sqlite:PATH")
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .sqlite(let path): "sqlite:\(path)"
+            }
+        }
+    }
+
+    public struct SinkURLError: Error, CustomStringConvertible {
+        public let text: String
+        public let reason: String
+        public var description: String { "sink '\(text)': \(reason)" }
+    }
+
+    public init(listenHost: String = "127.0.0.1", listenPort: Int = 8470, dataDirectory: String, sink: SinkURL? = nil) {
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+        self.dataDirectory = dataDirectory
+        self.sink = sink ?? .sqlite(path: dataDirectory + "/sink.sqlite")
+    }
+
+    public struct Overrides: Sendable {
+        public var listen: String?
+        public var dataDirectory: String?
+        public var sink: String?
+        public init(listen: String? = nil, dataDirectory: String? = nil, sink: String? = nil) {
+            self.listen = listen
+            self.dataDirectory = dataDirectory
+            self.sink = sink
+        }
+    }
+
+    public static func load(file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AggregatorConfig {
+        var text = ""
+        if let file {
+            do {
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw ConfigError(file: file, key: "", message: "cannot read the file: \(error.localizedDescription)")
+            }
+        }
+        return try parse(yaml: text, file: file, overrides: overrides)
+    }
+
+    public static func parse(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AggregatorConfig {
+        let root = try ConfigSection(yaml: yaml, file: file)
+        let fileListen = try root.string("listen")
+        let listen = overrides.listen ?? fileListen ?? "127.0.0.1:8470"
+        guard let (host, port) = splitHostPort(listen) else {
+            throw ConfigError(file: overrides.listen == nil ? file : nil, key: "listen", message: "'\(listen)' is not HOST:PORT")
+        }
+        let fileDataDirectory = try root.string("data_dir")
+        let dataDirectory = overrides.dataDirectory ?? fileDataDirectory ?? "/var/lib/tributary-aggregator"
+        var config = AggregatorConfig(listenHost: host, listenPort: port, dataDirectory: dataDirectory)
+        let fileSink = try root.string("sink")
+        if let sinkText = overrides.sink ?? fileSink {
+            do {
+                config.sink = try SinkURL(sinkText)
+            } catch {
+                throw ConfigError(file: overrides.sink == nil ? file : nil, key: "sink", message: error.description)
+            }
+        }
+        config.staleAfterSeconds = try root.int("stale_after_seconds", range: 1...86_400 * 30) ?? config.staleAfterSeconds
+        if let s = try root.section("limits") {
+            config.limits.maxBodyBytes = try s.int("max_body_bytes", range: 1024...(1 << 30)) ?? config.limits.maxBodyBytes
+            config.limits.maxDecompressedBytes = try s.int("max_decompressed_bytes", range: 1024...(1 << 31)) ?? config.limits.maxDecompressedBytes
+            config.limits.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...100_000) ?? config.limits.maxInFlightBatches
+            config.limits.maxInFlightBytes = try s.int("max_in_flight_bytes", range: 1024...(1 << 34)) ?? config.limits.maxInFlightBytes
+            config.limits.batch.maxReadings = try s.int("max_readings_per_batch", range: 1...10_000_000) ?? config.limits.batch.maxReadings
+            config.limits.batch.maxStringBytes = try s.int("max_string_bytes", range: 16...(1 << 20)) ?? config.limits.batch.maxStringBytes
+        }
+        try root.checkNoUnknownKeys()
+        return config
+    }
+
+    /// `HOST:PORT` or `[IPv6]:PORT`.
+    static func splitHostPort(_ text: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            return nil
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return (host, port)
+    }
+}

@@ -1,0 +1,53 @@
+import TributaryCore
+
+/// Where accepted readings go. A sink keeps the dedup ledger with the data, so it alone can
+/// say whether a batch identity was written before: aggregators stay stateless.
+public protocol Sink: Sendable {
+    /// For logs and the fleet view, e.g. `sqlite:/var/lib/tributary/sink.sqlite`.
+    var description: String { get }
+    /// Writes the batch's readings and its ledger entry atomically, unless the ledger already
+    /// has the identity. Returns only after the write is committed.
+    func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult
+    func close() async
+}
+
+/// A validated batch, ready for a sink.
+public struct IncomingBatch: Sendable {
+    public let identity: BatchIdentity
+    public let readings: [Reading]
+    /// A digest of the batch's encoded contents: the same identity with other contents is a
+    /// conflict, never a duplicate.
+    public let digest: UInt64
+    public let receivedAtMs: Int64
+
+    public init(identity: BatchIdentity, readings: [Reading], digest: UInt64, receivedAtMs: Int64) {
+        self.identity = identity
+        self.readings = readings
+        self.digest = digest
+        self.receivedAtMs = receivedAtMs
+    }
+}
+
+public enum SinkWriteResult: Sendable, Equatable {
+    case accepted
+    /// The ledger has this identity with the same contents: written before, not again.
+    case duplicate
+    /// The ledger has this identity with different contents: refused.
+    case conflict
+}
+
+public struct SinkError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable {
+        /// Try again later (down, busy, full disk): answered 503.
+        case unavailable
+    }
+    public let kind: Kind
+    public let message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,95 @@
+/// The aggregator's view of its fleet, as `GET /v1/fleet` returns it (JSON, snake_case keys).
+/// `tributaryctl` decodes the same types.
+public struct FleetView: Codable, Sendable, Equatable {
+    public var generatedAtMs: Int64
+    /// A gateway silent for longer than this is stale.
+    public var staleAfterSeconds: Int
+    public var sink: String
+    public var gateways: [GatewayView]
+
+    public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, gateways: [GatewayView]) {
+        self.generatedAtMs = generatedAtMs
+        self.staleAfterSeconds = staleAfterSeconds
+        self.sink = sink
+        self.gateways = gateways
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case generatedAtMs = "generated_at_ms"
+        case staleAfterSeconds = "stale_after_seconds"
+        case sink, gateways
+    }
+}
+
+/// One gateway as the aggregator last heard from it.
+public struct GatewayView: Codable, Sendable, Equatable {
+    public var gatewayID: String
+    public var lastSeenMs: Int64
+    public var stale: Bool
+    public var agentVersion: String
+    public var brokerConnected: Bool
+    public var backlogReadings: UInt64
+    public var backlogBytes: UInt64
+    /// Receive time of the oldest reading the gateway still holds unacknowledged; 0 if none.
+    public var oldestUnsentMs: Int64
+    /// Readings the sink holds from this gateway (written once each).
+    public var readingsSynced: UInt64
+    public var batchesSynced: UInt64
+    /// Resent batches answered "duplicate" (a lost ack, then a resend): not written again.
+    public var duplicateBatches: UInt64
+    public var quarantinedTotal: UInt64
+    public var droppedTotal: UInt64
+    public var ingestRate: Double
+    public var sendRate: Double
+    public var lastError: String
+    public var lastErrorMs: Int64
+    /// The gateway's clock minus the aggregator's, estimated from the last request.
+    public var clockSkewMs: Int64
+
+    public init(gatewayID: String) {
+        self.gatewayID = gatewayID
+        lastSeenMs = 0
+        stale = false
+        agentVersion = ""
+        brokerConnected = false
+        backlogReadings = 0
+        backlogBytes = 0
+        oldestUnsentMs = 0
+        readingsSynced = 0
+        batchesSynced = 0
+        duplicateBatches = 0
+        quarantinedTotal = 0
+        droppedTotal = 0
+        ingestRate = 0
+        sendRate = 0
+        lastError = ""
+        lastErrorMs = 0
+        clockSkewMs = 0
+    }
+
+    /// How far behind the gateway is: the age of its oldest unacknowledged reading.
+    public func lagMs(nowMs: Int64) -> Int64 {
+        oldestUnsentMs > 0 ? max(0, nowMs - oldestUnsentMs) : 0
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case gatewayID = "gateway_id"
+        case lastSeenMs = "last_seen_ms"
+        case stale
+        case agentVersion = "agent_version"
+        case brokerConnected = "broker_connected"
+        case backlogReadings = "backlog_readings"
+        case backlogBytes = "backlog_bytes"
+        case oldestUnsentMs = "oldest_unsent_ms"
+        case readingsSynced = "readings_synced"
+        case batchesSynced = "batches_synced"
+        case duplicateBatches = "duplicate_batches"
+        case quarantinedTotal = "quarantined_total"
+        case droppedTotal = "dropped_total"
+        case ingestRate = "ingest_rate"
+        case sendRate = "send_rate"
+        case lastError = "last_error"
+        case lastErrorMs = "last_error_ms"
+        case clockSkewMs = "clock_skew_ms"
+    }
+}

@@ -1,0 +1,115 @@
+/// Parses payload timestamps into ms since the Unix epoch.
+public enum Timestamp {
+    /// A numeric epoch timestamp; the unit is inferred from its magnitude:
+    /// below 1e11 seconds (until year 5138), below 1e14 milliseconds, below 1e17 microseconds,
+    /// else nanoseconds.
+    public static func epochMs(fromNumber value: Double) throws(PayloadError) -> Int64 {
+        guard value.isFinite, value >= 0 else { throw .invalidTimestamp("\(value) is not a valid epoch time") }
+        let ms: Double
+        switch value {
+        case ..<1e11: ms = value * 1000
+        case ..<1e14: ms = value
+        case ..<1e17: ms = value / 1000
+        case ..<1e20: ms = value / 1_000_000
+        default: throw .invalidTimestamp("\(value) is too large for an epoch time")
+        }
+        return Int64(ms.rounded(.down))
+    }
+
+    /// An integer epoch timestamp, exact for nanoseconds (doubles are not).
+    public static func epochMs(fromInteger value: Int64) throws(PayloadError) -> Int64 {
+        guard value >= 0 else { throw .invalidTimestamp("\(value) is negative") }
+        switch value {
+        case ..<100_000_000_000: return value * 1000
+        case ..<100_000_000_000_000: return value
+        case ..<100_000_000_000_000_000: return value / 1000
+        default: return value / 1_000_000
+        }
+    }
+
+    /// ISO 8601 / RFC 3339 with a zone: `2024-05-01T12:00:00Z`, `2024-05-01 12:00:00.250+02:00`.
+    /// A time without a zone is refused: it would be read in some unknown local time.
+    public static func epochMs(fromISO8601 text: String) throws(PayloadError) -> Int64 {
+        var scanner = Scanner(Array(text.utf8))
+        guard let year = scanner.digits(4), scanner.skip("-"),
+              let month = scanner.digits(2), scanner.skip("-"),
+              let day = scanner.digits(2), scanner.skip("T") || scanner.skip("t") || scanner.skip(" "),
+              let hour = scanner.digits(2), scanner.skip(":"),
+              let minute = scanner.digits(2), scanner.skip(":"),
+              let second = scanner.digits(2)
+        else { throw .invalidTimestamp("'\(text.prefix(40))' is not ISO 8601 (YYYY-MM-DDTHH:MM:SS+zone)") }
+        guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else {
+            throw .invalidTimestamp("'\(text.prefix(40))' has a field out of range")
+        }
+        var fractionMs: Int64 = 0
+        if scanner.skip(".") || scanner.skip(",") {
+            var scale: Int64 = 100
+            var count = 0
+            while let d = scanner.digit() {
+                fractionMs += Int64(d) * scale
+                scale /= 10
+                count += 1
+            }
+            guard count > 0 else { throw .invalidTimestamp("'\(text.prefix(40))' has an empty fraction") }
+        }
+        let offsetSeconds: Int64
+        if scanner.skip("Z") || scanner.skip("z") {
+            offsetSeconds = 0
+        } else if let sign = scanner.sign() {
+            guard let oh = scanner.digits(2) else {
+                throw .invalidTimestamp("'\(text.prefix(40))' has a malformed zone offset")
+            }
+            _ = scanner.skip(":")
+            let om = scanner.digits(2) ?? 0
+            offsetSeconds = sign * Int64(oh * 3600 + om * 60)
+        } else {
+            throw .invalidTimestamp("'\(text.prefix(40))' has no zone (add Z or an offset such as +08:00)")
+        }
+        guard scanner.atEnd else { throw .invalidTimestamp("'\(text.prefix(40))' has trailing characters") }
+        let days = daysFromCivil(year: Int64(year), month: Int64(month), day: Int64(day))
+        let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + second) - offsetSeconds
+        return seconds * 1000 + fractionMs
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    private struct Scanner {
+        let bytes: [UInt8]
+        var index = 0
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        var atEnd: Bool { index == bytes.count }
+
+        mutating func skip(_ character: Character) -> Bool {
+            guard index < bytes.count, bytes[index] == character.asciiValue! else { return false }
+            index += 1
+            return true
+        }
+        mutating func digit() -> Int? {
+            guard index < bytes.count, (48...57).contains(bytes[index]) else { return nil }
+            defer { index += 1 }
+            return Int(bytes[index] - 48)
+        }
+        mutating func digits(_ count: Int) -> Int? {
+            var value = 0
+            for _ in 0..<count {
+                guard let d = digit() else { return nil }
+                value = value * 10 + d
+            }
+            return value
+        }
+        mutating func sign() -> Int64? {
+            if skip("+") { return 1 }
+            if skip("-") { return -1 }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import TributaryCore
+
+/// Text renderings of the fleet view for `tributaryctl`.
+public enum FleetRendering {
+    /// The fleet summary: how many gateways, how many stale, backlog, worst lag, losses.
+    public static func status(_ view: FleetView, aggregator: String) -> String {
+        let now = view.generatedAtMs
+        let stale = view.gateways.filter(\.stale).count
+        let backlog = view.gateways.reduce(UInt64(0)) { $0 + $1.backlogReadings }
+        let worst = view.gateways.max { $0.lagMs(nowMs: now) < $1.lagMs(nowMs: now) }
+        let synced = view.gateways.reduce(UInt64(0)) { $0 + $1.readingsSynced }
+        let quarantined = view.gateways.reduce(UInt64(0)) { $0 + $1.quarantinedTotal }
+        let dropped = view.gateways.reduce(UInt64(0)) { $0 + $1.droppedTotal }
+        let ingest = view.gateways.filter { !$0.stale }.reduce(0.0) { $0 + $1.ingestRate }
+        let withErrors = view.gateways.filter { !$0.lastError.isEmpty }.count
+        var lines = [
+            "aggregator   \(aggregator)",
+            "sink         \(view.sink)",
+            "gateways     \(view.gateways.count) total, \(view.gateways.count - stale) online, \(stale) stale (silent > \(HumanUnits.duration(ms: Int64(view.staleAfterSeconds) * 1000)))",
+            "backlog      \(HumanUnits.count(backlog)) readings",
+            "worst lag    " + (worst.map { "\(HumanUnits.duration(ms: $0.lagMs(nowMs: now))) (\($0.gatewayID))" } ?? "-"),
+            "ingest       \(HumanUnits.rate(ingest))",
+            "synced       \(HumanUnits.count(synced)) readings",
+            "quarantined  \(HumanUnits.count(quarantined)) payloads",
+            "dropped      \(HumanUnits.count(dropped)) readings",
+        ]
+        if withErrors > 0 { lines.append("errors       \(withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// One row per gateway.
+    public static func gatewaysTable(_ view: FleetView) -> String {
+        let now = view.generatedAtMs
+        let header = ["GATEWAY", "STATE", "LAST SEEN", "BACKLOG", "OLDEST UNSENT", "SYNCED", "QUARANTINED", "DROPPED", "LAST ERROR"]
+        let rows = view.gateways.map { g -> [String] in
+            [
+                g.gatewayID,
+                g.stale ? "stale" : "online",
+                g.lastSeenMs > 0 ? HumanUnits.duration(ms: now - g.lastSeenMs) + " ago" : "never",
+                HumanUnits.count(g.backlogReadings),
+                g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) : "-",
+                HumanUnits.count(g.readingsSynced),
+                HumanUnits.count(g.quarantinedTotal),
+                HumanUnits.count(g.droppedTotal),
+                g.lastError.isEmpty ? "-" : String(g.lastError.prefix(60)),
+            ]
+        }
+        return table(header: header, rows: rows)
+    }
+
+    static func table(header: [String], rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,184 @@
+import CSQLite
+import NIOPosix
+import Synchronization
+
+/// One SQLite connection, safe to share: every use takes a lock, so calls are serialized.
+///
+/// Calls block. From async code use `perform`, which runs the work on NIO's blocking thread
+/// pool, never on Swift's cooperative pool.
+public final class SQLiteDatabase: Sendable {
+    public let path: String
+    private let handle: Mutex<SQLiteHandle?>
+
+    /// Opens (and creates, unless `readOnly`) the database file at `path`.
+    public init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+        self.path = path
+        let opened = try SQLiteHandle(path: path, readOnly: readOnly)
+        handle = Mutex(opened)
+        try withConnection { db throws(SQLiteError) in
+            // Wait for a competing writer (another process reading the sink, say) instead of failing.
+            _ = try db.execute("PRAGMA busy_timeout = 5000")
+        }
+    }
+
+    /// Runs `body` with exclusive use of the connection, on the calling thread.
+    public func withConnection<T>(_ body: (SQLiteConnection) throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        try handle.withLock { handle throws(SQLiteError) -> T in
+            guard let handle else {
+                throw SQLiteError(code: SQLITE_MISUSE, message: "database is closed", path: path, sql: nil)
+            }
+            return try body(SQLiteConnection(handle: handle))
+        }
+    }
+
+    /// Runs `body` on a thread of the blocking pool; for async callers.
+    public func perform<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive {
+            try self.withConnection { (db) throws(SQLiteError) -> Result<T, any Error> in
+                Result { try body(db) }
+            }.get()
+        }
+    }
+
+    public func close() {
+        handle.withLock { handle in
+            handle?.close()
+            handle = nil
+        }
+    }
+
+    deinit {
+        close()
+    }
+}
+
+/// The connection while its lock is held; only valid inside `withConnection`.
+public struct SQLiteConnection {
+    let handle: SQLiteHandle
+
+    init(handle: SQLiteHandle) { self.handle = handle }
+
+    public var path: String { handle.path }
+
+    /// Runs one or more statements without results (DDL, PRAGMAs).
+    @discardableResult
+    public func execute(_ sql: String) throws(SQLiteError) -> Int {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle.pointer, sql, nil, nil, &errorMessage)
+        if rc != SQLITE_OK {
+            let message = errorMessage.map { String(cString: $0) } ?? "failed"
+            sqlite3_free(errorMessage)
+            throw SQLiteError(code: rc, message: message, path: handle.path, sql: sql)
+        }
+        return Int(sqlite3_changes(handle.pointer))
+    }
+
+    /// Runs one statement with bindings; returns the number of rows changed.
+    @discardableResult
+    public func run(_ sql: String, _ bindings: any SQLiteBindable...) throws(SQLiteError) -> Int {
+        try run(sql, bindings)
+    }
+
+    @discardableResult
+    public func run(_ sql: String, _ bindings: [any SQLiteBindable]) throws(SQLiteError) -> Int {
+        let stmt = try handle.statement(sql)
+        try bind(stmt, bindings, sql: sql)
+        var rc = sqlite3_step(stmt)
+        while rc == SQLITE_ROW { rc = sqlite3_step(stmt) }
+        sqlite3_reset(stmt)
+        guard rc == SQLITE_DONE else { throw handle.error(rc, sql: sql) }
+        return Int(sqlite3_changes(handle.pointer))
+    }
+
+    /// Runs a query and calls `row` for each result row.
+    public func forEach(_ sql: String, _ bindings: [any SQLiteBindable] = [], row: (SQLiteRow) throws(SQLiteError) -> Void) throws(SQLiteError) {
+        let stmt = try handle.statement(sql)
+        try bind(stmt, bindings, sql: sql)
+        defer { sqlite3_reset(stmt) }
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { return }
+            guard rc == SQLITE_ROW else { throw handle.error(rc, sql: sql) }
+            try row(SQLiteRow(statement: stmt))
+        }
+    }
+
+    /// Runs a query and returns every row as values.
+    public func query(_ sql: String, _ bindings: any SQLiteBindable...) throws(SQLiteError) -> [[SQLiteValue]] {
+        var rows: [[SQLiteValue]] = []
+        try forEach(sql, bindings) { row in rows.append(row.values) }
+        return rows
+    }
+
+    /// The first column of the first row, or nil when there is no row.
+    public func scalar(_ sql: String, _ bindings: any SQLiteBindable...) throws(SQLiteError) -> SQLiteValue? {
+        var value: SQLiteValue?
+        try forEach(sql, bindings) { row in if value == nil { value = row[0] } }
+        return value
+    }
+
+    /// Runs `body` in a transaction (BEGIN IMMEDIATE, so the write lock is taken up front);
+    /// commits when it returns, rolls back when it throws.
+    public func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            _ = try? execute("ROLLBACK")  // the original error is the one worth reporting
+            throw error
+        }
+    }
+
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle.pointer) }
+
+    private func bind(_ stmt: OpaquePointer, _ bindings: [any SQLiteBindable], sql: String) throws(SQLiteError) {
+        for (offset, binding) in bindings.enumerated() {
+            let index = Int32(offset + 1)
+            let rc: Int32
+            switch binding.sqliteValue {
+            case .null: rc = sqlite3_bind_null(stmt, index)
+            case .integer(let i): rc = sqlite3_bind_int64(stmt, index, i)
+            case .real(let d): rc = sqlite3_bind_double(stmt, index, d)
+            case .text(let s): rc = tributary_sqlite3_bind_text_transient(stmt, index, s, -1)
+            case .blob(let b):
+                rc = b.withUnsafeBytes { tributary_sqlite3_bind_blob_transient(stmt, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count)) }
+            }
+            guard rc == SQLITE_OK else { throw handle.error(rc, sql: sql) }
+        }
+    }
+}
+
+/// The current row of a query; only valid inside the `forEach` callback.
+public struct SQLiteRow {
+    let statement: OpaquePointer
+
+    init(statement: OpaquePointer) { self.statement = statement }
+
+    public var count: Int { Int(sqlite3_column_count(statement)) }
+
+    public subscript(_ column: Int) -> SQLiteValue {
+        let index = Int32(column)
+        switch sqlite3_column_type(statement, index) {
+        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, index))
+        case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, index))
+        case SQLITE_TEXT: return .text(String(cString: sqlite3_column_text(statement, index)))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(statement, index))
+            guard count > 0, let pointer = sqlite3_column_blob(statement, index) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: pointer, count: count)))
+        default: return .null
+        }
+    }
+
+    public func int64(_ column: Int) -> Int64 { sqlite3_column_int64(statement, Int32(column)) }
+    public func double(_ column: Int) -> Double { sqlite3_column_double(statement, Int32(column)) }
+    public func string(_ column: Int) -> String? {
+        guard let text = sqlite3_column_text(statement, Int32(column)) else { return nil }
+        return String(cString: text)
+    }
+    public func isNull(_ column: Int) -> Bool { sqlite3_column_type(statement, Int32(column)) == SQLITE_NULL }
+
+    public var values: [SQLiteValue] { (0..<count).map { self[$0] } }
+}

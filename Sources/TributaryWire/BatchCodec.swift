@@ -1,0 +1,213 @@
+import SwiftProtobuf
+import TributaryCore
+
+/// Turns readings into the compact wire batch and back.
+///
+/// Readings are grouped by series (gateway, sensor, metric, topic, unit, labels, value type),
+/// strings are interned in one table, and event times are delta-encoded within a series.
+public enum BatchCodec {
+    public static func encode(identity: BatchIdentity, readings: [Reading], sealedAtMs: Int64) -> Tributary_V1_Batch {
+        var strings = StringTable()
+        var seriesIndex: [SeriesKey: Int] = [:]
+        var series: [Tributary_V1_Series] = []
+        var lastTime: [Int64] = []
+        let baseTime = readings.first?.timeMs ?? 0
+
+        for reading in readings {
+            let key = SeriesKey(reading)
+            let index: Int
+            if let existing = seriesIndex[key] {
+                index = existing
+            } else {
+                var s = Tributary_V1_Series()
+                s.gateway = strings.index(reading.gatewayID)
+                s.sensor = strings.index(reading.sensorID)
+                s.metric = strings.index(reading.metric)
+                s.topic = strings.index(reading.topic)
+                s.unit = strings.index(reading.unit ?? "")
+                for (k, v) in reading.labels.sorted(by: { $0.key < $1.key }) {
+                    s.labelKeys.append(strings.index(k))
+                    s.labelValues.append(strings.index(v))
+                }
+                s.kind = key.kind
+                index = series.count
+                seriesIndex[key] = index
+                series.append(s)
+                lastTime.append(baseTime)
+            }
+            series[index].timeDeltaMs.append(reading.timeMs - lastTime[index])
+            lastTime[index] = reading.timeMs
+            let offset = reading.receivedAtMs - reading.timeMs
+            if offset != 0 && series[index].receivedOffsetMs.isEmpty {
+                // Until now every offset was zero and left out; write them now.
+                series[index].receivedOffsetMs = Array(repeating: 0, count: series[index].timeDeltaMs.count - 1)
+            }
+            if offset != 0 || !series[index].receivedOffsetMs.isEmpty {
+                series[index].receivedOffsetMs.append(offset)
+            }
+            switch reading.value {
+            case .double(let d): series[index].doubles.append(d)
+            case .integer(let i): series[index].integers.append(i)
+            case .boolean(let b): series[index].booleans.append(b)
+            case .text(let t): series[index].texts.append(strings.index(t))
+            }
+        }
+
+        var batch = Tributary_V1_Batch()
+        batch.id = Tributary_V1_BatchId(identity)
+        batch.baseTimeMs = baseTime
+        batch.strings = strings.strings
+        batch.series = series
+        batch.readingCount = UInt32(readings.count)
+        batch.sealedAtMs = sealedAtMs
+        return batch
+    }
+
+    /// Checks every index and length, then expands the batch into readings.
+    public static func decode(_ batch: Tributary_V1_Batch, limits: BatchLimits = .init()) throws(BatchDecodingError) -> [Reading] {
+        guard batch.hasID, !batch.id.gatewayID.isEmpty, !batch.id.epoch.isEmpty else { throw .missingIdentity }
+        guard Int(batch.readingCount) <= limits.maxReadings else {
+            throw .tooManyReadings(count: Int(batch.readingCount), limit: limits.maxReadings)
+        }
+        let strings = batch.strings
+        for s in strings where s.utf8.count > limits.maxStringBytes {
+            throw .stringTooLong(length: s.utf8.count, limit: limits.maxStringBytes)
+        }
+        func string(_ index: UInt32, _ field: String) throws(BatchDecodingError) -> String {
+            guard Int(index) < strings.count else { throw .badStringIndex(field: field, index: index) }
+            return strings[Int(index)]
+        }
+        var readings: [Reading] = []
+        readings.reserveCapacity(Int(batch.readingCount))
+        for (number, s) in batch.series.enumerated() {
+            let count = s.timeDeltaMs.count
+            guard readings.count + count <= Int(batch.readingCount) else {
+                throw .countMismatch(declared: Int(batch.readingCount), actual: readings.count + count)
+            }
+            let valueCount: Int
+            switch s.kind {
+            case .double: valueCount = s.doubles.count
+            case .integer: valueCount = s.integers.count
+            case .boolean: valueCount = s.booleans.count
+            case .text: valueCount = s.texts.count
+            default: throw .badSeries(number: number, detail: "value kind \(s.kind.rawValue) is not known")
+            }
+            let otherValues = s.doubles.count + s.integers.count + s.booleans.count + s.texts.count - valueCount
+            guard valueCount == count, otherValues == 0 else {
+                throw .badSeries(number: number, detail: "\(count) times but \(valueCount) values of its kind and \(otherValues) of others")
+            }
+            guard s.receivedOffsetMs.isEmpty || s.receivedOffsetMs.count == count else {
+                throw .badSeries(number: number, detail: "received offsets do not match the readings")
+            }
+            guard s.labelKeys.count == s.labelValues.count else {
+                throw .badSeries(number: number, detail: "label keys and values differ in number")
+            }
+            let gateway = try string(s.gateway, "gateway")
+            let sensor = try string(s.sensor, "sensor")
+            let metric = try string(s.metric, "metric")
+            let topic = try string(s.topic, "topic")
+            let unit = try string(s.unit, "unit")
+            guard !sensor.isEmpty, !metric.isEmpty, !gateway.isEmpty else {
+                throw .badSeries(number: number, detail: "empty gateway, sensor or metric")
+            }
+            var labels: [String: String] = [:]
+            for (k, v) in zip(s.labelKeys, s.labelValues) {
+                labels[try string(k, "label key")] = try string(v, "label value")
+            }
+            var time = batch.baseTimeMs
+            for i in 0..<count {
+                let (t, overflow) = time.addingReportingOverflow(s.timeDeltaMs[i])
+                guard !overflow else { throw .badSeries(number: number, detail: "time overflows") }
+                time = t
+                let value: ReadingValue
+                switch s.kind {
+                case .double: value = .double(s.doubles[i])
+                case .integer: value = .integer(s.integers[i])
+                case .boolean: value = .boolean(s.booleans[i])
+                default: value = .text(try string(s.texts[i], "text value"))
+                }
+                let offset = s.receivedOffsetMs.isEmpty ? 0 : s.receivedOffsetMs[i]
+                readings.append(Reading(
+                    gatewayID: gateway, sensorID: sensor, metric: metric, topic: topic,
+                    timeMs: time, receivedAtMs: time &+ offset, value: value,
+                    unit: unit.isEmpty ? nil : unit, labels: labels))
+            }
+        }
+        guard readings.count == Int(batch.readingCount) else {
+            throw .countMismatch(declared: Int(batch.readingCount), actual: readings.count)
+        }
+        return readings
+    }
+}
+
+/// What one batch may hold; the aggregator refuses more.
+public struct BatchLimits: Sendable {
+    public var maxReadings = 100_000
+    public var maxStringBytes = 4096
+    public init() {}
+}
+
+public enum BatchDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    case missingIdentity
+    case tooManyReadings(count: Int, limit: Int)
+    case stringTooLong(length: Int, limit: Int)
+    case badStringIndex(field: String, index: UInt32)
+    case badSeries(number: Int, detail: String)
+    case countMismatch(declared: Int, actual: Int)
+
+    public var description: String {
+        switch self {
+        case .missingIdentity: "batch has no identity (gateway id, epoch, sequence)"
+        case .tooManyReadings(let count, let limit): "batch declares \(count) readings; the limit is \(limit)"
+        case .stringTooLong(let length, let limit): "a string of \(length) bytes exceeds the limit of \(limit)"
+        case .badStringIndex(let field, let index): "\(field) refers to string \(index), which the batch does not have"
+        case .badSeries(let number, let detail): "series \(number): \(detail)"
+        case .countMismatch(let declared, let actual): "batch declares \(declared) readings but holds \(actual)"
+        }
+    }
+}
+
+private struct SeriesKey: Hashable {
+    let gateway: String, sensor: String, metric: String, topic: String, unit: String
+    let labels: [String: String]
+    let kind: Tributary_V1_ValueKind
+
+    init(_ r: Reading) {
+        gateway = r.gatewayID
+        sensor = r.sensorID
+        metric = r.metric
+        topic = r.topic
+        unit = r.unit ?? ""
+        labels = r.labels
+        switch r.value {
+        case .double: kind = .double
+        case .integer: kind = .integer
+        case .boolean: kind = .boolean
+        case .text: kind = .text
+        }
+    }
+}
+
+private struct StringTable {
+    var strings: [String] = [""]
+    var indexes: [String: UInt32] = ["": 0]
+
+    mutating func index(_ s: String) -> UInt32 {
+        if let i = indexes[s] { return i }
+        let i = UInt32(strings.count)
+        strings.append(s)
+        indexes[s] = i
+        return i
+    }
+}
+
+extension Tributary_V1_BatchId {
+    public init(_ identity: BatchIdentity) {
+        self.init()
+        gatewayID = identity.gatewayID
+        epoch = identity.epoch
+        sequence = identity.sequence
+    }
+
+    public var identity: BatchIdentity { BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: sequence) }
+}

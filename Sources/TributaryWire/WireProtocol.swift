@@ -1,0 +1,9 @@
+/// Names shared by the agent and the aggregator for the HTTP side of the wire contract.
+public enum WireProtocol {
+    public static let batchesPath = "/v1/batches"
+    public static let fleetPath = "/v1/fleet"
+    public static let protobufContentType = "application/x-protobuf"
+    /// Sent by the agent; lets a future aggregator speak older versions.
+    public static let versionHeader = "X-Tributary-Protocol"
+    public static let version = "1"
+}
