@@ -14,6 +14,11 @@ public enum Verifier {
         public var unexpected = 0
         public var examples: [String] = []
 
+        public init(expected: Int = 0, found: Int = 0) {
+            self.expected = expected
+            self.found = found
+        }
+
         public var passed: Bool { missing == 0 && duplicates == 0 && unexpected == 0 }
 
         public var description: String {

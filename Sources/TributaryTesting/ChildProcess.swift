@@ -1,0 +1,54 @@
+import Foundation
+
+/// A child process started with posix_spawn, stopped with a signal and reaped with waitpid.
+/// (Foundation's Process needs a run loop to notice exits; tests need a plain, sure wait.)
+public final class ChildProcess: Sendable {
+    public let pid: pid_t
+    public let executable: String
+
+    /// Starts `executable` with `arguments`; stdout and stderr go to `logFile` (or /dev/null).
+    public init(executable: String, arguments: [String], logFile: String? = nil) throws {
+        self.executable = executable
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        let log = logFile ?? "/dev/null"
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // The child must not inherit this thread's blocked signals (the test runtime blocks
+        // SIGTERM and friends), or it would ignore SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for arg in argv { free(arg) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw TestingError("cannot start \(executable): \(String(cString: strerror(rc)))") }
+        self.pid = pid
+    }
+
+    /// Sends `signal` and waits for the process to exit; returns its wait status.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM) async -> Int32 {
+        kill(pid, signal)
+        return await wait()
+    }
+
+    /// Waits for the process to exit (polling waitpid, so no thread blocks).
+    public func wait() async -> Int32 {
+        var status: Int32 = 0
+        while true {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid || result < 0 { return status }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+
+/// A fresh directory under the system temp dir; `remove()` deletes it.
+public struct TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(prefix: String = "tributary-test") throws {
+        let template = NSTemporaryDirectory() + "\(prefix).XXXXXX"
+        var bytes = Array(template.utf8CString)
+        guard let made = mkdtemp(&bytes) else {
+            throw TestingError("mkdtemp failed for \(template): errno \(errno)")
+        }
+        path = String(cString: made)
+    }
+
+    public func file(_ name: String) -> String { path + "/" + name }
+
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+public struct TestingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

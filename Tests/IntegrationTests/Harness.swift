@@ -1,0 +1,103 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TributaryAgent
+import TributaryAggregator
+import TributaryTesting
+
+/// Real parts for one test: a mosquitto broker, an aggregator with its SQLite sink, and
+/// agents started and stopped at will, all in a temporary directory on loopback ports.
+final class Harness: @unchecked Sendable {
+    let directory: TemporaryDirectory
+    let broker: MosquittoBroker
+    let aggregator: Aggregator
+    let aggregatorURL: String
+    let logger: Logger
+    private let aggregatorGroup: ServiceGroup
+    private let aggregatorTask: Task<Void, any Error>
+
+    init() async throws {
+        directory = try TemporaryDirectory()
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        self.logger = logger
+        for sub in ["broker", "aggregator", "agent"] {
+            try FileManager.default.createDirectory(atPath: directory.file(sub), withIntermediateDirectories: true)
+        }
+        broker = try await MosquittoBroker(directory: directory.file("broker"))
+        aggregator = try Aggregator(config: AggregatorConfig(listenPort: 0, dataDirectory: directory.file("aggregator")), logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [aggregator.service], logger: logger))
+        aggregatorGroup = group
+        aggregatorTask = Task { try await group.run() }
+        aggregatorURL = "http://127.0.0.1:\(await aggregator.port())"
+    }
+
+    var sinkURL: String { "sqlite:" + directory.file("aggregator/sink.sqlite") }
+
+    func agentConfig(gatewayID: String = "gw-test", extra: String = "") throws -> AgentConfig {
+        try AgentConfig.parse(yaml: """
+            gateway_id: \(gatewayID)
+            data_dir: \(directory.file("agent"))
+            mqtt:
+              broker: \(broker.url)
+              subscriptions:
+                  - topic: "sensors/+/+"
+                    template: "sensors/{gateway}/{sensor}"
+                    format: json
+                    time_field: ts
+                  - topic: "site/+/+/+"
+                    template: "site/{gateway}/{sensor}/{metric}"
+                    format: number
+            aggregator:
+              url: \(aggregatorURL)
+              batch_max_readings: 500
+              batch_max_age_ms: 200
+              retry_initial_ms: 50
+              retry_max_ms: 1000
+            \(extra)
+            """, file: "test.yaml")
+    }
+
+    /// Starts an agent and waits until the broker has confirmed its subscriptions.
+    func startAgent(_ config: AgentConfig) async throws -> RunningAgent {
+        let agent = try Agent(config: config, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: agent.services, logger: logger))
+        let task = Task { try await group.run() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !agent.stats.subscribed {
+            guard ContinuousClock.now < deadline else { throw TestingError("agent did not subscribe within 20 s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return RunningAgent(agent: agent, group: group, task: task)
+    }
+
+    func shutdown() async {
+        await aggregatorGroup.triggerGracefulShutdown()
+        _ = try? await aggregatorTask.value
+        await aggregator.shutdown()
+        await broker.stop()
+        directory.remove()
+    }
+}
+
+struct RunningAgent {
+    let agent: Agent
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    /// As on SIGTERM: stop reading, commit, release the buffer file.
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+        await agent.shutdown()
+    }
+}
+
+/// Polls `condition` until it holds; throws after `timeout` (a bound, not a speed assertion).
+func eventually(timeout: Duration = .seconds(60), _ what: String, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TestingError("timed out waiting for: \(what)") }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Logging
+import Testing
+import TributaryAgent
+import TributaryCore
+import TributaryMQTT
+import TributarySimulator
+import TributaryTesting
+import TributaryCtl
+
+@Suite("simulator -> mosquitto -> agent -> aggregator -> SQLite sink", .serialized)
+struct PipelineTests {
+    @Test("every published reading arrives exactly once, across an agent restart")
+    func conservationAcrossAgentRestart() async throws {
+        let harness = try await Harness()
+        do {
+            let config = try harness.agentConfig()
+            var agent = try await harness.startAgent(config)
+            let epoch = agent.agent.buffer.epoch
+
+            var options = SensorSimulator.Options(
+                broker: try MQTTBroker(url: harness.broker.url), gatewayID: "gw-test", sensors: 25, rate: 800, count: 3000)
+            options.seed = 7
+            let simulator = SensorSimulator(options: options, logger: harness.logger)
+            let publishing = Task { try await simulator.run() }
+
+            // Restart the agent mid-stream: the broker keeps the session's messages meanwhile,
+            // and the sealed batches in the buffer file carry over.
+            try await Task.sleep(for: .seconds(1))
+            try await agent.stop()
+            try await Task.sleep(for: .milliseconds(500))
+            agent = try await harness.startAgent(config)
+            #expect(agent.agent.buffer.epoch == epoch, "the buffer file, and so the epoch, survives a restart")
+
+            let manifest = try await publishing.value
+            #expect(manifest.entries.count == 3000 * 5)
+            var report = Verifier.Report()
+            try await eventually("the sink holds every published reading") {
+                report = try Verifier.verify(manifest, sink: harness.sinkURL)
+                return report.found >= manifest.entries.count
+            }
+            report = try Verifier.verify(manifest, sink: harness.sinkURL)
+            #expect(report.passed, "\(report)")
+            #expect(report.missing == 0 && report.duplicates == 0)
+
+            // The fleet view agrees with the sink.
+            let (view, _) = try await fetchFleet(harness)
+            let gateway = try #require(view.gateways.first { $0.gatewayID == "gw-test" })
+            #expect(gateway.readingsSynced == UInt64(manifest.entries.count))
+            try await agent.stop()
+            #expect(agent.agent.buffer.snapshot.acknowledgedTotal == Int64(manifest.entries.count))
+        } catch {
+            await harness.shutdown()
+            throw error
+        }
+        await harness.shutdown()
+    }
+
+    @Test("undecodable payloads are quarantined and counted; the rest still flows")
+    func quarantine() async throws {
+        let harness = try await Harness()
+        do {
+            let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-q"))
+            let publisher = try MQTTClient(
+                broker: try MQTTBroker(url: harness.broker.url),
+                options: .init(clientID: "test-publisher", cleanSession: true), handlers: .init(), logger: harness.logger)
+            try publisher.start()
+            try await eventually(timeout: .seconds(20), "publisher connects") { publisher.isConnected }
+            let bad: [(String, String)] = [
+                ("sensors/gw-q/s1", "{\"temperature\": 21.5,"),          // truncated JSON
+                ("sensors/gw-q/s1", "{\"ts\": \"yesterday\", \"t\": 1}"), // bad timestamp
+                ("site/gw-q/s2/temp", "warm"),                             // not a number
+            ]
+            let good: [(String, String)] = [
+                ("sensors/gw-q/s1", "{\"ts\": 1700000000, \"temperature\": 21.5, \"ENERGY\": {\"Power\": 3}}"),
+                ("site/gw-q/s2/temp", "22.25"),
+            ]
+            for (topic, payload) in bad + good {
+                try publisher.publish(topic: topic, payload: Array(payload.utf8))
+            }
+            try await eventually("quarantine and sink see everything") {
+                let view = try await fetchFleet(harness).view
+                let g = view.gateways.first { $0.gatewayID == "gw-q" }
+                return g?.readingsSynced == 3 && g?.quarantinedTotal == 3
+            }
+            let quarantined = try agent.agent.buffer.quarantinedPayloads()
+            #expect(quarantined.map(\.topic) == bad.map(\.0))
+            #expect(quarantined.map { String(decoding: $0.payload, as: UTF8.self) } == bad.map(\.1))
+            #expect(quarantined[2].reason.contains("not a number"))
+            publisher.stop()
+            try await agent.stop()
+        } catch {
+            await harness.shutdown()
+            throw error
+        }
+        await harness.shutdown()
+    }
+}
+
+func fetchFleet(_ harness: Harness) async throws -> (view: FleetView, json: Data) {
+    try await TributaryCtl.FleetClient.fetch(aggregator: harness.aggregatorURL)
+}
