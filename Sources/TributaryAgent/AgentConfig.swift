@@ -147,9 +147,6 @@ extension AgentConfig {
         for section in try mqttSection?.sections("subscriptions") ?? [] {
             subscriptions.append(try parseSubscription(section, gatewayID: gatewayID))
         }
-        guard !subscriptions.isEmpty else {
-            throw ConfigError(file: file, key: "mqtt.subscriptions", message: "at least one subscription is needed (topic, template, format)")
-        }
         var mqtt = MQTT(broker: broker, subscriptions: subscriptions)
         if let s = mqttSection {
             mqtt.clientID = try s.string("client_id")
@@ -185,7 +182,10 @@ extension AgentConfig {
             aggregator.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? aggregator.retryInitialMs
             aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
         }
-        try root.checkNoUnknownKeys()
+        try root.checkNoUnknownKeys()  // first: a misspelt key explains what is missing below
+        guard !subscriptions.isEmpty else {
+            throw ConfigError(file: file, key: "mqtt.subscriptions", message: "at least one subscription is needed (topic, template, format)")
+        }
         return AgentConfig(gatewayID: gatewayID, dataDirectory: dataDirectory, mqtt: mqtt, buffer: buffer, aggregator: aggregator)
     }
 

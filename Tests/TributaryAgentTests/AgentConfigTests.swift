@@ -1,0 +1,63 @@
+import Testing
+import TributaryConfig
+@testable import TributaryAgent
+
+@Suite("agent configuration")
+struct AgentConfigTests {
+    static let issueExample = """
+        gateway_id: gw-001
+        data_dir: /var/lib/tributary
+        mqtt:
+          broker: mqtt://127.0.0.1:1883
+          subscriptions:
+            - topic: "site/+/+/+"
+              template: "site/{gateway}/{sensor}/{metric}"
+              format: number
+            - topic: "devices/+/state"          # literal levels in templates are matched, not captured
+              template: "devices/{sensor}/state"
+              format: json
+              time_field: ts
+        aggregator:
+          url: http://127.0.0.1:8470
+        """
+
+    @Test func documentedShapeLoads() throws {
+        let config = try AgentConfig.parse(yaml: Self.issueExample, file: "agent.yaml")
+        #expect(config.gatewayID == "gw-001")
+        #expect(config.mqtt.subscriptions.count == 2)
+        #expect(config.mqtt.subscriptions[1].timeField == "ts")
+        #expect(config.mqttClientID == "tributary-gw-001")
+        #expect(config.aggregator.url == "http://127.0.0.1:8470")
+        #expect(config.buffer.synchronous == .normal)
+    }
+
+    @Test func flagsOverrideTheFile() throws {
+        let config = try AgentConfig.parse(yaml: Self.issueExample, file: "agent.yaml", overrides: .init(
+            gatewayID: "gw-002", broker: "mqtt://10.0.0.5:1884", aggregatorURL: "http://agg:9000", dataDirectory: "/tmp/x"))
+        #expect(config.gatewayID == "gw-002")
+        #expect(config.mqtt.broker.host == "10.0.0.5" && config.mqtt.broker.port == 1884)
+        #expect(config.aggregator.url == "http://agg:9000")
+        #expect(config.dataDirectory == "/tmp/x")
+    }
+
+    @Test(arguments: [
+        ("gateway_id: a\nmqtt:\n  subscriptons: []\n", "mqtt.subscriptons", "unknown key"),
+        (issueExample + "\nbuffer:\n  synchronous: sometimes\n", "buffer.synchronous", "not one of"),
+        (issueExample.replacingOccurrences(of: "format: number", with: "format: xml"), "mqtt.subscriptions[0].format", "not one of"),
+        (issueExample.replacingOccurrences(of: "{metric}\"", with: "{metrik}\""), "mqtt.subscriptions[0].template", "unknown placeholder"),
+        (issueExample.replacingOccurrences(of: "mqtt://127.0.0.1:1883", with: "tcp://x:1"), "mqtt.broker", "only mqtt://"),
+        (issueExample + "\naggregator_typo: 1\n", "aggregator_typo", "unknown key"),
+        ("gateway_id: gw\n", "mqtt.subscriptions", "at least one subscription"),
+        (issueExample.replacingOccurrences(of: "gw-001", with: "gw 001!"), "gateway_id", "letters, digits"),
+    ])
+    func errorsNameTheKeyAndFile(_ yaml: String, _ key: String, _ message: String) {
+        do {
+            _ = try AgentConfig.parse(yaml: yaml, file: "/etc/tributary/agent.yaml")
+            Issue.record("expected an error for \(key)")
+        } catch {
+            #expect(error.key == key)
+            #expect(error.message.contains(message), "\(error)")
+            #expect(error.description.hasPrefix("/etc/tributary/agent.yaml: key '\(key)'"))
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryTesting
+import TributaryWire
+@testable import TributaryAgent
+
+@Suite("buffer file")
+struct BufferStoreTests {
+    static func readings(_ n: Int, from start: Int = 0) -> [Reading] {
+        (start..<start + n).map {
+            Reading(gatewayID: "gw", sensorID: "s", metric: "m", topic: "t", timeMs: Int64($0), receivedAtMs: Int64($0), value: .integer(Int64($0)))
+        }
+    }
+
+    @Test func sealedBatchesAreFixedAndSurviveReopening() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("buffer.sqlite")
+        var buffer = try BufferStore(path: path, gatewayID: "gw")
+        let epoch = buffer.epoch
+        try buffer.append(Self.readings(250), quarantined: [])
+        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, nowMs: 0) == 2, "only full batches are due")
+        let first = try #require(try buffer.oldestSealedBatch())
+        #expect(first.identity == BatchIdentity(gatewayID: "gw", epoch: epoch, sequence: 1))
+        #expect(first.readingCount == 100)
+        try buffer.append(Self.readings(10, from: 250), quarantined: [])
+        #expect(buffer.snapshot.unsealedReadings == 60)
+        buffer.close()
+
+        buffer = try BufferStore(path: path, gatewayID: "gw")
+        #expect(buffer.epoch == epoch)
+        let again = try #require(try buffer.oldestSealedBatch())
+        #expect(again.identity == first.identity)
+        #expect(again.payload == first.payload, "a resend is the same batch")
+        #expect(buffer.snapshot.sealedReadings == 200 && buffer.snapshot.unsealedReadings == 60)
+
+        try buffer.acknowledge(1)
+        try buffer.acknowledge(1)  // a second ack for the same batch changes nothing
+        #expect(buffer.snapshot.acknowledgedTotal == 100)
+        #expect(try buffer.oldestSealedBatch()?.identity.sequence == 2)
+        // The age rule seals the partial rest; sequence numbers keep counting.
+        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 10, nowMs: 1_000_000) == 1)
+        try buffer.setAside(2, reason: "test")
+        let third = try #require(try buffer.oldestSealedBatch())
+        #expect(third.identity.sequence == 3 && third.readingCount == 60)
+        let decoded = try BatchCodec.decode(try Tributary_V1_Batch(serializedBytes: third.payload))
+        #expect(decoded.map(\.timeMs) == (200..<260).map { Int64($0) })
+        #expect(buffer.snapshot.setAsideBatches == 1)
+        buffer.close()
+    }
+
+    @Test func refusesAnotherGatewaysFile() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let buffer = try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw-a")
+        buffer.close()
+        #expect {
+            try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw-b")
+        } throws: { error in
+            "\(error)".contains("belongs to gateway 'gw-a'")
+        }
+    }
+
+    @Test(arguments: [Data("this is not a database, just text that happens to be here".utf8), Data(repeating: 0xAB, count: 8192)])
+    func refusesAForeignFileWithoutTouchingIt(_ content: Data) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("b.sqlite")
+        try content.write(to: URL(fileURLWithPath: path))
+        #expect(throws: BufferError.self) { try BufferStore(path: path, gatewayID: "gw") }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == content)
+    }
+
+    @Test func quarantineIsKeptAndCounted() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let buffer = try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw")
+        let bad = QuarantinedPayload(topic: "x/y", payload: [0xFF, 0x00], reason: "payload is not UTF-8 text", receivedAtMs: 5)
+        try buffer.append([], quarantined: [bad])
+        #expect(try buffer.quarantinedPayloads() == [bad])
+        #expect(buffer.snapshot.quarantinedTotal == 1)
+        buffer.close()
+    }
+}
+
+@Suite("retry backoff")
+struct BackoffTests {
+    @Test func fullJitterGrowsToTheCapAndHonoursRetryAfter() {
+        var backoff = Backoff(initialMs: 100, maxMs: 1000)
+        var generator = SystemRandomNumberGenerator()
+        for attempt in 0..<10 {
+            let wait = backoff.next(using: &generator)
+            #expect(wait >= 0 && wait <= min(1000, 100 << attempt))
+        }
+        #expect(backoff.next(floorMs: 5000, using: &generator) == 5000)
+        backoff.reset()
+        #expect(backoff.failures == 0)
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import Testing
+import TributaryCore
+import TributarySQLite
+import TributaryTesting
+import TributaryWire
+@testable import TributaryAggregator
+
+@Suite("batch ingestion into the SQLite sink")
+struct BatchIngestorTests {
+    struct Fixture {
+        let dir: TemporaryDirectory
+        let sink: SQLiteSink
+        let ingestor: BatchIngestor
+
+        init(limits: AggregatorConfig.Limits = .init()) throws {
+            dir = try TemporaryDirectory()
+            sink = try SQLiteSink(path: dir.file("sink.sqlite"))
+            let registry = try FleetRegistry(path: dir.file("registry.sqlite"))
+            ingestor = BatchIngestor(sink: sink, registry: registry, limits: limits, logger: Logger(label: "test"))
+        }
+
+        func rowCount() throws -> Int64 {
+            let db = try SQLiteDatabase(path: dir.file("sink.sqlite"), readOnly: true)
+            defer { db.close() }
+            return try db.withConnection { c throws(SQLiteError) in try c.scalar("SELECT count(*) FROM readings")?.int64 ?? -1 }
+        }
+    }
+
+    static func request(sequence: UInt64 = 1, readings: Int = 20, gateway: String = "gw-1", value: Double = 1) throws -> [UInt8] {
+        let rs = (0..<readings).map {
+            Reading(gatewayID: gateway, sensorID: "s", metric: "m", topic: "t", timeMs: Int64($0), receivedAtMs: Int64($0), value: .double(value))
+        }
+        var request = Tributary_V1_SyncRequest()
+        request.batch = BatchCodec.encode(identity: .init(gatewayID: gateway, epoch: "e", sequence: sequence), readings: rs, sealedAtMs: 0)
+        request.status.gatewayID = gateway
+        return try request.serializedBytes()
+    }
+
+    @Test func acceptsOnceThenAnswersDuplicate() async throws {
+        let f = try Fixture()
+        defer { f.dir.remove() }
+        let body = Compression.compress(try Self.request(), encoding: .zstd)
+        let first = await f.ingestor.handle(body: body, contentType: WireProtocol.protobufContentType, contentEncoding: "zstd")
+        #expect(first.httpStatus == 200 && first.ack.outcome == .accepted && first.ack.readingCount == 20)
+        let again = await f.ingestor.handle(body: body, contentType: WireProtocol.protobufContentType, contentEncoding: "zstd")
+        #expect(again.httpStatus == 200 && again.ack.outcome == .duplicate)
+        #expect(try f.rowCount() == 20, "a resend is written once")
+    }
+
+    @Test func sameIdentityOtherContentsIsAConflict() async throws {
+        let f = try Fixture()
+        defer { f.dir.remove() }
+        _ = await f.ingestor.handle(body: try Self.request(value: 1), contentType: WireProtocol.protobufContentType, contentEncoding: nil)
+        let other = await f.ingestor.handle(body: try Self.request(value: 2), contentType: WireProtocol.protobufContentType, contentEncoding: nil)
+        #expect(other.httpStatus == 409 && other.ack.outcome == .rejected)
+        #expect(try f.rowCount() == 20)
+    }
+
+    static let badRequests: [(String, [UInt8], String?, String?, Int)] = [
+        ("wrong content type", [1, 2, 3], "application/json", nil, 415),
+        ("unknown encoding", [1, 2, 3], WireProtocol.protobufContentType, "br", 415),
+        ("random bytes", [0xFF, 0xFF, 0xFF, 0x01, 0x02], WireProtocol.protobufContentType, nil, 400),
+        ("corrupt gzip", [0x1F, 0x8B, 0x08, 0x00, 0x01], WireProtocol.protobufContentType, "gzip", 400),
+        ("decompression bomb", Compression.compress([UInt8](repeating: 0, count: 8 << 20), encoding: .zstd), WireProtocol.protobufContentType, "zstd", 413),
+        ("no status", [], WireProtocol.protobufContentType, nil, 400),
+    ]
+
+    @Test(arguments: badRequests.indices)
+    func badRequestsGetAClearErrorAndWriteNothing(_ index: Int) async throws {
+        let (name, body, type, encoding, status) = Self.badRequests[index]
+        var limits = AggregatorConfig.Limits()
+        limits.maxDecompressedBytes = 1 << 20
+        let f = try Fixture(limits: limits)
+        defer { f.dir.remove() }
+        let response = await f.ingestor.handle(body: body, contentType: type, contentEncoding: encoding)
+        #expect(response.httpStatus == status, "\(name): \(response.ack.reason)")
+        #expect(!response.ack.reason.isEmpty, "\(name) must say why")
+        #expect(try f.rowCount() == 0)
+    }
+
+    @Test func batchForAnotherGatewayIsRefused() async throws {
+        let f = try Fixture()
+        defer { f.dir.remove() }
+        var request = try Tributary_V1_SyncRequest(serializedBytes: try Self.request())
+        request.status.gatewayID = "gw-2"
+        let response = await f.ingestor.handle(body: try request.serializedBytes(), contentType: WireProtocol.protobufContentType, contentEncoding: nil)
+        #expect(response.httpStatus == 400)
+        #expect(try f.rowCount() == 0)
+    }
+}
