@@ -48,7 +48,7 @@ struct Sensors: AsyncParsableCommand {
             try result.write(to: manifest)
             print("\npublished \(result.messagesPublished) messages, \(result.entries.count) readings, all acknowledged by the broker; manifest: \(manifest)")
         } catch {
-            throw ValidationError("tributary-sim sensors: \(error)")
+            throw Failure("tributary-sim sensors: \(error)")
         }
     }
 }
@@ -65,9 +65,15 @@ struct Verify: AsyncParsableCommand {
         do {
             report = try Verifier.verify(try Manifest.read(from: manifest), sink: sink)
         } catch {
-            throw ValidationError("tributary-sim verify: \(error)")
+            throw Failure("tributary-sim verify: \(error)")
         }
         print(report)
         if !report.passed { throw ExitCode(1) }
     }
+}
+
+/// Ends the command with one clear line on stderr and exit code 1 (no usage text).
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -45,9 +45,15 @@ struct AgentCommand: AsyncParsableCommand {
             try await group.run()
             await agent.shutdown()
         } catch {
-            throw ValidationError("tributary-agent: \(error)")
+            throw Failure("tributary-agent: \(error)")
         }
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Ends the command with one clear line on stderr and exit code 1 (no usage text).
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -39,9 +39,15 @@ struct AggregatorCommand: AsyncParsableCommand {
             try await group.run()
             await aggregator.shutdown()
         } catch {
-            throw ValidationError("tributary-aggregator: \(error)")
+            throw Failure("tributary-aggregator: \(error)")
         }
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Ends the command with one clear line on stderr and exit code 1 (no usage text).
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -28,7 +28,7 @@ struct Connection: ParsableArguments {
                 print(render(view), terminator: "")
             }
         } catch {
-            throw ValidationError("tributaryctl: \(error)")
+            throw Failure("tributaryctl: \(error)")
         }
     }
 }
@@ -49,4 +49,10 @@ struct Gateways: AsyncParsableCommand {
     func run() async throws {
         try await connection.show(FleetRendering.gatewaysTable)
     }
+}
+
+/// Ends the command with one clear line on stderr and exit code 1 (no usage text).
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
