@@ -11,9 +11,11 @@ public final class Agent: Sendable {
     public let stats: AgentStats
     public let services: [any Service]
     private let http: HTTPClient
+    private let logger: Logger
 
     public init(config: AgentConfig, logger: Logger) throws {
         self.config = config
+        self.logger = logger
         do {
             try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
         } catch {
@@ -35,7 +37,11 @@ public final class Agent: Sendable {
 
     /// Releases the HTTP client and closes the buffer; call after the services returned.
     public func shutdown() async {
-        try? await http.shutdown()
+        do {
+            try await http.shutdown()
+        } catch {
+            logger.warning("HTTP client did not shut down cleanly", metadata: ["error": "\(error)"])
+        }
         buffer.close()
     }
 }

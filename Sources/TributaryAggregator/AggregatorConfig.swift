@@ -75,15 +75,7 @@ public struct AggregatorConfig: Sendable {
     }
 
     public static func load(file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AggregatorConfig {
-        var text = ""
-        if let file {
-            do {
-                text = try String(contentsOfFile: file, encoding: .utf8)
-            } catch {
-                throw ConfigError(file: file, key: "", message: "cannot read the file: \(error.localizedDescription)")
-            }
-        }
-        return try parse(yaml: text, file: file, overrides: overrides)
+        return try parse(yaml: ConfigSection.readFile(file), file: file, overrides: overrides)
     }
 
     public static func parse(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AggregatorConfig {

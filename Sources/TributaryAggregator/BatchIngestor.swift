@@ -85,7 +85,13 @@ public final class BatchIngestor: Sendable {
             }
         }
 
-        let digest = Digest.fnv1a64((try? request.batch.serializedBytes()) ?? [])
+        let batchBytes: [UInt8]
+        do {
+            batchBytes = try request.batch.serializedBytes()
+        } catch {
+            return reply(500, .retry, identity: identity, reason: "cannot re-encode the batch for its digest: \(error)", retryAfterMs: 5000)
+        }
+        let digest = Digest.fnv1a64(batchBytes)
         let result: SinkWriteResult
         do {
             result = try await sink.write(IncomingBatch(identity: identity, readings: readings, digest: digest, receivedAtMs: receivedAtMs))

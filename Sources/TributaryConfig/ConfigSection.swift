@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// A mapping in a YAML configuration file, read key by key.
@@ -10,6 +11,16 @@ public final class ConfigSection {
     private let mapping: [(String, Node)]
     private var readKeys: Set<String> = []
     private var children: [ConfigSection] = []
+
+    /// The text of a configuration file, or "" when there is none (defaults only).
+    public static func readFile(_ file: String?) throws(ConfigError) -> String {
+        guard let file else { return "" }
+        do {
+            return try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: file, key: "", message: "cannot read the file: \(error.localizedDescription)")
+        }
+    }
 
     /// Parses a whole file's text; an empty file is an empty mapping.
     public convenience init(yaml: String, file: String?) throws(ConfigError) {
