@@ -1,10 +1,12 @@
 import Foundation
+import Synchronization
 
 /// A child process started with posix_spawn, stopped with a signal and reaped with waitpid.
 /// (Foundation's Process needs a run loop to notice exits; tests need a plain, sure wait.)
 public final class ChildProcess: Sendable {
     public let pid: pid_t
     public let executable: String
+    private let reaped = Mutex(false)
 
     /// Starts `executable` with `arguments`; stdout and stderr go to `logFile` (or /dev/null).
     public init(executable: String, arguments: [String], logFile: String? = nil) throws {
@@ -47,8 +49,20 @@ public final class ChildProcess: Sendable {
         var status: Int32 = 0
         while true {
             let result = waitpid(pid, &status, WNOHANG)
-            if result == pid || result < 0 { return status }
+            if result == pid || result < 0 {
+                reaped.withLock { $0 = true }
+                return status
+            }
             try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// A test that failed half-way must not leave its servers running.
+    deinit {
+        if !reaped.withLock({ $0 }) {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
         }
     }
 }

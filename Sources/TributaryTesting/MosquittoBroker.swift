@@ -58,7 +58,4 @@ public final class MosquittoBroker: @unchecked Sendable {
         self.process = nil
     }
 
-    deinit {
-        if let process { Foundation.kill(process.pid, SIGKILL) }
-    }
 }
