@@ -306,10 +306,12 @@ public final class BufferStore: Sendable {
         }
     }
 
-    /// Receive time of the oldest reading not yet acknowledged, or nil when there is none.
-    public func oldestUnacknowledgedMs() throws(SQLiteError) -> Int64? {
+    /// Receive time of the oldest reading not yet acknowledged, or nil when there is none;
+    /// `excluding` leaves out one batch (the one being sent).
+    public func oldestUnacknowledgedMs(excluding sequence: UInt64? = nil) throws(SQLiteError) -> Int64? {
         try db.withConnection { c throws(SQLiteError) in
-            let sealed = try c.scalar("SELECT oldest_received_ms FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT 1")?.int64
+            let sealed = try c.scalar("SELECT oldest_received_ms FROM batches WHERE set_aside = 0 AND sequence != ? ORDER BY sequence LIMIT 1",
+                                      Int64(bitPattern: sequence ?? 0))?.int64
             let unsealed = try c.scalar("SELECT received_ms FROM readings ORDER BY id LIMIT 1")?.int64
             return [sealed, unsealed].compactMap { $0 }.min()
         }

@@ -83,7 +83,9 @@ public final class Uploader: Service {
         } catch {
             return .rejected(reason: "stored batch does not decode: \(error)")
         }
-        request.status = await status()
+        // The aggregator records this status only once the batch is committed, so describe
+        // the gateway as it is then: without this batch in the backlog.
+        request.status = await status(excluding: batch)
         return await client.send(request, expecting: batch.identity)
     }
 
@@ -96,15 +98,16 @@ public final class Uploader: Service {
     }
 
     /// The gateway's status as the aggregator's fleet registry wants it.
-    func status() async -> Tributary_V1_GatewayStatus {
+    func status(excluding batch: SealedBatch? = nil) async -> Tributary_V1_GatewayStatus {
         let counters = buffer.snapshot
-        let facts = try? await blocking { [buffer] in (try buffer.oldestUnacknowledgedMs(), try buffer.sizeBytes()) }
+        let sequence = batch?.identity.sequence
+        let facts = try? await blocking { [buffer] in (try buffer.oldestUnacknowledgedMs(excluding: sequence), try buffer.sizeBytes()) }
         let now = WallClock.nowMs()
         let rates = stats.rates(ingested: counters.ingestedTotal, acknowledged: counters.acknowledgedTotal, nowMs: now)
         var status = Tributary_V1_GatewayStatus()
         status.gatewayID = config.gatewayID
         status.agentVersion = Self.agentVersion
-        status.backlogReadings = UInt64(max(0, counters.unsealedReadings + counters.sealedReadings))
+        status.backlogReadings = UInt64(max(0, counters.unsealedReadings + counters.sealedReadings - Int64(batch?.readingCount ?? 0)))
         status.backlogBytes = UInt64(max(0, facts?.1 ?? 0))
         status.oldestUnsentMs = facts?.0 ?? 0
         status.ingestedTotal = UInt64(counters.ingestedTotal)

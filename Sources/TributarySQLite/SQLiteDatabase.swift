@@ -22,6 +22,7 @@ public final class SQLiteDatabase: Sendable {
     }
 
     /// Runs `body` with exclusive use of the connection, on the calling thread.
+    @discardableResult
     public func withConnection<T>(_ body: (SQLiteConnection) throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         try handle.withLock { handle throws(SQLiteError) -> T in
             guard let handle else {
@@ -32,6 +33,7 @@ public final class SQLiteDatabase: Sendable {
     }
 
     /// Runs `body` on a thread of the blocking pool; for async callers.
+    @discardableResult
     public func perform<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await NIOThreadPool.singleton.runIfActive {
             try self.withConnection { (db) throws(SQLiteError) -> Result<T, any Error> in

@@ -43,10 +43,12 @@ struct PipelineTests {
             #expect(report.passed, "\(report)")
             #expect(report.missing == 0 && report.duplicates == 0)
 
-            // The fleet view agrees with the sink.
-            let (view, _) = try await fetchFleet(harness)
-            let gateway = try #require(view.gateways.first { $0.gatewayID == "gw-test" })
-            #expect(gateway.readingsSynced == UInt64(manifest.entries.count))
+            // The fleet view agrees with the sink, and shows nothing left behind.
+            try await eventually("the fleet view shows every reading synced and no backlog") {
+                let gateway = try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-test" }
+                return gateway?.readingsSynced == UInt64(manifest.entries.count)
+                    && gateway?.backlogReadings == 0 && gateway?.oldestUnsentMs == 0
+            }
             try await agent.stop()
             #expect(agent.agent.buffer.snapshot.acknowledgedTotal == Int64(manifest.entries.count))
         } catch {
