@@ -115,11 +115,7 @@ public final class BatchIngestor: Sendable {
             logger.error("fleet registry update failed", metadata: ["gateway": "\(identity.gatewayID)", "error": "\(error)"])
         }
         logger.debug("batch handled", metadata: ["batch": "\(identity)", "readings": "\(readings.count)", "result": "\(result)"])
-        var response = reply(200, result == .accepted ? .accepted : .duplicate, identity: identity)
-        var ack = response.ack
-        ack.readingCount = UInt32(readings.count)
-        response = Response(httpStatus: 200, ack: ack)
-        return response
+        return reply(200, result == .accepted ? .accepted : .duplicate, identity: identity, readingCount: readings.count)
     }
 
     // MARK: checks
@@ -172,9 +168,10 @@ public final class BatchIngestor: Sendable {
     }
 
     private func reply(_ status: Int, _ outcome: Tributary_V1_Ack.Outcome, identity: BatchIdentity? = nil,
-                       reason: String = "", retryAfterMs: Int = 0) -> Response {
+                       readingCount: Int = 0, reason: String = "", retryAfterMs: Int = 0) -> Response {
         var ack = Tributary_V1_Ack()
         ack.outcome = outcome
+        ack.readingCount = UInt32(readingCount)
         if let identity { ack.batchID = Tributary_V1_BatchId(identity) }
         ack.reason = reason
         ack.retryAfterMs = UInt32(retryAfterMs)
