@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import TributaryMQTT
+import TributarySimulator
+import TributaryTesting
+
+/// Real parts as separate processes, as an operator runs them: a mosquitto broker and the
+/// built `tributary-aggregator` and `tributary-agent` executables, on loopback ports in a
+/// temporary directory. Tests start, signal and restart them at will.
+struct ProcessHarness {
+    let dir: TemporaryDirectory
+    let broker: MosquittoBroker
+    let httpPort: Int
+    let gatewayID: String
+    let logger: Logger
+
+    /// `aggregatorSettings` are extra YAML lines for the agent's `aggregator:` section.
+    init(gatewayID: String, aggregatorSettings: [String] = []) async throws {
+        dir = try TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: dir.file("broker"), withIntermediateDirectories: true)
+        broker = try await MosquittoBroker(directory: dir.file("broker"))
+        httpPort = try FreePort.allocate()
+        self.gatewayID = gatewayID
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        self.logger = logger
+        try """
+            gateway_id: \(gatewayID)
+            data_dir: \(dir.file("agent"))
+            mqtt:
+              broker: \(broker.url)
+              subscriptions:
+            \(SensorSimulator.subscriptionYAML())
+            aggregator:
+              url: http://127.0.0.1:\(httpPort)
+            \(aggregatorSettings.map { "  " + $0 }.joined(separator: "\n"))
+            """.write(toFile: dir.file("agent.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    var sink: String { "sqlite:" + dir.file("aggregator/sink.sqlite") }
+
+    func startAggregator() async throws -> ChildProcess {
+        let process = try ChildProcess(
+            executable: try Self.executable("tributary-aggregator"),
+            arguments: ["--listen", "127.0.0.1:\(httpPort)", "--data-dir", dir.file("aggregator")],
+            logFile: dir.file("aggregator.log"))
+        try await FreePort.waitUntilListening(httpPort)
+        return process
+    }
+
+    /// Starts the agent; with `waitForSubscription`, returns once this run's subscriptions
+    /// are confirmed by the broker (so the broker keeps its messages from then on).
+    func startAgent(waitForSubscription: Bool = true) async throws -> ChildProcess {
+        let before = agentLog.components(separatedBy: "subscriptions confirmed").count
+        let agent = try ChildProcess(executable: try Self.executable("tributary-agent"),
+                                     arguments: ["--config", dir.file("agent.yaml")], logFile: dir.file("agent.log"))
+        if waitForSubscription {
+            try await eventually(timeout: .seconds(30), "the agent subscribes") {
+                agentLog.components(separatedBy: "subscriptions confirmed").count > before
+            }
+        }
+        return agent
+    }
+
+    /// Everything the agent processes wrote so far.
+    var agentLog: String { (try? String(contentsOfFile: dir.file("agent.log"), encoding: .utf8)) ?? "" }
+
+    /// Publishes `count` simulated messages from 10 sensors at `rate` per second.
+    func publish(_ count: Int, rate: Double) throws -> Task<Manifest, any Error> {
+        let simulator = SensorSimulator(options: .init(broker: try MQTTBroker(url: broker.url), gatewayID: gatewayID,
+                                                       sensors: 10, rate: rate, count: count), logger: logger)
+        return Task { try await simulator.run() }
+    }
+
+    /// Where SwiftPM put the executables: beside the test bundle.
+    static var binDirectory: String {
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        while url.path != "/" && !FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("tributary-agent").path) {
+            url.deleteLastPathComponent()
+        }
+        return url.path
+    }
+
+    static func executable(_ name: String) throws -> String {
+        let path = binDirectory + "/" + name
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw TestingError("\(name) is not built next to the tests; run `swift build --build-tests` first")
+        }
+        return path
+    }
+
+    /// The exit code of a wait status, or -1 when the process died of a signal.
+    static func exitCode(_ status: Int32) -> Int32 {
+        status & 0x7F == 0 ? (status >> 8) & 0xFF : -1
+    }
+}
