@@ -53,7 +53,7 @@ let package = Package(
         // Reading YAML configuration files: every key named in errors, unknown keys rejected.
         .target(
             name: "TributaryConfig",
-            dependencies: [.product(name: "Yams", package: "Yams")],
+            dependencies: ["TributaryCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings),
         // The only module that imports libsqlite3.
         .target(name: "TributarySQLite", dependencies: ["CSQLite", .product(name: "NIOPosix", package: "swift-nio")], swiftSettings: swiftSettings),

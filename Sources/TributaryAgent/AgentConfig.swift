@@ -60,8 +60,18 @@ public struct AgentConfig: Sendable {
         /// Messages handed from the MQTT thread to the committer, at most. When full the MQTT
         /// thread waits, so the broker holds further messages.
         public var queueCapacity = 10_000
+        /// Disk quota for the buffer file's live pages, in bytes; 0 means no quota (the disk is the limit).
+        public var maxBytes: Int64 = 1 << 30
+        /// What happens at the quota: `block` stops reading from the broker, which holds
+        /// messages for the persistent session; `drop_oldest` frees the oldest unsent readings
+        /// and counts them. A full disk always behaves as `block`.
+        public var fullPolicy: FullPolicy = .block
 
         public enum Synchronous: String, Sendable, CaseIterable { case normal, full }
+        public enum FullPolicy: String, Sendable, CaseIterable {
+            case block
+            case dropOldest = "drop_oldest"
+        }
         public init() {}
     }
 
@@ -79,6 +89,9 @@ public struct AgentConfig: Sendable {
         /// Retry backoff: exponential from the first value to the second, with full jitter.
         public var retryInitialMs = 200
         public var retryMaxMs = 30_000
+        /// Batches sent concurrently, at most. The agent adapts within this (AIMD): one more
+        /// after a round where all were acknowledged, half after a 429, 503 or timeout.
+        public var maxInFlightBatches = 4
 
         public init(url: String) { self.url = url }
     }
@@ -155,6 +168,11 @@ extension AgentConfig {
             buffer.commitIntervalMs = try s.int("commit_interval_ms", range: 1...10_000) ?? buffer.commitIntervalMs
             buffer.commitMaxMessages = try s.int("commit_max_messages", range: 1...100_000) ?? buffer.commitMaxMessages
             buffer.queueCapacity = try s.int("queue_capacity", range: 1...1_000_000) ?? buffer.queueCapacity
+            buffer.maxBytes = try s.bytes("max_bytes") ?? buffer.maxBytes
+            if buffer.maxBytes != 0 && buffer.maxBytes < 65_536 {
+                throw s.error("max_bytes", "\(buffer.maxBytes) is too small for a buffer: use 0 (no quota) or at least 65536")
+            }
+            buffer.fullPolicy = try s.choice("full_policy", of: Buffer.FullPolicy.self) ?? buffer.fullPolicy
         }
 
         let aggregatorSection = try root.section("aggregator")
@@ -173,6 +191,7 @@ extension AgentConfig {
             aggregator.heartbeatSeconds = try s.int("heartbeat_seconds", range: 1...86_400) ?? aggregator.heartbeatSeconds
             aggregator.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? aggregator.retryInitialMs
             aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
+            aggregator.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...64) ?? aggregator.maxInFlightBatches
         }
         try root.checkNoUnknownKeys()  // first: a misspelt key explains what is missing below
         guard !subscriptions.isEmpty else {

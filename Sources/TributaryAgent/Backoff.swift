@@ -10,11 +10,14 @@ struct Backoff {
         self.maxMs = maxMs
     }
 
-    /// The next wait in ms; at least `floorMs` (a server's Retry-After).
+    /// The next wait in ms. A server's Retry-After (`floorMs`) is honoured, plus up to half of
+    /// it again at random, so a fleet told the same Retry-After does not return in step.
     mutating func next(floorMs: Int = 0, using generator: inout some RandomNumberGenerator) -> Int {
         let ceiling = min(maxMs, initialMs << min(failures, 30))
         failures += 1
-        return max(floorMs, Int.random(in: 0...max(ceiling, 1), using: &generator))
+        let jittered = Int.random(in: 0...max(ceiling, 1), using: &generator)
+        guard floorMs > 0 else { return jittered }
+        return max(jittered, floorMs + Int.random(in: 0...max(floorMs / 2, 1), using: &generator))
     }
 
     mutating func next(floorMs: Int = 0) -> Int {

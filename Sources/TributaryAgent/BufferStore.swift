@@ -20,6 +20,9 @@ public final class BufferStore: Sendable {
     public let epoch: String
     private let db: SQLiteDatabase
     private let counters: Mutex<Counters>
+    /// Sequences the uploader is sending right now. `dropOldest` never frees these: a batch
+    /// counted as dropped must never reach the sink.
+    private let inFlight = Mutex<Set<UInt64>>([])
 
     /// Running totals, persisted in the `counters` table and mirrored here for status reports.
     public struct Counters: Sendable, Equatable {
@@ -252,17 +255,37 @@ public final class BufferStore: Sendable {
         return count
     }
 
-    /// The oldest sealed batch not set aside, as it must be sent (unchanged on every resend).
-    public func oldestSealedBatch() throws(SQLiteError) -> SealedBatch? {
+    /// Claims up to `limit` of the oldest sealed batches not set aside and not already being
+    /// sent, as they must be sent (unchanged on every resend). Each claim ends with `release`.
+    public func claimBatches(limit: Int) throws(SQLiteError) -> [SealedBatch] {
+        // Claiming inside `withConnection` keeps it atomic with `dropOldest`, which runs there too.
         try db.withConnection { c throws(SQLiteError) in
-            var batch: SealedBatch?
-            try c.forEach("SELECT sequence, payload, reading_count, attempts FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT 1") { row in
-                batch = SealedBatch(
-                    identity: BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: UInt64(row.int64(0))),
-                    payload: row[1].bytes ?? [], readingCount: Int(row.int64(2)), attempts: Int(row.int64(3)))
+            try inFlight.withLock { (claimed) throws(SQLiteError) -> [SealedBatch] in
+                var batches: [SealedBatch] = []
+                try c.forEach("SELECT sequence, payload, reading_count, attempts FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT ?",
+                              [limit + claimed.count]) { row in
+                    let sequence = UInt64(row.int64(0))
+                    guard batches.count < limit, !claimed.contains(sequence) else { return }
+                    batches.append(SealedBatch(
+                        identity: BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: sequence),
+                        payload: row[1].bytes ?? [], readingCount: Int(row.int64(2)), attempts: Int(row.int64(3))))
+                }
+                claimed.formUnion(batches.map(\.identity.sequence))
+                return batches
             }
-            return batch
         }
+    }
+
+    /// Ends claims made by `claimBatches`, whatever became of the batches.
+    public func release(_ sequences: [UInt64]) {
+        inFlight.withLock { $0.subtract(sequences) }
+    }
+
+    /// The oldest sealed batch not set aside, without claiming it (tests and tools).
+    public func oldestSealedBatch() throws(SQLiteError) -> SealedBatch? {
+        let batch = try claimBatches(limit: 1).first
+        if let batch { release([batch.identity.sequence]) }
+        return batch
     }
 
     public func recordAttempt(_ sequence: UInt64, error: String?) throws(SQLiteError) {
@@ -306,12 +329,47 @@ public final class BufferStore: Sendable {
         }
     }
 
+    /// Frees the oldest unsent readings for the `drop_oldest` policy: the oldest sealed batch
+    /// that is not being sent, else up to `maxUnsealed` of the oldest unsealed readings. The
+    /// count is persisted in the same transaction and reported with the gateway's status.
+    /// Returns how many readings were dropped (0: nothing can be dropped now).
+    public func dropOldest(maxUnsealed: Int = 1000) throws(SQLiteError) -> DroppedReadings {
+        let dropped = try db.withConnection { c throws(SQLiteError) -> DroppedReadings in
+            let claimed = inFlight.withLock { $0 }
+            return try c.transaction { () throws(SQLiteError) -> DroppedReadings in
+                var victim: (sequence: Int64, count: Int64)?
+                try c.forEach("SELECT sequence, reading_count FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT ?",
+                              [claimed.count + 1]) { row in
+                    if victim == nil, !claimed.contains(UInt64(row.int64(0))) { victim = (row.int64(0), row.int64(1)) }
+                }
+                if let victim {
+                    try c.run("DELETE FROM batches WHERE sequence = ?", victim.sequence)
+                    try Self.bump(c, "dropped_total", by: Int(victim.count))
+                    return DroppedReadings(sealed: victim.count, sealedBatch: UInt64(victim.sequence), unsealed: 0)
+                }
+                let count = Int64(try c.run("DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?)", maxUnsealed))
+                try Self.bump(c, "dropped_total", by: Int(count))
+                return DroppedReadings(sealed: 0, sealedBatch: nil, unsealed: count)
+            }
+        }
+        counters.withLock {
+            $0.droppedTotal += dropped.total
+            $0.unsealedReadings -= dropped.unsealed
+            $0.sealedReadings -= dropped.sealed
+            if dropped.sealedBatch != nil { $0.sealedBatches -= 1 }
+        }
+        return dropped
+    }
+
     /// Receive time of the oldest reading not yet acknowledged, or nil when there is none;
     /// `excluding` leaves out one batch (the one being sent).
-    public func oldestUnacknowledgedMs(excluding sequence: UInt64? = nil) throws(SQLiteError) -> Int64? {
+    public func oldestUnacknowledgedMs(excluding sequences: Set<UInt64> = []) throws(SQLiteError) -> Int64? {
         try db.withConnection { c throws(SQLiteError) in
-            let sealed = try c.scalar("SELECT oldest_received_ms FROM batches WHERE set_aside = 0 AND sequence != ? ORDER BY sequence LIMIT 1",
-                                      Int64(bitPattern: sequence ?? 0))?.int64
+            var sealed: Int64?
+            try c.forEach("SELECT sequence, oldest_received_ms FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT ?",
+                          [sequences.count + 1]) { row in
+                if sealed == nil, !sequences.contains(UInt64(row.int64(0))) { sealed = row.int64(1) }
+            }
             let unsealed = try c.scalar("SELECT received_ms FROM readings ORDER BY id LIMIT 1")?.int64
             return [sealed, unsealed].compactMap { $0 }.min()
         }
@@ -339,6 +397,11 @@ public final class BufferStore: Sendable {
         }
     }
 
+    /// Caps the file at `pages` pages, so tests meet SQLITE_FULL as on a full disk.
+    func limitPagesForTesting(_ pages: Int) throws(SQLiteError) {
+        try db.withConnection { c throws(SQLiteError) in _ = try c.execute("PRAGMA max_page_count = \(pages)") }
+    }
+
     // MARK: helpers
 
     private static func bump(_ c: SQLiteConnection, _ name: String, by amount: Int) throws(SQLiteError) {
@@ -363,6 +426,16 @@ public final class BufferStore: Sendable {
         default: .text(text ?? "")
         }
     }
+}
+
+/// What one `dropOldest` call freed.
+public struct DroppedReadings: Sendable, Equatable {
+    /// Readings of the sealed batch dropped whole, if one was.
+    public var sealed: Int64
+    public var sealedBatch: UInt64?
+    /// Unsealed readings dropped.
+    public var unsealed: Int64
+    public var total: Int64 { sealed + unsealed }
 }
 
 /// A batch as stored: its identity and the exact bytes to send.

@@ -59,6 +59,12 @@ final class IngestQueue<Element>: @unchecked Sendable {
         condition.unlock()
     }
 
+    var isClosed: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return closed
+    }
+
     var depth: Int {
         condition.lock()
         defer { condition.unlock() }

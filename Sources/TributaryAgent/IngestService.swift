@@ -87,6 +87,7 @@ public final class IngestService: Service {
             for item in group {
                 decode(item, into: &readings, quarantined: &quarantined)
             }
+            waitForRoom(queue)
             commit(readings, quarantined)
         }
     }
@@ -104,6 +105,56 @@ public final class IngestService: Service {
             logger.debug("payload quarantined", metadata: ["topic": "\(topic)", "reason": "\(error)"])
             quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload,
                                                   reason: error.description, receivedAtMs: item.receivedAtMs))
+        }
+    }
+
+    /// Enforces the buffer quota before a group is committed. `block` waits here: the queue
+    /// fills, the MQTT thread stops reading, and the broker holds the rest for our persistent
+    /// session. `drop_oldest` frees the oldest unsent readings, each one counted.
+    private func waitForRoom(_ queue: IngestQueue<Received>) {
+        let quota = config.buffer.maxBytes
+        guard quota > 0 else { return }
+        var blocked = false
+        var delay = 0.02
+        defer {
+            if blocked {
+                stats.bufferFull = false
+                logger.notice("buffer below its quota again; reading from the broker", metadata: ["gateway": "\(config.gatewayID)"])
+            }
+        }
+        while true {
+            do {
+                let used = try buffer.sizeBytes()
+                if used < quota { return }
+                if config.buffer.fullPolicy == .dropOldest {
+                    let dropped = try buffer.dropOldest()
+                    if dropped.total > 0 {
+                        logger.warning("buffer quota reached; dropped the oldest unsent readings", metadata: [
+                            "gateway": "\(config.gatewayID)", "dropped": "\(dropped.total)", "quota_bytes": "\(quota)",
+                            "batch": "\(dropped.sealedBatch.map(String.init) ?? "-")", "dropped_total": "\(buffer.snapshot.droppedTotal)",
+                        ])
+                        continue
+                    }
+                    // Everything left is being sent right now: wait for the acknowledgements.
+                }
+                if !blocked {
+                    blocked = true
+                    stats.bufferFull = true
+                    let message = "buffer quota of \(quota) bytes reached (\(used) in use): not reading from the broker until batches are acknowledged"
+                    logger.warning("\(message)", metadata: ["gateway": "\(config.gatewayID)", "policy": "\(config.buffer.fullPolicy.rawValue)"])
+                    stats.recordError(message)
+                }
+            } catch {
+                logger.error("cannot check the buffer quota; retrying", metadata: ["gateway": "\(config.gatewayID)", "error": "\(error)"])
+            }
+            if queue.isClosed {
+                // Shutting down: what we received is already acknowledged to the broker, so
+                // keeping it a little over the quota beats losing it.
+                logger.warning("shutting down while the buffer is full: committing the last group over the quota")
+                return
+            }
+            Thread.sleep(forTimeInterval: delay)
+            delay = min(delay * 2, 0.5)
         }
     }
 

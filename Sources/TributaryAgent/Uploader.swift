@@ -33,39 +33,83 @@ public final class Uploader: Service {
         }
     }
 
+    /// Rounds of up to `window` batches, oldest first, sent concurrently. After a round the
+    /// aggregator fully acknowledged, the window grows by one and the next round starts at
+    /// once (a backlog drains at full speed); after a 429, 503 or timeout it halves and the
+    /// uploader backs off, honouring Retry-After.
     private func loop() async throws {
         var backoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
+        var window = InFlightWindow(limit: config.aggregator.maxInFlightBatches)
         var lastContactMs = Int64(0)
         let idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
         while !Task.isCancelled {
-            let batch = try await blocking { [buffer, config] in
+            let batches = try await blocking { [buffer, config, window] in
                 try buffer.sealDueBatches(maxReadings: config.aggregator.batchMaxReadings, maxAgeMs: config.aggregator.batchMaxAgeMs)
-                return try buffer.oldestSealedBatch()
+                return try buffer.claimBatches(limit: window.size)
             }
             let now = WallClock.nowMs()
-            guard let batch else {
+            guard !batches.isEmpty else {
                 if now - lastContactMs >= Int64(config.aggregator.heartbeatSeconds) * 1000 {
                     if case .acknowledged = await sendHeartbeat() { lastContactMs = now }
                 }
                 try await Task.sleep(for: .milliseconds(idlePollMs))
                 continue
             }
-            switch await send(batch) {
-            case .acknowledged(let duplicate):
-                try await blocking { [buffer] in try buffer.acknowledge(batch.identity.sequence) }
+            let outcomes = await sendRound(batches)
+            var retryAfterMs: Int?
+            do {
+                try await settle(outcomes, retryAfterMs: &retryAfterMs)
+            } catch {
+                // The acknowledgement could not be recorded; the batch is resent and answered "duplicate".
+                stats.recordError("buffer write failed: \(error)")
+                logger.error("cannot record batch outcomes in the buffer", metadata: ["error": "\(error)"])
+                retryAfterMs = retryAfterMs ?? 0
+            }
+            buffer.release(batches.map(\.identity.sequence))
+            if let retryAfterMs {
+                window.congestedRound()
+                stats.inFlightWindow = window.size
+                let wait = backoff.next(floorMs: retryAfterMs)
+                logger.debug("backing off", metadata: ["retry_in_ms": "\(wait)", "window": "\(window.size)"])
+                try await Task.sleep(for: .milliseconds(wait))
+            } else {
+                if batches.count == window.size { window.acknowledgedRound() }
+                stats.inFlightWindow = window.size
                 backoff.reset()
                 lastContactMs = now
+            }
+        }
+    }
+
+    /// Sends each batch of a round concurrently; the outcomes come back in the batches' order.
+    private func sendRound(_ batches: [SealedBatch]) async -> [(SealedBatch, SyncClient.Outcome)] {
+        let status = await status(excluding: batches)
+        return await withTaskGroup(of: (Int, SyncClient.Outcome).self) { group in
+            for (index, batch) in batches.enumerated() {
+                group.addTask { (index, await self.send(batch, status: status)) }
+            }
+            var outcomes = [SyncClient.Outcome?](repeating: nil, count: batches.count)
+            for await (index, outcome) in group { outcomes[index] = outcome }
+            return zip(batches, outcomes.map { $0! }).map { ($0, $1) }
+        }
+    }
+
+    /// Records what became of each batch. `retryAfterMs` is set when any must be retried.
+    private func settle(_ outcomes: [(SealedBatch, SyncClient.Outcome)], retryAfterMs: inout Int?) async throws {
+        for (batch, outcome) in outcomes {
+            switch outcome {
+            case .acknowledged(let duplicate):
+                try await blocking { [buffer] in try buffer.acknowledge(batch.identity.sequence) }
                 logger.debug("batch acknowledged", metadata: [
                     "batch": "\(batch.identity)", "readings": "\(batch.readingCount)", "duplicate": "\(duplicate)",
                 ])
             case .retry(let afterMs, let reason):
-                let wait = backoff.next(floorMs: afterMs)
+                retryAfterMs = max(retryAfterMs ?? 0, afterMs)
                 stats.recordError(reason)
                 try await blocking { [buffer] in try buffer.recordAttempt(batch.identity.sequence, error: reason) }
-                logger.warning("batch not delivered; retrying", metadata: [
-                    "batch": "\(batch.identity)", "reason": "\(reason)", "retry_in_ms": "\(wait)",
+                logger.warning("batch not delivered; will retry", metadata: [
+                    "batch": "\(batch.identity)", "reason": "\(reason)", "attempts": "\(batch.attempts + 1)",
                 ])
-                try await Task.sleep(for: .milliseconds(wait))
             case .rejected(let reason):
                 stats.recordError(reason)
                 try await blocking { [buffer] in try buffer.setAside(batch.identity.sequence, reason: reason) }
@@ -76,16 +120,14 @@ public final class Uploader: Service {
         }
     }
 
-    private func send(_ batch: SealedBatch) async -> SyncClient.Outcome {
+    private func send(_ batch: SealedBatch, status: Tributary_V1_GatewayStatus) async -> SyncClient.Outcome {
         var request = Tributary_V1_SyncRequest()
         do {
             request.batch = try Tributary_V1_Batch(serializedBytes: batch.payload)
         } catch {
             return .rejected(reason: "stored batch does not decode: \(error)")
         }
-        // The aggregator records this status only once the batch is committed, so describe
-        // the gateway as it is then: without this batch in the backlog.
-        request.status = await status(excluding: batch)
+        request.status = status
         return await client.send(request, expecting: batch.identity)
     }
 
@@ -97,17 +139,19 @@ public final class Uploader: Service {
         return outcome
     }
 
-    /// The gateway's status as the aggregator's fleet registry wants it.
-    func status(excluding batch: SealedBatch? = nil) async -> Tributary_V1_GatewayStatus {
+    /// The gateway's status as the aggregator's fleet registry wants it. The aggregator records
+    /// the status sent with a batch only once the batch is committed, so it describes the
+    /// gateway as it is then: without the batches of this round in the backlog.
+    func status(excluding batches: [SealedBatch] = []) async -> Tributary_V1_GatewayStatus {
         let counters = buffer.snapshot
-        let sequence = batch?.identity.sequence
-        let facts = try? await blocking { [buffer] in (try buffer.oldestUnacknowledgedMs(excluding: sequence), try buffer.sizeBytes()) }
+        let sequences = Set(batches.map(\.identity.sequence))
+        let facts = try? await blocking { [buffer] in (try buffer.oldestUnacknowledgedMs(excluding: sequences), try buffer.sizeBytes()) }
         let now = WallClock.nowMs()
         let rates = stats.rates(ingested: counters.ingestedTotal, acknowledged: counters.acknowledgedTotal, nowMs: now)
         var status = Tributary_V1_GatewayStatus()
         status.gatewayID = config.gatewayID
         status.agentVersion = Self.agentVersion
-        status.backlogReadings = UInt64(max(0, counters.unsealedReadings + counters.sealedReadings - Int64(batch?.readingCount ?? 0)))
+        status.backlogReadings = UInt64(max(0, counters.unsealedReadings + counters.sealedReadings - Int64(batches.reduce(0) { $0 + $1.readingCount })))
         status.backlogBytes = UInt64(max(0, facts?.1 ?? 0))
         status.oldestUnsentMs = facts?.0 ?? 0
         status.ingestedTotal = UInt64(counters.ingestedTotal)

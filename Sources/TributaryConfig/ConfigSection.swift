@@ -1,4 +1,5 @@
 import Foundation
+import TributaryCore
 import Yams
 
 /// A mapping in a YAML configuration file, read key by key.
@@ -89,6 +90,15 @@ public final class ConfigSection {
         }
         if let range, !range.contains(value) {
             throw error(key, "\(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    /// A size in bytes: a plain integer or one with a unit, e.g. `512MiB`, `2GB`, `64k`.
+    public func bytes(_ key: String) throws(ConfigError) -> Int64? {
+        guard let text = try scalar(key, "a size in bytes") else { return nil }
+        guard let value = Units.bytes(text) else {
+            throw error(key, "expected a size such as 1073741824, 512MiB or 2GB, found '\(text)'")
         }
         return value
     }

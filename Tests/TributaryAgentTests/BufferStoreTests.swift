@@ -93,7 +93,10 @@ struct BackoffTests {
             let wait = backoff.next(using: &generator)
             #expect(wait >= 0 && wait <= min(1000, 100 << attempt))
         }
-        #expect(backoff.next(floorMs: 5000, using: &generator) == 5000)
+        // Retry-After is a floor, spread by up to half again so a fleet does not return in step.
+        let waits = (0..<200).map { _ in backoff.next(floorMs: 5000, using: &generator) }
+        #expect(waits.allSatisfy { (5000...7500).contains($0) })
+        #expect(Set(waits).count > 1)
         backoff.reset()
         #expect(backoff.failures == 0)
     }
