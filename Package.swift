@@ -163,6 +163,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "TributarySimulatorTests", dependencies: ["TributarySimulator"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "TributaryAgent", "TributaryAggregator", "TributarySimulator", "TributaryTesting",

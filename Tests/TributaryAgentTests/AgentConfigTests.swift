@@ -29,6 +29,13 @@ struct AgentConfigTests {
         #expect(config.mqttClientID == "tributary-gw-001")
         #expect(config.aggregator.url == "http://127.0.0.1:8470")
         #expect(config.buffer.synchronous == .normal)
+        #expect(config.buffer.maxBytes == 1 << 30 && config.buffer.fullPolicy == .block)
+        #expect(config.aggregator.maxInFlightBatches == 4)
+    }
+
+    @Test func quotaTakesUnits() throws {
+        let config = try AgentConfig.parse(yaml: Self.issueExample + "\nbuffer:\n  max_bytes: 256MiB\n  full_policy: drop_oldest\n", file: nil)
+        #expect(config.buffer.maxBytes == 256 << 20 && config.buffer.fullPolicy == .dropOldest)
     }
 
     @Test func flagsOverrideTheFile() throws {
@@ -49,6 +56,11 @@ struct AgentConfigTests {
         (issueExample + "\naggregator_typo: 1\n", "aggregator_typo", "unknown key"),
         ("gateway_id: gw\n", "mqtt.subscriptions", "at least one subscription"),
         (issueExample.replacingOccurrences(of: "gw-001", with: "gw 001!"), "gateway_id", "letters, digits"),
+        (issueExample + "\nbuffer:\n  max_bytes: lots\n", "buffer.max_bytes", "expected a size"),
+        (issueExample + "\nbuffer:\n  max_bytes: 4k\n", "buffer.max_bytes", "too small"),
+        (issueExample + "\nbuffer:\n  full_policy: drop_newest\n", "buffer.full_policy", "block, drop_oldest"),
+        (issueExample.replacingOccurrences(of: "  url: http://127.0.0.1:8470", with: "  url: http://127.0.0.1:8470\n  max_in_flight_batches: 0"),
+         "aggregator.max_in_flight_batches", "out of range"),
     ])
     func errorsNameTheKeyAndFile(_ yaml: String, _ key: String, _ message: String) {
         do {

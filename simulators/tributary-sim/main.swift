@@ -9,7 +9,7 @@ struct Sim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-sim",
         abstract: "Traffic for Tributary demos and tests, and the conservation check.",
-        subcommands: [Sensors.self, Verify.self])
+        subcommands: [Sensors.self, Verify.self, Proxy.self])
 }
 
 struct Sensors: AsyncParsableCommand {
@@ -70,6 +70,93 @@ struct Verify: AsyncParsableCommand {
         print(report)
         if !report.passed { throw ExitCode(1) }
     }
+}
+
+struct Proxy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A TCP proxy that injects latency, bandwidth limits, partitions, cut connections and lost replies.",
+        discussion: """
+            Put it on a link (agent -> aggregator, or agent -> broker) and point the client at --listen.
+            Flags set the faults at the start; a script changes them over time, one step per line:
+
+              # at   action          argument
+              0s     latency         50ms
+              5s     partition                   # black hole until heal
+              8s     heal
+              10s    drop-responses  0.5         # cut this share of new connections at their first reply
+              12s    disconnect                  # cut every open connection now
+              15s    bandwidth       64k         # bytes/s per connection and direction; 0 lifts it
+              20s    refuse                      # reset new connections until accept
+              22s    accept
+              25s    normal                      # every fault off
+              30s    end                         # exit
+
+            Without an end step the proxy runs until interrupted. Each step and a final count of
+            what it did go to stderr.
+            """)
+
+    @Option(help: "Where to listen, HOST:PORT (port 0 picks a free one and prints it).") var listen: String
+    @Option(help: "Where to forward, HOST:PORT.") var target: String
+    @Option(help: "Added delay per forwarded chunk and direction, e.g. 50ms.") var latency: String?
+    @Option(help: "Bytes per second per connection and direction, e.g. 64k.") var bandwidth: String?
+    @Option(help: "Share (0-1) of new connections whose first reply is cut: lost acknowledgements.") var dropResponses: Double?
+    @Option(help: "A schedule of fault changes (see above).") var script: String?
+    @Option(help: "Seed for the drop decisions.") var seed: UInt64 = 1
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "tributary-sim")
+        logger.logLevel = .notice
+        do {
+            var faults = ProxyFaults()
+            if let latency {
+                guard case .latency(let ms) = try FaultSchedule.action("latency", argument: latency, at: "--latency") else { return }
+                faults.latencyMs = ms
+            }
+            if let bandwidth {
+                guard case .bandwidth(let rate) = try FaultSchedule.action("bandwidth", argument: bandwidth, at: "--bandwidth") else { return }
+                faults.bytesPerSecond = rate
+            }
+            if let dropResponses {
+                guard (0...1).contains(dropResponses) else { throw ValidationError("--drop-responses takes a share between 0 and 1") }
+                faults.dropResponses = dropResponses
+            }
+            var schedule = FaultSchedule()
+            if let script {
+                let text: String
+                do {
+                    text = try String(contentsOfFile: script, encoding: .utf8)
+                } catch {
+                    throw Failure("tributary-sim proxy: cannot read --script \(script): \(error.localizedDescription)")
+                }
+                schedule = try FaultSchedule.parse(text, source: script)
+            }
+            let proxy = try FaultProxy(listen: try .init(listen), target: try .init(target), faults: faults, seed: seed, logger: logger)
+            logger.notice("fault proxy listening", metadata: ["listen": "\(listen)", "port": "\(proxy.listenPort)", "target": "\(target)"])
+            await withTaskCancellationOnSignals { [schedule] in
+                await proxy.run(schedule: schedule)
+            }
+            logger.notice("fault proxy stopped", metadata: ["counters": "\(proxy.counters)"])
+        } catch let error as FaultScheduleError {
+            throw Failure("tributary-sim proxy: \(error)")
+        } catch let error as ProxyError {
+            throw Failure("tributary-sim proxy: \(error)")
+        }
+    }
+}
+
+/// Runs `body`, cancelling it on SIGINT or SIGTERM so it can finish cleanly.
+func withTaskCancellationOnSignals(_ body: @escaping @Sendable () async -> Void) async {
+    let task = Task { await body() }
+    let sources = [SIGINT, SIGTERM].map { signalNumber in
+        signal(signalNumber, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: signalNumber)
+        source.setEventHandler { task.cancel() }
+        source.resume()
+        return source
+    }
+    await task.value
+    sources.forEach { $0.cancel() }
 }
 
 /// Ends the command with one clear line on stderr and exit code 1 (no usage text).
