@@ -60,17 +60,23 @@ public final class Aggregator: Sendable {
     static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor) -> Router<BasicRequestContext> {
         let router = Router()
         router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
-            var request = request
-            let body: ByteBuffer
-            do {
-                body = try await request.collectBody(upTo: config.limits.maxBodyBytes)
-            } catch {
-                return Response(status: .contentTooLarge, headers: [.contentType: "text/plain; charset=utf-8"],
-                                body: .init(byteBuffer: ByteBuffer(string: "body exceeds \(config.limits.maxBodyBytes) bytes\n")))
+            // Admitted before the body is read, by its declared length: memory stays bounded
+            // by max_in_flight_bytes however many agents send at once.
+            let declared = request.headers[.contentLength].flatMap(Int.init) ?? config.limits.maxBodyBytes
+            let result = declared > config.limits.maxBodyBytes
+                ? ingestor.refusal(413, reason: "body of \(declared) bytes exceeds \(config.limits.maxBodyBytes)")
+                : await ingestor.admitted(declaredBytes: declared) {
+                var request = request
+                let body: ByteBuffer
+                do {
+                    body = try await request.collectBody(upTo: config.limits.maxBodyBytes)
+                } catch {
+                    return ingestor.refusal(413, reason: "body exceeds \(config.limits.maxBodyBytes) bytes")
+                }
+                return await ingestor.process(
+                    body: Array(buffer: body), contentType: request.headers[.contentType],
+                    contentEncoding: request.headers[.contentEncoding])
             }
-            let result = await ingestor.handle(
-                body: Array(buffer: body), contentType: request.headers[.contentType],
-                contentEncoding: request.headers[.contentEncoding])
             var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
             if let retryAfter = result.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
             let bytes = (try? result.ack.serializedBytes()) ?? [UInt8]()
@@ -80,7 +86,8 @@ public final class Aggregator: Sendable {
         router.get(RouterPath(WireProtocol.fleetPath)) { _, _ -> Response in
             let now = WallClock.nowMs()
             let gateways = try await registry.gateways(nowMs: now, staleAfterSeconds: config.staleAfterSeconds)
-            let view = FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description, gateways: gateways)
+            let view = FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
+                                 admission: ingestor.admissionStats, gateways: gateways)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             let data = try encoder.encode(view)

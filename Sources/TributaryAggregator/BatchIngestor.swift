@@ -19,8 +19,9 @@ public final class BatchIngestor: Sendable {
     private struct InFlight {
         var batches = 0
         var bytes = 0
-        /// Moving average of a sink write, for Retry-After.
+        /// Moving average of a request's time in flight (mostly the sink write), for Retry-After.
         var averageWriteMs = 10.0
+        var stats = AdmissionStats()
     }
 
     private let sink: any Sink
@@ -36,7 +37,62 @@ public final class BatchIngestor: Sendable {
         self.logger = logger
     }
 
+    /// Checks and writes one request body whose bytes are at hand (tests, tools).
     public func handle(body: [UInt8], contentType: String?, contentEncoding: String?) async -> Response {
+        await admitted(declaredBytes: body.count) {
+            await self.process(body: body, contentType: contentType, contentEncoding: contentEncoding)
+        }
+    }
+
+    /// Admission control: runs `work` only while what is in flight toward the sink stays within
+    /// `max_in_flight_batches` and `max_in_flight_bytes`, counting `declaredBytes` (the
+    /// Content-Length) before the body is even read; otherwise answers 429 with a Retry-After
+    /// computed from the queue. One request is always admitted, however large, so an
+    /// oversized-but-legal batch cannot starve.
+    public func admitted(declaredBytes: Int, _ work: () async -> Response) async -> Response {
+        let size = max(0, declaredBytes)
+        let refusedRetryAfterMs: Int? = inFlight.withLock { f in
+            guard f.batches < limits.maxInFlightBatches, f.bytes + size <= limits.maxInFlightBytes || f.batches == 0 else {
+                f.stats.busyRefusals += 1
+                // Long enough for the queue ahead to drain at the recent pace.
+                let waitMs = Int(f.averageWriteMs * Double(f.batches + 1)) + 100
+                return min(max(waitMs, 1000), 60_000)
+            }
+            f.batches += 1
+            f.bytes += size
+            f.stats.peakInFlightBatches = max(f.stats.peakInFlightBatches, f.batches)
+            f.stats.peakInFlightBytes = max(f.stats.peakInFlightBytes, f.bytes)
+            return nil
+        }
+        if let retryAfterMs = refusedRetryAfterMs {
+            return reply(429, .retry, reason: "aggregator busy: too much in flight toward the sink", retryAfterMs: retryAfterMs)
+        }
+        let started = ContinuousClock.now
+        let response = await work()
+        let elapsed = ContinuousClock.now - started
+        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        inFlight.withLock { f in
+            f.batches -= 1
+            f.bytes -= size
+            f.averageWriteMs = f.averageWriteMs * 0.9 + ms * 0.1
+        }
+        return response
+    }
+
+    /// What admission control and the sink have been through, for the fleet view.
+    public var admissionStats: AdmissionStats {
+        inFlight.withLock { f in
+            var stats = f.stats
+            stats.inFlightBatches = f.batches
+            stats.inFlightBytes = f.bytes
+            stats.maxInFlightBatches = limits.maxInFlightBatches
+            stats.maxInFlightBytes = limits.maxInFlightBytes
+            return stats
+        }
+    }
+
+    /// Decodes, validates and writes an admitted request.
+    func process(body: [UInt8], contentType: String?, contentEncoding: String?) async -> Response {
         let receivedAtMs = WallClock.nowMs()
         let request: Tributary_V1_SyncRequest
         let readings: [Reading]?
@@ -57,33 +113,6 @@ public final class BatchIngestor: Sendable {
             return reply(200, .heartbeat)
         }
         let identity = request.batch.id.identity
-        let size = body.count
-
-        // Admission: bound what is in flight toward the sink, in batches and bytes.
-        // nil when admitted, else how long to wait.
-        let refusedRetryAfterMs: Int? = inFlight.withLock { f in
-            guard f.batches < limits.maxInFlightBatches, f.bytes + size <= limits.maxInFlightBytes || f.batches == 0 else {
-                let waitMs = Int(f.averageWriteMs * Double(f.batches + 1)) + 100
-                return min(max(waitMs, 1000), 60_000)
-            }
-            f.batches += 1
-            f.bytes += size
-            return nil
-        }
-        if let retryAfterMs = refusedRetryAfterMs {
-            return reply(429, .retry, identity: identity, reason: "aggregator busy: too much in flight toward the sink",
-                         retryAfterMs: retryAfterMs)
-        }
-        let started = ContinuousClock.now
-        defer {
-            let elapsed = ContinuousClock.now - started
-            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-            inFlight.withLock { f in
-                f.batches -= 1
-                f.bytes -= size
-                f.averageWriteMs = f.averageWriteMs * 0.9 + ms * 0.1
-            }
-        }
 
         let batchBytes: [UInt8]
         do {
@@ -96,9 +125,18 @@ public final class BatchIngestor: Sendable {
         do {
             result = try await sink.write(IncomingBatch(identity: identity, readings: readings, digest: digest, receivedAtMs: receivedAtMs))
         } catch {
+            // Back off harder while the sink stays down: 1 s, 2 s, 4 s ... 30 s.
+            let failures = inFlight.withLock { f in
+                f.stats.sinkFailures += 1
+                f.stats.consecutiveSinkFailures += 1
+                f.stats.lastSinkError = error.description
+                return f.stats.consecutiveSinkFailures
+            }
             logger.error("sink write failed", metadata: ["batch": "\(identity)", "sink": "\(sink)", "error": "\(error)"])
-            return reply(503, .retry, identity: identity, reason: "sink unavailable: \(error)", retryAfterMs: 5000)
+            return reply(503, .retry, identity: identity, reason: "sink unavailable: \(error)",
+                         retryAfterMs: min(30_000, 1000 << min(failures - 1, 5)))
         }
+        inFlight.withLock { $0.stats.consecutiveSinkFailures = 0 }
         let event: FleetRegistry.Event
         switch result {
         case .accepted: event = .accepted(readings: readings.count)
@@ -165,6 +203,11 @@ public final class BatchIngestor: Sendable {
         } catch {
             throw RequestError(status: 400, reason: "invalid batch: \(error)")
         }
+    }
+
+    /// A refusal decided outside `process` (e.g. by the HTTP layer), as an ack.
+    func refusal(_ status: Int, reason: String) -> Response {
+        reply(status, .rejected, reason: reason)
     }
 
     private func reply(_ status: Int, _ outcome: Tributary_V1_Ack.Outcome, identity: BatchIdentity? = nil,

@@ -5,19 +5,56 @@ public struct FleetView: Codable, Sendable, Equatable {
     /// A gateway silent for longer than this is stale.
     public var staleAfterSeconds: Int
     public var sink: String
+    /// The aggregator's own backpressure toward the sink.
+    public var admission: AdmissionStats
     public var gateways: [GatewayView]
 
-    public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, gateways: [GatewayView]) {
+    public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, admission: AdmissionStats = .init(), gateways: [GatewayView]) {
         self.generatedAtMs = generatedAtMs
         self.staleAfterSeconds = staleAfterSeconds
         self.sink = sink
+        self.admission = admission
         self.gateways = gateways
     }
 
     enum CodingKeys: String, CodingKey {
         case generatedAtMs = "generated_at_ms"
         case staleAfterSeconds = "stale_after_seconds"
-        case sink, gateways
+        case sink, admission, gateways
+    }
+}
+
+/// What is in flight from the aggregator toward its sink, and what backpressure it applied
+/// since it started.
+public struct AdmissionStats: Codable, Sendable, Equatable {
+    public var inFlightBatches = 0
+    /// Request bytes (as sent, compressed) admitted and not yet answered.
+    public var inFlightBytes = 0
+    public var maxInFlightBatches = 0
+    public var maxInFlightBytes = 0
+    public var peakInFlightBatches = 0
+    public var peakInFlightBytes = 0
+    /// Requests answered 429 because the bounds were reached.
+    public var busyRefusals = 0
+    /// Sink writes that failed (answered 503).
+    public var sinkFailures = 0
+    /// Failed sink writes since the last good one: 0 means the sink is healthy.
+    public var consecutiveSinkFailures = 0
+    public var lastSinkError = ""
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case inFlightBatches = "in_flight_batches"
+        case inFlightBytes = "in_flight_bytes"
+        case maxInFlightBatches = "max_in_flight_batches"
+        case maxInFlightBytes = "max_in_flight_bytes"
+        case peakInFlightBatches = "peak_in_flight_batches"
+        case peakInFlightBytes = "peak_in_flight_bytes"
+        case busyRefusals = "busy_refusals"
+        case sinkFailures = "sink_failures"
+        case consecutiveSinkFailures = "consecutive_sink_failures"
+        case lastSinkError = "last_sink_error"
     }
 }
 

@@ -89,4 +89,44 @@ struct BatchIngestorTests {
         #expect(response.httpStatus == 400)
         #expect(try f.rowCount() == 0)
     }
+
+    @Test func admissionBoundsBatchesAndBytesInFlight() async throws {
+        var limits = AggregatorConfig.Limits()
+        limits.maxInFlightBatches = 2
+        limits.maxInFlightBytes = 1000
+        let f = try Fixture(limits: limits)
+        defer { f.dir.remove() }
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let (started, starting) = AsyncStream<Void>.makeStream()
+        let held = Task {
+            await f.ingestor.admitted(declaredBytes: 600) {
+                starting.yield()
+                for await _ in gate { break }
+                return f.ingestor.refusal(200, reason: "held")
+            }
+        }
+        for await _ in started { break }
+        // 600 + 600 bytes would pass the byte bound: refused, with a Retry-After.
+        let overBytes = await f.ingestor.admitted(declaredBytes: 600) { f.ingestor.refusal(200, reason: "ran") }
+        #expect(overBytes.httpStatus == 429 && overBytes.ack.outcome == .retry)
+        #expect((overBytes.retryAfterSeconds ?? 0) >= 1)
+        let small = await f.ingestor.admitted(declaredBytes: 100) { f.ingestor.refusal(200, reason: "ran") }
+        #expect(small.httpStatus == 200, "within both bounds")
+        var stats = f.ingestor.admissionStats
+        #expect(stats.inFlightBatches == 1 && stats.inFlightBytes == 600 && stats.busyRefusals == 1)
+        open.yield()
+        _ = await held.value
+        stats = f.ingestor.admissionStats
+        #expect(stats.inFlightBatches == 0 && stats.inFlightBytes == 0 && stats.peakInFlightBytes == 700)
+    }
+
+    @Test func oneRequestIsAlwaysAdmittedHoweverLarge() async throws {
+        var limits = AggregatorConfig.Limits()
+        limits.maxInFlightBytes = 10
+        let f = try Fixture(limits: limits)
+        defer { f.dir.remove() }
+        let body = try Self.request()
+        let response = await f.ingestor.handle(body: body, contentType: WireProtocol.protobufContentType, contentEncoding: nil)
+        #expect(response.httpStatus == 200 && body.count > 10)
+    }
 }
