@@ -168,7 +168,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TributaryAgent", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
-                "TributaryCtl", "TributaryCore", "TributaryMQTT",
+                "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -23,7 +23,13 @@ public final class Agent: Sendable {
         }
         buffer = try BufferStore(path: config.bufferPath, gatewayID: config.gatewayID, synchronous: config.buffer.synchronous)
         stats = AgentStats()
-        http = HTTPClient(eventLoopGroupProvider: .singleton)
+        // A refused connection must reach the uploader at once, so its own backoff (with
+        // jitter, and AIMD) decides when to try again and the error shows in the fleet view;
+        // AsyncHTTPClient's default would hold the request and retry until the timeout.
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
+        httpConfiguration.timeout.connect = .seconds(Int64(min(config.aggregator.requestTimeoutSeconds, 5)))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         let ingest = try IngestService(config: config, buffer: buffer, stats: stats, logger: logger)
         let uploader = Uploader(config: config, buffer: buffer, stats: stats, http: http, logger: logger)
         // ServiceGroup stops services in reverse order: the uploader first, then ingest,

@@ -34,6 +34,7 @@ public final class BufferStore: Sendable {
         public var acknowledgedTotal: Int64 = 0
         public var quarantinedTotal: Int64 = 0
         public var droppedTotal: Int64 = 0
+        public var redeliveriesTotal: Int64 = 0
     }
 
     public init(path: String, gatewayID: String, synchronous: AgentConfig.Buffer.Synchronous = .normal) throws(BufferError) {
@@ -140,6 +141,7 @@ public final class BufferStore: Sendable {
             case "acknowledged_total": counters.acknowledgedTotal = value
             case "quarantined_total": counters.quarantinedTotal = value
             case "dropped_total": counters.droppedTotal = value
+            case "redeliveries_total": counters.redeliveriesTotal = value
             default: break
             }
         }
@@ -157,9 +159,10 @@ public final class BufferStore: Sendable {
 
     // MARK: writing
 
-    /// Commits a group of readings and quarantined payloads in one transaction.
-    public func append(_ readings: [Reading], quarantined: [QuarantinedPayload]) throws(SQLiteError) {
-        guard !readings.isEmpty || !quarantined.isEmpty else { return }
+    /// Commits a group of readings and quarantined payloads in one transaction, with the count
+    /// of redelivered messages that were recognised and not stored again.
+    public func append(_ readings: [Reading], quarantined: [QuarantinedPayload], redeliveries: Int = 0) throws(SQLiteError) {
+        guard !readings.isEmpty || !quarantined.isEmpty || redeliveries > 0 else { return }
         try db.withConnection { c throws(SQLiteError) in
             try c.transaction { () throws(SQLiteError) in
                 for r in readings {
@@ -178,9 +181,11 @@ public final class BufferStore: Sendable {
                 }
                 try Self.bump(c, "ingested_total", by: readings.count)
                 try Self.bump(c, "quarantined_total", by: quarantined.count)
+                try Self.bump(c, "redeliveries_total", by: redeliveries)
             }
         }
         counters.withLock {
+            $0.redeliveriesTotal += Int64(redeliveries)
             $0.unsealedReadings += Int64(readings.count)
             $0.ingestedTotal += Int64(readings.count)
             $0.quarantinedTotal += Int64(quarantined.count)
@@ -406,7 +411,8 @@ public final class BufferStore: Sendable {
 
     private static func bump(_ c: SQLiteConnection, _ name: String, by amount: Int) throws(SQLiteError) {
         guard amount != 0 else { return }
-        try c.run("UPDATE counters SET value = value + ? WHERE name = ?", amount, name)
+        // An upsert: counters added in later versions have no row in older files.
+        try c.run("INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", name, amount)
     }
 
     private static func columns(_ value: ReadingValue) -> (Int, Double?, Int64?, String?) {

@@ -81,30 +81,44 @@ public final class IngestService: Service {
     /// Runs on the committer thread until the queue is closed and empty.
     private func commitLoop(_ queue: IngestQueue<Received>) {
         let window = Double(config.buffer.commitIntervalMs) / 1000
+        var redeliveryFilter = RedeliveryFilter()
         while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, window: window) {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []
+            var redeliveries = 0
             for item in group {
-                decode(item, into: &readings, quarantined: &quarantined)
+                let decoded = decode(item, into: &readings, quarantined: &quarantined)
+                // Only a payload that carries its own event time identifies its readings.
+                if decoded.carriesEventTime,
+                   redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.receivedAtMs) {
+                    readings.removeLast(decoded.count)
+                    redeliveries += 1
+                    logger.info("MQTT redelivery recognised; not stored again", metadata: ["topic": "\(item.message.topic)"])
+                }
             }
             waitForRoom(queue)
-            commit(readings, quarantined)
+            commit(readings, quarantined, redeliveries: redeliveries)
         }
     }
 
-    private func decode(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload]) {
+    /// Appends the item's readings (returns how many, and whether the payload carried its own
+    /// event time) or quarantines it.
+    private func decode(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload]) -> (count: Int, carriesEventTime: Bool) {
         let topic = item.message.topic
         guard let route = routes.first(where: { $0.filter.matches(topic) }) else {
             quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload,
                                                   reason: "no subscription matches the topic", receivedAtMs: item.receivedAtMs))
-            return
+            return (0, false)
         }
         do {
-            readings += try route.decoder.decode(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
+            let decoded = try route.decoder.decodeMessage(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
+            readings += decoded.readings
+            return (decoded.readings.count, decoded.carriesEventTime)
         } catch {
             logger.debug("payload quarantined", metadata: ["topic": "\(topic)", "reason": "\(error)"])
             quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload,
                                                   reason: error.description, receivedAtMs: item.receivedAtMs))
+            return (0, false)
         }
     }
 
@@ -160,11 +174,11 @@ public final class IngestService: Service {
 
     /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
     /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
-    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload]) {
+    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int) {
         var delay = 0.1
         while true {
             do {
-                try buffer.append(readings, quarantined: quarantined)
+                try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries)
                 return
             } catch {
                 let what = error.isDiskFull ? "buffer disk is full" : "buffer write failed"

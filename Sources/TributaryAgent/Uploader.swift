@@ -159,6 +159,9 @@ public final class Uploader: Service {
         status.quarantinedTotal = UInt64(counters.quarantinedTotal)
         status.droppedTotal = UInt64(counters.droppedTotal)
         status.sealedBatches = UInt64(counters.sealedBatches)
+        status.setAsideBatches = UInt64(counters.setAsideBatches)
+        status.redeliveriesTotal = UInt64(counters.redeliveriesTotal)
+        status.bufferFull = stats.bufferFull
         if let error = stats.lastError {
             status.lastError = error.message
             status.lastErrorMs = error.atMs

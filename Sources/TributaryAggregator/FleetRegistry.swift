@@ -78,6 +78,9 @@ public final class FleetRegistry: Sendable {
                     view.oldestUnsentMs = status.oldestUnsentMs
                     view.quarantinedTotal = status.quarantinedTotal
                     view.droppedTotal = status.droppedTotal
+                    view.setAsideBatches = status.setAsideBatches
+                    view.redeliveriesTotal = status.redeliveriesTotal
+                    view.bufferFull = status.bufferFull
                     view.ingestRate = status.ingestRate
                     view.sendRate = status.sendRate
                     view.lastError = status.lastError

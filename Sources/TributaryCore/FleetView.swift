@@ -75,7 +75,14 @@ public struct GatewayView: Codable, Sendable, Equatable {
     /// Resent batches answered "duplicate" (a lost ack, then a resend): not written again.
     public var duplicateBatches: UInt64
     public var quarantinedTotal: UInt64
+    /// Readings given up under the `drop_oldest` quota policy.
     public var droppedTotal: UInt64
+    /// Batches the aggregator refused for good; kept on the gateway's disk.
+    public var setAsideBatches: UInt64
+    /// MQTT messages the gateway received again (QoS 1 redelivery) and did not store twice.
+    public var redeliveriesTotal: UInt64
+    /// The gateway's buffer is at its quota or the disk is full: it is not reading from its broker.
+    public var bufferFull: Bool
     public var ingestRate: Double
     public var sendRate: Double
     public var lastError: String
@@ -97,6 +104,9 @@ public struct GatewayView: Codable, Sendable, Equatable {
         duplicateBatches = 0
         quarantinedTotal = 0
         droppedTotal = 0
+        setAsideBatches = 0
+        redeliveriesTotal = 0
+        bufferFull = false
         ingestRate = 0
         sendRate = 0
         lastError = ""
@@ -123,6 +133,9 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case duplicateBatches = "duplicate_batches"
         case quarantinedTotal = "quarantined_total"
         case droppedTotal = "dropped_total"
+        case setAsideBatches = "set_aside_batches"
+        case redeliveriesTotal = "redeliveries_total"
+        case bufferFull = "buffer_full"
         case ingestRate = "ingest_rate"
         case sendRate = "send_rate"
         case lastError = "last_error"

@@ -20,6 +20,12 @@ public struct PayloadDecoder: Sendable {
     }
 
     public func decode(topic: String, payload: some Collection<UInt8>, receivedAtMs: Int64) throws(PayloadError) -> [Reading] {
+        try decodeMessage(topic: topic, payload: payload, receivedAtMs: receivedAtMs).readings
+    }
+
+    /// The readings, and whether the payload carried its own event time (then the same payload
+    /// again is the same readings again, not new ones).
+    public func decodeMessage(topic: String, payload: some Collection<UInt8>, receivedAtMs: Int64) throws(PayloadError) -> (readings: [Reading], carriesEventTime: Bool) {
         guard let fields = template.match(topic) else {
             throw .topicMismatch(topic: topic, template: template.description)
         }
@@ -30,12 +36,14 @@ public struct PayloadDecoder: Sendable {
             timeMs: receivedAtMs, receivedAtMs: receivedAtMs, value: .integer(0))
         switch format {
         case .number:
-            return [try decodeNumber(payload, base: base)]
+            return ([try decodeNumber(payload, base: base)], false)
         case .json:
             var readings: [Reading] = []
-            try flatten(JSONValue.parse(payload), path: fields[.metric], time: receivedAtMs, base: base, into: &readings)
+            var carriesEventTime = false
+            try flatten(JSONValue.parse(payload), path: fields[.metric], time: receivedAtMs, base: base,
+                        into: &readings, sawTime: &carriesEventTime)
             guard !readings.isEmpty else { throw .noReadings }
-            return readings
+            return (readings, carriesEventTime)
         }
     }
 
@@ -56,7 +64,7 @@ public struct PayloadDecoder: Sendable {
     /// Walks a JSON value: scalars become readings named by their dotted path (under the
     /// template's metric when it has one; a member named `value` takes the parent's name),
     /// objects recurse, arrays of objects become several records, each with its own time field.
-    private func flatten(_ value: JSONValue, path: String?, time: Int64, base: Reading, into readings: inout [Reading]) throws(PayloadError) {
+    private func flatten(_ value: JSONValue, path: String?, time: Int64, base: Reading, into readings: inout [Reading], sawTime: inout Bool) throws(PayloadError) {
         func emit(_ value: ReadingValue) {
             var reading = base
             reading.metric = path ?? "value"
@@ -74,19 +82,20 @@ public struct PayloadDecoder: Sendable {
         case .array(let elements):
             for (offset, element) in elements.enumerated() {
                 if case .object = element {
-                    try flatten(element, path: path, time: time, base: base, into: &readings)
+                    try flatten(element, path: path, time: time, base: base, into: &readings, sawTime: &sawTime)
                 } else {
-                    try flatten(element, path: join(path, String(offset)), time: time, base: base, into: &readings)
+                    try flatten(element, path: join(path, String(offset)), time: time, base: base, into: &readings, sawTime: &sawTime)
                 }
             }
         case .object(let members):
             var ownTime = time
             if let timeField, let stamp = members.first(where: { $0.0 == timeField })?.1 {
                 ownTime = try Self.eventTime(stamp)
+                sawTime = true
             }
             for (key, member) in members where key != timeField {
                 let childPath = key == "value" ? (path ?? key) : join(path, key)
-                try flatten(member, path: childPath, time: ownTime, base: base, into: &readings)
+                try flatten(member, path: childPath, time: ownTime, base: base, into: &readings, sawTime: &sawTime)
             }
         }
     }

@@ -146,7 +146,12 @@ public final class MQTTClient: @unchecked Sendable {
         let rc = payload.withUnsafeBytes { bytes in
             mosquitto_publish(mosq, &mid, topic, Int32(bytes.count), bytes.baseAddress, qos, retain)
         }
-        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+        // libmosquitto queues a QoS 1/2 message before it tries to send it, and returns the
+        // send's error: while the broker is away that is NO_CONN (or CONN_LOST, ERRNO), yet the
+        // message stays queued and goes out after the reconnect. Not a failure, and publishing
+        // it again would send it twice.
+        let queuedForLater = qos > 0 && [MOSQ_ERR_NO_CONN, MOSQ_ERR_CONN_LOST, MOSQ_ERR_ERRNO].map(\.rawValue).contains(rc)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue || queuedForLater else {
             throw MQTTError(code: rc, operation: "publish", broker: broker.description, topic: topic)
         }
         return mid

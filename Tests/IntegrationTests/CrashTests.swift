@@ -59,6 +59,7 @@ struct CrashTests {
         let queueCapacity = 10_000, readingsPerMessage = 5
         #expect(report.missing <= kills * queueCapacity * readingsPerMessage, "\(report)")
         #expect(report.missing % readingsPerMessage == 0, "losses are whole messages: \(report)")
+        print("agent SIGKILL x\(kills): \(report.missing) of \(manifest.entries.count) readings lost (\(report.missing / readingsPerMessage) messages)")
         await agent.stop(signal: SIGTERM)
         await aggregator.stop(signal: SIGTERM)
         await harness.broker.stop()

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import TributaryCore
+import TributaryCtl
 import TributaryMQTT
 import TributarySimulator
 import TributaryTesting
@@ -10,16 +12,23 @@ import TributaryTesting
 struct ProcessHarness {
     let dir: TemporaryDirectory
     let broker: MosquittoBroker
+    /// The aggregator's port.
     let httpPort: Int
+    /// Where the agent sends batches: the aggregator, or a fault proxy in front of it.
+    let agentTargetPort: Int
     let gatewayID: String
     let logger: Logger
 
-    /// `aggregatorSettings` are extra YAML lines for the agent's `aggregator:` section.
-    init(gatewayID: String, aggregatorSettings: [String] = []) async throws {
+    /// `aggregatorSettings` and `bufferSettings` are extra YAML lines for the agent's
+    /// `aggregator:` and `buffer:` sections; `aggregatorConfig` lines go in the aggregator's
+    /// config file. With `proxied`, the agent talks to the aggregator through `startProxy`.
+    init(gatewayID: String, aggregatorSettings: [String] = [], bufferSettings: [String] = [],
+         aggregatorConfig: [String] = [], proxied: Bool = false) async throws {
         dir = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir.file("broker"), withIntermediateDirectories: true)
         broker = try await MosquittoBroker(directory: dir.file("broker"))
         httpPort = try FreePort.allocate()
+        agentTargetPort = proxied ? try FreePort.allocate() : httpPort
         self.gatewayID = gatewayID
         var logger = Logger(label: "test")
         logger.logLevel = .warning
@@ -29,23 +38,52 @@ struct ProcessHarness {
             data_dir: \(dir.file("agent"))
             mqtt:
               broker: \(broker.url)
+              reconnect_min_seconds: 1
+              reconnect_max_seconds: 2
               subscriptions:
             \(SensorSimulator.subscriptionYAML())
+            buffer:
+            \((["commit_interval_ms: 5"] + bufferSettings).map { "  " + $0 }.joined(separator: "\n"))
             aggregator:
-              url: http://127.0.0.1:\(httpPort)
+              url: http://127.0.0.1:\(agentTargetPort)
             \(aggregatorSettings.map { "  " + $0 }.joined(separator: "\n"))
             """.write(toFile: dir.file("agent.yaml"), atomically: true, encoding: .utf8)
+        try """
+            listen: 127.0.0.1:\(httpPort)
+            data_dir: \(dir.file("aggregator"))
+            \(aggregatorConfig.joined(separator: "\n"))
+            """.write(toFile: dir.file("aggregator.yaml"), atomically: true, encoding: .utf8)
     }
 
     var sink: String { "sqlite:" + dir.file("aggregator/sink.sqlite") }
+    var sinkPath: String { dir.file("aggregator/sink.sqlite") }
 
     func startAggregator() async throws -> ChildProcess {
         let process = try ChildProcess(
             executable: try Self.executable("tributary-aggregator"),
-            arguments: ["--listen", "127.0.0.1:\(httpPort)", "--data-dir", dir.file("aggregator")],
+            arguments: ["--config", dir.file("aggregator.yaml")],
             logFile: dir.file("aggregator.log"))
         try await FreePort.waitUntilListening(httpPort)
         return process
+    }
+
+    /// `tributary-sim proxy` between the agent and the aggregator, with `arguments` for faults.
+    func startProxy(_ arguments: [String]) async throws -> ChildProcess {
+        let process = try ChildProcess(
+            executable: try Self.executable("tributary-sim"),
+            arguments: ["proxy", "--listen", "127.0.0.1:\(agentTargetPort)", "--target", "127.0.0.1:\(httpPort)"] + arguments,
+            logFile: dir.file("proxy.log"))
+        try await FreePort.waitUntilListening(agentTargetPort)
+        return process
+    }
+
+    /// The aggregator's fleet view, as an operator's tributaryctl reads it.
+    func fleet() async throws -> FleetView {
+        try await FleetClient.fetch(aggregator: "http://127.0.0.1:\(httpPort)").view
+    }
+
+    func gateway() async throws -> GatewayView? {
+        try await fleet().gateways.first { $0.gatewayID == gatewayID }
     }
 
     /// Starts the agent; with `waitForSubscription`, returns once this run's subscriptions

@@ -7,7 +7,7 @@ struct FaultScheduleTests {
         let schedule = try FaultSchedule.parse("""
             # lost acknowledgements, then a partition
             0      latency 50ms
-            1.5s   drop-responses 0.25   # a quarter of new connections
+            1.5s   drop-responses 0.25   # a quarter of the replies
             500ms  bandwidth 64k
 
             3s partition

@@ -124,15 +124,14 @@ public final class FaultProxy: Sendable {
             guard poll(&poller, 1, 100) > 0 else { continue }
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
-            let (refuse, dropReply, id) = state.withLock { s -> (Bool, Bool, Int) in
+            let (refuse, id) = state.withLock { s -> (Bool, Int) in
                 s.nextID += 1
                 if s.faults.refusing {
                     s.counters.refused += 1
-                    return (true, false, s.nextID)
+                } else {
+                    s.counters.connections += 1
                 }
-                s.counters.connections += 1
-                let drop = s.faults.dropResponses > 0 && Double.random(in: 0..<1, using: &s.random) < s.faults.dropResponses
-                return (false, drop, s.nextID)
+                return (s.faults.refusing, s.nextID)
             }
             if refuse {
                 Self.resetAndClose(client)
@@ -143,7 +142,7 @@ public final class FaultProxy: Sendable {
                 Self.resetAndClose(client)
                 continue
             }
-            let connection = Connection(client: client, server: server, dropFirstReply: dropReply)
+            let connection = Connection(client: client, server: server)
             state.withLock { $0.open[id] = connection }
             for toTarget in [true, false] {
                 let thread = Thread { [self] in
@@ -161,7 +160,6 @@ public final class FaultProxy: Sendable {
         let from = toTarget ? connection.client : connection.server
         let to = toTarget ? connection.server : connection.client
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-        var first = true
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
             guard n > 0, !connection.isCut else { break }
@@ -170,18 +168,15 @@ public final class FaultProxy: Sendable {
                 usleep(20_000)
             }
             guard !connection.isCut else { break }
-            if !toTarget && first && connection.dropFirstReply {
-                state.withLock {
-                    $0.counters.responsesDropped += 1
-                    $0.counters.cut += 1
-                }
+            // The first bytes back after a request start a reply: maybe it is lost.
+            if !toTarget && connection.replyStarts() && shouldDropReply() {
                 connection.cut()
                 break
             }
-            first = false
             let faults = state.withLock { $0.faults }
             if faults.latencyMs > 0 { usleep(useconds_t(faults.latencyMs * 1000)) }
             guard Self.sendAll(to, buffer, count: n) else { break }
+            if toTarget { connection.requestSent() }
             state.withLock {
                 if toTarget { $0.counters.bytesToTarget += Int64(n) } else { $0.counters.bytesToClient += Int64(n) }
             }
@@ -193,19 +188,32 @@ public final class FaultProxy: Sendable {
         shutdown(to, Int32(SHUT_WR))
     }
 
+    private func shouldDropReply() -> Bool {
+        state.withLock { s in
+            guard s.faults.dropResponses > 0, Double.random(in: 0..<1, using: &s.random) < s.faults.dropResponses else { return false }
+            s.counters.responsesDropped += 1
+            s.counters.cut += 1
+            return true
+        }
+    }
+
     /// Both sockets of one proxied connection.
     private final class Connection: Sendable {
         let client: Int32
         let server: Int32
-        let dropFirstReply: Bool
         private let cutFlag = Atomic(false)
         private let pumpsRunning = Atomic(2)
+        private let awaitingReply = Atomic(false)
 
-        init(client: Int32, server: Int32, dropFirstReply: Bool) {
+        init(client: Int32, server: Int32) {
             self.client = client
             self.server = server
-            self.dropFirstReply = dropFirstReply
         }
+
+        func requestSent() { awaitingReply.store(true, ordering: .releasing) }
+
+        /// True for the first chunk from the target after a request.
+        func replyStarts() -> Bool { awaitingReply.exchange(false, ordering: .acquiringAndReleasing) }
 
         var isCut: Bool { cutFlag.load(ordering: .acquiring) }
 

@@ -83,7 +83,7 @@ struct Proxy: AsyncParsableCommand {
               0s     latency         50ms
               5s     partition                   # black hole until heal
               8s     heal
-              10s    drop-responses  0.5         # cut this share of new connections at their first reply
+              10s    drop-responses  0.5         # cut this share of replies as they start (lost acks)
               12s    disconnect                  # cut every open connection now
               15s    bandwidth       64k         # bytes/s per connection and direction; 0 lifts it
               20s    refuse                      # reset new connections until accept
@@ -99,7 +99,7 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "Where to forward, HOST:PORT.") var target: String
     @Option(help: "Added delay per forwarded chunk and direction, e.g. 50ms.") var latency: String?
     @Option(help: "Bytes per second per connection and direction, e.g. 64k.") var bandwidth: String?
-    @Option(help: "Share (0-1) of new connections whose first reply is cut: lost acknowledgements.") var dropResponses: Double?
+    @Option(help: "Share (0-1) of replies cut as they start: lost acknowledgements.") var dropResponses: Double?
     @Option(help: "A schedule of fault changes (see above).") var script: String?
     @Option(help: "Seed for the drop decisions.") var seed: UInt64 = 1
 

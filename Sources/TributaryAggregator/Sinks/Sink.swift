@@ -2,7 +2,7 @@ import TributaryCore
 
 /// Where accepted readings go. A sink keeps the dedup ledger with the data, so it alone can
 /// say whether a batch identity was written before: aggregators stay stateless.
-public protocol Sink: Sendable {
+public protocol Sink: Sendable, CustomStringConvertible {
     /// For logs and the fleet view, e.g. `sqlite:/var/lib/tributary/sink.sqlite`.
     var description: String { get }
     /// Writes the batch's readings and its ledger entry atomically, unless the ledger already

@@ -21,56 +21,124 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
 }
 
 /// What a gateway reports about itself with every request.
-public nonisolated struct Tributary_V1_GatewayStatus: Sendable {
+public nonisolated struct Tributary_V1_GatewayStatus: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var gatewayID: String = String()
+  public var gatewayID: String {
+    get {_storage._gatewayID}
+    set {_uniqueStorage()._gatewayID = newValue}
+  }
 
-  public var agentVersion: String = String()
+  public var agentVersion: String {
+    get {_storage._agentVersion}
+    set {_uniqueStorage()._agentVersion = newValue}
+  }
 
   /// buffered, not yet acknowledged
-  public var backlogReadings: UInt64 = 0
+  public var backlogReadings: UInt64 {
+    get {_storage._backlogReadings}
+    set {_uniqueStorage()._backlogReadings = newValue}
+  }
 
-  public var backlogBytes: UInt64 = 0
+  public var backlogBytes: UInt64 {
+    get {_storage._backlogBytes}
+    set {_uniqueStorage()._backlogBytes = newValue}
+  }
 
   /// event-receive time of the oldest unacked reading, 0 if none
-  public var oldestUnsentMs: Int64 = 0
+  public var oldestUnsentMs: Int64 {
+    get {_storage._oldestUnsentMs}
+    set {_uniqueStorage()._oldestUnsentMs = newValue}
+  }
 
   /// readings committed to the buffer since the buffer was created
-  public var ingestedTotal: UInt64 = 0
+  public var ingestedTotal: UInt64 {
+    get {_storage._ingestedTotal}
+    set {_uniqueStorage()._ingestedTotal = newValue}
+  }
 
   /// readings acknowledged by an aggregator
-  public var acknowledgedTotal: UInt64 = 0
+  public var acknowledgedTotal: UInt64 {
+    get {_storage._acknowledgedTotal}
+    set {_uniqueStorage()._acknowledgedTotal = newValue}
+  }
 
   /// payloads that could not be decoded
-  public var quarantinedTotal: UInt64 = 0
+  public var quarantinedTotal: UInt64 {
+    get {_storage._quarantinedTotal}
+    set {_uniqueStorage()._quarantinedTotal = newValue}
+  }
 
   /// readings given up (quota policy), never silently
-  public var droppedTotal: UInt64 = 0
+  public var droppedTotal: UInt64 {
+    get {_storage._droppedTotal}
+    set {_uniqueStorage()._droppedTotal = newValue}
+  }
 
-  public var lastError: String = String()
+  public var lastError: String {
+    get {_storage._lastError}
+    set {_uniqueStorage()._lastError = newValue}
+  }
 
-  public var lastErrorMs: Int64 = 0
+  public var lastErrorMs: Int64 {
+    get {_storage._lastErrorMs}
+    set {_uniqueStorage()._lastErrorMs = newValue}
+  }
 
-  public var brokerConnected: Bool = false
+  public var brokerConnected: Bool {
+    get {_storage._brokerConnected}
+    set {_uniqueStorage()._brokerConnected = newValue}
+  }
 
   /// the gateway's clock when it sent the request
-  public var clockMs: Int64 = 0
+  public var clockMs: Int64 {
+    get {_storage._clockMs}
+    set {_uniqueStorage()._clockMs = newValue}
+  }
 
   /// readings/s over the last minute
-  public var ingestRate: Double = 0
+  public var ingestRate: Double {
+    get {_storage._ingestRate}
+    set {_uniqueStorage()._ingestRate = newValue}
+  }
 
   /// readings/s over the last minute
-  public var sendRate: Double = 0
+  public var sendRate: Double {
+    get {_storage._sendRate}
+    set {_uniqueStorage()._sendRate = newValue}
+  }
 
   /// sealed, waiting for an acknowledgement
-  public var sealedBatches: UInt64 = 0
+  public var sealedBatches: UInt64 {
+    get {_storage._sealedBatches}
+    set {_uniqueStorage()._sealedBatches = newValue}
+  }
+
+  /// refused for good by an aggregator, kept on disk
+  public var setAsideBatches: UInt64 {
+    get {_storage._setAsideBatches}
+    set {_uniqueStorage()._setAsideBatches = newValue}
+  }
+
+  /// MQTT messages received again and not stored twice
+  public var redeliveriesTotal: UInt64 {
+    get {_storage._redeliveriesTotal}
+    set {_uniqueStorage()._redeliveriesTotal = newValue}
+  }
+
+  /// at its quota (or the disk is full): not reading from the broker
+  public var bufferFull: Bool {
+    get {_storage._bufferFull}
+    set {_uniqueStorage()._bufferFull = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -79,104 +147,191 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GatewayStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0")
+
+  fileprivate class _StorageClass {
+    var _gatewayID: String = String()
+    var _agentVersion: String = String()
+    var _backlogReadings: UInt64 = 0
+    var _backlogBytes: UInt64 = 0
+    var _oldestUnsentMs: Int64 = 0
+    var _ingestedTotal: UInt64 = 0
+    var _acknowledgedTotal: UInt64 = 0
+    var _quarantinedTotal: UInt64 = 0
+    var _droppedTotal: UInt64 = 0
+    var _lastError: String = String()
+    var _lastErrorMs: Int64 = 0
+    var _brokerConnected: Bool = false
+    var _clockMs: Int64 = 0
+    var _ingestRate: Double = 0
+    var _sendRate: Double = 0
+    var _sealedBatches: UInt64 = 0
+    var _setAsideBatches: UInt64 = 0
+    var _redeliveriesTotal: UInt64 = 0
+    var _bufferFull: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _gatewayID = source._gatewayID
+      _agentVersion = source._agentVersion
+      _backlogReadings = source._backlogReadings
+      _backlogBytes = source._backlogBytes
+      _oldestUnsentMs = source._oldestUnsentMs
+      _ingestedTotal = source._ingestedTotal
+      _acknowledgedTotal = source._acknowledgedTotal
+      _quarantinedTotal = source._quarantinedTotal
+      _droppedTotal = source._droppedTotal
+      _lastError = source._lastError
+      _lastErrorMs = source._lastErrorMs
+      _brokerConnected = source._brokerConnected
+      _clockMs = source._clockMs
+      _ingestRate = source._ingestRate
+      _sendRate = source._sendRate
+      _sealedBatches = source._sealedBatches
+      _setAsideBatches = source._setAsideBatches
+      _redeliveriesTotal = source._redeliveriesTotal
+      _bufferFull = source._bufferFull
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.gatewayID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.agentVersion) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.backlogReadings) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.backlogBytes) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.oldestUnsentMs) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.ingestedTotal) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.acknowledgedTotal) }()
-      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.quarantinedTotal) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.droppedTotal) }()
-      case 10: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
-      case 11: try { try decoder.decodeSingularInt64Field(value: &self.lastErrorMs) }()
-      case 12: try { try decoder.decodeSingularBoolField(value: &self.brokerConnected) }()
-      case 13: try { try decoder.decodeSingularInt64Field(value: &self.clockMs) }()
-      case 14: try { try decoder.decodeSingularDoubleField(value: &self.ingestRate) }()
-      case 15: try { try decoder.decodeSingularDoubleField(value: &self.sendRate) }()
-      case 16: try { try decoder.decodeSingularUInt64Field(value: &self.sealedBatches) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._gatewayID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._agentVersion) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._backlogReadings) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._backlogBytes) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._oldestUnsentMs) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._ingestedTotal) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._acknowledgedTotal) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._quarantinedTotal) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._droppedTotal) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._lastError) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._lastErrorMs) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._brokerConnected) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._clockMs) }()
+        case 14: try { try decoder.decodeSingularDoubleField(value: &_storage._ingestRate) }()
+        case 15: try { try decoder.decodeSingularDoubleField(value: &_storage._sendRate) }()
+        case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._sealedBatches) }()
+        case 17: try { try decoder.decodeSingularUInt64Field(value: &_storage._setAsideBatches) }()
+        case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._redeliveriesTotal) }()
+        case 19: try { try decoder.decodeSingularBoolField(value: &_storage._bufferFull) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.gatewayID.isEmpty {
-      try visitor.visitSingularStringField(value: self.gatewayID, fieldNumber: 1)
-    }
-    if !self.agentVersion.isEmpty {
-      try visitor.visitSingularStringField(value: self.agentVersion, fieldNumber: 2)
-    }
-    if self.backlogReadings != 0 {
-      try visitor.visitSingularUInt64Field(value: self.backlogReadings, fieldNumber: 3)
-    }
-    if self.backlogBytes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.backlogBytes, fieldNumber: 4)
-    }
-    if self.oldestUnsentMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.oldestUnsentMs, fieldNumber: 5)
-    }
-    if self.ingestedTotal != 0 {
-      try visitor.visitSingularUInt64Field(value: self.ingestedTotal, fieldNumber: 6)
-    }
-    if self.acknowledgedTotal != 0 {
-      try visitor.visitSingularUInt64Field(value: self.acknowledgedTotal, fieldNumber: 7)
-    }
-    if self.quarantinedTotal != 0 {
-      try visitor.visitSingularUInt64Field(value: self.quarantinedTotal, fieldNumber: 8)
-    }
-    if self.droppedTotal != 0 {
-      try visitor.visitSingularUInt64Field(value: self.droppedTotal, fieldNumber: 9)
-    }
-    if !self.lastError.isEmpty {
-      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 10)
-    }
-    if self.lastErrorMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.lastErrorMs, fieldNumber: 11)
-    }
-    if self.brokerConnected != false {
-      try visitor.visitSingularBoolField(value: self.brokerConnected, fieldNumber: 12)
-    }
-    if self.clockMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.clockMs, fieldNumber: 13)
-    }
-    if self.ingestRate.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.ingestRate, fieldNumber: 14)
-    }
-    if self.sendRate.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.sendRate, fieldNumber: 15)
-    }
-    if self.sealedBatches != 0 {
-      try visitor.visitSingularUInt64Field(value: self.sealedBatches, fieldNumber: 16)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._gatewayID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._gatewayID, fieldNumber: 1)
+      }
+      if !_storage._agentVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._agentVersion, fieldNumber: 2)
+      }
+      if _storage._backlogReadings != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._backlogReadings, fieldNumber: 3)
+      }
+      if _storage._backlogBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._backlogBytes, fieldNumber: 4)
+      }
+      if _storage._oldestUnsentMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._oldestUnsentMs, fieldNumber: 5)
+      }
+      if _storage._ingestedTotal != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._ingestedTotal, fieldNumber: 6)
+      }
+      if _storage._acknowledgedTotal != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._acknowledgedTotal, fieldNumber: 7)
+      }
+      if _storage._quarantinedTotal != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._quarantinedTotal, fieldNumber: 8)
+      }
+      if _storage._droppedTotal != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._droppedTotal, fieldNumber: 9)
+      }
+      if !_storage._lastError.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastError, fieldNumber: 10)
+      }
+      if _storage._lastErrorMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastErrorMs, fieldNumber: 11)
+      }
+      if _storage._brokerConnected != false {
+        try visitor.visitSingularBoolField(value: _storage._brokerConnected, fieldNumber: 12)
+      }
+      if _storage._clockMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._clockMs, fieldNumber: 13)
+      }
+      if _storage._ingestRate.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._ingestRate, fieldNumber: 14)
+      }
+      if _storage._sendRate.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._sendRate, fieldNumber: 15)
+      }
+      if _storage._sealedBatches != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sealedBatches, fieldNumber: 16)
+      }
+      if _storage._setAsideBatches != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._setAsideBatches, fieldNumber: 17)
+      }
+      if _storage._redeliveriesTotal != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._redeliveriesTotal, fieldNumber: 18)
+      }
+      if _storage._bufferFull != false {
+        try visitor.visitSingularBoolField(value: _storage._bufferFull, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Tributary_V1_GatewayStatus, rhs: Tributary_V1_GatewayStatus) -> Bool {
-    if lhs.gatewayID != rhs.gatewayID {return false}
-    if lhs.agentVersion != rhs.agentVersion {return false}
-    if lhs.backlogReadings != rhs.backlogReadings {return false}
-    if lhs.backlogBytes != rhs.backlogBytes {return false}
-    if lhs.oldestUnsentMs != rhs.oldestUnsentMs {return false}
-    if lhs.ingestedTotal != rhs.ingestedTotal {return false}
-    if lhs.acknowledgedTotal != rhs.acknowledgedTotal {return false}
-    if lhs.quarantinedTotal != rhs.quarantinedTotal {return false}
-    if lhs.droppedTotal != rhs.droppedTotal {return false}
-    if lhs.lastError != rhs.lastError {return false}
-    if lhs.lastErrorMs != rhs.lastErrorMs {return false}
-    if lhs.brokerConnected != rhs.brokerConnected {return false}
-    if lhs.clockMs != rhs.clockMs {return false}
-    if lhs.ingestRate != rhs.ingestRate {return false}
-    if lhs.sendRate != rhs.sendRate {return false}
-    if lhs.sealedBatches != rhs.sealedBatches {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._gatewayID != rhs_storage._gatewayID {return false}
+        if _storage._agentVersion != rhs_storage._agentVersion {return false}
+        if _storage._backlogReadings != rhs_storage._backlogReadings {return false}
+        if _storage._backlogBytes != rhs_storage._backlogBytes {return false}
+        if _storage._oldestUnsentMs != rhs_storage._oldestUnsentMs {return false}
+        if _storage._ingestedTotal != rhs_storage._ingestedTotal {return false}
+        if _storage._acknowledgedTotal != rhs_storage._acknowledgedTotal {return false}
+        if _storage._quarantinedTotal != rhs_storage._quarantinedTotal {return false}
+        if _storage._droppedTotal != rhs_storage._droppedTotal {return false}
+        if _storage._lastError != rhs_storage._lastError {return false}
+        if _storage._lastErrorMs != rhs_storage._lastErrorMs {return false}
+        if _storage._brokerConnected != rhs_storage._brokerConnected {return false}
+        if _storage._clockMs != rhs_storage._clockMs {return false}
+        if _storage._ingestRate != rhs_storage._ingestRate {return false}
+        if _storage._sendRate != rhs_storage._sendRate {return false}
+        if _storage._sealedBatches != rhs_storage._sealedBatches {return false}
+        if _storage._setAsideBatches != rhs_storage._setAsideBatches {return false}
+        if _storage._redeliveriesTotal != rhs_storage._redeliveriesTotal {return false}
+        if _storage._bufferFull != rhs_storage._bufferFull {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
