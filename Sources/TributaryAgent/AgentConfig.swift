@@ -66,6 +66,9 @@ public struct AgentConfig: Sendable {
         /// messages for the persistent session; `drop_oldest` frees the oldest unsent readings
         /// and counts them. A full disk always behaves as `block`.
         public var fullPolicy: FullPolicy = .block
+        /// Space kept free on the buffer's disk (a file beside the buffer) and given up when the
+        /// disk fills, so acknowledgements can still be recorded; 0 disables it.
+        public var diskReserveBytes: Int64 = 8 << 20
 
         public enum Synchronous: String, Sendable, CaseIterable { case normal, full }
         public enum FullPolicy: String, Sendable, CaseIterable {
@@ -106,6 +109,7 @@ public struct AgentConfig: Sendable {
 
     public var mqttClientID: String { mqtt.clientID ?? "tributary-\(gatewayID)" }
     public var bufferPath: String { dataDirectory + "/buffer.sqlite" }
+    public var diskReservePath: String { dataDirectory + "/buffer.reserve" }
 }
 
 extension AgentConfig {
@@ -173,6 +177,7 @@ extension AgentConfig {
                 throw s.error("max_bytes", "\(buffer.maxBytes) is too small for a buffer: use 0 (no quota) or at least 65536")
             }
             buffer.fullPolicy = try s.choice("full_policy", of: Buffer.FullPolicy.self) ?? buffer.fullPolicy
+            buffer.diskReserveBytes = try s.bytes("disk_reserve_bytes") ?? buffer.diskReserveBytes
         }
 
         let aggregatorSection = try root.section("aggregator")

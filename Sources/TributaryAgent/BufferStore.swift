@@ -73,6 +73,9 @@ public final class BufferStore: Sendable {
             guard check == "ok" else { throw BufferError.corrupt(path: path, detail: check) }
             try c.execute("PRAGMA journal_mode = WAL")
             try c.execute("PRAGMA synchronous = \(synchronous == .full ? "FULL" : "NORMAL")")
+            // A small WAL (1 MiB) keeps the data in the main file, where freed pages are reused,
+            // and stays well inside the disk reserve.
+            try c.execute("PRAGMA wal_autocheckpoint = 256")
             if tableCount == 0 {
                 try create(c, gatewayID: gatewayID)
             }
@@ -387,6 +390,15 @@ public final class BufferStore: Sendable {
             let free = try c.scalar("PRAGMA freelist_count")?.int64 ?? 0
             let size = try c.scalar("PRAGMA page_size")?.int64 ?? 4096
             return (pages - free) * size
+        }
+    }
+
+    /// Bytes of free pages inside the file: room for new readings without growing it.
+    public func freeBytesInFile() throws(SQLiteError) -> Int64 {
+        try db.withConnection { c throws(SQLiteError) in
+            let free = try c.scalar("PRAGMA freelist_count")?.int64 ?? 0
+            let size = try c.scalar("PRAGMA page_size")?.int64 ?? 4096
+            return free * size
         }
     }
 

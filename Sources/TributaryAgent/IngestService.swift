@@ -21,18 +21,25 @@ public final class IngestService: Service {
     private let stats: AgentStats
     private let logger: Logger
     private let routes: [(filter: TopicFilter, decoder: PayloadDecoder)]
+    private let reserve: DiskReserve
 
     public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, logger: Logger) throws {
         self.config = config
         self.buffer = buffer
         self.stats = stats
         self.logger = logger
+        reserve = DiskReserve(path: config.diskReservePath, bytes: config.buffer.diskReserveBytes)
         routes = try config.mqtt.subscriptions.map { s in
             (TopicFilter(s.topic), try PayloadDecoder(format: s.format, template: s.template, timeField: s.timeField, defaultGatewayID: config.gatewayID))
         }
     }
 
     public func run() async throws {
+        if !reserve.take() {
+            logger.warning("cannot set aside the disk reserve; a full disk may stall the buffer until space is freed", metadata: [
+                "path": "\(reserve.path)", "bytes": "\(reserve.bytes)",
+            ])
+        }
         let queue = IngestQueue<Received>(capacity: config.buffer.queueCapacity)
         var handlers = MQTTClient.Handlers()
         let stats = self.stats
@@ -97,7 +104,7 @@ public final class IngestService: Service {
                 }
             }
             waitForRoom(queue)
-            commit(readings, quarantined, redeliveries: redeliveries)
+            commit(readings, quarantined, redeliveries: redeliveries, queue: queue)
         }
     }
 
@@ -174,21 +181,68 @@ public final class IngestService: Service {
 
     /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
     /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
-    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int) {
+    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int, queue: IngestQueue<Received>) {
         var delay = 0.1
+        var stalled = false
+        defer {
+            if stalled {
+                stats.bufferFull = false
+                logger.notice("buffer writable again; reading from the broker", metadata: ["gateway": "\(config.gatewayID)"])
+            }
+        }
         while true {
             do {
                 try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries)
+                if stalled { retakeReserve() }
                 return
             } catch {
+                stalled = true
+                stats.bufferFull = true
                 let what = error.isDiskFull ? "buffer disk is full" : "buffer write failed"
-                logger.error("\(what); holding \(readings.count) readings and retrying", metadata: [
+                logger.error("\(what): not reading from the broker (it holds the rest) until \(readings.count) readings are committed; retrying", metadata: [
                     "gateway": "\(config.gatewayID)", "error": "\(error)",
                 ])
                 stats.recordError("\(what): \(error)")
-                Thread.sleep(forTimeInterval: delay)
+                if queue.isClosed && delay >= 5 {
+                    // Shutting down and still no room: say exactly what is given up.
+                    logger.critical("shutting down with the buffer disk full: \(readings.count) readings received from the broker could not be committed and are lost", metadata: ["gateway": "\(config.gatewayID)"])
+                    return
+                }
+                if error.isDiskFull {
+                    if reserve.release() {
+                        logger.error("buffer disk is full: released the disk reserve so acknowledgements can still be recorded", metadata: [
+                            "gateway": "\(config.gatewayID)", "reserve_bytes": "\(reserve.bytes)",
+                        ])
+                    }
+                    waitForFreedSpace(queue)
+                } else {
+                    Thread.sleep(forTimeInterval: delay)
+                }
                 delay = min(delay * 2, 5)
             }
         }
+    }
+
+    /// After a full disk, waits until acknowledged batches freed pages inside the buffer file,
+    /// the disk has room again, or nothing more can be freed: retrying at once would only
+    /// fill what the reserve freed.
+    private func waitForFreedSpace(_ queue: IngestQueue<Received>) {
+        let needed: Int64 = 256 << 10
+        var delay = 0.05
+        while !queue.isClosed {
+            let inFile = (try? buffer.freeBytesInFile()) ?? 0
+            let onDisk = DiskReserve.availableBytes(near: buffer.path) ?? 0
+            let nothingToFree = buffer.snapshot.sealedBatches == 0
+            if inFile >= needed || onDisk >= needed + reserve.bytes || nothingToFree { return }
+            Thread.sleep(forTimeInterval: delay)
+            delay = min(delay * 2, 1)
+        }
+    }
+
+    /// Takes the disk reserve again once the disk has room for it.
+    private func retakeReserve() {
+        guard reserve.bytes > 0, !reserve.isHeld else { return }
+        guard let available = DiskReserve.availableBytes(near: buffer.path), available >= 2 * reserve.bytes, reserve.take() else { return }
+        logger.notice("disk reserve restored", metadata: ["gateway": "\(config.gatewayID)", "reserve_bytes": "\(reserve.bytes)"])
     }
 }

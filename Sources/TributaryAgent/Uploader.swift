@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import TributaryCore
+import TributarySQLite
 import TributaryWire
 
 /// Seals due batches and sends them to the aggregator, oldest first, until each is
@@ -28,8 +29,15 @@ public final class Uploader: Service {
 
     public func run() async throws {
         // On SIGTERM stop at once: an unacknowledged batch stays sealed and is resent next time.
-        try? await cancelWhenGracefulShutdown {
-            try await self.loop()
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await self.loop()
+            }
+        } catch is CancellationError {
+            return
+        } catch {
+            logger.error("uploader stopped", metadata: ["error": "\(error)"])
+            throw error
         }
     }
 
@@ -42,10 +50,25 @@ public final class Uploader: Service {
         var window = InFlightWindow(limit: config.aggregator.maxInFlightBatches)
         var lastContactMs = Int64(0)
         let idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
+        var bufferTrouble = Backoff(initialMs: 100, maxMs: 5000)
         while !Task.isCancelled {
-            let batches = try await blocking { [buffer, config, window] in
-                try buffer.sealDueBatches(maxReadings: config.aggregator.batchMaxReadings, maxAgeMs: config.aggregator.batchMaxAgeMs)
-                return try buffer.claimBatches(limit: window.size)
+            // Sealing needs disk space; when the disk is full, batches sealed earlier still go
+            // out, and their acknowledgements free the space.
+            do {
+                try await blocking { [buffer, config] in
+                    try buffer.sealDueBatches(maxReadings: config.aggregator.batchMaxReadings, maxAgeMs: config.aggregator.batchMaxAgeMs)
+                }
+            } catch {
+                reportBufferTrouble("cannot seal batches", error)
+            }
+            let batches: [SealedBatch]
+            do {
+                batches = try await blocking { [buffer, window] in try buffer.claimBatches(limit: window.size) }
+                bufferTrouble.reset()
+            } catch {
+                reportBufferTrouble("cannot read batches", error)
+                try await Task.sleep(for: .milliseconds(bufferTrouble.next()))
+                continue
             }
             let now = WallClock.nowMs()
             guard !batches.isEmpty else {
@@ -79,6 +102,13 @@ public final class Uploader: Service {
                 lastContactMs = now
             }
         }
+    }
+
+    private func reportBufferTrouble(_ what: String, _ error: any Error) {
+        let full = (error as? SQLiteError)?.isDiskFull == true
+        let message = "\(what): \(full ? "the buffer's disk is full" : "buffer error"): \(error)"
+        stats.recordError(message)
+        logger.error("\(message)", metadata: ["gateway": "\(config.gatewayID)"])
     }
 
     /// Sends each batch of a round concurrently; the outcomes come back in the batches' order.

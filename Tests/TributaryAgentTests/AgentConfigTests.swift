@@ -29,7 +29,7 @@ struct AgentConfigTests {
         #expect(config.mqttClientID == "tributary-gw-001")
         #expect(config.aggregator.url == "http://127.0.0.1:8470")
         #expect(config.buffer.synchronous == .normal)
-        #expect(config.buffer.maxBytes == 1 << 30 && config.buffer.fullPolicy == .block)
+        #expect(config.buffer.maxBytes == 1 << 30 && config.buffer.fullPolicy == .block && config.buffer.diskReserveBytes == 8 << 20)
         #expect(config.aggregator.maxInFlightBatches == 4)
     }
 

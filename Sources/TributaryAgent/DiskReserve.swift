@@ -1,0 +1,51 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Space held back on the buffer's disk for the moment the disk fills up.
+///
+/// With the disk full, SQLite cannot even record an acknowledgement (a delete writes WAL
+/// frames, and the checkpoint that recycles the WAL may need to grow the file), so the buffer
+/// could never drain. Releasing this file gives those writes room; ingest then waits until
+/// acknowledged batches have freed pages inside the buffer file, and the reserve is taken
+/// again once the disk has room for it.
+struct DiskReserve {
+    let path: String
+    let bytes: Int64
+
+    var isHeld: Bool {
+        guard bytes > 0, let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64 else { return false }
+        return size >= bytes
+    }
+
+    /// Allocates the reserve (really: `posix_fallocate`, not a sparse file). False when the
+    /// disk has no room for it; a partial file is removed.
+    @discardableResult
+    func take() -> Bool {
+        guard bytes > 0 else { return true }
+        if isHeld { return true }
+        let fd = open(path, O_WRONLY | O_CREAT, 0o600)
+        guard fd >= 0 else { return false }
+        let rc = posix_fallocate(fd, 0, off_t(bytes))
+        close(fd)
+        if rc != 0 { unlink(path) }
+        return rc == 0
+    }
+
+    /// Frees the reserve; true if it was held.
+    @discardableResult
+    func release() -> Bool {
+        let held = isHeld
+        unlink(path)
+        return held
+    }
+
+    /// Free bytes on the file system that holds `path`, for unprivileged users.
+    static func availableBytes(near path: String) -> Int64? {
+        var stats = statvfs()
+        guard statvfs((path as NSString).deletingLastPathComponent, &stats) == 0 else { return nil }
+        return Int64(stats.f_bavail) * Int64(stats.f_frsize)
+    }
+}
