@@ -57,6 +57,32 @@ struct FaultTests {
         await harness.broker.stop()
     }
 
+    @Test("broker <-> agent link cut and partitioned mid-stream (through the proxy): 0 missing, 0 duplicates")
+    func brokerLinkFaults() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-mqtt-link", aggregatorSettings: Self.fast, brokerProxied: true)
+        defer { harness.dir.remove() }
+        try """
+            1s    disconnect
+            2s    partition
+            3.5s  heal
+            4s    latency 20ms
+            4.5s  disconnect
+            5s    normal
+            """.write(toFile: harness.dir.file("faults.txt"), atomically: true, encoding: .utf8)
+        let aggregator = try await harness.startAggregator()
+        let proxy = try await harness.startProxy(["--script", harness.dir.file("faults.txt")], on: .agentToBroker)
+        let agent = try await harness.startAgent()
+        let manifest = try await harness.publish(3000, rate: 600).value
+        try await eventually("the sink holds every reading") { try Verifier.verify(manifest, sink: harness.sink).found >= manifest.entries.count }
+        let report = try Verifier.verify(manifest, sink: harness.sink)
+        #expect(report.passed, "\(report)")
+        #expect(harness.agentLog.components(separatedBy: "MQTT connected").count > 2, "the agent reconnected after the cuts")
+        await agent.stop(signal: SIGTERM)
+        await proxy.stop(signal: SIGTERM)
+        await aggregator.stop(signal: SIGTERM)
+        await harness.broker.stop()
+    }
+
     @Test("broker restarted twice mid-stream: 0 missing for what the broker accepted")
     func brokerRestarted() async throws {
         let harness = try await ProcessHarness(gatewayID: "gw-broker", aggregatorSettings: Self.fast)

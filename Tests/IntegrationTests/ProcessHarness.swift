@@ -16,6 +16,8 @@ struct ProcessHarness {
     let httpPort: Int
     /// Where the agent sends batches: the aggregator, or a fault proxy in front of it.
     let agentTargetPort: Int
+    /// Where the agent reaches its broker: the broker, or a fault proxy in front of it.
+    let agentBrokerPort: Int
     let gatewayID: String
     let logger: Logger
 
@@ -23,12 +25,13 @@ struct ProcessHarness {
     /// `aggregator:` and `buffer:` sections; `aggregatorConfig` lines go in the aggregator's
     /// config file. With `proxied`, the agent talks to the aggregator through `startProxy`.
     init(gatewayID: String, aggregatorSettings: [String] = [], bufferSettings: [String] = [],
-         aggregatorConfig: [String] = [], proxied: Bool = false) async throws {
+         aggregatorConfig: [String] = [], proxied: Bool = false, brokerProxied: Bool = false) async throws {
         dir = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir.file("broker"), withIntermediateDirectories: true)
         broker = try await MosquittoBroker(directory: dir.file("broker"))
         httpPort = try FreePort.allocate()
         agentTargetPort = proxied ? try FreePort.allocate() : httpPort
+        agentBrokerPort = brokerProxied ? try FreePort.allocate() : broker.port
         self.gatewayID = gatewayID
         var logger = Logger(label: "test")
         logger.logLevel = .warning
@@ -37,7 +40,8 @@ struct ProcessHarness {
             gateway_id: \(gatewayID)
             data_dir: \(dir.file("agent"))
             mqtt:
-              broker: \(broker.url)
+              broker: mqtt://127.0.0.1:\(agentBrokerPort)
+              keepalive_seconds: 5
               reconnect_min_seconds: 1
               reconnect_max_seconds: 2
               subscriptions:
@@ -67,13 +71,16 @@ struct ProcessHarness {
         return process
     }
 
-    /// `tributary-sim proxy` between the agent and the aggregator, with `arguments` for faults.
-    func startProxy(_ arguments: [String]) async throws -> ChildProcess {
+    enum Link { case agentToAggregator, agentToBroker }
+
+    /// `tributary-sim proxy` on a link, with `arguments` for faults; it logs to `proxy.log`.
+    func startProxy(_ arguments: [String], on link: Link = .agentToAggregator) async throws -> ChildProcess {
+        let (listen, target) = link == .agentToAggregator ? (agentTargetPort, httpPort) : (agentBrokerPort, broker.port)
         let process = try ChildProcess(
             executable: try Self.executable("tributary-sim"),
-            arguments: ["proxy", "--listen", "127.0.0.1:\(agentTargetPort)", "--target", "127.0.0.1:\(httpPort)"] + arguments,
+            arguments: ["proxy", "--listen", "127.0.0.1:\(listen)", "--target", "127.0.0.1:\(target)"] + arguments,
             logFile: dir.file("proxy.log"))
-        try await FreePort.waitUntilListening(agentTargetPort)
+        try await FreePort.waitUntilListening(listen)
         return process
     }
 
