@@ -13,9 +13,16 @@ public enum FleetRendering {
         let dropped = view.gateways.reduce(UInt64(0)) { $0 + $1.droppedTotal }
         let ingest = view.gateways.filter { !$0.stale }.reduce(0.0) { $0 + $1.ingestRate }
         let withErrors = view.gateways.filter { !$0.lastError.isEmpty }.count
+        let setAside = view.gateways.reduce(UInt64(0)) { $0 + $1.setAsideBatches }
+        let full = view.gateways.filter { $0.bufferFull && !$0.stale }.count
+        let a = view.admission
+        let sinkHealth = a.consecutiveSinkFailures == 0
+            ? "healthy"
+            : "FAILING, \(a.consecutiveSinkFailures) writes in a row: \(a.lastSinkError.prefix(80))"
         var lines = [
             "aggregator   \(aggregator)",
-            "sink         \(view.sink)",
+            "sink         \(view.sink) (\(sinkHealth))",
+            "in flight    \(a.inFlightBatches)/\(a.maxInFlightBatches) batches, \(HumanUnits.bytes(a.inFlightBytes))/\(HumanUnits.bytes(a.maxInFlightBytes)) toward the sink; \(a.busyRefusals) refused busy (429) since start",
             "gateways     \(view.gateways.count) total, \(view.gateways.count - stale) online, \(stale) stale (silent > \(HumanUnits.duration(ms: Int64(view.staleAfterSeconds) * 1000)))",
             "backlog      \(HumanUnits.count(backlog)) readings",
             "worst lag    " + (worst.map { "\(HumanUnits.duration(ms: $0.lagMs(nowMs: now))) (\($0.gatewayID))" } ?? "-"),
@@ -23,7 +30,9 @@ public enum FleetRendering {
             "synced       \(HumanUnits.count(synced)) readings",
             "quarantined  \(HumanUnits.count(quarantined)) payloads",
             "dropped      \(HumanUnits.count(dropped)) readings",
+            "set aside    \(HumanUnits.count(setAside)) batches refused for good, kept on their gateways",
         ]
+        if full > 0 { lines.append("buffer full  \(full) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
         if withErrors > 0 { lines.append("errors       \(withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -31,17 +40,18 @@ public enum FleetRendering {
     /// One row per gateway.
     public static func gatewaysTable(_ view: FleetView) -> String {
         let now = view.generatedAtMs
-        let header = ["GATEWAY", "STATE", "LAST SEEN", "BACKLOG", "OLDEST UNSENT", "SYNCED", "QUARANTINED", "DROPPED", "LAST ERROR"]
+        let header = ["GATEWAY", "STATE", "LAST SEEN", "BACKLOG", "OLDEST UNSENT", "SYNCED", "QUARANTINED", "DROPPED", "SET ASIDE", "LAST ERROR"]
         let rows = view.gateways.map { g -> [String] in
             [
                 g.gatewayID,
-                g.stale ? "stale" : "online",
+                g.stale ? "stale" : g.bufferFull ? "full" : "online",
                 g.lastSeenMs > 0 ? HumanUnits.duration(ms: now - g.lastSeenMs) + " ago" : "never",
                 HumanUnits.count(g.backlogReadings),
                 g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) : "-",
                 HumanUnits.count(g.readingsSynced),
                 HumanUnits.count(g.quarantinedTotal),
                 HumanUnits.count(g.droppedTotal),
+                HumanUnits.count(g.setAsideBatches),
                 g.lastError.isEmpty ? "-" : String(g.lastError.prefix(60)),
             ]
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TributaryConfig
 @testable import TributaryAgent
@@ -30,6 +31,14 @@ struct AgentConfigTests {
         #expect(config.aggregator.url == "http://127.0.0.1:8470")
         #expect(config.buffer.synchronous == .normal)
         #expect(config.buffer.maxBytes == 1 << 30 && config.buffer.fullPolicy == .block && config.buffer.diskReserveBytes == 8 << 20)
+        #expect(config.aggregator.maxInFlightBatches == 4)
+    }
+
+    @Test func theShippedExampleLoads() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let file = root.appendingPathComponent("deploy/examples/agent.yaml").path
+        let config = try AgentConfig.load(file: file)
+        #expect(config.buffer.maxBytes == 1 << 30 && config.buffer.diskReserveBytes == 8 << 20)
         #expect(config.aggregator.maxInFlightBatches == 4)
     }
 
