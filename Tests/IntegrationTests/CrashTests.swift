@@ -23,12 +23,9 @@ struct CrashTests {
             aggregator = try await harness.startAggregator()
         }
         let manifest = try await publishing.value
-        try await eventually("the sink holds every reading") { try Verifier.verify(manifest, sink: harness.sink).found >= manifest.entries.count }
-        let report = try Verifier.verify(manifest, sink: harness.sink)
+        let report = try await harness.verifyWhenComplete(manifest)
         #expect(report.passed, "\(report)")
-        await agent.stop(signal: SIGTERM)
-        await aggregator.stop(signal: SIGTERM)
-        await harness.broker.stop()
+        await harness.stop(agent, aggregator)
     }
 
     @Test("agent killed with SIGKILL three times mid-stream: 0 duplicates, losses within the documented window")
@@ -46,22 +43,13 @@ struct CrashTests {
         }
         let manifest = try await publishing.value
         // Everything the restarted agent holds is delivered; then nothing more changes.
-        var last = -1
-        try await eventually("the sink stops growing") {
-            let found = try Verifier.verify(manifest, sink: harness.sink).found
-            defer { last = found }
-            try await Task.sleep(for: .seconds(1))
-            return found == last && found > 0
-        }
-        let report = try Verifier.verify(manifest, sink: harness.sink)
+        let report = try await harness.verifyWhenSettled(manifest)
         #expect(report.duplicates == 0 && report.unexpected == 0, "\(report)")
         // The window: per crash, at most the ingest queue plus the open group (README).
         let queueCapacity = 10_000, readingsPerMessage = 5
         #expect(report.missing <= kills * queueCapacity * readingsPerMessage, "\(report)")
         #expect(report.missing % readingsPerMessage == 0, "losses are whole messages: \(report)")
         print("agent SIGKILL x\(kills): \(report.missing) of \(manifest.entries.count) readings lost (\(report.missing / readingsPerMessage) messages)")
-        await agent.stop(signal: SIGTERM)
-        await aggregator.stop(signal: SIGTERM)
-        await harness.broker.stop()
+        await harness.stop(agent, aggregator)
     }
 }

@@ -18,10 +18,7 @@ struct ExecutableTests {
         agent = try await harness.startAgent()
         let manifest = try await publishing.value
 
-        try await eventually("the sink holds every reading") {
-            try Verifier.verify(manifest, sink: harness.sink).found >= manifest.entries.count
-        }
-        let report = try Verifier.verify(manifest, sink: harness.sink)
+        let report = try await harness.verifyWhenComplete(manifest)
         #expect(report.passed, "\(report)")
         #expect(ProcessHarness.exitCode(await agent.stop(signal: SIGTERM)) == 0)
         #expect(ProcessHarness.exitCode(await aggregator.stop(signal: SIGTERM)) == 0, "the aggregator exits 0 on SIGTERM")

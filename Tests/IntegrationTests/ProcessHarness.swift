@@ -117,6 +117,33 @@ struct ProcessHarness {
         return Task { try await simulator.run() }
     }
 
+    /// Waits until the sink holds at least every reading of `manifest`, then returns the
+    /// conservation check's report.
+    func verifyWhenComplete(_ manifest: Manifest, timeout: Duration = .seconds(60)) async throws -> Verifier.Report {
+        try await eventually(timeout: timeout, "the sink holds every reading") {
+            try Verifier.verify(manifest, sink: sink).found >= manifest.entries.count
+        }
+        return try Verifier.verify(manifest, sink: sink)
+    }
+
+    /// For runs that may lose readings: waits until the sink stops growing, then returns the report.
+    func verifyWhenSettled(_ manifest: Manifest) async throws -> Verifier.Report {
+        var last = -1
+        try await eventually("the sink stops growing") {
+            let found = try Verifier.verify(manifest, sink: sink).found
+            defer { last = found }
+            try await Task.sleep(for: .seconds(1))
+            return found == last && found > 0
+        }
+        return try Verifier.verify(manifest, sink: sink)
+    }
+
+    /// Stops `processes` with SIGTERM, in order, then the broker.
+    func stop(_ processes: ChildProcess...) async {
+        for process in processes { await process.stop(signal: SIGTERM) }
+        await broker.stop()
+    }
+
     /// Where SwiftPM put the executables: beside the test bundle.
     static var binDirectory: String {
         var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
