@@ -338,7 +338,7 @@ public final class BufferStore: Sendable {
     }
 
     /// Frees the oldest unsent readings for the `drop_oldest` policy: the oldest sealed batch
-    /// that is not being sent, else up to `maxUnsealed` of the oldest unsealed readings. The
+    /// never sent and not being sent, else up to `maxUnsealed` of the oldest unsealed readings. The
     /// count is persisted in the same transaction and reported with the gateway's status.
     /// Returns how many readings were dropped (0: nothing can be dropped now).
     public func dropOldest(maxUnsealed: Int = 1000) throws(SQLiteError) -> DroppedReadings {
@@ -346,7 +346,10 @@ public final class BufferStore: Sendable {
             let claimed = inFlight.withLock { $0 }
             return try c.transaction { () throws(SQLiteError) -> DroppedReadings in
                 var victim: (sequence: Int64, count: Int64)?
-                try c.forEach("SELECT sequence, reading_count FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT ?",
+                // Never a batch that was ever sent: the aggregator may have committed it and the
+                // answer been lost, and a reading both delivered and counted dropped would make
+                // the count a lie.
+                try c.forEach("SELECT sequence, reading_count FROM batches WHERE set_aside = 0 AND attempts = 0 ORDER BY sequence LIMIT ?",
                               [claimed.count + 1]) { row in
                     if victim == nil, !claimed.contains(UInt64(row.int64(0))) { victim = (row.int64(0), row.int64(1)) }
                 }

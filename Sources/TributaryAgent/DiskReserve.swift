@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import TributarySQLite
 
 #if canImport(Glibc)
 import Glibc
@@ -14,6 +16,23 @@ import Glibc
 struct DiskReserve {
     let path: String
     let bytes: Int64
+
+    init(path: String, bytes: Int64) {
+        self.path = path
+        self.bytes = bytes
+    }
+
+    init(config: AgentConfig) {
+        self.init(path: config.diskReservePath, bytes: config.buffer.diskReserveBytes)
+    }
+
+    /// Whoever meets a full disk first (ingest or the uploader) releases the reserve.
+    func releaseIfDiskFull(_ error: any Error, logger: Logger, gateway: String) {
+        guard (error as? SQLiteError)?.isDiskFull == true, release() else { return }
+        logger.error("buffer disk is full: released the disk reserve so acknowledgements can still be recorded", metadata: [
+            "gateway": "\(gateway)", "reserve_bytes": "\(bytes)",
+        ])
+    }
 
     var isHeld: Bool {
         guard bytes > 0, let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64 else { return false }

@@ -23,12 +23,19 @@ public final class IngestService: Service {
     private let routes: [(filter: TopicFilter, decoder: PayloadDecoder)]
     private let reserve: DiskReserve
 
+    /// What the committer thread keeps between groups (it alone touches it).
+    private struct CommitterState {
+        var redeliveryFilter = RedeliveryFilter()
+        var lastReserveCheckMs: Int64 = 0
+        var abandonedOnShutdown = 0
+    }
+
     public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, logger: Logger) throws {
         self.config = config
         self.buffer = buffer
         self.stats = stats
         self.logger = logger
-        reserve = DiskReserve(path: config.diskReservePath, bytes: config.buffer.diskReserveBytes)
+        reserve = DiskReserve(config: config)
         routes = try config.mqtt.subscriptions.map { s in
             (TopicFilter(s.topic), try PayloadDecoder(format: s.format, template: s.template, timeField: s.timeField, defaultGatewayID: config.gatewayID))
         }
@@ -88,7 +95,7 @@ public final class IngestService: Service {
     /// Runs on the committer thread until the queue is closed and empty.
     private func commitLoop(_ queue: IngestQueue<Received>) {
         let window = Double(config.buffer.commitIntervalMs) / 1000
-        var redeliveryFilter = RedeliveryFilter()
+        var state = CommitterState()
         while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, window: window) {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []
@@ -97,14 +104,14 @@ public final class IngestService: Service {
                 let decoded = decode(item, into: &readings, quarantined: &quarantined)
                 // Only a payload that carries its own event time identifies its readings.
                 if decoded.carriesEventTime,
-                   redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.receivedAtMs) {
+                   state.redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.receivedAtMs) {
                     readings.removeLast(decoded.count)
                     redeliveries += 1
                     logger.info("MQTT redelivery recognised; not stored again", metadata: ["topic": "\(item.message.topic)"])
                 }
             }
             waitForRoom(queue)
-            commit(readings, quarantined, redeliveries: redeliveries, queue: queue)
+            commit(readings, quarantined, redeliveries: redeliveries, queue: queue, state: &state)
         }
     }
 
@@ -181,7 +188,8 @@ public final class IngestService: Service {
 
     /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
     /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
-    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int, queue: IngestQueue<Received>) {
+    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int,
+                        queue: IngestQueue<Received>, state: inout CommitterState) {
         var delay = 0.1
         var stalled = false
         defer {
@@ -193,7 +201,7 @@ public final class IngestService: Service {
         while true {
             do {
                 try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries)
-                if stalled { retakeReserve() }
+                retakeReserveNowAndThen(force: stalled, state: &state)
                 return
             } catch {
                 stalled = true
@@ -203,21 +211,14 @@ public final class IngestService: Service {
                     "gateway": "\(config.gatewayID)", "error": "\(error)",
                 ])
                 stats.recordError("\(what): \(error)")
-                if queue.isClosed && delay >= 5 {
-                    // Shutting down and still no room: say exactly what is given up.
-                    logger.critical("shutting down with the buffer disk full: \(readings.count) readings received from the broker could not be committed and are lost", metadata: ["gateway": "\(config.gatewayID)"])
+                if queue.isClosed {
+                    // Shutting down: no waiting for space that may never come.
+                    abandonOnShutdown(readings.count, state: &state)
                     return
                 }
-                if error.isDiskFull {
-                    if reserve.release() {
-                        logger.error("buffer disk is full: released the disk reserve so acknowledgements can still be recorded", metadata: [
-                            "gateway": "\(config.gatewayID)", "reserve_bytes": "\(reserve.bytes)",
-                        ])
-                    }
-                    waitForFreedSpace(queue)
-                } else {
-                    Thread.sleep(forTimeInterval: delay)
-                }
+                reserve.releaseIfDiskFull(error, logger: logger, gateway: config.gatewayID)
+                if error.isDiskFull { waitForFreedSpace(queue) }
+                Thread.sleep(forTimeInterval: delay)
                 delay = min(delay * 2, 5)
             }
         }
@@ -239,10 +240,24 @@ public final class IngestService: Service {
         }
     }
 
-    /// Takes the disk reserve again once the disk has room for it.
-    private func retakeReserve() {
-        guard reserve.bytes > 0, !reserve.isHeld else { return }
+    /// Takes the disk reserve again once the disk has room for it: checked after a stall and
+    /// otherwise every few seconds (the uploader may have released it).
+    private func retakeReserveNowAndThen(force: Bool, state: inout CommitterState) {
+        let now = WallClock.nowMs()
+        guard reserve.bytes > 0, force || now - state.lastReserveCheckMs >= 5000 else { return }
+        state.lastReserveCheckMs = now
+        guard !reserve.isHeld else { return }
         guard let available = DiskReserve.availableBytes(near: buffer.path), available >= 2 * reserve.bytes, reserve.take() else { return }
         logger.notice("disk reserve restored", metadata: ["gateway": "\(config.gatewayID)", "reserve_bytes": "\(reserve.bytes)"])
     }
+
+    /// Shutting down while the buffer cannot be written: what was received from the broker
+    /// (already acknowledged to it) is given up, and the exact count said.
+    private func abandonOnShutdown(_ count: Int, state: inout CommitterState) {
+        state.abandonedOnShutdown += count
+        logger.critical("shutting down while the buffer cannot be written: readings received from the broker are lost", metadata: [
+            "gateway": "\(config.gatewayID)", "lost_now": "\(count)", "lost_total": "\(state.abandonedOnShutdown)",
+        ])
+    }
 }
+

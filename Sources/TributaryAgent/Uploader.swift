@@ -16,6 +16,7 @@ public final class Uploader: Service {
     private let stats: AgentStats
     private let client: SyncClient
     private let logger: Logger
+    private let reserve: DiskReserve
     public static let agentVersion = "0.1.0"
 
     public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, http: HTTPClient, logger: Logger) {
@@ -23,6 +24,7 @@ public final class Uploader: Service {
         self.buffer = buffer
         self.stats = stats
         self.logger = logger
+        reserve = DiskReserve(config: config)
         client = SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
                             timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)))
     }
@@ -49,6 +51,8 @@ public final class Uploader: Service {
         var backoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
         var window = InFlightWindow(limit: config.aggregator.maxInFlightBatches)
         var lastContactMs = Int64(0)
+        var nextHeartbeatMs = Int64(0)
+        var heartbeatBackoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
         let idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
         var bufferTrouble = Backoff(initialMs: 100, maxMs: 5000)
         while !Task.isCancelled {
@@ -72,8 +76,17 @@ public final class Uploader: Service {
             }
             let now = WallClock.nowMs()
             guard !batches.isEmpty else {
-                if now - lastContactMs >= Int64(config.aggregator.heartbeatSeconds) * 1000 {
-                    if case .acknowledged = await sendHeartbeat() { lastContactMs = now }
+                if now - lastContactMs >= Int64(config.aggregator.heartbeatSeconds) * 1000, now >= nextHeartbeatMs {
+                    switch await sendHeartbeat() {
+                    case .acknowledged:
+                        lastContactMs = now
+                        heartbeatBackoff.reset()
+                    case .retry(let afterMs, _):
+                        // A busy or absent aggregator is not asked again every poll.
+                        nextHeartbeatMs = now + Int64(heartbeatBackoff.next(floorMs: afterMs))
+                    case .rejected:
+                        nextHeartbeatMs = now + Int64(config.aggregator.heartbeatSeconds) * 1000
+                    }
                 }
                 try await Task.sleep(for: .milliseconds(idlePollMs))
                 continue
@@ -84,8 +97,7 @@ public final class Uploader: Service {
                 try await settle(outcomes, retryAfterMs: &retryAfterMs)
             } catch {
                 // The acknowledgement could not be recorded; the batch is resent and answered "duplicate".
-                stats.recordError("buffer write failed: \(error)")
-                logger.error("cannot record batch outcomes in the buffer", metadata: ["error": "\(error)"])
+                reportBufferTrouble("cannot record batch outcomes", error)
                 retryAfterMs = retryAfterMs ?? 0
             }
             buffer.release(batches.map(\.identity.sequence))
@@ -105,6 +117,7 @@ public final class Uploader: Service {
     }
 
     private func reportBufferTrouble(_ what: String, _ error: any Error) {
+        reserve.releaseIfDiskFull(error, logger: logger, gateway: config.gatewayID)
         let full = (error as? SQLiteError)?.isDiskFull == true
         let message = "\(what): \(full ? "the buffer's disk is full" : "buffer error"): \(error)"
         stats.recordError(message)

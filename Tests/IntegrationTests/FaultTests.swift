@@ -205,12 +205,15 @@ struct FaultTests {
         let available = try #require(Self.availableBytes(dataDir))
         try Data(count: Int(available) - (512 << 10)).write(to: URL(fileURLWithPath: dataDir + "/filler"))
         let manifest = try await harness.publish(6000, rate: 2500).value
+        // Whoever meets the full disk first, ingest or the uploader sealing batches, releases the reserve.
         try await eventually("the agent reports the full disk") { harness.agentLog.contains("released the disk reserve") }
-        #expect(harness.agentLog.contains("buffer disk is full: not reading from the broker"))
         let aggregator = try await harness.startAggregator()
         let report = try await harness.verifyWhenComplete(manifest, timeout: .seconds(120))
         #expect(report.passed, "\(report)")
-        #expect(harness.agentLog.contains("buffer writable again"))
+        if harness.agentLog.contains("buffer disk is full: not reading from the broker") {
+            #expect(harness.agentLog.contains("buffer writable again"), "ingest resumed after blocking")
+        }
+        #expect(try await harness.gateway()?.bufferFull == false)
         await harness.stop(agent, aggregator)
     }
 

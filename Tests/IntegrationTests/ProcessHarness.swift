@@ -117,23 +117,23 @@ struct ProcessHarness {
         return Task { try await simulator.run() }
     }
 
-    /// Waits until the sink holds at least every reading of `manifest`, then returns the
-    /// conservation check's report.
+    /// Waits until the sink holds at least every reading of `manifest` and then stays put for
+    /// a while (a late resend would show as a duplicate), and returns the conservation report.
     func verifyWhenComplete(_ manifest: Manifest, timeout: Duration = .seconds(60)) async throws -> Verifier.Report {
         try await eventually(timeout: timeout, "the sink holds every reading") {
             try Verifier.verify(manifest, sink: sink).found >= manifest.entries.count
         }
-        return try Verifier.verify(manifest, sink: sink)
+        return try await verifyWhenSettled(manifest)
     }
 
-    /// For runs that may lose readings: waits until the sink stops growing, then returns the report.
+    /// Waits until the sink has not changed for three seconds (longer than the tests' agent
+    /// reconnect and retry delays), then returns the conservation report.
     func verifyWhenSettled(_ manifest: Manifest) async throws -> Verifier.Report {
-        var last = -1
-        try await eventually("the sink stops growing") {
-            let found = try Verifier.verify(manifest, sink: sink).found
-            defer { last = found }
+        var samples: [Int] = []
+        try await eventually("the sink stops changing") {
+            samples.append(try Verifier.verify(manifest, sink: sink).found)
             try await Task.sleep(for: .seconds(1))
-            return found == last && found > 0
+            return samples.count >= 4 && Set(samples.suffix(4)).count == 1 && samples.last! > 0
         }
         return try Verifier.verify(manifest, sink: sink)
     }

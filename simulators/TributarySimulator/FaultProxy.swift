@@ -143,7 +143,16 @@ public final class FaultProxy: Sendable {
                 continue
             }
             let connection = Connection(client: client, server: server)
-            state.withLock { $0.open[id] = connection }
+            let registered = state.withLock { s -> Bool in
+                guard !s.stopped else { return false }
+                s.open[id] = connection
+                return true
+            }
+            guard registered else {
+                close(client)
+                close(server)
+                break
+            }
             for toTarget in [true, false] {
                 let thread = Thread { [self] in
                     pump(connection, toTarget: toTarget)
@@ -175,8 +184,9 @@ public final class FaultProxy: Sendable {
             }
             let faults = state.withLock { $0.faults }
             if faults.latencyMs > 0 { usleep(useconds_t(faults.latencyMs * 1000)) }
-            guard Self.sendAll(to, buffer, count: n) else { break }
+            // Marked before forwarding: the reply may come back before sendAll returns.
             if toTarget { connection.requestSent() }
+            guard Self.sendAll(to, buffer, count: n) else { break }
             state.withLock {
                 if toTarget { $0.counters.bytesToTarget += Int64(n) } else { $0.counters.bytesToClient += Int64(n) }
             }
@@ -204,6 +214,9 @@ public final class FaultProxy: Sendable {
         private let cutFlag = Atomic(false)
         private let pumpsRunning = Atomic(2)
         private let awaitingReply = Atomic(false)
+        /// Guards the sockets: once closed, their numbers may belong to someone else, so a
+        /// late `cut` must not touch them.
+        private let closed = Mutex(false)
 
         init(client: Int32, server: Int32) {
             self.client = client
@@ -220,15 +233,21 @@ public final class FaultProxy: Sendable {
         /// Ends both directions at once; the pumps wake and finish.
         func cut() {
             cutFlag.store(true, ordering: .releasing)
-            shutdown(client, Int32(SHUT_RDWR))
-            shutdown(server, Int32(SHUT_RDWR))
+            closed.withLock { closed in
+                guard !closed else { return }
+                shutdown(client, Int32(SHUT_RDWR))
+                shutdown(server, Int32(SHUT_RDWR))
+            }
         }
 
         /// Called by each pump as it ends; the last one closes the sockets. True for the last.
         func pumpFinished() -> Bool {
             guard pumpsRunning.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return false }
-            close(client)
-            close(server)
+            closed.withLock { closed in
+                closed = true
+                close(client)
+                close(server)
+            }
             return true
         }
     }
