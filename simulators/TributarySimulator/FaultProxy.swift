@@ -64,6 +64,7 @@ public final class FaultProxy: Sendable {
         self.target = target
         self.logger = logger
         state = Mutex(State(faults: faults, random: SeededGenerator(seed: seed)))
+        _ = try Self.socketAddress(target)  // a bad target is an error now, not at the first connection
         (listener, listenPort) = try Self.bind(listen)
     }
 
