@@ -8,7 +8,6 @@ public final class AgentStats: Sendable {
         var brokerConnected = false
         var subscribed = false
         var bufferFull = false
-        var inFlightWindow = 1
         var lastError: String?
         var lastErrorMs: Int64 = 0
         var rateSample: (timeMs: Int64, ingested: Int64, acknowledged: Int64)?
@@ -36,12 +35,6 @@ public final class AgentStats: Sendable {
     public var bufferFull: Bool {
         get { state.withLock { $0.bufferFull } }
         set { state.withLock { $0.bufferFull = newValue } }
-    }
-
-    /// How many batches the uploader currently sends at once (its AIMD window).
-    public var inFlightWindow: Int {
-        get { state.withLock { $0.inFlightWindow } }
-        set { state.withLock { $0.inFlightWindow = newValue } }
     }
 
     public func recordError(_ message: String) {

@@ -388,20 +388,20 @@ public final class BufferStore: Sendable {
 
     /// Bytes the buffer file holds (pages in use).
     public func sizeBytes() throws(SQLiteError) -> Int64 {
-        try db.withConnection { c throws(SQLiteError) in
-            let pages = try c.scalar("PRAGMA page_count")?.int64 ?? 0
-            let free = try c.scalar("PRAGMA freelist_count")?.int64 ?? 0
-            let size = try c.scalar("PRAGMA page_size")?.int64 ?? 4096
-            return (pages - free) * size
-        }
+        try pageUsage().inUse
     }
 
     /// Bytes of free pages inside the file: room for new readings without growing it.
     public func freeBytesInFile() throws(SQLiteError) -> Int64 {
+        try pageUsage().free
+    }
+
+    private func pageUsage() throws(SQLiteError) -> (inUse: Int64, free: Int64) {
         try db.withConnection { c throws(SQLiteError) in
+            let pages = try c.scalar("PRAGMA page_count")?.int64 ?? 0
             let free = try c.scalar("PRAGMA freelist_count")?.int64 ?? 0
             let size = try c.scalar("PRAGMA page_size")?.int64 ?? 4096
-            return free * size
+            return ((pages - free) * size, free * size)
         }
     }
 

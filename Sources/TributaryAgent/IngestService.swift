@@ -163,7 +163,8 @@ public final class IngestService: Service {
                         ])
                         continue
                     }
-                    // Everything left is being sent right now: wait for the acknowledgements.
+                    // Nothing droppable is left (only batches being sent, or sent once and
+                    // unanswered): wait for their acknowledgements.
                 }
                 if !blocked {
                     blocked = true

@@ -103,13 +103,11 @@ public final class Uploader: Service {
             buffer.release(batches.map(\.identity.sequence))
             if let retryAfterMs {
                 window.congestedRound()
-                stats.inFlightWindow = window.size
                 let wait = backoff.next(floorMs: retryAfterMs)
                 logger.debug("backing off", metadata: ["retry_in_ms": "\(wait)", "window": "\(window.size)"])
                 try await Task.sleep(for: .milliseconds(wait))
             } else {
                 if batches.count == window.size { window.acknowledgedRound() }
-                stats.inFlightWindow = window.size
                 backoff.reset()
                 lastContactMs = now
             }

@@ -17,24 +17,27 @@ public final class BatchIngestor: Sendable {
     }
 
     private struct InFlight {
-        var batches = 0
-        var bytes = 0
+        /// Its in-flight figures are the live counters admission decides on.
+        var stats = AdmissionStats()
         /// Moving average of a request's time in flight (mostly the sink write), for Retry-After.
         var averageWriteMs = 10.0
-        var stats = AdmissionStats()
     }
 
     private let sink: any Sink
     private let registry: FleetRegistry
     private let limits: AggregatorConfig.Limits
     private let logger: Logger
-    private let inFlight = Mutex(InFlight())
+    private let inFlight: Mutex<InFlight>
 
     public init(sink: any Sink, registry: FleetRegistry, limits: AggregatorConfig.Limits, logger: Logger) {
         self.sink = sink
         self.registry = registry
         self.limits = limits
         self.logger = logger
+        var state = InFlight()
+        state.stats.maxInFlightBatches = limits.maxInFlightBatches
+        state.stats.maxInFlightBytes = limits.maxInFlightBytes
+        inFlight = Mutex(state)
     }
 
     /// Checks and writes one request body whose bytes are at hand (tests, tools).
@@ -52,16 +55,17 @@ public final class BatchIngestor: Sendable {
     public func admitted(declaredBytes: Int, _ work: () async -> Response) async -> Response {
         let size = max(0, declaredBytes)
         let refusedRetryAfterMs: Int? = inFlight.withLock { f in
-            guard f.batches < limits.maxInFlightBatches, f.bytes + size <= limits.maxInFlightBytes || f.batches == 0 else {
+            let batches = f.stats.inFlightBatches, bytes = f.stats.inFlightBytes
+            guard batches < limits.maxInFlightBatches, bytes + size <= limits.maxInFlightBytes || batches == 0 else {
                 f.stats.busyRefusals += 1
                 // Long enough for the queue ahead to drain at the recent pace.
-                let waitMs = Int(f.averageWriteMs * Double(f.batches + 1)) + 100
+                let waitMs = Int(f.averageWriteMs * Double(batches + 1)) + 100
                 return min(max(waitMs, 1000), 60_000)
             }
-            f.batches += 1
-            f.bytes += size
-            f.stats.peakInFlightBatches = max(f.stats.peakInFlightBatches, f.batches)
-            f.stats.peakInFlightBytes = max(f.stats.peakInFlightBytes, f.bytes)
+            f.stats.inFlightBatches += 1
+            f.stats.inFlightBytes += size
+            f.stats.peakInFlightBatches = max(f.stats.peakInFlightBatches, f.stats.inFlightBatches)
+            f.stats.peakInFlightBytes = max(f.stats.peakInFlightBytes, f.stats.inFlightBytes)
             return nil
         }
         if let retryAfterMs = refusedRetryAfterMs {
@@ -72,8 +76,8 @@ public final class BatchIngestor: Sendable {
         let elapsed = ContinuousClock.now - started
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         inFlight.withLock { f in
-            f.batches -= 1
-            f.bytes -= size
+            f.stats.inFlightBatches -= 1
+            f.stats.inFlightBytes -= size
             f.averageWriteMs = f.averageWriteMs * 0.9 + ms * 0.1
         }
         return response
@@ -81,14 +85,7 @@ public final class BatchIngestor: Sendable {
 
     /// What admission control and the sink have been through, for the fleet view.
     public var admissionStats: AdmissionStats {
-        inFlight.withLock { f in
-            var stats = f.stats
-            stats.inFlightBatches = f.batches
-            stats.inFlightBytes = f.bytes
-            stats.maxInFlightBatches = limits.maxInFlightBatches
-            stats.maxInFlightBytes = limits.maxInFlightBytes
-            return stats
-        }
+        inFlight.withLock { $0.stats }
     }
 
     /// Decodes, validates and writes an admitted request.
