@@ -109,13 +109,12 @@ struct Proxy: AsyncParsableCommand {
         logger.logLevel = .notice
         do {
             var faults = ProxyFaults()
+            // Flags are parsed and applied as the script's own steps at time 0.
             if let latency {
-                guard case .latency(let ms) = try FaultSchedule.action("latency", argument: latency, at: "--latency") else { return }
-                faults.latencyMs = ms
+                faults = faults.applying(try FaultSchedule.action("latency", argument: latency, at: "--latency"))
             }
             if let bandwidth {
-                guard case .bandwidth(let rate) = try FaultSchedule.action("bandwidth", argument: bandwidth, at: "--bandwidth") else { return }
-                faults.bytesPerSecond = rate
+                faults = faults.applying(try FaultSchedule.action("bandwidth", argument: bandwidth, at: "--bandwidth"))
             }
             if let dropResponses {
                 guard (0...1).contains(dropResponses) else { throw ValidationError("--drop-responses takes a share between 0 and 1") }
