@@ -62,6 +62,16 @@ let package = Package(
             name: "TributaryMQTT",
             dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        // The only module that speaks ClickHouse's HTTP interface: used by the aggregator's sink
+        // and by `tributary-sim verify`.
+        .target(
+            name: "TributaryClickHouse",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
         .target(
             name: "TributaryAgent",
             dependencies: [
@@ -76,7 +86,7 @@ let package = Package(
         .target(
             name: "TributaryAggregator",
             dependencies: [
-                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig",
+                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -96,7 +106,7 @@ let package = Package(
         .target(
             name: "TributarySimulator",
             dependencies: [
-                "TributaryCore", "TributaryMQTT", "TributarySQLite",
+                "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "simulators/TributarySimulator",
@@ -158,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "TributaryAggregatorTests",
             dependencies: [
-                "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire",
+                "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryClickHouse",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),
@@ -168,7 +178,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TributaryAgent", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
-                "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite",
+                "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -16,6 +16,7 @@ public final class Aggregator: Sendable {
     public let ingestor: BatchIngestor
     private let application: Application<RouterResponder<BasicRequestContext>>
     private let boundPort: BoundPort
+    private let logger: Logger
 
     public init(config: AggregatorConfig, logger: Logger) throws {
         self.config = config
@@ -27,7 +28,10 @@ public final class Aggregator: Sendable {
         switch config.sink {
         case .sqlite(let path):
             sink = try SQLiteSink(path: path)
+        case .clickhouse(let endpoint):
+            sink = ClickHouseSink(endpoint: endpoint, settings: config.clickHouse, logger: logger)
         }
+        self.logger = logger
         registry = try FleetRegistry(path: config.dataDirectory + "/registry.sqlite")
         ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, logger: logger)
         let boundPort = BoundPort()
@@ -44,6 +48,19 @@ public final class Aggregator: Sendable {
                 ])
             },
             logger: logger)
+    }
+
+    /// Checks the sink before serving. A sink that is unreachable is only logged: the
+    /// aggregator serves anyway and answers 503 until it is back, so services can start in any
+    /// order. A sink that refuses the configuration (e.g. wrong credentials) is an error.
+    public func prepareSink() async throws {
+        do {
+            try await sink.prepare()
+        } catch where error.kind == .misconfigured {
+            throw AggregatorStartError(message: error.description)
+        } catch {
+            logger.warning("sink not ready; batches are answered 503 until it is", metadata: ["sink": "\(sink)", "error": "\(error)"])
+        }
     }
 
     /// The HTTP server as a Service.
@@ -87,7 +104,7 @@ public final class Aggregator: Sendable {
             let now = WallClock.nowMs()
             let gateways = try await registry.gateways(nowMs: now, staleAfterSeconds: config.staleAfterSeconds)
             let view = FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
-                                 admission: ingestor.admissionStats, gateways: gateways)
+                                 admission: ingestor.admissionStats, sinkWrites: sink.writeStats, gateways: gateways)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             let data = try encoder.encode(view)

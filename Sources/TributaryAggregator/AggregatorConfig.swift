@@ -1,4 +1,5 @@
 import Foundation
+import TributaryClickHouse
 import TributaryConfig
 import TributaryWire
 
@@ -10,8 +11,10 @@ public struct AggregatorConfig: Sendable {
     public var listenPort: Int
     /// Holds `registry.sqlite` and, by default, the SQLite sink. Default /var/lib/tributary-aggregator.
     public var dataDirectory: String
-    /// `sqlite:PATH`. Default `sqlite:<data_dir>/sink.sqlite`.
+    /// `sqlite:PATH` or `clickhouse://...`. Default `sqlite:<data_dir>/sink.sqlite`.
     public var sink: SinkURL
+    /// How to write to a ClickHouse sink (the `clickhouse:` section).
+    public var clickHouse = ClickHouseSink.Settings()
     /// A gateway silent this long is shown stale. Default 120.
     public var staleAfterSeconds = 120
     public var limits = Limits()
@@ -31,21 +34,29 @@ public struct AggregatorConfig: Sendable {
 
     public enum SinkURL: Sendable, Equatable, CustomStringConvertible {
         case sqlite(path: String)
+        case clickhouse(ClickHouseEndpoint)
 
         public init(_ text: String) throws(SinkURLError) {
-            if text.hasPrefix("sqlite:") {
+            if ClickHouseEndpoint.isClickHouseURL(text) {
+                do {
+                    self = .clickhouse(try ClickHouseEndpoint(url: text))
+                } catch {
+                    throw SinkURLError(text: "clickhouse URL", reason: error.description)
+                }
+            } else if text.hasPrefix("sqlite:") {
                 var path = String(text.dropFirst("sqlite:".count))
                 if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
                 guard !path.isEmpty else { throw SinkURLError(text: text, reason: "sqlite: needs a file path") }
                 self = .sqlite(path: path)
             } else {
-                throw SinkURLError(text: text, reason: "supported sinks: sqlite:PATH")
+                throw SinkURLError(text: text, reason: "supported sinks: sqlite:PATH, clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE], clickhouse+https://...")
             }
         }
 
         public var description: String {
             switch self {
             case .sqlite(let path): "sqlite:\(path)"
+            case .clickhouse(let endpoint): endpoint.description
             }
         }
     }
@@ -96,6 +107,9 @@ public struct AggregatorConfig: Sendable {
                 throw ConfigError(file: overrides.sink == nil ? file : nil, key: "sink", message: error.description)
             }
         }
+        if let s = try root.section("clickhouse") {
+            try config.applyClickHouseSection(s)
+        }
         config.staleAfterSeconds = try root.int("stale_after_seconds", range: 1...86_400 * 30) ?? config.staleAfterSeconds
         if let s = try root.section("limits") {
             config.limits.maxBodyBytes = try s.int("max_body_bytes", range: 1024...(1 << 30)) ?? config.limits.maxBodyBytes
@@ -107,6 +121,35 @@ public struct AggregatorConfig: Sendable {
         }
         try root.checkNoUnknownKeys()
         return config
+    }
+
+    /// The `clickhouse:` section: credentials (used where the sink URL has none) and how to
+    /// insert.
+    mutating func applyClickHouseSection(_ s: ConfigSection) throws(ConfigError) {
+        let user = try s.string("user")
+        var password = try s.string("password")
+        if let file = try s.string("password_file") {
+            guard password == nil else { throw s.error("password_file", "set password or password_file, not both") }
+            do {
+                password = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .newlines)
+            } catch {
+                throw s.error("password_file", "cannot read \(file): \(error.localizedDescription)")
+            }
+        }
+        let seconds = try s.int("timeout_seconds", range: 1...3600)
+        clickHouse.maxInsertBatches = try s.int("max_insert_batches", range: 1...100_000) ?? clickHouse.maxInsertBatches
+        clickHouse.maxInsertReadings = try s.int("max_insert_readings", range: 1...100_000_000) ?? clickHouse.maxInsertReadings
+        if let seconds { clickHouse.timeout = .seconds(seconds) }
+        guard case .clickhouse(var endpoint) = sink else { return }
+        if let user {
+            guard endpoint.user == nil else { throw s.error("user", "the sink URL names a user already; set it in one place") }
+            endpoint.user = user
+        }
+        if let password {
+            guard endpoint.password == nil else { throw s.error("password", "the sink URL holds a password already; set it in one place") }
+            endpoint.password = password
+        }
+        sink = .clickhouse(endpoint)
     }
 
     /// `HOST:PORT` or `[IPv6]:PORT`.

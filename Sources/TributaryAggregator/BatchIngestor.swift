@@ -19,7 +19,7 @@ public final class BatchIngestor: Sendable {
     private struct InFlight {
         /// Its in-flight figures are the live counters admission decides on.
         var stats = AdmissionStats()
-        /// Moving average of a request's time in flight (mostly the sink write), for Retry-After.
+        /// Moving average of a request's time in flight (the sink write and the wait for it), for Retry-After.
         var averageWriteMs = 10.0
     }
 
@@ -58,8 +58,11 @@ public final class BatchIngestor: Sendable {
             let batches = f.stats.inFlightBatches, bytes = f.stats.inFlightBytes
             guard batches < limits.maxInFlightBatches, bytes + size <= limits.maxInFlightBytes || batches == 0 else {
                 f.stats.busyRefusals += 1
-                // Long enough for the queue ahead to drain at the recent pace.
-                let waitMs = Int(f.averageWriteMs * Double(batches + 1)) + 100
+                // About as long as a request has recently spent in flight: that time already
+                // includes waiting behind the queue ahead. (Multiplying by the queue length
+                // counted the queue twice, and with a coalescing sink, which writes the whole
+                // queue at once, told agents to wait tens of seconds for a sink that was ready.)
+                let waitMs = Int(f.averageWriteMs) + 100
                 return min(max(waitMs, 1000), 60_000)
             }
             f.stats.inFlightBatches += 1

@@ -7,13 +7,17 @@ public struct FleetView: Codable, Sendable, Equatable {
     public var sink: String
     /// The aggregator's own backpressure toward the sink.
     public var admission: AdmissionStats
+    /// What the sink wrote since the aggregator started.
+    public var sinkWrites: SinkWriteStats
     public var gateways: [GatewayView]
 
-    public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, admission: AdmissionStats = .init(), gateways: [GatewayView]) {
+    public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, admission: AdmissionStats = .init(),
+                sinkWrites: SinkWriteStats = .init(), gateways: [GatewayView]) {
         self.generatedAtMs = generatedAtMs
         self.staleAfterSeconds = staleAfterSeconds
         self.sink = sink
         self.admission = admission
+        self.sinkWrites = sinkWrites
         self.gateways = gateways
     }
 
@@ -21,6 +25,26 @@ public struct FleetView: Codable, Sendable, Equatable {
         case generatedAtMs = "generated_at_ms"
         case staleAfterSeconds = "stale_after_seconds"
         case sink, admission, gateways
+        case sinkWrites = "sink_writes"
+    }
+}
+
+/// The sink's writes: how many commits, and how many batches they carried. More batches than
+/// writes means batches waiting for a slow sink were coalesced into larger inserts.
+public struct SinkWriteStats: Codable, Sendable, Equatable {
+    /// Commits to the sink (transactions, inserts) that succeeded.
+    public var writes = 0
+    /// Batches written (accepted; duplicates are not written again).
+    public var batches = 0
+    public var readings = 0
+    /// The most batches one write carried.
+    public var largestWriteBatches = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case writes, batches, readings
+        case largestWriteBatches = "largest_write_batches"
     }
 }
 

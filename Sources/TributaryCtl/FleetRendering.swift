@@ -22,6 +22,7 @@ public enum FleetRendering {
         var lines = [
             "aggregator   \(aggregator)",
             "sink         \(view.sink) (\(sinkHealth))",
+            "sink writes  \(HumanUnits.count(UInt64(view.sinkWrites.batches))) batches in \(HumanUnits.count(UInt64(view.sinkWrites.writes))) writes since start (up to \(view.sinkWrites.largestWriteBatches) batches coalesced in one)",
             "in flight    \(a.inFlightBatches)/\(a.maxInFlightBatches) batches, \(HumanUnits.bytes(a.inFlightBytes))/\(HumanUnits.bytes(a.maxInFlightBytes)) toward the sink; \(a.busyRefusals) refused busy (429) since start",
             "gateways     \(view.gateways.count) total, \(view.gateways.count - stale) online, \(stale) stale (silent > \(HumanUnits.duration(ms: Int64(view.staleAfterSeconds) * 1000)))",
             "backlog      \(HumanUnits.count(backlog)) readings",

@@ -173,11 +173,11 @@ struct FaultTests {
         #expect(droppedByAgent > 0, "the quota was reached")
         let aggregator = try await harness.startAggregator()
         try await eventually("every reading is either in the sink or reported dropped") {
-            let found = try Verifier.verify(manifest, sink: harness.sink).found
+            let found = try await Verifier.verify(manifest, sink: harness.sink).found
             let dropped = try await harness.gateway()?.droppedTotal ?? 0
             return found + Int(dropped) >= manifest.entries.count
         }
-        let report = try Verifier.verify(manifest, sink: harness.sink)
+        let report = try await Verifier.verify(manifest, sink: harness.sink)
         let gateway = try #require(try await harness.gateway())
         #expect(report.duplicates == 0 && report.unexpected == 0, "\(report)")
         #expect(UInt64(report.missing) == gateway.droppedTotal, "missing \(report.missing), reported dropped \(gateway.droppedTotal)")

@@ -36,10 +36,10 @@ struct PipelineTests {
             #expect(manifest.entries.count == 3000 * 5)
             var report = Verifier.Report()
             try await eventually("the sink holds every published reading") {
-                report = try Verifier.verify(manifest, sink: harness.sinkURL)
+                report = try await Verifier.verify(manifest, sink: harness.sinkURL)
                 return report.found >= manifest.entries.count
             }
-            report = try Verifier.verify(manifest, sink: harness.sinkURL)
+            report = try await Verifier.verify(manifest, sink: harness.sinkURL)
             #expect(report.passed, "\(report)")
             #expect(report.missing == 0 && report.duplicates == 0)
 

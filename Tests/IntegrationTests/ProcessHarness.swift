@@ -24,8 +24,11 @@ struct ProcessHarness {
     /// `aggregatorSettings` and `bufferSettings` are extra YAML lines for the agent's
     /// `aggregator:` and `buffer:` sections; `aggregatorConfig` lines go in the aggregator's
     /// config file. With `proxied`, the agent talks to the aggregator through `startProxy`.
+    /// `sinkURL` replaces the default SQLite sink (e.g. a ClickHouse server's URL); the checks
+    /// read `verifySinkURL` instead when it is given (the same sink, bypassing a fault proxy).
     init(gatewayID: String, aggregatorSettings: [String] = [], bufferSettings: [String] = [],
-         aggregatorConfig: [String] = [], proxied: Bool = false, brokerProxied: Bool = false) async throws {
+         aggregatorConfig: [String] = [], proxied: Bool = false, brokerProxied: Bool = false,
+         sinkURL: String? = nil, verifySinkURL: String? = nil) async throws {
         dir = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir.file("broker"), withIntermediateDirectories: true)
         broker = try await MosquittoBroker(directory: dir.file("broker"))
@@ -33,6 +36,7 @@ struct ProcessHarness {
         agentTargetPort = proxied ? try FreePort.allocate() : httpPort
         agentBrokerPort = brokerProxied ? try FreePort.allocate() : broker.port
         self.gatewayID = gatewayID
+        self.verifySinkURL = verifySinkURL ?? sinkURL
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         self.logger = logger
@@ -55,11 +59,13 @@ struct ProcessHarness {
         try """
             listen: 127.0.0.1:\(httpPort)
             data_dir: \(dir.file("aggregator"))
-            \(aggregatorConfig.joined(separator: "\n"))
+            \((aggregatorConfig + (sinkURL.map { ["sink: \($0)"] } ?? [])).joined(separator: "\n"))
             """.write(toFile: dir.file("aggregator.yaml"), atomically: true, encoding: .utf8)
     }
 
-    var sink: String { "sqlite:" + dir.file("aggregator/sink.sqlite") }
+    private let verifySinkURL: String?
+    /// The aggregator's sink, as `verify` takes it.
+    var sink: String { verifySinkURL ?? "sqlite:" + dir.file("aggregator/sink.sqlite") }
     var sinkPath: String { dir.file("aggregator/sink.sqlite") }
 
     func startAggregator() async throws -> ChildProcess {
@@ -76,6 +82,11 @@ struct ProcessHarness {
     /// `tributary-sim proxy` on a link, with `arguments` for faults; it logs to `proxy.log`.
     func startProxy(_ arguments: [String], on link: Link = .agentToAggregator) async throws -> ChildProcess {
         let (listen, target) = link == .agentToAggregator ? (agentTargetPort, httpPort) : (agentBrokerPort, broker.port)
+        return try await startProxy(listen: listen, target: target, arguments)
+    }
+
+    /// `tributary-sim proxy` from `listen` to `target` on loopback; it logs to `proxy.log`.
+    func startProxy(listen: Int, target: Int, _ arguments: [String]) async throws -> ChildProcess {
         let process = try ChildProcess(
             executable: try Self.executable("tributary-sim"),
             arguments: ["proxy", "--listen", "127.0.0.1:\(listen)", "--target", "127.0.0.1:\(target)"] + arguments,
@@ -121,7 +132,7 @@ struct ProcessHarness {
     /// a while (a late resend would show as a duplicate), and returns the conservation report.
     func verifyWhenComplete(_ manifest: Manifest, timeout: Duration = .seconds(60)) async throws -> Verifier.Report {
         try await eventually(timeout: timeout, "the sink holds every reading") {
-            try Verifier.verify(manifest, sink: sink).found >= manifest.entries.count
+            try await Verifier.verify(manifest, sink: sink).found >= manifest.entries.count
         }
         return try await verifyWhenSettled(manifest)
     }
@@ -131,11 +142,11 @@ struct ProcessHarness {
     func verifyWhenSettled(_ manifest: Manifest) async throws -> Verifier.Report {
         var samples: [Int] = []
         try await eventually("the sink stops changing") {
-            samples.append(try Verifier.verify(manifest, sink: sink).found)
+            samples.append(try await Verifier.verify(manifest, sink: sink).found)
             try await Task.sleep(for: .seconds(1))
             return samples.count >= 4 && Set(samples.suffix(4)).count == 1 && samples.last! > 0
         }
-        return try Verifier.verify(manifest, sink: sink)
+        return try await Verifier.verify(manifest, sink: sink)
     }
 
     /// Stops `processes` with SIGTERM, in order, then the broker.

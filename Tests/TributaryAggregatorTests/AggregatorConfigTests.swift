@@ -9,5 +9,6 @@ struct AggregatorConfigTests {
         let config = try AggregatorConfig.load(file: root.appendingPathComponent("deploy/examples/aggregator.yaml").path)
         #expect(config.limits.maxInFlightBatches == 64 && config.limits.maxInFlightBytes == 64 << 20)
         #expect(config.staleAfterSeconds == 120)
+        #expect(config.clickHouse.maxInsertBatches == 256 && config.clickHouse.timeout == .seconds(30))
     }
 }

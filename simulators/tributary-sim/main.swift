@@ -58,12 +58,15 @@ struct Verify: AsyncParsableCommand {
         abstract: "Check that a sink holds exactly the readings of a manifest: exit 0 only with 0 missing and 0 duplicates.")
 
     @Option(help: "Manifest written by `tributary-sim sensors`.") var manifest: String
-    @Option(help: "Sink, sqlite:PATH.") var sink: String
+    @Option(help: ArgumentHelp(
+        "Sink: sqlite:PATH, or clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE] (read with FINAL).",
+        valueName: "url"))
+    var sink: String
 
     func run() async throws {
         let report: Verifier.Report
         do {
-            report = try Verifier.verify(try Manifest.read(from: manifest), sink: sink)
+            report = try await Verifier.verify(try Manifest.read(from: manifest), sink: sink)
         } catch {
             throw Failure("tributary-sim verify: \(error)")
         }

@@ -19,7 +19,10 @@ struct AggregatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Directory for the fleet registry and the default sink (overrides data_dir).")
     var dataDir: String?
 
-    @Option(name: .long, help: "Sink, sqlite:PATH (overrides sink; default sqlite:<data_dir>/sink.sqlite).")
+    @Option(name: .long, help: ArgumentHelp(
+        "Sink (overrides sink; default sqlite:<data_dir>/sink.sqlite).",
+        discussion: "sqlite:PATH, or clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE] (clickhouse+https:// for TLS).",
+        valueName: "url"))
     var sink: String?
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -32,6 +35,12 @@ struct AggregatorCommand: AsyncParsableCommand {
         do {
             let settings = try AggregatorConfig.load(file: config, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink))
             let aggregator = try Aggregator(config: settings, logger: logger)
+            do {
+                try await aggregator.prepareSink()
+            } catch {
+                await aggregator.shutdown()
+                throw error
+            }
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: aggregator.service)],
                 gracefulShutdownSignals: [.sigterm, .sigint],

@@ -5,9 +5,15 @@ import TributaryCore
 public protocol Sink: Sendable, CustomStringConvertible {
     /// For logs and the fleet view, e.g. `sqlite:/var/lib/tributary/sink.sqlite`.
     var description: String { get }
+    /// Checks the sink can be written and creates its tables when missing. A sink that is
+    /// unreachable throws `.unavailable` (the aggregator starts anyway and answers 503 until it
+    /// is back); one that refuses the configuration throws `.misconfigured`.
+    func prepare() async throws(SinkError)
     /// Writes the batch's readings and its ledger entry atomically, unless the ledger already
     /// has the identity. Returns only after the write is committed.
     func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult
+    /// What the sink wrote since it was opened.
+    var writeStats: SinkWriteStats { get }
     func close() async
 }
 
@@ -40,6 +46,9 @@ public struct SinkError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable {
         /// Try again later (down, busy, full disk): answered 503.
         case unavailable
+        /// The sink refuses the aggregator's configuration (credentials, database, permissions):
+        /// answered 503 as well, since the data is fine, but fatal at start.
+        case misconfigured
     }
     public let kind: Kind
     public let message: String

@@ -1,4 +1,5 @@
 import TributaryCore
+import Synchronization
 import TributarySQLite
 
 /// The embedded default sink: one SQLite file holding the readings and the dedup ledger,
@@ -6,6 +7,7 @@ import TributarySQLite
 public final class SQLiteSink: Sink {
     public let path: String
     private let db: SQLiteDatabase
+    private let stats = Mutex(SinkWriteStats())
 
     public var description: String { "sqlite:\(path)" }
 
@@ -50,13 +52,28 @@ public final class SQLiteSink: Sink {
         ) WITHOUT ROWID;
         """
 
+    /// The file was opened and its tables created in `init`.
+    public func prepare() async throws(SinkError) {}
+
     public func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult {
+        let result: SinkWriteResult
         do {
-            return try await db.perform { c in try Self.write(batch, c) }
+            result = try await db.perform { c in try Self.write(batch, c) }
         } catch {
             throw SinkError(.unavailable, "SQLite sink \(path): \(error)")
         }
+        if result == .accepted {
+            stats.withLock { s in
+                s.writes += 1
+                s.batches += 1
+                s.readings += batch.readings.count
+                s.largestWriteBatches = 1
+            }
+        }
+        return result
     }
+
+    public var writeStats: SinkWriteStats { stats.withLock { $0 } }
 
     private static func write(_ batch: IncomingBatch, _ c: SQLiteConnection) throws(SQLiteError) -> SinkWriteResult {
         let id = batch.identity

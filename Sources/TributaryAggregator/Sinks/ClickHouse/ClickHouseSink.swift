@@ -1,0 +1,219 @@
+import Logging
+import Synchronization
+import TributaryClickHouse
+import TributaryCore
+
+/// The big-data platform sink: readings and the dedup ledger in ClickHouse, over its HTTP
+/// interface, on a single node or through `Distributed` tables over a sharded cluster.
+///
+/// ClickHouse has no transactions, so a batch is written in three steps: look its identity up
+/// in `batch_ledger`, insert its readings, then its ledger row. A failure between the steps
+/// leaves readings without a ledger row; the agent resends, the readings are inserted again
+/// with the same sorting key, and ReplacingMergeTree collapses the copies (at once under
+/// `FINAL`). The agent is answered only after both inserts returned.
+///
+/// Concurrent batches are coalesced (`CoalescingWriter`): one lookup and two inserts carry
+/// every batch that waited while the previous insert ran.
+public final class ClickHouseSink: Sink {
+    public struct Settings: Sendable {
+        /// Each request to ClickHouse, from connect to the last byte. Default 30 s.
+        public var timeout: Duration = .seconds(30)
+        /// Most agent batches coalesced into one insert. Default 256.
+        public var maxInsertBatches = 256
+        /// Most readings in one coalesced insert (a single larger batch still goes alone). Default 200,000.
+        public var maxInsertReadings = 200_000
+        public init() {}
+    }
+
+    public let endpoint: ClickHouseEndpoint
+    private let client: ClickHouseClient
+    private let logger: Logger
+    private let writer: Mutex<CoalescingWriter?> = Mutex(nil)
+    /// Set once the tables are known to exist; until then every write first tries `prepare`.
+    private let prepared = PreparedFlag()
+
+    private final class PreparedFlag: Sendable {
+        private let value = Atomic<Bool>(false)
+        var isSet: Bool { value.load(ordering: .acquiring) }
+        func set() { value.store(true, ordering: .releasing) }
+    }
+
+    public var description: String { endpoint.description }
+
+    public init(endpoint: ClickHouseEndpoint, settings: Settings = .init(), logger: Logger) {
+        self.endpoint = endpoint
+        self.logger = logger
+        client = ClickHouseClient(endpoint: endpoint, timeout: settings.timeout)
+        let database = endpoint.database
+        let client = self.client
+        writer.withLock {
+            $0 = CoalescingWriter(maxBatches: settings.maxInsertBatches, maxReadings: settings.maxInsertReadings) { [prepared] group in
+                if !prepared.isSet {
+                    do throws(SinkError) {
+                        try await Self.createTables(client: client, database: database)
+                        prepared.set()
+                    } catch {
+                        return group.map { _ in .failure(error) }
+                    }
+                }
+                return await Self.write(group, client: client, database: database)
+            }
+        }
+    }
+
+    public func prepare() async throws(SinkError) {
+        try await Self.createTables(client: client, database: endpoint.database)
+        prepared.set()
+        let engine = try? await client.scalar("""
+            SELECT engine FROM system.tables WHERE database = \(ClickHouseClient.quote(endpoint.database)) AND name = 'readings'
+            """)
+        logger.info("ClickHouse sink ready", metadata: ["sink": "\(endpoint)", "readings_engine": "\(engine ?? "?")"])
+    }
+
+    public func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult {
+        let writer = self.writer.withLock { $0! }
+        return try await writer.write(batch).get()
+    }
+
+    public var writeStats: SinkWriteStats { writer.withLock { $0!.stats } }
+
+    public func close() async {
+        await client.shutdown()
+    }
+
+    /// `CREATE ... IF NOT EXISTS`: a no-op where an operator already made the tables, e.g.
+    /// `Distributed` ones over a cluster (`deploy/clickhouse/cluster/`).
+    static func createTables(client: ClickHouseClient, database: String) async throws(SinkError) {
+        for statement in ClickHouseSchema.tables(database: database) {
+            do {
+                try await client.execute(statement)
+            } catch {
+                throw SinkError(error)
+            }
+        }
+    }
+
+    /// Inserts through a `Distributed` table return only once every shard has its rows;
+    /// without it they would be queued on the local disk and answered before the shards had
+    /// them. A plain table ignores it.
+    static let insertSettings = ["insert_distributed_sync": "1"]
+
+    static func write(_ group: [IncomingBatch], client: ClickHouseClient, database: String) async -> [CoalescingWriter.Outcome] {
+        do throws(SinkError) {
+            let known = try await ledgerDigests(of: group, client: client, database: database)
+            // The first of several copies of one identity in the group is written; the others
+            // are answered like a resend.
+            var firstInGroup: [BatchIdentity: UInt64] = [:]
+            var results: [SinkWriteResult] = []
+            var toWrite: [(IncomingBatch)] = []
+            for batch in group {
+                if let digest = known[batch.identity] ?? firstInGroup[batch.identity] {
+                    results.append(digest == batch.digest ? .duplicate : .conflict)
+                } else {
+                    firstInGroup[batch.identity] = batch.digest
+                    toWrite.append(batch)
+                    results.append(.accepted)
+                }
+            }
+            if !toWrite.isEmpty {
+                try await insertReadings(of: toWrite, client: client, database: database)
+                try await insertLedgerRows(for: toWrite, client: client, database: database)
+            }
+            return results.map { .success($0) }
+        } catch {
+            return group.map { _ in .failure(error) }
+        }
+    }
+
+    /// The ledger's digest for each identity of the group that was written before.
+    static func ledgerDigests(of group: [IncomingBatch], client: ClickHouseClient, database: String) async throws(SinkError) -> [BatchIdentity: UInt64] {
+        let tuples = Set(group.map(\.identity)).map {
+            "(\(ClickHouseClient.quote($0.gatewayID)), \(ClickHouseClient.quote($0.epoch)), \($0.sequence))"
+        }
+        let rows: [[String?]]
+        do {
+            rows = try await client.select("""
+                SELECT gateway_id, epoch, sequence, digest FROM \(database).batch_ledger
+                WHERE (gateway_id, epoch, sequence) IN (\(tuples.joined(separator: ", ")))
+                """)
+        } catch {
+            throw SinkError(error)
+        }
+        var digests: [BatchIdentity: UInt64] = [:]
+        for row in rows where row.count == 4 {
+            guard let gateway = row[0], let epoch = row[1], let sequence = row[2].flatMap({ UInt64($0) }),
+                  let digest = row[3].flatMap({ UInt64($0) }) else { continue }
+            digests[BatchIdentity(gatewayID: gateway, epoch: epoch, sequence: sequence)] = digest
+        }
+        return digests
+    }
+
+    static let readingColumns = """
+        gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int, value_text, value_type, unit, labels, \
+        topic, batch_gateway_id, batch_epoch, batch_seq, batch_index
+        """
+
+    static func insertReadings(of batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(SinkError) {
+        var rows = TabSeparated.Writer(reservingCapacity: batches.reduce(0) { $0 + $1.readings.count } * 160)
+        for batch in batches {
+            let id = batch.identity
+            for (index, r) in batch.readings.enumerated() {
+                let (valueInt, valueText): (Int64?, String?) = switch r.value {
+                case .integer(let i): (i, nil)
+                case .boolean(let b): (b ? 1 : 0, nil)
+                case .text(let t): (nil, t)
+                case .double: (nil, nil)
+                }
+                rows.field(r.gatewayID)
+                rows.field(r.sensorID)
+                rows.field(r.metric)
+                rows.field(r.timeMs)
+                rows.field(r.receivedAtMs)
+                rows.field(r.value.numericValue)
+                rows.field(valueInt)
+                rows.field(valueText)
+                rows.field(r.value.typeName)
+                rows.field(r.unit)
+                rows.field(LabelsJSON.encode(r.labels))
+                rows.field(r.topic)
+                rows.field(id.gatewayID)
+                rows.field(id.epoch)
+                rows.field(id.sequence)
+                rows.field(Int64(index))
+                rows.endRow()
+            }
+        }
+        do {
+            try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT TabSeparated",
+                                    tabSeparated: rows.bytes, settings: insertSettings)
+        } catch {
+            throw SinkError(error)
+        }
+    }
+
+    static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(SinkError) {
+        var rows = TabSeparated.Writer()
+        for batch in batches {
+            rows.field(batch.identity.gatewayID)
+            rows.field(batch.identity.epoch)
+            rows.field(batch.identity.sequence)
+            rows.field(batch.digest)
+            rows.field(Int64(batch.readings.count))
+            rows.field(batch.receivedAtMs)
+            rows.endRow()
+        }
+        do {
+            try await client.insert("""
+                INSERT INTO \(database).batch_ledger (gateway_id, epoch, sequence, digest, reading_count, written_ms) FORMAT TabSeparated
+                """, tabSeparated: rows.bytes, settings: insertSettings)
+        } catch {
+            throw SinkError(error)
+        }
+    }
+}
+
+extension SinkError {
+    init(_ error: ClickHouseError) {
+        self.init(error.kind == .authentication ? .misconfigured : .unavailable, error.message)
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// Where a ClickHouse server's HTTP interface is, and who to be there:
+/// `clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE]` for plain HTTP (port 8123 by default),
+/// `clickhouse+https://...` for TLS (port 8443). The database defaults to `tributary`.
+public struct ClickHouseEndpoint: Sendable, Equatable, CustomStringConvertible {
+    public var secure: Bool
+    public var host: String
+    public var port: Int
+    public var database: String
+    public var user: String?
+    public var password: String?
+
+    public init(secure: Bool = false, host: String, port: Int? = nil, database: String = "tributary",
+                user: String? = nil, password: String? = nil) {
+        self.secure = secure
+        self.host = host
+        self.port = port ?? (secure ? 8443 : 8123)
+        self.database = database
+        self.user = user
+        self.password = password
+    }
+
+    public static let schemes = ["clickhouse", "clickhouse+https"]
+
+    public static func isClickHouseURL(_ text: String) -> Bool {
+        schemes.contains { text.hasPrefix($0 + "://") }
+    }
+
+    public init(url text: String) throws(ClickHouseURLError) {
+        guard let components = URLComponents(string: text), let scheme = components.scheme, Self.schemes.contains(scheme) else {
+            throw ClickHouseURLError(text: text, reason: "expected clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE] or clickhouse+https://...")
+        }
+        guard let host = components.host, !host.isEmpty else {
+            throw ClickHouseURLError(text: text, reason: "no host")
+        }
+        if let query = components.query, !query.isEmpty {
+            throw ClickHouseURLError(text: text, reason: "query parameters are not supported; put settings in the config file's clickhouse: section")
+        }
+        var database = components.path
+        if database.hasPrefix("/") { database.removeFirst() }
+        if database.isEmpty { database = "tributary" }
+        guard Self.isIdentifier(database) else {
+            throw ClickHouseURLError(text: text, reason: "database '\(database)' must be letters, digits and _, not starting with a digit")
+        }
+        self.init(secure: scheme == "clickhouse+https", host: host, port: components.port, database: database,
+                  user: components.user.flatMap { $0.isEmpty ? nil : $0 }, password: components.password)
+    }
+
+    /// The server's HTTP base address, without credentials.
+    public var baseURL: String {
+        let bracketed = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return "\(secure ? "https" : "http")://\(bracketed):\(port)/"
+    }
+
+    /// For logs and the fleet view: never shows the password.
+    public var description: String {
+        let bracketed = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return "\(secure ? "clickhouse+https" : "clickhouse")://\(user.map { $0 + "@" } ?? "")\(bracketed):\(port)/\(database)"
+    }
+
+    /// ClickHouse identifiers Tributary accepts unquoted.
+    public static func isIdentifier(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
+    }
+}
+
+public struct ClickHouseURLError: Error, Sendable, CustomStringConvertible {
+    public let text: String
+    public let reason: String
+    public var description: String {
+        // The text may hold a password: show it without.
+        let shown = ClickHouseEndpoint.redacted(text)
+        return "'\(shown)': \(reason)"
+    }
+}
+
+extension ClickHouseEndpoint {
+    /// `text` with any password replaced by `***`.
+    static func redacted(_ text: String) -> String {
+        guard var components = URLComponents(string: text) else { return "clickhouse URL" }
+        if components.password != nil { components.password = "***" }
+        return components.string ?? "clickhouse URL"
+    }
+}
