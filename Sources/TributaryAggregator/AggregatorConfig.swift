@@ -140,6 +140,10 @@ public struct AggregatorConfig: Sendable {
         clickHouse.maxInsertBatches = try s.int("max_insert_batches", range: 1...100_000) ?? clickHouse.maxInsertBatches
         clickHouse.maxInsertReadings = try s.int("max_insert_readings", range: 1...100_000_000) ?? clickHouse.maxInsertReadings
         if let seconds { clickHouse.timeout = .seconds(seconds) }
+        if let caFile = try s.string("ca_file") {
+            guard FileManager.default.isReadableFile(atPath: caFile) else { throw s.error("ca_file", "cannot read \(caFile)") }
+            clickHouse.caFile = caFile
+        }
         guard case .clickhouse(var endpoint) = sink else { return }
         if let user {
             guard endpoint.user == nil else { throw s.error("user", "the sink URL names a user already; set it in one place") }

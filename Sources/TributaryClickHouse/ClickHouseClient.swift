@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// A small client for ClickHouse's HTTP interface, limited to what both Debian's 18.16 and
 /// current releases understand: SQL in the `query` parameter or the body, data in
@@ -13,8 +14,10 @@ public final class ClickHouseClient: Sendable {
     private let ownsHTTPClient: Bool
     private let timeout: TimeAmount
 
-    /// `timeout` bounds each request, from connect to the last byte of the answer.
-    public init(endpoint: ClickHouseEndpoint, timeout: Duration = .seconds(30), http: HTTPClient? = nil) {
+    /// `timeout` bounds each request, from connect to the last byte of the answer. With TLS
+    /// (`clickhouse+https`), the server's certificate is checked against `caFile` (PEM) when
+    /// given, else against the system's trusted roots.
+    public init(endpoint: ClickHouseEndpoint, timeout: Duration = .seconds(30), caFile: String? = nil, http: HTTPClient? = nil) {
         self.endpoint = endpoint
         self.timeout = .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
         if let http {
@@ -25,6 +28,11 @@ public final class ClickHouseClient: Sendable {
             // A refused connection must come back at once as "unreachable", not wait in the
             // pool until the deadline: the aggregator turns it into a 503 for the agents.
             configuration.connectionPool.retryConnectionEstablishment = false
+            if let caFile {
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.trustRoots = .file(caFile)
+                configuration.tlsConfiguration = tls
+            }
             self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             ownsHTTPClient = true
         }
@@ -81,6 +89,8 @@ public final class ClickHouseClient: Sendable {
             answer = try await response.body.collect(upTo: maxResponseBytes)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
             throw ClickHouseError(.timeout, "ClickHouse at \(endpoint) did not answer within \(timeout.nanoseconds / 1_000_000) ms")
+        } catch let error as NIOSSLError {
+            throw ClickHouseError(.tls, "TLS with ClickHouse at \(endpoint) failed (is clickhouse.ca_file the CA that signed its certificate?): \(error)")
         } catch {
             throw ClickHouseError(.unreachable, "ClickHouse at \(endpoint) is unreachable: \(error)")
         }
@@ -99,6 +109,8 @@ public struct ClickHouseError: Error, Sendable, CustomStringConvertible {
         case timeout
         /// The server refused the user or password: a configuration problem.
         case authentication
+        /// The TLS handshake failed (untrusted or expired certificate, wrong name): a configuration problem.
+        case tls
         /// The server refused the statement (unknown database, no permission, bad data...).
         case server
     }

@@ -9,6 +9,8 @@ public final class ClickHouseServer: @unchecked Sendable {
     public let httpPort: Int
     /// The native protocol port: what other servers of a cluster use to reach this one.
     public let tcpPort: Int
+    /// The HTTPS port, when started with a certificate.
+    public let httpsPort: Int?
     public let user = "tributary"
     public let password: String
     private var process: ChildProcess?
@@ -22,12 +24,23 @@ public final class ClickHouseServer: @unchecked Sendable {
     /// Writes the config and starts the server. With `cluster`, the config also declares a
     /// cluster named `clusterName` of those shards (this server may be one of them; pass
     /// `tcpPort` so it knows its own port in advance).
+    /// With `tls` (PEM certificate and key files), it also serves HTTPS on `httpsPort`.
     public init(directory: String, password: String = "tributary-test-password", tcpPort: Int? = nil,
-                clusterName: String = "tributary", cluster: [Shard] = []) async throws {
+                clusterName: String = "tributary", cluster: [Shard] = [],
+                tls: (certificate: String, key: String)? = nil) async throws {
         self.directory = directory
         self.password = password
         httpPort = try FreePort.allocate()
         self.tcpPort = try tcpPort ?? FreePort.allocate()
+        let httpsPort = try tls.map { _ in try FreePort.allocate() }
+        self.httpsPort = httpsPort
+        let tlsConfig = tls.map { tls in
+            """
+              <https_port>\(httpsPort!)</https_port>
+              <openSSL><server><certificateFile>\(tls.certificate)</certificateFile><privateKeyFile>\(tls.key)</privateKeyFile>\
+            <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile></server></openSSL>
+            """
+        } ?? ""
         try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
         let shards = cluster.map { shard in
             """
@@ -42,6 +55,7 @@ public final class ClickHouseServer: @unchecked Sendable {
               <listen_host>127.0.0.1</listen_host>
               <http_port>\(httpPort)</http_port>
               <tcp_port>\(self.tcpPort)</tcp_port>
+            \(tlsConfig)
               <path>\(directory)/data/</path>
               <tmp_path>\(directory)/data/tmp/</tmp_path>
               <user_files_path>\(directory)/data/user_files/</user_files_path>

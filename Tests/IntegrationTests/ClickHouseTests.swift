@@ -216,6 +216,58 @@ struct ClickHouseTests {
         for server in servers { await server.stop() }
     }
 
+    @Test("TLS: clickhouse+https with the CA in clickhouse.ca_file works; without it the aggregator exits 1 naming TLS")
+    func tls() async throws {
+        let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
+        defer { dir.remove() }
+        let files = try Self.makeCertificates(in: dir)
+        let server = try await ClickHouseServer(directory: dir.file("clickhouse"), tls: (files.certificate, files.key))
+        let url = "clickhouse+https://\(server.user):\(server.password)@127.0.0.1:\(server.httpsPort!)/tributary"
+
+        let untrusting = try ChildProcess(
+            executable: try ProcessHarness.executable("tributary-aggregator"),
+            arguments: ["--listen", "127.0.0.1:\(try FreePort.allocate())", "--data-dir", dir.file("aggregator"), "--sink", url],
+            logFile: dir.file("aggregator.log"))
+        let status = await untrusting.wait()
+        let log = try String(contentsOfFile: dir.file("aggregator.log"), encoding: .utf8)
+        #expect(ProcessHarness.exitCode(status) == 1 && log.contains("TLS with ClickHouse") && log.contains("CERTIFICATE_VERIFY_FAILED"), "\(log)")
+
+        let harness = try await ProcessHarness(gatewayID: "gw-ch-tls", aggregatorSettings: Self.fast,
+                                               aggregatorConfig: ["clickhouse:", "  ca_file: \(files.ca)"],
+                                               sinkURL: url, verifySinkURL: server.url())
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let agent = try await harness.startAgent()
+        let manifest = try await harness.publish(500, rate: 500).value
+        let report = try await harness.verifyWhenComplete(manifest)
+        #expect(report.passed, "\(report)")
+        #expect(try await Verifier.verify(manifest, sink: url, caFile: files.ca).passed, "verify reads over TLS too")
+        await harness.stop(agent, aggregator)
+        await server.stop()
+    }
+
+    /// A CA and a certificate for 127.0.0.1 signed by it, made with openssl for this test.
+    static func makeCertificates(in dir: TemporaryDirectory) throws -> (ca: String, certificate: String, key: String) {
+        func openssl(_ arguments: [String]) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            process.arguments = arguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw TestingError("openssl \(arguments.first ?? "") failed") }
+        }
+        try "subjectAltName=IP:127.0.0.1\n".write(toFile: dir.file("san.cnf"), atomically: true, encoding: .utf8)
+        try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("ca.key"), "-out", dir.file("ca.pem"),
+                     "-days", "2", "-subj", "/CN=Tributary test CA"])
+        try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("server.key"), "-out", dir.file("server.csr"),
+                     "-subj", "/CN=127.0.0.1"])
+        try openssl(["x509", "-req", "-in", dir.file("server.csr"), "-CA", dir.file("ca.pem"), "-CAkey", dir.file("ca.key"),
+                     "-CAcreateserial", "-out", dir.file("server.pem"), "-days", "2", "-extfile", dir.file("san.cnf")])
+        return (dir.file("ca.pem"), dir.file("server.pem"), dir.file("server.key"))
+    }
+
     /// A file under `deploy/clickhouse/` of this checkout.
     static func deployFile(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

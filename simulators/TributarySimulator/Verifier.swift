@@ -45,11 +45,12 @@ public enum Verifier {
     /// `sink` is `sqlite:PATH` or a ClickHouse URL; ClickHouse is read with `FINAL`, so the
     /// copies a retried insert left behind (not yet merged away) count once, as any query
     /// that wants exact results must read them.
-    public static func verify(_ manifest: Manifest, sink: String) async throws -> Report {
+    /// `caFile` is the CA for a `clickhouse+https` sink's certificate.
+    public static func verify(_ manifest: Manifest, sink: String, caFile: String? = nil) async throws -> Report {
         let gateways = Set(manifest.entries.map(\.gatewayID)).sorted()
         let rows: [Row]
         if ClickHouseEndpoint.isClickHouseURL(sink) {
-            rows = try await clickHouseRows(sink: sink, gateways: gateways)
+            rows = try await clickHouseRows(sink: sink, gateways: gateways, caFile: caFile)
         } else if sink.hasPrefix("sqlite:") {
             rows = try sqliteRows(path: String(sink.dropFirst("sqlite:".count)))
         } else {
@@ -85,14 +86,14 @@ public enum Verifier {
         return rows
     }
 
-    private static func clickHouseRows(sink: String, gateways: [String]) async throws -> [Row] {
+    private static func clickHouseRows(sink: String, gateways: [String], caFile: String?) async throws -> [Row] {
         let endpoint: ClickHouseEndpoint
         do {
             endpoint = try ClickHouseEndpoint(url: sink)
         } catch {
             throw VerifyError(description: "sink \(error)")
         }
-        let client = ClickHouseClient(endpoint: endpoint, timeout: .seconds(120))
+        let client = ClickHouseClient(endpoint: endpoint, timeout: .seconds(120), caFile: caFile)
         defer { Task { await client.shutdown() } }
         let result: [[String?]]
         do {

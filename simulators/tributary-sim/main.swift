@@ -62,11 +62,13 @@ struct Verify: AsyncParsableCommand {
         "Sink: sqlite:PATH, or clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE] (read with FINAL).",
         valueName: "url"))
     var sink: String
+    @Option(help: "PEM file of the CA that signed a clickhouse+https sink's certificate (default: the system's roots).")
+    var caFile: String?
 
     func run() async throws {
         let report: Verifier.Report
         do {
-            report = try await Verifier.verify(try Manifest.read(from: manifest), sink: sink)
+            report = try await Verifier.verify(try Manifest.read(from: manifest), sink: sink, caFile: caFile)
         } catch {
             throw Failure("tributary-sim verify: \(error)")
         }

@@ -22,6 +22,9 @@ public final class ClickHouseSink: Sink {
         public var maxInsertBatches = 256
         /// Most readings in one coalesced insert (a single larger batch still goes alone). Default 200,000.
         public var maxInsertReadings = 200_000
+        /// PEM file of the CA that signed ClickHouse's certificate (`clickhouse+https`); default:
+        /// the system's trusted roots.
+        public var caFile: String?
         public init() {}
     }
 
@@ -43,7 +46,7 @@ public final class ClickHouseSink: Sink {
     public init(endpoint: ClickHouseEndpoint, settings: Settings = .init(), logger: Logger) {
         self.endpoint = endpoint
         self.logger = logger
-        client = ClickHouseClient(endpoint: endpoint, timeout: settings.timeout)
+        client = ClickHouseClient(endpoint: endpoint, timeout: settings.timeout, caFile: settings.caFile)
         let database = endpoint.database
         let client = self.client
         writer.withLock {
@@ -214,6 +217,6 @@ public final class ClickHouseSink: Sink {
 
 extension SinkError {
     init(_ error: ClickHouseError) {
-        self.init(error.kind == .authentication ? .misconfigured : .unavailable, error.message)
+        self.init(error.kind == .authentication || error.kind == .tls ? .misconfigured : .unavailable, error.message)
     }
 }
