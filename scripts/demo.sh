@@ -2,6 +2,8 @@
 # The local demo: a mosquitto broker, an aggregator with its SQLite sink, one agent, simulated
 # sensors for ~30 s, then the fleet status and the conservation check. Everything runs on
 # loopback in a temporary directory and stops at the end.
+# DEMO_SECONDS=N changes the duration; DEMO_SINK=clickhouse writes to a clickhouse-server
+# started for the demo instead of the SQLite sink.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,6 +29,42 @@ wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/n
 mqtt_port=$(free_port)
 http_port=$(free_port)
 mkdir -p "$work/broker" "$work/aggregator" "$work/agent"
+sink="sqlite:$work/aggregator/sink.sqlite"
+if [ "${DEMO_SINK:-sqlite}" = clickhouse ]; then
+  ch_port=$(free_port)
+  ch_password=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+  mkdir -p "$work/clickhouse/data"
+  cat > "$work/clickhouse/config.xml" <<CONF
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>$work/clickhouse/server.log</log><errorlog>$work/clickhouse/error.log</errorlog></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$ch_port</http_port>
+  <tcp_port>$(free_port)</tcp_port>
+  <path>$work/clickhouse/data/</path>
+  <tmp_path>$work/clickhouse/data/tmp/</tmp_path>
+  <user_files_path>$work/clickhouse/data/user_files/</user_files_path>
+  <format_schema_path>$work/clickhouse/data/format_schemas/</format_schema_path>
+  <users_config>$work/clickhouse/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>67108864</mark_cache_size>
+</yandex>
+CONF
+  cat > "$work/clickhouse/users.xml" <<CONF
+<?xml version="1.0"?>
+<yandex>
+  <profiles><default></default></profiles>
+  <users><tributary><password>$ch_password</password><networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></tributary></users>
+  <quotas><default></default></quotas>
+</yandex>
+CONF
+  clickhouse-server --config-file="$work/clickhouse/config.xml" >"$work/clickhouse/stdout" 2>&1 & pids+=($!)
+  wait_port "$ch_port"
+  sink="clickhouse://tributary:$ch_password@127.0.0.1:$ch_port/tributary"
+  echo "== ClickHouse on :$ch_port (user tributary, password in $work/clickhouse/users.xml)"
+fi
 cat > "$work/broker/mosquitto.conf" <<CONF
 listener $mqtt_port 127.0.0.1
 allow_anonymous true
@@ -51,7 +89,7 @@ CONF
 echo "== demo in $work (broker :$mqtt_port, aggregator :$http_port)"
 mosquitto -c "$work/broker/mosquitto.conf" >"$work/broker/log" 2>&1 & pids+=($!)
 wait_port "$mqtt_port"
-"$bin/tributary-aggregator" --listen "127.0.0.1:$http_port" --data-dir "$work/aggregator" >"$work/aggregator/log" 2>&1 & pids+=($!)
+"$bin/tributary-aggregator" --listen "127.0.0.1:$http_port" --data-dir "$work/aggregator" --sink "$sink" >"$work/aggregator/log" 2>&1 & pids+=($!)
 wait_port "$http_port"
 "$bin/tributary-agent" --config "$work/agent.yaml" >"$work/agent/log" 2>&1 & agent=$!; pids+=($agent)
 # The broker keeps messages for the agent's session only once the agent has subscribed.
@@ -63,7 +101,7 @@ echo "== publishing from 20 simulated sensors for ${DURATION}s"
 
 # Let the agent deliver what it holds (it seals at least once a second).
 for _ in $(seq 1 60); do
-  out=$("$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "sqlite:$work/aggregator/sink.sqlite" 2>&1) && break
+  out=$("$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "$sink" 2>&1) && break
   sleep 0.5
 done
 echo "== tributaryctl status"
@@ -73,5 +111,5 @@ echo
 "$bin/tributaryctl" gateways --aggregator "http://127.0.0.1:$http_port"
 echo
 echo "== tributary-sim verify"
-"$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "sqlite:$work/aggregator/sink.sqlite"
+"$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "$sink"
 echo "== logs and data are in $work"

@@ -28,6 +28,9 @@ public final class ClickHouseClient: Sendable {
             // A refused connection must come back at once as "unreachable", not wait in the
             // pool until the deadline: the aggregator turns it into a 503 for the agents.
             configuration.connectionPool.retryConnectionEstablishment = false
+            // ClickHouse closes idle connections after 3 s (keep_alive_timeout): drop them first,
+            // or a request now and then meets a closed connection.
+            configuration.connectionPool.idleTimeout = .seconds(2)
             if let caFile {
                 var tls = TLSConfiguration.makeClientConfiguration()
                 tls.trustRoots = .file(caFile)
@@ -65,7 +68,9 @@ public final class ClickHouseClient: Sendable {
     }
 
     private func send(query: String?, body: [UInt8], settings: [String: String], maxResponseBytes: Int) async throws(ClickHouseError) -> ByteBuffer {
-        var components = URLComponents(string: endpoint.baseURL)!
+        guard var components = URLComponents(string: endpoint.baseURL) else {
+            throw ClickHouseError(.unreachable, "ClickHouse at \(endpoint): not a valid address")
+        }
         // No `database` parameter: ClickHouse would refuse every statement, even
         // `CREATE DATABASE`, while the database is missing. Statements name it themselves.
         var items: [URLQueryItem] = []
@@ -74,7 +79,8 @@ public final class ClickHouseClient: Sendable {
         components.queryItems = items
         // '+' in a query parameter is a space to ClickHouse, as in a form.
         components.percentEncodedQuery = components.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
-        var request = HTTPClientRequest(url: components.string!)
+        guard let url = components.string else { throw ClickHouseError(.unreachable, "ClickHouse at \(endpoint): not a valid address") }
+        var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         if let user = endpoint.user {

@@ -29,10 +29,17 @@ public struct ClickHouseEndpoint: Sendable, Equatable, CustomStringConvertible {
 
     public init(url text: String) throws(ClickHouseURLError) {
         guard let components = URLComponents(string: text), let scheme = components.scheme, Self.schemes.contains(scheme) else {
-            throw ClickHouseURLError(text: text, reason: "expected clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE] or clickhouse+https://...")
+            throw ClickHouseURLError(text: text, reason: "expected clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE] or clickhouse+https://..."
+                                     + " (percent-encode /, ?, #, @ and : in a password, or put it in the config's clickhouse.password)")
         }
-        guard let host = components.host, !host.isEmpty else {
-            throw ClickHouseURLError(text: text, reason: "no host")
+        guard let host = components.host, !host.isEmpty,
+              host.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || ".-_:[]".unicodeScalars.contains($0) }) else {
+            throw ClickHouseURLError(text: text, reason: "no valid host")
+        }
+        // A password with an unencoded '/', '#' or '?' ends the authority early: the rest of
+        // it lands in the path or fragment, and the host would be wrong.
+        if components.fragment != nil || components.path.contains("@") {
+            throw ClickHouseURLError(text: text, reason: "'#' or '@' after the host: percent-encode the password (or use clickhouse.password)")
         }
         if let query = components.query, !query.isEmpty {
             throw ClickHouseURLError(text: text, reason: "query parameters are not supported; put settings in the config file's clickhouse: section")
@@ -77,10 +84,11 @@ public struct ClickHouseURLError: Error, Sendable, CustomStringConvertible {
 }
 
 extension ClickHouseEndpoint {
-    /// `text` with any password replaced by `***`.
+    /// `text` with everything between `://` and the last `@` (user and password) replaced, so
+    /// no password shows, however it is mangled.
     static func redacted(_ text: String) -> String {
-        guard var components = URLComponents(string: text) else { return "clickhouse URL" }
-        if components.password != nil { components.password = "***" }
-        return components.string ?? "clickhouse URL"
+        guard let schemeEnd = text.range(of: "://"), let at = text.range(of: "@", options: .backwards),
+              at.lowerBound > schemeEnd.upperBound else { return text }
+        return String(text[..<schemeEnd.upperBound]) + "***" + String(text[at.lowerBound...])
     }
 }

@@ -178,7 +178,7 @@ struct ClickHouseTests {
         await server.stop()
     }
 
-    @Test("a two-shard cluster: the shipped DDL, writes through the Distributed table, every reading read back")
+    @Test("a two-shard cluster: the shipped DDL, writes through the Distributed table, every reading read back; a shard down holds acks back")
     func shardedCluster() async throws {
         let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
         defer { dir.remove() }
@@ -212,6 +212,21 @@ struct ClickHouseTests {
         #expect(perShard.allSatisfy { $0 > 0 } && perShard.reduce(0, +) == manifest.entries.count,
                 "the readings were spread over both shards: \(perShard)")
         #expect(try await Self.count(servers[0], "SELECT engine = 'Distributed' FROM system.tables WHERE database = 'tributary' AND name = 'readings'") == 1)
+
+        // A shard down: inserts through the Distributed table fail (they are synchronous), so
+        // nothing is acknowledged until it is back; then everything arrives once.
+        await servers[1].stop()
+        let synced = try #require(try await harness.gateway()).readingsSynced
+        let second = try await harness.publish(300, rate: 300).value
+        try await eventually("the aggregator reports the failing shard") {
+            try await harness.fleet().admission.consecutiveSinkFailures > 0
+        }
+        try await Task.sleep(for: .seconds(2))
+        #expect(try #require(try await harness.gateway()).readingsSynced == synced, "nothing acknowledged while a shard is down")
+        try await servers[1].start()
+        let both = Manifest(messagesPublished: manifest.messagesPublished + second.messagesPublished, entries: manifest.entries + second.entries)
+        let after = try await harness.verifyWhenComplete(both)
+        #expect(after.passed, "\(after)")
         await harness.stop(agent, aggregator)
         for server in servers { await server.stop() }
     }

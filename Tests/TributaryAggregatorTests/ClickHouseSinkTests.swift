@@ -112,13 +112,41 @@ struct ClickHouseSinkTests {
         #expect(writer.stats.batches == 10 && writer.stats.writes == seen.count && writer.stats.largestWriteBatches > 1)
     }
 
-    @Test func aLargeBatchGoesAloneAndAFailureReachesEveryCallerOfItsGroup() async {
+    @Test func aLargeBatchGoesAloneAndAFailureReachesEveryCallerOfItsGroup() async throws {
+        let groups = Mutex<[[UInt64]]>([])
         let writer = CoalescingWriter(maxBatches: 10, maxReadings: 100) { group in
-            group.map { _ in .failure(SinkError(.unavailable, "down")) }
+            groups.withLock { $0.append(group.map(\.identity.sequence)) }
+            try? await Task.sleep(for: .milliseconds(100))
+            return group.map { _ in .failure(SinkError(.unavailable, "down")) }
         }
-        let result = await writer.write(Self.batch(1, readings: 500))
-        #expect(throws: SinkError.self) { try result.get() }
+        // 1 occupies the writer; meanwhile 2 (large), 3 and 4 (small) queue up, in that order.
+        let first = Task { await writer.write(Self.batch(1, readings: 10)) }
+        try await Task.sleep(for: .milliseconds(30))
+        let large = Task { await writer.write(Self.batch(2, readings: 500)) }
+        try await Task.sleep(for: .milliseconds(10))
+        let third = Task { await writer.write(Self.batch(3, readings: 10)) }
+        try await Task.sleep(for: .milliseconds(10))
+        let fourth = Task { await writer.write(Self.batch(4, readings: 10)) }
+        for task in [first, large, third, fourth] {
+            await #expect(throws: SinkError.self) { try await task.value.get() }
+        }
+        #expect(groups.withLock { $0 } == [[1], [2], [3, 4]], "the large batch went alone; the small ones behind it together")
         #expect(writer.stats.writes == 0 && writer.stats.batches == 0)
+    }
+
+    @Test func aFlushThatAnswersTooFewStillAnswersEveryCaller() async {
+        let writer = CoalescingWriter(maxBatches: 10, maxReadings: 1000) { _ in [] }
+        await #expect(throws: SinkError.self) { try await writer.write(Self.batch(1, readings: 1)).get() }
+    }
+
+    @Test(arguments: ["clickhouse://u:pa/ss@host/db", "clickhouse://u:12#34@host/db", "clickhouse://my%20host/db"])
+    func mangledPasswordsAndHostsAreRefusedWithoutShowingThePassword(url: String) {
+        do {
+            _ = try ClickHouseEndpoint(url: url)
+            Issue.record("accepted \(url)")
+        } catch {
+            #expect(!error.description.contains("ss@") && !error.description.contains("34@"), "\(error)")
+        }
     }
 
     @Test func clickHouseCredentialsComeFromTheURLOrTheConfigNotBoth() throws {

@@ -51,10 +51,12 @@ final class CoalescingWriter: Sendable {
 
     private func drain() async {
         while let group = nextGroup() {
-            let outcomes = await flush(group.map(\.batch))
+            var outcomes = await flush(group.map(\.batch))
+            // Every caller must be answered: a flush that returned too few outcomes fails the rest.
+            while outcomes.count < group.count { outcomes.append(.failure(SinkError(.unavailable, "sink write returned no result"))) }
             let written = zip(group, outcomes).filter { (try? $0.1.get()) == .accepted }.map(\.0.batch)
             state.withLock { s in
-                if outcomes.contains(where: { (try? $0.get()) != nil }) {
+                if !written.isEmpty {
                     s.stats.writes += 1
                     s.stats.largestWriteBatches = max(s.stats.largestWriteBatches, group.count)
                 }

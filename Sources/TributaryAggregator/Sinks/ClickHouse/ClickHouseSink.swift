@@ -84,15 +84,32 @@ public final class ClickHouseSink: Sink {
         await client.shutdown()
     }
 
-    /// `CREATE ... IF NOT EXISTS`: a no-op where an operator already made the tables, e.g.
-    /// `Distributed` ones over a cluster (`deploy/clickhouse/cluster/`).
+    /// Creates the tables when missing. Where they exist (made by an operator, e.g.
+    /// `Distributed` ones over a cluster from `deploy/clickhouse/cluster/`), nothing is run, so
+    /// the aggregator's user needs no DDL rights then.
     static func createTables(client: ClickHouseClient, database: String) async throws(SinkError) {
-        for statement in ClickHouseSchema.tables(database: database) {
-            do {
-                try await client.execute(statement)
-            } catch {
-                throw SinkError(error)
+        do {
+            let existing = Set(try await client.select("""
+                SELECT name FROM system.tables WHERE database = \(ClickHouseClient.quote(database))
+                """).compactMap { $0.first ?? nil })
+            if existing.contains("readings") && existing.contains("batch_ledger") { return }
+            if existing.contains("readings_local") && !existing.contains("readings") {
+                // Shard tables without the Distributed ones: creating plain tables here would
+                // keep every reading on this node, unsharded.
+                throw SinkError(.misconfigured, """
+                    ClickHouse at \(client.endpoint) has \(database).readings_local but no \(database).readings: \
+                    run deploy/clickhouse/cluster/distributed.sql on this node first
+                    """)
             }
+            for statement in ClickHouseSchema.tables(database: database) {
+                try await client.execute(statement)
+            }
+        } catch let error as ClickHouseError {
+            throw SinkError(error)
+        } catch let error as SinkError {
+            throw error
+        } catch {
+            throw SinkError(.unavailable, "\(error)")
         }
     }
 
@@ -102,13 +119,30 @@ public final class ClickHouseSink: Sink {
     static let insertSettings = ["insert_distributed_sync": "1"]
 
     static func write(_ group: [IncomingBatch], client: ClickHouseClient, database: String) async -> [CoalescingWriter.Outcome] {
-        do throws(SinkError) {
+        switch await writeTogether(group, client: client, database: database) {
+        case .success(let results):
+            return results.map { .success($0) }
+        case .failure(let error) where error.kind == .server && group.count > 1:
+            // ClickHouse refused a statement for the group. That may be one batch's fault (say,
+            // timestamps spread over too many partitions): write each alone, so only that one
+            // waits and the others go through.
+            var outcomes: [CoalescingWriter.Outcome] = []
+            for batch in group { outcomes += await write([batch], client: client, database: database) }
+            return outcomes
+        case .failure(let error):
+            return group.map { _ in .failure(SinkError(error)) }
+        }
+    }
+
+    /// One ledger lookup and (for the batches not written before) two inserts for the group.
+    static func writeTogether(_ group: [IncomingBatch], client: ClickHouseClient, database: String) async -> Result<[SinkWriteResult], ClickHouseError> {
+        do throws(ClickHouseError) {
             let known = try await ledgerDigests(of: group, client: client, database: database)
             // The first of several copies of one identity in the group is written; the others
             // are answered like a resend.
             var firstInGroup: [BatchIdentity: UInt64] = [:]
             var results: [SinkWriteResult] = []
-            var toWrite: [(IncomingBatch)] = []
+            var toWrite: [IncomingBatch] = []
             for batch in group {
                 if let digest = known[batch.identity] ?? firstInGroup[batch.identity] {
                     results.append(digest == batch.digest ? .duplicate : .conflict)
@@ -122,31 +156,30 @@ public final class ClickHouseSink: Sink {
                 try await insertReadings(of: toWrite, client: client, database: database)
                 try await insertLedgerRows(for: toWrite, client: client, database: database)
             }
-            return results.map { .success($0) }
+            return .success(results)
         } catch {
-            return group.map { _ in .failure(error) }
+            return .failure(error)
         }
     }
 
-    /// The ledger's digest for each identity of the group that was written before.
-    static func ledgerDigests(of group: [IncomingBatch], client: ClickHouseClient, database: String) async throws(SinkError) -> [BatchIdentity: UInt64] {
-        let tuples = Set(group.map(\.identity)).map {
-            "(\(ClickHouseClient.quote($0.gatewayID)), \(ClickHouseClient.quote($0.epoch)), \($0.sequence))"
-        }
-        let rows: [[String?]]
-        do {
-            rows = try await client.select("""
+    /// The ledger's digest for each identity of the group that was written before. Identities
+    /// are asked for in chunks, to stay far below ClickHouse's query size limit (256 KiB).
+    static func ledgerDigests(of group: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) -> [BatchIdentity: UInt64] {
+        let identities = Array(Set(group.map(\.identity)))
+        var digests: [BatchIdentity: UInt64] = [:]
+        for start in stride(from: 0, to: identities.count, by: 500) {
+            let tuples = identities[start..<min(start + 500, identities.count)].map {
+                "(\(ClickHouseClient.quote($0.gatewayID)), \(ClickHouseClient.quote($0.epoch)), \($0.sequence))"
+            }
+            let rows = try await client.select("""
                 SELECT gateway_id, epoch, sequence, digest FROM \(database).batch_ledger
                 WHERE (gateway_id, epoch, sequence) IN (\(tuples.joined(separator: ", ")))
                 """)
-        } catch {
-            throw SinkError(error)
-        }
-        var digests: [BatchIdentity: UInt64] = [:]
-        for row in rows where row.count == 4 {
-            guard let gateway = row[0], let epoch = row[1], let sequence = row[2].flatMap({ UInt64($0) }),
-                  let digest = row[3].flatMap({ UInt64($0) }) else { continue }
-            digests[BatchIdentity(gatewayID: gateway, epoch: epoch, sequence: sequence)] = digest
+            for row in rows where row.count == 4 {
+                guard let gateway = row[0], let epoch = row[1], let sequence = row[2].flatMap({ UInt64($0) }),
+                      let digest = row[3].flatMap({ UInt64($0) }) else { continue }
+                digests[BatchIdentity(gatewayID: gateway, epoch: epoch, sequence: sequence)] = digest
+            }
         }
         return digests
     }
@@ -156,7 +189,7 @@ public final class ClickHouseSink: Sink {
         topic, batch_gateway_id, batch_epoch, batch_seq, batch_index
         """
 
-    static func insertReadings(of batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(SinkError) {
+    static func insertReadings(of batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) {
         var rows = TabSeparated.Writer(reservingCapacity: batches.reduce(0) { $0 + $1.readings.count } * 160)
         for batch in batches {
             let id = batch.identity
@@ -186,15 +219,11 @@ public final class ClickHouseSink: Sink {
                 rows.endRow()
             }
         }
-        do {
-            try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT TabSeparated",
-                                    tabSeparated: rows.bytes, settings: insertSettings)
-        } catch {
-            throw SinkError(error)
-        }
+        try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT TabSeparated",
+                                tabSeparated: rows.bytes, settings: insertSettings)
     }
 
-    static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(SinkError) {
+    static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) {
         var rows = TabSeparated.Writer()
         for batch in batches {
             rows.field(batch.identity.gatewayID)
@@ -205,13 +234,9 @@ public final class ClickHouseSink: Sink {
             rows.field(batch.receivedAtMs)
             rows.endRow()
         }
-        do {
-            try await client.insert("""
-                INSERT INTO \(database).batch_ledger (gateway_id, epoch, sequence, digest, reading_count, written_ms) FORMAT TabSeparated
-                """, tabSeparated: rows.bytes, settings: insertSettings)
-        } catch {
-            throw SinkError(error)
-        }
+        try await client.insert("""
+            INSERT INTO \(database).batch_ledger (gateway_id, epoch, sequence, digest, reading_count, written_ms) FORMAT TabSeparated
+            """, tabSeparated: rows.bytes, settings: insertSettings)
     }
 }
 

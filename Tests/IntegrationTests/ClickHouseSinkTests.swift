@@ -1,0 +1,115 @@
+import Foundation
+import Logging
+import Testing
+@testable import TributaryAggregator
+import TributaryClickHouse
+import TributaryCore
+import TributaryTesting
+
+/// The ClickHouse sink's write path in-process against a real clickhouse-server: the dedup
+/// branches, text that needs escaping, and a write cut between its two inserts.
+@Suite("ClickHouse sink against a real server", .serialized, .enabled(if: ClickHouseServer.unavailableReason == nil, "clickhouse-server is not installed"))
+struct ClickHouseSinkServerTests {
+    static func batch(_ sequence: UInt64, gateway: String = "gw-o'brien", values: [ReadingValue], digest: UInt64? = nil) -> IncomingBatch {
+        let readings = values.enumerated().map { index, value in
+            Reading(gatewayID: gateway, sensorID: "s\t1", metric: "m\\x", topic: "site/it's/\n", timeMs: 1_763_900_000_000 + Int64(index),
+                    receivedAtMs: 1_763_900_000_500, value: value, unit: index == 0 ? "°C" : nil,
+                    labels: index == 0 ? ["room": "a\tb", "q": "'\""] : [:])
+        }
+        return IncomingBatch(identity: BatchIdentity(gatewayID: gateway, epoch: "e-1", sequence: sequence), readings: readings,
+                             digest: digest ?? sequence, receivedAtMs: 1)
+    }
+
+    static let awkward: [ReadingValue] = [.text("tab\there\nnew line, back\\slash, quote ' and \""), .double(-1.25e-7), .integer(Int64.min),
+                                          .boolean(true), .text(""), .text("\\N")]
+
+    func withSink(_ body: (ClickHouseSink, ClickHouseClient) async throws -> Void) async throws {
+        let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
+        defer { dir.remove() }
+        let server = try await ClickHouseServer(directory: dir.file("clickhouse"))
+        let endpoint = try ClickHouseEndpoint(url: server.url())
+        let sink = ClickHouseSink(endpoint: endpoint, logger: Logger(label: "test"))
+        let client = ClickHouseClient(endpoint: endpoint)
+        do {
+            try await sink.prepare()
+            try await body(sink, client)
+        } catch {
+            await sink.close()
+            await client.shutdown()
+            await server.stop()
+            throw error
+        }
+        await sink.close()
+        await client.shutdown()
+        await server.stop()
+    }
+
+    @Test("awkward text, labels and ids round-trip exactly; a resend is a duplicate; other contents a conflict")
+    func roundTripAndDedup() async throws {
+        try await withSink { sink, client in
+            let batch = Self.batch(1, values: Self.awkward)
+            #expect(try await sink.write(batch) == .accepted)
+            #expect(try await sink.write(batch) == .duplicate)
+            #expect(try await sink.write(Self.batch(1, values: [.double(1)], digest: 99)) == .conflict)
+
+            let rows = try await client.select("""
+                SELECT gateway_id, sensor_id, metric, topic, value_type, value, value_int, value_text, unit, labels
+                FROM tributary.readings ORDER BY batch_index
+                """)
+            #expect(rows.count == Self.awkward.count, "written once, not on the duplicate or the conflict")
+            for (row, reading) in zip(rows, batch.readings) {
+                #expect(row[0] == reading.gatewayID && row[1] == reading.sensorID && row[2] == reading.metric && row[3] == reading.topic)
+                #expect(row[4] == reading.value.typeName)
+                #expect(row[8] == reading.unit && row[9] == LabelsJSON.encode(reading.labels))
+                switch reading.value {
+                case .text(let text): #expect(row[7] == text && row[5] == nil)
+                case .double(let d): #expect(row[5].flatMap { Double($0) } == d && row[6] == nil)
+                case .integer(let i): #expect(row[6] == String(i) && row[5].flatMap { Double($0) } == Double(i))
+                case .boolean(let b): #expect(row[6] == (b ? "1" : "0"))
+                }
+            }
+        }
+    }
+
+    @Test("two copies of one identity in one group: written once, the second answered duplicate")
+    func copiesInOneGroup() async throws {
+        try await withSink { sink, client in
+            let batch = Self.batch(7, values: [.double(1), .double(2)])
+            let results = await ClickHouseSink.write([batch, batch, Self.batch(8, values: [.double(3)])], client: client, database: "tributary")
+            #expect(results.map { try? $0.get() } == [.accepted, .duplicate, .accepted])
+            let count = try await client.scalar("SELECT count() FROM tributary.readings")
+            #expect(count == "3")
+        }
+    }
+
+    @Test("a write cut between its two inserts, then resent: extra rows before merging, exactly one copy under FINAL")
+    func cutBetweenInserts() async throws {
+        try await withSink { sink, client in
+            let batch = Self.batch(3, values: [.double(1), .double(2), .text("x")])
+            // The readings insert committed, then the aggregator died before the ledger row.
+            try await ClickHouseSink.insertReadings(of: [batch], client: client, database: "tributary")
+            #expect(try await sink.write(batch) == .accepted, "no ledger row: the resend is written again")
+            #expect(try await client.scalar("SELECT count() FROM tributary.readings") == "6")
+            #expect(try await client.scalar("SELECT count() FROM tributary.readings FINAL") == "3")
+            #expect(try await sink.write(batch) == .duplicate, "now the ledger has it")
+        }
+    }
+
+    @Test("shard tables without the Distributed ones: the aggregator refuses to start instead of writing unsharded")
+    func shardTablesWithoutDistributed() async throws {
+        try await withSink { _, client in
+            for statement in ClickHouseSchema.tables(database: "sharded", suffix: "_local") { try await client.execute(statement) }
+            var endpoint = client.endpoint
+            endpoint.database = "sharded"
+            let sink = ClickHouseSink(endpoint: endpoint, logger: Logger(label: "test"))
+            do throws(SinkError) {
+                try await sink.prepare()
+                Issue.record("prepared")
+            } catch {
+                #expect(error.kind == .misconfigured && error.description.contains("distributed.sql"), "\(error)")
+            }
+            #expect(try await client.scalar("SELECT count() FROM system.tables WHERE database = 'sharded' AND name = 'readings'") == "0")
+            await sink.close()
+        }
+    }
+}
