@@ -30,10 +30,21 @@ struct ClickHouseTests {
         ClickHouseClient(endpoint: try! ClickHouseEndpoint(url: server.url(password: password)))
     }
 
-    static func count(_ server: ClickHouseServer, _ sql: String) async throws -> Int {
-        let client = client(server)
+    /// A count from a direct query, with the server's password or `password`.
+    static func count(_ server: ClickHouseServer, _ sql: String, password: String? = nil) async throws -> Int {
+        let client = client(server, password: password)
         defer { Task { await client.shutdown() } }
         return Int(try await client.scalar(sql) ?? "") ?? -1
+    }
+
+    /// Runs the aggregator executable against `sink` until it exits; returns its exit code and log.
+    static func runAggregator(in dir: TemporaryDirectory, sink: String) async throws -> (exitCode: Int32, log: String) {
+        let process = try ChildProcess(
+            executable: try ProcessHarness.executable("tributary-aggregator"),
+            arguments: ["--listen", "127.0.0.1:\(try FreePort.allocate())", "--data-dir", dir.file("aggregator"), "--sink", sink],
+            logFile: dir.file("aggregator.log"))
+        let status = await process.wait()
+        return (ProcessHarness.exitCode(status), try String(contentsOfFile: dir.file("aggregator.log"), encoding: .utf8))
     }
 
     @Test("readings flow into ClickHouse: tables created on start, every reading once, typed values")
@@ -124,14 +135,8 @@ struct ClickHouseTests {
         let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
         defer { dir.remove() }
         let server = try await ClickHouseServer(directory: dir.file("clickhouse"))
-        let process = try ChildProcess(
-            executable: try ProcessHarness.executable("tributary-aggregator"),
-            arguments: ["--listen", "127.0.0.1:\(try FreePort.allocate())", "--data-dir", dir.file("aggregator"),
-                        "--sink", server.url(password: "not-the-password")],
-            logFile: dir.file("aggregator.log"))
-        let status = await process.wait()
-        let log = try String(contentsOfFile: dir.file("aggregator.log"), encoding: .utf8)
-        #expect(ProcessHarness.exitCode(status) == 1, "\(log)")
+        let (exitCode, log) = try await Self.runAggregator(in: dir, sink: server.url(password: "not-the-password"))
+        #expect(exitCode == 1, "\(log)")
         #expect(log.contains("refused the credentials of user 'tributary'") && !log.contains("not-the-password"), "\(log)")
         await server.stop()
     }
@@ -239,13 +244,8 @@ struct ClickHouseTests {
         let server = try await ClickHouseServer(directory: dir.file("clickhouse"), tls: (files.certificate, files.key))
         let url = "clickhouse+https://\(server.user):\(server.password)@127.0.0.1:\(server.httpsPort!)/tributary"
 
-        let untrusting = try ChildProcess(
-            executable: try ProcessHarness.executable("tributary-aggregator"),
-            arguments: ["--listen", "127.0.0.1:\(try FreePort.allocate())", "--data-dir", dir.file("aggregator"), "--sink", url],
-            logFile: dir.file("aggregator.log"))
-        let status = await untrusting.wait()
-        let log = try String(contentsOfFile: dir.file("aggregator.log"), encoding: .utf8)
-        #expect(ProcessHarness.exitCode(status) == 1 && log.contains("TLS with ClickHouse") && log.contains("CERTIFICATE_VERIFY_FAILED"), "\(log)")
+        let (exitCode, log) = try await Self.runAggregator(in: dir, sink: url)
+        #expect(exitCode == 1 && log.contains("TLS with ClickHouse") && log.contains("CERTIFICATE_VERIFY_FAILED"), "\(log)")
 
         let harness = try await ProcessHarness(gatewayID: "gw-ch-tls", aggregatorSettings: Self.fast,
                                                aggregatorConfig: ["clickhouse:", "  ca_file: \(files.ca)"],
@@ -287,13 +287,5 @@ struct ClickHouseTests {
     static func deployFile(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("deploy/clickhouse/" + name).path
-    }
-}
-
-extension ClickHouseTests {
-    static func count(_ server: ClickHouseServer, _ sql: String, password: String) async throws -> Int {
-        let client = client(server, password: password)
-        defer { Task { await client.shutdown() } }
-        return Int(try await client.scalar(sql) ?? "") ?? -1
     }
 }

@@ -131,10 +131,26 @@ struct ProcessHarness {
     /// Waits until the sink holds at least every reading of `manifest` and then stays put for
     /// a while (a late resend would show as a duplicate), and returns the conservation report.
     func verifyWhenComplete(_ manifest: Manifest, timeout: Duration = .seconds(60)) async throws -> Verifier.Report {
-        try await eventually(timeout: timeout, "the sink holds every reading") {
-            try await Verifier.verify(manifest, sink: sink).found >= manifest.entries.count
+        do {
+            try await eventually(timeout: timeout, "the sink holds every reading") {
+                try await Verifier.verify(manifest, sink: sink).found >= manifest.entries.count
+            }
+        } catch {
+            // Say where it stuck: the report and the last words of each process.
+            let report = try? await Verifier.verify(manifest, sink: sink)
+            throw TestingError("""
+                \(error); \(report.map(String.init(describing:)) ?? "no report")
+                agent log:\n\(Self.tail(dir.file("agent.log")))
+                aggregator log:\n\(Self.tail(dir.file("aggregator.log")))
+                """)
         }
         return try await verifyWhenSettled(manifest)
+    }
+
+    /// The last lines of a log file.
+    static func tail(_ path: String, lines: Int = 15) -> String {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
     }
 
     /// Waits until the sink has not changed for three seconds (longer than the tests' agent
