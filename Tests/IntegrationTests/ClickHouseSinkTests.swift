@@ -95,6 +95,56 @@ struct ClickHouseSinkServerTests {
         }
     }
 
+    /// The measurement behind coalescing, kept runnable: the same 400 batches of 250 readings
+    /// from 64 concurrent callers (as an aggregator's in-flight requests), first each written by
+    /// its own lookup and inserts, all at once (no coalescing), then through the sink's
+    /// coalescing writer. It prints both times and their ratio; it asserts only what must hold:
+    /// every row once, and fewer inserts when coalesced.
+    @Test("coalescing: concurrent batches written in fewer inserts, every row once (prints the speed-up)")
+    func coalescingMeasured() async throws {
+        try await withSink { _, client in
+            let sink = ClickHouseSink(endpoint: client.endpoint, logger: Logger(label: "test"))
+            var refused = 0
+            var seconds: [Double] = []
+            for coalesced in [false, true] {
+                let gateway = coalesced ? "gw-coalesced" : "gw-one-by-one"
+                let started = ContinuousClock.now
+                refused += try await withThrowingTaskGroup(of: Int.self) { tasks in
+                    for caller in 0..<64 {
+                        tasks.addTask {
+                            var refused = 0
+                            for sequence in stride(from: caller, to: 400, by: 64) {
+                                let batch = Self.batch(UInt64(sequence), gateway: gateway, values: (0..<250).map { .double(Double($0)) })
+                                if coalesced {
+                                    _ = try await sink.write(batch)
+                                } else {
+                                    // Retried like an agent would: many small inserts can meet
+                                    // ClickHouse's "too many parts" refusal.
+                                    while (try? await ClickHouseSink.write([batch], client: client, database: "tributary")[0].get()) == nil {
+                                        refused += 1
+                                        try await Task.sleep(for: .milliseconds(100))
+                                    }
+                                }
+                            }
+                            return refused
+                        }
+                    }
+                    return try await tasks.reduce(0, +)
+                }
+                let elapsed = ContinuousClock.now - started
+                seconds.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                let rows = try await client.scalar("SELECT count() FROM tributary.readings FINAL WHERE gateway_id = '\(gateway)'")
+                #expect(rows == String(400 * 250), "every row once")
+            }
+            let writes = sink.writeStats.writes
+            print("coalescing: 400 batches x 250 readings from 64 callers: one insert per batch \(String(format: "%.2f", seconds[0])) s "
+                  + "(\(refused) refused and retried); "
+                  + "coalesced into \(writes) inserts \(String(format: "%.2f", seconds[1])) s; ratio \(String(format: "%.1f", seconds[0] / seconds[1]))x")
+            #expect(sink.writeStats.batches == 400 && writes < 400)
+            await sink.close()
+        }
+    }
+
     @Test("shard tables without the Distributed ones: the aggregator refuses to start instead of writing unsharded")
     func shardTablesWithoutDistributed() async throws {
         try await withSink { _, client in
