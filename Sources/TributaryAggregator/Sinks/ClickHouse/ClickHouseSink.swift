@@ -31,9 +31,9 @@ public final class ClickHouseSink: Sink {
     public let endpoint: ClickHouseEndpoint
     private let client: ClickHouseClient
     private let logger: Logger
-    private let writer: Mutex<CoalescingWriter?> = Mutex(nil)
+    private let writer: CoalescingWriter
     /// Set once the tables are known to exist; until then every write first tries `prepare`.
-    private let prepared = PreparedFlag()
+    private let prepared: PreparedFlag
 
     private final class PreparedFlag: Sendable {
         private let value = Atomic<Bool>(false)
@@ -49,18 +49,18 @@ public final class ClickHouseSink: Sink {
         client = ClickHouseClient(endpoint: endpoint, timeout: settings.timeout, caFile: settings.caFile)
         let database = endpoint.database
         let client = self.client
-        writer.withLock {
-            $0 = CoalescingWriter(maxBatches: settings.maxInsertBatches, maxReadings: settings.maxInsertReadings) { [prepared] group in
-                if !prepared.isSet {
-                    do throws(SinkError) {
-                        try await Self.createTables(client: client, database: database)
-                        prepared.set()
-                    } catch {
-                        return group.map { _ in .failure(error) }
-                    }
+        let prepared = PreparedFlag()
+        self.prepared = prepared
+        writer = CoalescingWriter(maxBatches: settings.maxInsertBatches, maxReadings: settings.maxInsertReadings) { group in
+            if !prepared.isSet {
+                do throws(SinkError) {
+                    try await Self.createTables(client: client, database: database)
+                    prepared.set()
+                } catch {
+                    return group.map { _ in .failure(error) }
                 }
-                return await Self.write(group, client: client, database: database)
             }
+            return await Self.write(group, client: client, database: database)
         }
     }
 
@@ -74,11 +74,10 @@ public final class ClickHouseSink: Sink {
     }
 
     public func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult {
-        let writer = self.writer.withLock { $0! }
-        return try await writer.write(batch).get()
+        try await writer.write(batch).get()
     }
 
-    public var writeStats: SinkWriteStats { writer.withLock { $0!.stats } }
+    public var writeStats: SinkWriteStats { writer.stats }
 
     public func close() async {
         await client.shutdown()
