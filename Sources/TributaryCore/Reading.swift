@@ -55,4 +55,18 @@ public enum ReadingValue: Sendable, Hashable {
         case .boolean, .text: nil
         }
     }
+
+    /// The exact integer for the sink's `value_int` column: integers, and booleans as 0/1.
+    public var exactIntegerValue: Int64? {
+        switch self {
+        case .integer(let i): i
+        case .boolean(let b): b ? 1 : 0
+        case .double, .text: nil
+        }
+    }
+
+    /// The text for the sink's `value_text` column.
+    public var textValue: String? {
+        if case .text(let t) = self { t } else { nil }
+    }
 }

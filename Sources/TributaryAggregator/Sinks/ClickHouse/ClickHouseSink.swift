@@ -193,20 +193,14 @@ public final class ClickHouseSink: Sink {
         for batch in batches {
             let id = batch.identity
             for (index, r) in batch.readings.enumerated() {
-                let (valueInt, valueText): (Int64?, String?) = switch r.value {
-                case .integer(let i): (i, nil)
-                case .boolean(let b): (b ? 1 : 0, nil)
-                case .text(let t): (nil, t)
-                case .double: (nil, nil)
-                }
                 rows.field(r.gatewayID)
                 rows.field(r.sensorID)
                 rows.field(r.metric)
                 rows.field(r.timeMs)
                 rows.field(r.receivedAtMs)
                 rows.field(r.value.numericValue)
-                rows.field(valueInt)
-                rows.field(valueText)
+                rows.field(r.value.exactIntegerValue)
+                rows.field(r.value.textValue)
                 rows.field(r.value.typeName)
                 rows.field(r.unit)
                 rows.field(LabelsJSON.encode(r.labels))

@@ -83,19 +83,13 @@ public final class SQLiteSink: Sink {
                 return digest == Int64(bitPattern: batch.digest) ? .duplicate : .conflict
             }
             for r in batch.readings {
-                let (valueInt, valueText): (Int64?, String?) = switch r.value {
-                case .integer(let i): (i, nil)
-                case .boolean(let b): (b ? 1 : 0, nil)
-                case .text(let t): (nil, t)
-                case .double: (nil, nil)
-                }
                 try c.run("""
                     INSERT INTO readings (gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int,
                         value_text, value_type, unit, labels, topic, batch_gateway_id, batch_epoch, batch_seq)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
-                    [r.gatewayID, r.sensorID, r.metric, r.timeMs, r.receivedAtMs, r.value.numericValue, valueInt,
-                     valueText, r.value.typeName, r.unit, LabelsJSON.encode(r.labels), r.topic,
+                    [r.gatewayID, r.sensorID, r.metric, r.timeMs, r.receivedAtMs, r.value.numericValue, r.value.exactIntegerValue,
+                     r.value.textValue, r.value.typeName, r.unit, LabelsJSON.encode(r.labels), r.topic,
                      id.gatewayID, id.epoch, Int64(bitPattern: id.sequence)])
             }
             try c.run("INSERT INTO batch_ledger VALUES (?, ?, ?, ?, ?, ?)",
