@@ -78,9 +78,12 @@ public final class ClickHouseServer: @unchecked Sendable {
         try await start()
     }
 
-    /// `clickhouse://USER:PASSWORD@127.0.0.1:PORT/DATABASE`, for the aggregator and `verify`.
-    public func url(database: String = "tributary", password: String? = nil) -> String {
-        "clickhouse://\(user):\(password ?? self.password)@127.0.0.1:\(httpPort)/\(database)"
+    /// `clickhouse://USER:PASSWORD@127.0.0.1:PORT/DATABASE`, for the aggregator and `verify`:
+    /// on `port` (e.g. a proxy's) instead of the HTTP port when given; over TLS on the HTTPS
+    /// port with `secure`.
+    public func url(database: String = "tributary", password: String? = nil, port: Int? = nil, secure: Bool = false) -> String {
+        let port = port ?? (secure ? httpsPort! : httpPort)
+        return "\(secure ? "clickhouse+https" : "clickhouse")://\(user):\(password ?? self.password)@127.0.0.1:\(port)/\(database)"
     }
 
     /// Rewrites the users file with another password for the user. ClickHouse rereads the file

@@ -15,14 +15,14 @@ struct ClickHouseTests {
 
     /// A harness whose aggregator writes to a fresh ClickHouse server in the harness directory.
     static func harness(_ gatewayID: String, aggregatorSettings: [String] = fast, aggregatorConfig: [String] = [],
-                        sinkPort: ((ClickHouseServer) -> Int)? = nil) async throws -> (ProcessHarness, ClickHouseServer) {
+                        sinkPort: Int? = nil) async throws -> (ProcessHarness, ClickHouseServer) {
         let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
         let server = try await ClickHouseServer(directory: dir.file("clickhouse"))
         // The aggregator may reach the server through a proxy; the checks read it directly.
-        let port = sinkPort?(server) ?? server.httpPort
-        let url = "clickhouse://\(server.user):\(server.password)@127.0.0.1:\(port)/tributary"
+        let url = server.url(port: sinkPort)
         let harness = try await ProcessHarness(gatewayID: gatewayID, aggregatorSettings: aggregatorSettings,
-                                               aggregatorConfig: aggregatorConfig, sinkURL: url, verifySinkURL: server.url())
+                                               aggregatorConfig: aggregatorConfig, sinkURL: url, verifySinkURL: server.url(),
+                                               directory: dir)
         return (harness, server)
     }
 
@@ -106,7 +106,7 @@ struct ClickHouseTests {
         let proxyPort = try FreePort.allocate()
         let (harness, server) = try await Self.harness(
             "gw-ch-slow", aggregatorSettings: Self.fast + ["max_in_flight_batches: 8"],
-            aggregatorConfig: ["limits:", "  max_in_flight_batches: 6"], sinkPort: { _ in proxyPort })
+            aggregatorConfig: ["limits:", "  max_in_flight_batches: 6"], sinkPort: proxyPort)
         defer { harness.dir.remove() }
         let proxy = try await harness.startProxy(listen: proxyPort, target: server.httpPort, ["--bandwidth", "256k", "--latency", "10ms"])
         let aggregator = try await harness.startAggregator()
@@ -240,9 +240,9 @@ struct ClickHouseTests {
     func tls() async throws {
         let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
         defer { dir.remove() }
-        let files = try Self.makeCertificates(in: dir)
+        let files = try await Self.makeCertificates(in: dir)
         let server = try await ClickHouseServer(directory: dir.file("clickhouse"), tls: (files.certificate, files.key))
-        let url = "clickhouse+https://\(server.user):\(server.password)@127.0.0.1:\(server.httpsPort!)/tributary"
+        let url = server.url(secure: true)
 
         let (exitCode, log) = try await Self.runAggregator(in: dir, sink: url)
         #expect(exitCode == 1 && log.contains("TLS with ClickHouse") && log.contains("CERTIFICATE_VERIFY_FAILED"), "\(log)")
@@ -262,23 +262,19 @@ struct ClickHouseTests {
     }
 
     /// A CA and a certificate for 127.0.0.1 signed by it, made with openssl for this test.
-    static func makeCertificates(in dir: TemporaryDirectory) throws -> (ca: String, certificate: String, key: String) {
-        func openssl(_ arguments: [String]) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            process.arguments = arguments
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw TestingError("openssl \(arguments.first ?? "") failed") }
+    static func makeCertificates(in dir: TemporaryDirectory) async throws -> (ca: String, certificate: String, key: String) {
+        func openssl(_ arguments: [String]) async throws {
+            let process = try ChildProcess(executable: "/usr/bin/openssl", arguments: arguments, logFile: dir.file("openssl.log"))
+            guard ProcessHarness.exitCode(await process.wait()) == 0 else {
+                throw TestingError("openssl \(arguments.first ?? "") failed: \(ProcessHarness.tail(dir.file("openssl.log")))")
+            }
         }
         try "subjectAltName=IP:127.0.0.1\n".write(toFile: dir.file("san.cnf"), atomically: true, encoding: .utf8)
-        try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("ca.key"), "-out", dir.file("ca.pem"),
+        try await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("ca.key"), "-out", dir.file("ca.pem"),
                      "-days", "2", "-subj", "/CN=Tributary test CA"])
-        try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("server.key"), "-out", dir.file("server.csr"),
+        try await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("server.key"), "-out", dir.file("server.csr"),
                      "-subj", "/CN=127.0.0.1"])
-        try openssl(["x509", "-req", "-in", dir.file("server.csr"), "-CA", dir.file("ca.pem"), "-CAkey", dir.file("ca.key"),
+        try await openssl(["x509", "-req", "-in", dir.file("server.csr"), "-CA", dir.file("ca.pem"), "-CAkey", dir.file("ca.key"),
                      "-CAcreateserial", "-out", dir.file("server.pem"), "-days", "2", "-extfile", dir.file("san.cnf")])
         return (dir.file("ca.pem"), dir.file("server.pem"), dir.file("server.key"))
     }

@@ -26,10 +26,11 @@ struct ProcessHarness {
     /// config file. With `proxied`, the agent talks to the aggregator through `startProxy`.
     /// `sinkURL` replaces the default SQLite sink (e.g. a ClickHouse server's URL); the checks
     /// read `verifySinkURL` instead when it is given (the same sink, bypassing a fault proxy).
+    /// Everything goes in `directory` (a new temporary one by default), which `dir.remove()` deletes.
     init(gatewayID: String, aggregatorSettings: [String] = [], bufferSettings: [String] = [],
          aggregatorConfig: [String] = [], proxied: Bool = false, brokerProxied: Bool = false,
-         sinkURL: String? = nil, verifySinkURL: String? = nil) async throws {
-        dir = try TemporaryDirectory()
+         sinkURL: String? = nil, verifySinkURL: String? = nil, directory: TemporaryDirectory? = nil) async throws {
+        dir = try directory ?? TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir.file("broker"), withIntermediateDirectories: true)
         broker = try await MosquittoBroker(directory: dir.file("broker"))
         httpPort = try FreePort.allocate()
