@@ -56,14 +56,17 @@ public struct ClickHouseEndpoint: Sendable, Equatable, CustomStringConvertible {
 
     /// The server's HTTP base address, without credentials.
     public var baseURL: String {
-        let bracketed = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
-        return "\(secure ? "https" : "http")://\(bracketed):\(port)/"
+        "\(secure ? "https" : "http")://\(hostInURL):\(port)/"
     }
 
     /// For logs and the fleet view: never shows the password.
     public var description: String {
-        let bracketed = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
-        return "\(secure ? "clickhouse+https" : "clickhouse")://\(user.map { $0 + "@" } ?? "")\(bracketed):\(port)/\(database)"
+        "\(secure ? "clickhouse+https" : "clickhouse")://\(user.map { $0 + "@" } ?? "")\(hostInURL):\(port)/\(database)"
+    }
+
+    /// The host as a URL writes it: an IPv6 address in brackets.
+    private var hostInURL: String {
+        host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
     }
 
     /// ClickHouse identifiers Tributary accepts unquoted.

@@ -65,12 +65,9 @@ public final class ClickHouseSink: Sink {
     }
 
     public func prepare() async throws(SinkError) {
-        try await Self.createTables(client: client, database: endpoint.database)
+        let engine = try await Self.createTables(client: client, database: endpoint.database)
         prepared.set()
-        let engine = try? await client.scalar("""
-            SELECT engine FROM system.tables WHERE database = \(ClickHouseClient.quote(endpoint.database)) AND name = 'readings'
-            """)
-        logger.info("ClickHouse sink ready", metadata: ["sink": "\(endpoint)", "readings_engine": "\(engine ?? "?")"])
+        logger.info("ClickHouse sink ready", metadata: ["sink": "\(endpoint)", "readings_engine": "\(engine)"])
     }
 
     public func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult {
@@ -85,14 +82,18 @@ public final class ClickHouseSink: Sink {
 
     /// Creates the tables when missing. Where they exist (made by an operator, e.g.
     /// `Distributed` ones over a cluster from `deploy/clickhouse/cluster/`), nothing is run, so
-    /// the aggregator's user needs no DDL rights then.
-    static func createTables(client: ClickHouseClient, database: String) async throws(SinkError) {
+    /// the aggregator's user needs no DDL rights then. Returns the engine of `readings`.
+    @discardableResult
+    static func createTables(client: ClickHouseClient, database: String) async throws(SinkError) -> String {
         do {
-            let existing = Set(try await client.select("""
-                SELECT name FROM system.tables WHERE database = \(ClickHouseClient.quote(database))
-                """).compactMap { $0.first ?? nil })
-            if existing.contains("readings") && existing.contains("batch_ledger") { return }
-            if existing.contains("readings_local") && !existing.contains("readings") {
+            var engines: [String: String] = [:]
+            for row in try await client.select("""
+                SELECT name, engine FROM system.tables WHERE database = \(ClickHouseClient.quote(database))
+                """) where row.count == 2 {
+                if let name = row[0], let engine = row[1] { engines[name] = engine }
+            }
+            if let engine = engines["readings"], engines["batch_ledger"] != nil { return engine }
+            if engines["readings_local"] != nil && engines["readings"] == nil {
                 // Shard tables without the Distributed ones: creating plain tables here would
                 // keep every reading on this node, unsharded.
                 throw SinkError(.misconfigured, """
@@ -103,6 +104,7 @@ public final class ClickHouseSink: Sink {
             for statement in ClickHouseSchema.tables(database: database) {
                 try await client.execute(statement)
             }
+            return engines["readings"] ?? "ReplacingMergeTree"
         } catch let error as ClickHouseError {
             throw SinkError(error)
         } catch let error as SinkError {
