@@ -34,12 +34,56 @@ public enum Verifier {
         public let description: String
     }
 
-    /// One stored reading, as the comparison needs it.
-    struct Row {
-        var gatewayID, sensorID, metric: String
-        var timeMs: Int64
-        var value: ReadingValue
+    /// Counts the sink's rows against the manifest as they are read, so a large sink is never
+    /// held in memory whole (only one count per distinct reading).
+    struct Tally {
+        private var expected: [String: Int] = [:]
+        private let sensors: Set<String>
+        private let expectedCount: Int
+        private var found: [String: Int] = [:]
+        private var count = 0
+
+        init(_ manifest: Manifest) {
+            for entry in manifest.entries { expected[entry.key, default: 0] += 1 }
+            sensors = Set(manifest.entries.map { "\($0.gatewayID)\u{1F}\($0.sensorID)" })
+            expectedCount = manifest.entries.count
+        }
+
+        /// One stored reading; rows of sensors outside the manifest are ignored.
+        mutating func add(gatewayID: String, sensorID: String, metric: String, timeMs: Int64,
+                          type: String?, double: Double?, int: Int64?, text: String?) {
+            guard sensors.contains("\(gatewayID)\u{1F}\(sensorID)") else { return }
+            let value: ReadingValue = switch type {
+            case "boolean": .boolean(int != 0)
+            case "text": .text(text ?? "")
+            default: .double(double ?? .nan)
+            }
+            found[Manifest.Entry(gatewayID: gatewayID, sensorID: sensorID, metric: metric, timeMs: timeMs, value: value).key, default: 0] += 1
+            count += 1
+        }
+
+        var report: Report {
+            var report = Report(expected: expectedCount, found: count)
+            for (key, count) in expected {
+                let have = found[key] ?? 0
+                if have < count {
+                    report.missing += count - have
+                    if report.examples.count < 5 { report.examples.append("missing: " + key.replacingOccurrences(of: "\u{1F}", with: " ")) }
+                } else if have > count {
+                    report.duplicates += have - count
+                    if report.examples.count < 5 { report.examples.append("duplicate: " + key.replacingOccurrences(of: "\u{1F}", with: " ")) }
+                }
+            }
+            for (key, have) in found where expected[key] == nil {
+                report.unexpected += have
+                if report.examples.count < 5 { report.examples.append("unexpected: " + key.replacingOccurrences(of: "\u{1F}", with: " ")) }
+            }
+            return report
+        }
     }
+
+    /// What both sinks are read for, in this order.
+    static let columns = "gateway_id, sensor_id, metric, time_ms, value_type, value, value_int, value_text"
 
     /// Compares the sink's rows for the manifest's gateways and sensors with the manifest.
     /// `sink` is `sqlite:PATH` or a ClickHouse URL; ClickHouse is read with `FINAL`, so the
@@ -47,27 +91,19 @@ public enum Verifier {
     /// that wants exact results must read them.
     /// `caFile` is the CA for a `clickhouse+https` sink's certificate.
     public static func verify(_ manifest: Manifest, sink: String, caFile: String? = nil) async throws -> Report {
-        let gateways = Set(manifest.entries.map(\.gatewayID)).sorted()
-        let rows: [Row]
+        var tally = Tally(manifest)
         if ClickHouseEndpoint.isClickHouseURL(sink) {
-            rows = try await clickHouseRows(sink: sink, gateways: gateways, caFile: caFile)
+            let gateways = Set(manifest.entries.map(\.gatewayID)).sorted()
+            try await readClickHouse(sink: sink, gateways: gateways, caFile: caFile, into: &tally)
         } else if sink.hasPrefix("sqlite:") {
-            rows = try sqliteRows(path: String(sink.dropFirst("sqlite:".count)))
+            try readSQLite(path: String(sink.dropFirst("sqlite:".count)), into: &tally)
         } else {
             throw VerifyError(description: "sink '\(sink)': verify supports sqlite:PATH and clickhouse://...")
         }
-        return compare(manifest, rows)
+        return tally.report
     }
 
-    private static func value(type: String?, double: Double?, text: String?, int: Int64?) -> ReadingValue {
-        switch type {
-        case "boolean": .boolean(int != 0)
-        case "text": .text(text ?? "")
-        default: .double(double ?? .nan)
-        }
-    }
-
-    private static func sqliteRows(path: String) throws -> [Row] {
+    private static func readSQLite(path: String, into tally: inout Tally) throws {
         let db: SQLiteDatabase
         do {
             db = try SQLiteDatabase(path: path, readOnly: true)
@@ -75,18 +111,15 @@ public enum Verifier {
             throw VerifyError(description: "cannot open sink \(path): \(error)")
         }
         defer { db.close() }
-        var rows: [Row] = []
         try db.withConnection { c throws(SQLiteError) in
-            try c.forEach("SELECT gateway_id, sensor_id, metric, time_ms, value_type, value, value_int, value_text FROM readings") { row in
-                rows.append(Row(gatewayID: row.string(0) ?? "", sensorID: row.string(1) ?? "", metric: row.string(2) ?? "",
-                                timeMs: row.int64(3),
-                                value: value(type: row.string(4), double: row.double(5), text: row.string(7), int: row.int64(6))))
+            try c.forEach("SELECT \(columns) FROM readings") { row in
+                tally.add(gatewayID: row.string(0) ?? "", sensorID: row.string(1) ?? "", metric: row.string(2) ?? "",
+                          timeMs: row.int64(3), type: row.string(4), double: row.double(5), int: row.int64(6), text: row.string(7))
             }
         }
-        return rows
     }
 
-    private static func clickHouseRows(sink: String, gateways: [String], caFile: String?) async throws -> [Row] {
+    private static func readClickHouse(sink: String, gateways: [String], caFile: String?, into tally: inout Tally) async throws {
         let endpoint: ClickHouseEndpoint
         do {
             endpoint = try ClickHouseEndpoint(url: sink)
@@ -98,48 +131,16 @@ public enum Verifier {
         let result: [[String?]]
         do {
             result = try await client.select("""
-                SELECT gateway_id, sensor_id, metric, time_ms, value_type, value, value_int, value_text
-                FROM \(endpoint.database).readings FINAL
+                SELECT \(columns) FROM \(endpoint.database).readings FINAL
                 WHERE gateway_id IN (\(gateways.map(ClickHouseClient.quote).joined(separator: ", ")))
                 """, maxResponseBytes: 4 << 30)
         } catch {
             throw VerifyError(description: "cannot read sink \(endpoint): \(error)")
         }
-        return result.compactMap { f in
-            guard f.count == 8, let timeMs = f[3].flatMap({ Int64($0) }) else { return nil }
-            return Row(gatewayID: f[0] ?? "", sensorID: f[1] ?? "", metric: f[2] ?? "", timeMs: timeMs,
-                       value: value(type: f[4], double: f[5].flatMap { Double($0) }, text: f[7], int: f[6].flatMap { Int64($0) }))
+        for f in result where f.count == 8 {
+            guard let timeMs = f[3].flatMap({ Int64($0) }) else { continue }
+            tally.add(gatewayID: f[0] ?? "", sensorID: f[1] ?? "", metric: f[2] ?? "", timeMs: timeMs, type: f[4],
+                      double: f[5].flatMap { Double($0) }, int: f[6].flatMap { Int64($0) }, text: f[7])
         }
-    }
-
-    static func compare(_ manifest: Manifest, _ rows: [Row]) -> Report {
-        var expected: [String: Int] = [:]
-        for entry in manifest.entries { expected[entry.key, default: 0] += 1 }
-        let sensors = Set(manifest.entries.map { "\($0.gatewayID)\u{1F}\($0.sensorID)" })
-
-        var found: [String: Int] = [:]
-        var count = 0
-        for row in rows where sensors.contains("\(row.gatewayID)\u{1F}\(row.sensorID)") {
-            let entry = Manifest.Entry(gatewayID: row.gatewayID, sensorID: row.sensorID, metric: row.metric, timeMs: row.timeMs, value: row.value)
-            found[entry.key, default: 0] += 1
-            count += 1
-        }
-
-        var report = Report(expected: manifest.entries.count, found: count)
-        for (key, count) in expected {
-            let have = found[key] ?? 0
-            if have < count {
-                report.missing += count - have
-                if report.examples.count < 5 { report.examples.append("missing: " + key.replacingOccurrences(of: "\u{1F}", with: " ")) }
-            } else if have > count {
-                report.duplicates += have - count
-                if report.examples.count < 5 { report.examples.append("duplicate: " + key.replacingOccurrences(of: "\u{1F}", with: " ")) }
-            }
-        }
-        for (key, have) in found where expected[key] == nil {
-            report.unexpected += have
-            if report.examples.count < 5 { report.examples.append("unexpected: " + key.replacingOccurrences(of: "\u{1F}", with: " ")) }
-        }
-        return report
     }
 }
