@@ -136,10 +136,9 @@ public struct AggregatorConfig: Sendable {
                 throw s.error("password_file", "cannot read \(file): \(error.localizedDescription)")
             }
         }
-        let seconds = try s.int("timeout_seconds", range: 1...3600)
+        if let seconds = try s.int("timeout_seconds", range: 1...3600) { clickHouse.timeout = .seconds(seconds) }
         clickHouse.maxInsertBatches = try s.int("max_insert_batches", range: 1...100_000) ?? clickHouse.maxInsertBatches
         clickHouse.maxInsertReadings = try s.int("max_insert_readings", range: 1...100_000_000) ?? clickHouse.maxInsertReadings
-        if let seconds { clickHouse.timeout = .seconds(seconds) }
         if let caFile = try s.string("ca_file") {
             guard FileManager.default.isReadableFile(atPath: caFile) else { throw s.error("ca_file", "cannot read \(caFile)") }
             clickHouse.caFile = caFile
