@@ -74,10 +74,16 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings),
+        // Log output for the executables: text, or one JSON object per line.
+        .target(
+            name: "TributaryLogging",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .target(
             name: "TributaryAgent",
             dependencies: [
-                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig",
+                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig", "TributaryLogging",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -88,7 +94,7 @@ let package = Package(
         .target(
             name: "TributaryAggregator",
             dependencies: [
-                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse",
+                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -123,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "tributary-agent",
             dependencies: [
-                "TributaryAgent",
+                "TributaryAgent", "TributaryLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -133,7 +139,7 @@ let package = Package(
         .executableTarget(
             name: "tributary-aggregator",
             dependencies: [
-                "TributaryAggregator",
+                "TributaryAggregator", "TributaryLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -173,6 +179,12 @@ let package = Package(
                 "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryClickHouse",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryCtlTests", dependencies: ["TributaryCtl", "TributaryCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryLoggingTests",
+            dependencies: ["TributaryLogging", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TributarySimulatorTests", dependencies: ["TributarySimulator"], swiftSettings: swiftSettings),

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
+import TributaryCore
 
 /// The agent, assembled: the buffer file, the ingest service and the uploader.
 /// The executable runs `services` in a ServiceGroup; tests do the same.
@@ -12,6 +13,10 @@ public final class Agent: Sendable {
     public let services: [any Service]
     private let http: HTTPClient
     private let logger: Logger
+    private let statusPort = BoundPort()
+
+    /// The status listener's port once it listens (useful with port 0); only with `status_listen`.
+    public func statusListenerPort() async -> Int { await statusPort.wait() }
 
     public init(config: AgentConfig, logger: Logger) throws {
         self.config = config
@@ -32,9 +37,11 @@ public final class Agent: Sendable {
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         let ingest = try IngestService(config: config, buffer: buffer, stats: stats, logger: logger)
         let uploader = Uploader(config: config, buffer: buffer, stats: stats, http: http, logger: logger)
-        // ServiceGroup stops services in reverse order: the uploader first, then ingest,
-        // which commits everything it has received before it returns.
-        services = [ingest, uploader]
+        // ServiceGroup stops services in reverse order: the status listener and the uploader
+        // first, then ingest, which commits everything it has received before it returns.
+        let statusServer = StatusServer(config: config, buffer: buffer, stats: stats)
+            .service(logger: logger) { [statusPort] port in statusPort.set(port) }
+        services = [ingest, uploader] + (statusServer.map { [$0] } ?? [])
         logger.info("buffer opened", metadata: [
             "gateway": "\(config.gatewayID)", "path": "\(config.bufferPath)", "epoch": "\(buffer.epoch)",
             "backlog": "\(buffer.snapshot.unsealedReadings + buffer.snapshot.sealedReadings)",

@@ -1,6 +1,7 @@
 import Foundation
 import TributaryConfig
 import TributaryCore
+import TributaryLogging
 import TributaryMQTT
 import TributaryWire
 
@@ -14,6 +15,11 @@ public struct AgentConfig: Sendable {
     public var mqtt: MQTT
     public var buffer: Buffer
     public var aggregator: Aggregator
+    /// Where the local status listener serves `/metrics`, `/healthz` and `/readyz`; nil (the
+    /// default) runs none. Meant for loopback: it has no authentication.
+    public var statusListen: (host: String, port: Int)?
+    /// `text` (default) or `json`, one object per line.
+    public var logFormat = LogFormat.text
 
     public struct MQTT: Sendable {
         /// Default mqtt://127.0.0.1:1883.
@@ -119,11 +125,16 @@ extension AgentConfig {
         public var broker: String?
         public var aggregatorURL: String?
         public var dataDirectory: String?
-        public init(gatewayID: String? = nil, broker: String? = nil, aggregatorURL: String? = nil, dataDirectory: String? = nil) {
+        public var statusListen: String?
+        public var logFormat: LogFormat?
+        public init(gatewayID: String? = nil, broker: String? = nil, aggregatorURL: String? = nil, dataDirectory: String? = nil,
+                    statusListen: String? = nil, logFormat: LogFormat? = nil) {
             self.gatewayID = gatewayID
             self.broker = broker
             self.aggregatorURL = aggregatorURL
             self.dataDirectory = dataDirectory
+            self.statusListen = statusListen
+            self.logFormat = logFormat
         }
     }
 
@@ -198,11 +209,24 @@ extension AgentConfig {
             aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
             aggregator.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...64) ?? aggregator.maxInFlightBatches
         }
+        let fileStatusListen = try root.string("status_listen")
+        var statusListen: (host: String, port: Int)?
+        if let text = overrides.statusListen ?? fileStatusListen, !text.isEmpty {
+            guard let address = HostPort.split(text) else {
+                throw ConfigError(file: overrides.statusListen == nil ? file : nil, key: "status_listen", message: "'\(text)' is not HOST:PORT")
+            }
+            statusListen = address
+        }
+        let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
+        let logFormat = overrides.logFormat ?? fileLogFormat ?? .text
         try root.checkNoUnknownKeys()  // first: a misspelt key explains what is missing below
         guard !subscriptions.isEmpty else {
             throw ConfigError(file: file, key: "mqtt.subscriptions", message: "at least one subscription is needed (topic, template, format)")
         }
-        return AgentConfig(gatewayID: gatewayID, dataDirectory: dataDirectory, mqtt: mqtt, buffer: buffer, aggregator: aggregator)
+        var config = AgentConfig(gatewayID: gatewayID, dataDirectory: dataDirectory, mqtt: mqtt, buffer: buffer, aggregator: aggregator)
+        config.statusListen = statusListen
+        config.logFormat = logFormat
+        return config
     }
 
     private static func parseSubscription(_ s: ConfigSection, gatewayID: String) throws(ConfigError) -> Subscription {

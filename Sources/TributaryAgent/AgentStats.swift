@@ -13,11 +13,42 @@ public final class AgentStats: Sendable {
         var rateSample: (timeMs: Int64, ingested: Int64, acknowledged: Int64)?
         var ingestRate = 0.0
         var sendRate = 0.0
+        var lastExchange: ClockExchange?
+        var requests: [RequestResult: UInt64] = [:]
+    }
+
+    /// What became of a request to the aggregator, for `/metrics`.
+    public enum RequestResult: String, CaseIterable, Sendable {
+        case accepted, duplicate, heartbeat
+        /// 429: the aggregator is busy (backpressure).
+        case busy
+        /// 503 or another 5xx: its sink is down.
+        case unavailable
+        /// No answer: refused connection, timeout.
+        case unreachable
+        /// Refused for good (4xx); a batch is set aside.
+        case rejected
+        /// 401/403/404 and other answers that point at the configuration.
+        case misdirected
     }
 
     private let state = Mutex(State())
+    /// Each request to the aggregator, send to answer.
+    public let requestSeconds = LatencyHistogram()
 
     public init() {}
+
+    public func count(_ result: RequestResult) {
+        state.withLock { $0.requests[result, default: 0] += 1 }
+    }
+
+    public var requestCounts: [RequestResult: UInt64] { state.withLock { $0.requests } }
+
+    /// The last request timed on both ends, reported with the next one for the skew estimate.
+    public var lastExchange: ClockExchange? {
+        get { state.withLock { $0.lastExchange } }
+        set { state.withLock { $0.lastExchange = newValue } }
+    }
 
     public var brokerConnected: Bool {
         get { state.withLock { $0.brokerConnected } }

@@ -270,13 +270,14 @@ public final class BufferStore: Sendable {
         try db.withConnection { c throws(SQLiteError) in
             try inFlight.withLock { (claimed) throws(SQLiteError) -> [SealedBatch] in
                 var batches: [SealedBatch] = []
-                try c.forEach("SELECT sequence, payload, reading_count, attempts FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT ?",
+                try c.forEach("SELECT sequence, payload, reading_count, attempts, oldest_received_ms FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT ?",
                               [limit + claimed.count]) { row in
                     let sequence = UInt64(row.int64(0))
                     guard batches.count < limit, !claimed.contains(sequence) else { return }
                     batches.append(SealedBatch(
                         identity: BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: sequence),
-                        payload: row[1].bytes ?? [], readingCount: Int(row.int64(2)), attempts: Int(row.int64(3))))
+                        payload: row[1].bytes ?? [], readingCount: Int(row.int64(2)), attempts: Int(row.int64(3)),
+                        oldestReceivedMs: row.int64(4)))
                 }
                 claimed.formUnion(batches.map(\.identity.sequence))
                 return batches
@@ -466,6 +467,8 @@ public struct SealedBatch: Sendable {
     public let payload: [UInt8]
     public let readingCount: Int
     public let attempts: Int
+    /// When the agent received the batch's oldest reading.
+    public let oldestReceivedMs: Int64
 }
 
 /// A payload that could not be decoded, with why.

@@ -21,6 +21,7 @@ struct SyncClient: Sendable {
     let url: String
     let encoding: ContentEncoding
     let timeout: TimeAmount
+    let stats: AgentStats
 
     func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
         let body: [UInt8]
@@ -35,14 +36,36 @@ struct SyncClient: Sendable {
         http.headers.add(name: WireProtocol.versionHeader, value: WireProtocol.version)
         if encoding != .identity { http.headers.add(name: "Content-Encoding", value: encoding.rawValue) }
         http.body = .bytes(ByteBuffer(bytes: body))
+        let sentMs = WallClock.nowMs()
+        let started = ContinuousClock.now
+        defer { stats.requestSeconds.record(ContinuousClock.now - started) }
         do {
             let response = try await self.http.execute(http, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 1 << 20)
             let ack = try? Tributary_V1_Ack(serializedBytes: Array(buffer: bytes))
-            return interpret(status: response.status, headers: response.headers, ack: ack,
-                             text: String(buffer: bytes), identity: identity)
+            if let ack {
+                let exchange = ClockExchange(clientSentMs: sentMs, serverReceivedMs: ack.serverReceivedMs,
+                                             serverSentMs: ack.serverTimeMs, clientReceivedMs: WallClock.nowMs())
+                if exchange.isComplete { stats.lastExchange = exchange }
+            }
+            let outcome = interpret(status: response.status, headers: response.headers, ack: ack,
+                                    text: String(buffer: bytes), identity: identity)
+            stats.count(Self.result(status: response.status.code, outcome: outcome, heartbeat: identity == nil))
+            return outcome
         } catch {
+            stats.count(.unreachable)
             return .retry(afterMs: 0, reason: "aggregator unreachable at \(url): \(error)")
+        }
+    }
+
+    static func result(status: UInt, outcome: Outcome, heartbeat: Bool) -> AgentStats.RequestResult {
+        switch (status, outcome) {
+        case (200, .acknowledged(let duplicate)): heartbeat ? .heartbeat : duplicate ? .duplicate : .accepted
+        case (429, _): .busy
+        case (401, _), (403, _), (404, _): .misdirected
+        case (500...599, _): .unavailable
+        case (_, .rejected): .rejected
+        default: .misdirected
         }
     }
 

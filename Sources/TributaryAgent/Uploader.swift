@@ -26,7 +26,7 @@ public final class Uploader: Service {
         self.logger = logger
         reserve = DiskReserve(config: config)
         client = SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
-                            timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)))
+                            timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), stats: stats)
     }
 
     public func run() async throws {
@@ -211,6 +211,15 @@ public final class Uploader: Service {
         status.clockMs = now
         status.ingestRate = rates.ingest
         status.sendRate = rates.send
+        if let e = stats.lastExchange {
+            status.lastExchange.clientSentMs = e.clientSentMs
+            status.lastExchange.serverReceivedMs = e.serverReceivedMs
+            status.lastExchange.serverSentMs = e.serverSentMs
+            status.lastExchange.clientReceivedMs = e.clientReceivedMs
+        }
+        // If the sink refuses the round, the aggregator adds these back (see status.proto).
+        status.roundReadings = UInt64(batches.reduce(0) { $0 + $1.readingCount })
+        status.roundOldestMs = batches.map(\.oldestReceivedMs).filter { $0 > 0 }.min() ?? 0
         return status
     }
 

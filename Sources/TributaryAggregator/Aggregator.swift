@@ -34,10 +34,12 @@ public final class Aggregator: Sendable {
         self.logger = logger
         registry = try FleetRegistry(path: config.dataDirectory + "/registry.sqlite")
         ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, logger: logger)
+        let token = try AdminToken.resolve(config.adminToken)
+        logger.info("operator token for the admin API and /metrics", metadata: ["from": "\(token.origin)"])
         let boundPort = BoundPort()
         self.boundPort = boundPort
         let sink = self.sink
-        let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor)
+        let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token)
         application = Application(
             router: router,
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "tributary-aggregator"),
@@ -74,7 +76,8 @@ public final class Aggregator: Sendable {
         registry.close()
     }
 
-    static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor) -> Router<BasicRequestContext> {
+    static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor,
+                       token: AdminToken) -> Router<BasicRequestContext> {
         let router = Router()
         router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
             // Admitted before the body is read, by its declared length: memory stays bounded
@@ -100,48 +103,69 @@ public final class Aggregator: Sendable {
             return Response(status: .init(code: result.httpStatus), headers: headers,
                             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
-        router.get(RouterPath(WireProtocol.fleetPath)) { _, _ -> Response in
+
+        @Sendable func fleetView() async throws -> FleetView {
             let now = WallClock.nowMs()
             let gateways = try await registry.gateways(nowMs: now, staleAfterSeconds: config.staleAfterSeconds)
-            let view = FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
-                                 admission: ingestor.admissionStats, sinkWrites: sink.writeStats, gateways: gateways)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            let data = try encoder.encode(view)
-            return Response(status: .ok, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            return FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
+                             admission: ingestor.admissionStats, sinkWrites: sink.writeStats, gateways: gateways)
         }
+        // Operator endpoints: the token first, so nothing about the fleet leaks without it.
+        router.get(RouterPath(WireProtocol.fleetPath)) { request, _ -> Response in
+            if let refusal = Self.unauthorized(request, token) { return refusal }
+            return try Self.json(try await fleetView())
+        }
+        router.get(RouterPath(WireProtocol.gatewaysPath + "/:id")) { request, context -> Response in
+            if let refusal = Self.unauthorized(request, token) { return refusal }
+            let id = context.parameters.get("id") ?? ""
+            guard let detail = try await registry.gateway(id, nowMs: WallClock.nowMs(), staleAfterSeconds: config.staleAfterSeconds) else {
+                return Self.problem(.notFound, "no gateway '\(id.prefix(64))' has reported to this aggregator")
+            }
+            return try Self.json(detail)
+        }
+        router.get("/metrics") { request, _ -> Response in
+            if let refusal = Self.unauthorized(request, token) { return refusal }
+            let text = ingestor.metrics.render(try await fleetView(), sinkReady: ingestor.admissionStats.consecutiveSinkFailures == 0)
+            return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        // Probes for service managers and load balancers: no token, nothing about the fleet.
         router.get("/healthz") { _, _ in "ok\n" }
+        router.get("/readyz") { _, _ -> Response in
+            if let problem = await sink.readinessProblem() {
+                return Response(status: .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
+                                body: .init(byteBuffer: ByteBuffer(string: "not ready: sink \(sink): \(problem)\n")))
+            }
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
+        }
         return router
+    }
+
+    /// 401 unless the request carries the operator token.
+    static func unauthorized(_ request: Request, _ token: AdminToken) -> Response? {
+        guard !token.allows(authorization: request.headers[.authorization]) else { return nil }
+        let reason = request.headers[.authorization] == nil
+            ? "the admin API needs the operator token: Authorization: Bearer TOKEN (tributaryctl --token or --token-file)"
+            : "the operator token is wrong"
+        var response = problem(.unauthorized, reason)
+        response.headers[.wwwAuthenticate] = "Bearer realm=\"tributary\""
+        return response
+    }
+
+    static func problem(_ status: HTTPResponse.Status, _ reason: String) -> Response {
+        let body = (try? JSONEncoder().encode(["error": reason])) ?? Data()
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func json(_ value: some Encodable) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Response(status: .ok, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }
 
 public struct AggregatorStartError: Error, CustomStringConvertible {
     public let message: String
     public var description: String { message }
-}
-
-/// The listening port, published once the server runs.
-final class BoundPort: Sendable {
-    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
-
-    func set(_ port: Int) {
-        let waiters = state.withLock { s in
-            s.port = port
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for waiter in waiters { waiter.resume(returning: port) }
-    }
-
-    func wait() async -> Int {
-        await withCheckedContinuation { continuation in
-            let known: Int? = state.withLock { s in
-                if let port = s.port { return port }
-                s.waiters.append(continuation)
-                return nil
-            }
-            if let known { continuation.resume(returning: known) }
-        }
-    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import TributaryClickHouse
 import TributaryConfig
+import TributaryLogging
 import TributaryWire
 
 /// Everything the aggregator can be told: defaults, then the YAML file, then flags.
@@ -18,6 +19,17 @@ public struct AggregatorConfig: Sendable {
     /// A gateway silent this long is shown stale. Default 120.
     public var staleAfterSeconds = 120
     public var limits = Limits()
+    /// Where the operator token for the admin API and `/metrics` comes from (the `admin:` section).
+    public var adminToken: AdminTokenSource
+    /// `text` (default) or `json`, one object per line.
+    public var logFormat = LogFormat.text
+
+    /// The operator token: inline, or a file. The default file, `<data_dir>/admin-token`, is
+    /// created with a random token on first start, so the admin API is never open by accident.
+    public enum AdminTokenSource: Sendable, Equatable {
+        case inline(String)
+        case file(path: String, createIfMissing: Bool)
+    }
 
     public struct Limits: Sendable {
         /// Largest request body accepted, compressed. Default 16 MiB.
@@ -72,16 +84,19 @@ public struct AggregatorConfig: Sendable {
         self.listenPort = listenPort
         self.dataDirectory = dataDirectory
         self.sink = sink ?? .sqlite(path: dataDirectory + "/sink.sqlite")
+        adminToken = .file(path: dataDirectory + "/admin-token", createIfMissing: true)
     }
 
     public struct Overrides: Sendable {
         public var listen: String?
         public var dataDirectory: String?
         public var sink: String?
-        public init(listen: String? = nil, dataDirectory: String? = nil, sink: String? = nil) {
+        public var logFormat: LogFormat?
+        public init(listen: String? = nil, dataDirectory: String? = nil, sink: String? = nil, logFormat: LogFormat? = nil) {
             self.listen = listen
             self.dataDirectory = dataDirectory
             self.sink = sink
+            self.logFormat = logFormat
         }
     }
 
@@ -93,7 +108,7 @@ public struct AggregatorConfig: Sendable {
         let root = try ConfigSection(yaml: yaml, file: file)
         let fileListen = try root.string("listen")
         let listen = overrides.listen ?? fileListen ?? "127.0.0.1:8470"
-        guard let (host, port) = splitHostPort(listen) else {
+        guard let (host, port) = HostPort.split(listen) else {
             throw ConfigError(file: overrides.listen == nil ? file : nil, key: "listen", message: "'\(listen)' is not HOST:PORT")
         }
         let fileDataDirectory = try root.string("data_dir")
@@ -119,6 +134,22 @@ public struct AggregatorConfig: Sendable {
             config.limits.batch.maxReadings = try s.int("max_readings_per_batch", range: 1...10_000_000) ?? config.limits.batch.maxReadings
             config.limits.batch.maxStringBytes = try s.int("max_string_bytes", range: 16...(1 << 20)) ?? config.limits.batch.maxStringBytes
         }
+        if let s = try root.section("admin") {
+            let token = try s.string("token"), tokenFile = try s.string("token_file")
+            switch (token, tokenFile) {
+            case (let token?, nil):
+                guard token.count >= 16 else { throw s.error("token", "use at least 16 characters") }
+                config.adminToken = .inline(token)
+            case (nil, let path?):
+                config.adminToken = .file(path: path, createIfMissing: false)
+            case (nil, nil):
+                break
+            case (.some, .some):
+                throw s.error("token", "set token or token_file, not both")
+            }
+        }
+        let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
+        config.logFormat = overrides.logFormat ?? fileLogFormat ?? .text
         try root.checkNoUnknownKeys()
         return config
     }
@@ -153,16 +184,5 @@ public struct AggregatorConfig: Sendable {
             endpoint.password = password
         }
         sink = .clickhouse(endpoint)
-    }
-
-    /// `HOST:PORT` or `[IPv6]:PORT`.
-    static func splitHostPort(_ text: String) -> (String, Int)? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            return nil
-        }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { return nil }
-        return (host, port)
     }
 }

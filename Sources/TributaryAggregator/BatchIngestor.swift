@@ -28,9 +28,11 @@ public final class BatchIngestor: Sendable {
     private let limits: AggregatorConfig.Limits
     private let logger: Logger
     private let inFlight: Mutex<InFlight>
+    public let metrics: AggregatorMetrics
 
-    public init(sink: any Sink, registry: FleetRegistry, limits: AggregatorConfig.Limits, logger: Logger) {
+    public init(sink: any Sink, registry: FleetRegistry, limits: AggregatorConfig.Limits, metrics: AggregatorMetrics = .init(), logger: Logger) {
         self.sink = sink
+        self.metrics = metrics
         self.registry = registry
         self.limits = limits
         self.logger = logger
@@ -72,6 +74,7 @@ public final class BatchIngestor: Sendable {
             return nil
         }
         if let retryAfterMs = refusedRetryAfterMs {
+            metrics.count(.busy)
             return reply(429, .retry, reason: "aggregator busy: too much in flight toward the sink", retryAfterMs: retryAfterMs)
         }
         let started = ContinuousClock.now
@@ -95,35 +98,49 @@ public final class BatchIngestor: Sendable {
     func process(body: [UInt8], contentType: String?, contentEncoding: String?) async -> Response {
         let receivedAtMs = WallClock.nowMs()
         let request: Tributary_V1_SyncRequest
-        let readings: [Reading]?
         do throws(RequestError) {
             request = try decode(body: body, contentType: contentType, contentEncoding: contentEncoding)
-            readings = try validate(request)
+            try checkStatus(request)
         } catch {
+            metrics.count(.rejected)
             logger.warning("request refused", metadata: ["status": "\(error.status)", "reason": "\(error.reason)"])
-            return reply(error.status, .rejected, reason: error.reason)
+            return reply(error.status, .rejected, reason: error.reason, receivedAtMs: receivedAtMs)
         }
         let status = request.status
-        guard let readings else {
+        guard request.hasBatch else {
             do {
                 try await registry.record(status, event: .heartbeat, receivedAtMs: receivedAtMs)
             } catch {
-                return reply(503, .retry, reason: "fleet registry unavailable: \(error)", retryAfterMs: 5000)
+                return reply(503, .retry, reason: "fleet registry unavailable: \(error)", retryAfterMs: 5000, receivedAtMs: receivedAtMs)
             }
-            return reply(200, .heartbeat)
+            metrics.count(.heartbeat)
+            return reply(200, .heartbeat, receivedAtMs: receivedAtMs)
         }
         let identity = request.batch.id.identity
+        let readings: [Reading]
+        do throws(RequestError) {
+            readings = try checkBatch(request)
+        } catch {
+            // The status is sound, so the gateway is known: its history shows the refusal.
+            metrics.count(.rejected)
+            logger.warning("batch refused", metadata: ["gateway": "\(status.gatewayID)", "batch": "\(identity)",
+                                                       "status": "\(error.status)", "reason": "\(error.reason)"])
+            await recordStatus(status, .rejected(identity, reason: error.reason), receivedAtMs: receivedAtMs)
+            return reply(error.status, .rejected, identity: identity, reason: error.reason, receivedAtMs: receivedAtMs)
+        }
 
         let batchBytes: [UInt8]
         do {
             batchBytes = try request.batch.serializedBytes()
         } catch {
-            return reply(500, .retry, identity: identity, reason: "cannot re-encode the batch for its digest: \(error)", retryAfterMs: 5000)
+            return reply(500, .retry, identity: identity, reason: "cannot re-encode the batch for its digest: \(error)",
+                         retryAfterMs: 5000, receivedAtMs: receivedAtMs)
         }
         let digest = Digest.fnv1a64(batchBytes)
         let result: SinkWriteResult
         do {
-            result = try await sink.write(IncomingBatch(identity: identity, readings: readings, digest: digest, receivedAtMs: receivedAtMs))
+            let batch = IncomingBatch(identity: identity, readings: readings, digest: digest, receivedAtMs: receivedAtMs)
+            result = try await metrics.sinkWriteSeconds.time { () async throws(SinkError) in try await sink.write(batch) }
         } catch {
             // Back off harder while the sink stays down: 1 s, 2 s, 4 s ... 30 s.
             let failures = inFlight.withLock { f in
@@ -132,28 +149,43 @@ public final class BatchIngestor: Sendable {
                 f.stats.lastSinkError = error.description
                 return f.stats.consecutiveSinkFailures
             }
+            metrics.count(.refused)
             logger.error("sink write failed", metadata: ["batch": "\(identity)", "sink": "\(sink)", "error": "\(error)"])
+            await recordStatus(status, .refused(identity, readings: readings.count, reason: "sink unavailable: \(error)"),
+                               receivedAtMs: receivedAtMs)
             return reply(503, .retry, identity: identity, reason: "sink unavailable: \(error)",
-                         retryAfterMs: min(30_000, 1000 << min(failures - 1, 5)))
+                         retryAfterMs: min(30_000, 1000 << min(failures - 1, 5)), receivedAtMs: receivedAtMs)
         }
         inFlight.withLock { $0.stats.consecutiveSinkFailures = 0 }
         let event: FleetRegistry.Event
         switch result {
-        case .accepted: event = .accepted(readings: readings.count)
-        case .duplicate: event = .duplicate
+        case .accepted:
+            event = .accepted(identity, readings: readings.count)
+            metrics.count(.accepted, readings: readings.count)
+        case .duplicate:
+            event = .duplicate(identity, readings: readings.count)
+            metrics.count(.duplicate)
         case .conflict:
+            metrics.count(.rejected)
+            let reason = "batch \(identity) was already written with different contents"
             logger.error("batch identity reused with other contents", metadata: ["batch": "\(identity)"])
-            return reply(409, .rejected, identity: identity,
-                         reason: "batch \(identity) was already written with different contents")
+            await recordStatus(status, .rejected(identity, reason: reason), receivedAtMs: receivedAtMs)
+            return reply(409, .rejected, identity: identity, reason: reason, receivedAtMs: receivedAtMs)
         }
+        await recordStatus(status, event, receivedAtMs: receivedAtMs)
+        logger.debug("batch handled", metadata: ["batch": "\(identity)", "readings": "\(readings.count)", "result": "\(result)"])
+        return reply(200, result == .accepted ? .accepted : .duplicate, identity: identity, readingCount: readings.count,
+                     receivedAtMs: receivedAtMs)
+    }
+
+    /// Records what became of a batch in the fleet registry. A failure only makes the fleet view
+    /// lag: the batch's fate is already decided, so the agent is not made to resend.
+    private func recordStatus(_ status: Tributary_V1_GatewayStatus, _ event: FleetRegistry.Event, receivedAtMs: Int64) async {
         do {
             try await registry.record(status, event: event, receivedAtMs: receivedAtMs)
         } catch {
-            // The batch is committed; only the fleet view lags. Do not make the agent resend.
-            logger.error("fleet registry update failed", metadata: ["gateway": "\(identity.gatewayID)", "error": "\(error)"])
+            logger.error("fleet registry update failed", metadata: ["gateway": "\(status.gatewayID)", "error": "\(error)"])
         }
-        logger.debug("batch handled", metadata: ["batch": "\(identity)", "readings": "\(readings.count)", "result": "\(result)"])
-        return reply(200, result == .accepted ? .accepted : .duplicate, identity: identity, readingCount: readings.count)
     }
 
     // MARK: checks
@@ -188,13 +220,15 @@ public final class BatchIngestor: Sendable {
         }
     }
 
-    /// The batch's readings, or nil for a heartbeat.
-    private func validate(_ request: Tributary_V1_SyncRequest) throws(RequestError) -> [Reading]? {
+    private func checkStatus(_ request: Tributary_V1_SyncRequest) throws(RequestError) {
         let gateway = request.status.gatewayID
         guard request.hasStatus, GatewayID.isValid(gateway) else {
             throw RequestError(status: 400, reason: "status.gateway_id '\(gateway.prefix(64))' is missing or not a valid id")
         }
-        guard request.hasBatch else { return nil }
+    }
+
+    private func checkBatch(_ request: Tributary_V1_SyncRequest) throws(RequestError) -> [Reading] {
+        let gateway = request.status.gatewayID
         guard request.batch.id.gatewayID == gateway else {
             throw RequestError(status: 400, reason: "batch belongs to '\(request.batch.id.gatewayID.prefix(64))' but the status to '\(gateway)'")
         }
@@ -211,13 +245,14 @@ public final class BatchIngestor: Sendable {
     }
 
     private func reply(_ status: Int, _ outcome: Tributary_V1_Ack.Outcome, identity: BatchIdentity? = nil,
-                       readingCount: Int = 0, reason: String = "", retryAfterMs: Int = 0) -> Response {
+                       readingCount: Int = 0, reason: String = "", retryAfterMs: Int = 0, receivedAtMs: Int64 = 0) -> Response {
         var ack = Tributary_V1_Ack()
         ack.outcome = outcome
         ack.readingCount = UInt32(readingCount)
         if let identity { ack.batchID = Tributary_V1_BatchId(identity) }
         ack.reason = reason
         ack.retryAfterMs = UInt32(retryAfterMs)
+        ack.serverReceivedMs = receivedAtMs
         ack.serverTimeMs = WallClock.nowMs()
         return Response(httpStatus: status, ack: ack)
     }

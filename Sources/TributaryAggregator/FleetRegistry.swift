@@ -4,14 +4,28 @@ import TributarySQLite
 import TributaryWire
 
 /// What the aggregator knows about each gateway, kept in `registry.sqlite` in its data
-/// directory so a restart keeps it. Updated from the status every request carries.
+/// directory so a restart keeps it: the last status every request carries, running totals, and
+/// a short history of what became of each gateway's recent requests.
 public final class FleetRegistry: Sendable {
+    /// Sync events kept per gateway for `tributaryctl gateway ID`; older ones are pruned.
+    public static let eventsPerGateway = 100
+
     private let db: SQLiteDatabase
 
     public init(path: String) throws(SQLiteError) {
         db = try SQLiteDatabase(path: path)
         try db.withConnection { c throws(SQLiteError) in
             try c.execute("PRAGMA journal_mode = WAL")
+            try Self.migrate(c)
+        }
+    }
+
+    /// Version 1 had only `gateways`; version 2 adds the round trip, the last batch time and
+    /// the history. `PRAGMA user_version` records which one the file has.
+    private static func migrate(_ c: SQLiteConnection) throws(SQLiteError) {
+        let version = try c.scalar("PRAGMA user_version")?.int64 ?? 0
+        guard version < 2 else { return }
+        try c.transaction { () throws(SQLiteError) in
             try c.execute("""
                 CREATE TABLE IF NOT EXISTS gateways (
                     gateway_id        TEXT PRIMARY KEY,
@@ -23,46 +37,142 @@ public final class FleetRegistry: Sendable {
                     clock_skew_ms     INTEGER NOT NULL DEFAULT 0
                 ) WITHOUT ROWID;
                 """)
+            var columns: Set<String> = []
+            try c.forEach("PRAGMA table_info(gateways)") { row in columns.insert(row.string(1) ?? "") }
+            if !columns.contains("round_trip_ms") {
+                try c.execute("ALTER TABLE gateways ADD COLUMN round_trip_ms INTEGER NOT NULL DEFAULT 0")
+            }
+            if !columns.contains("last_batch_ms") {
+                try c.execute("ALTER TABLE gateways ADD COLUMN last_batch_ms INTEGER NOT NULL DEFAULT 0")
+            }
+            try c.execute("""
+                CREATE TABLE IF NOT EXISTS sync_events (
+                    id         INTEGER PRIMARY KEY,
+                    gateway_id TEXT    NOT NULL,
+                    at_ms      INTEGER NOT NULL,
+                    kind       TEXT    NOT NULL,  -- SyncEvent.Kind
+                    batch      TEXT    NOT NULL,
+                    readings   INTEGER NOT NULL,
+                    detail     TEXT    NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS sync_events_by_gateway ON sync_events (gateway_id, id);
+                PRAGMA user_version = 2;
+                """)
         }
     }
 
     public enum Event: Sendable {
-        case accepted(readings: Int)
-        case duplicate
+        case accepted(BatchIdentity, readings: Int)
+        case duplicate(BatchIdentity, readings: Int)
         case heartbeat
+        /// The sink could not take the batch; the gateway still holds it.
+        case refused(BatchIdentity, readings: Int, reason: String)
+        /// The batch was refused for good (4xx).
+        case rejected(BatchIdentity?, reason: String)
     }
 
-    /// Records a request's status after its batch (if any) was handled.
+    /// Records a request's status and what became of it. The status a batch carries describes
+    /// the gateway once the batch is committed; when the sink refused it, the round's readings
+    /// are added back so the backlog shown is what the gateway really holds.
     public func record(_ status: Tributary_V1_GatewayStatus, event: Event, receivedAtMs: Int64) async throws {
+        var adjusted = status
+        if case .refused = event { adjusted = Self.uncommitted(status) }
+        let status = adjusted
         let blob = try status.serializedBytes() as [UInt8]
-        // The gateway's clock at send time against ours at receipt: skew plus one-way delay.
-        let skew = status.clockMs > 0 ? status.clockMs - receivedAtMs : 0
-        let (readings, batches, duplicates): (Int, Int, Int) = switch event {
-        case .accepted(let n): (n, 1, 0)
-        case .duplicate: (0, 0, 1)
-        case .heartbeat: (0, 0, 0)
+        let (skew, roundTrip) = Self.clock(status, receivedAtMs: receivedAtMs)
+        let (readings, batches, duplicates, batchTime): (Int, Int, Int, Int64) = switch event {
+        case .accepted(_, let n): (n, 1, 0, receivedAtMs)
+        case .duplicate: (0, 0, 1, 0)
+        case .heartbeat, .refused, .rejected: (0, 0, 0, 0)
         }
+        let entry = Self.historyEntry(event, atMs: receivedAtMs)
+        let prune = Self.eventsPerGateway
         try await db.perform { c in
-            try c.run("""
-                INSERT INTO gateways (gateway_id, last_seen_ms, status, readings_synced, batches_synced, duplicate_batches, clock_skew_ms)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (gateway_id) DO UPDATE SET
-                    last_seen_ms = excluded.last_seen_ms, status = excluded.status,
-                    readings_synced = readings_synced + excluded.readings_synced,
-                    batches_synced = batches_synced + excluded.batches_synced,
-                    duplicate_batches = duplicate_batches + excluded.duplicate_batches,
-                    clock_skew_ms = excluded.clock_skew_ms
-                """, [status.gatewayID, receivedAtMs, blob, readings, batches, duplicates, skew])
+            try c.transaction { () throws(SQLiteError) in
+                _ = try c.run("""
+                    INSERT INTO gateways (gateway_id, last_seen_ms, status, readings_synced, batches_synced, duplicate_batches,
+                                          clock_skew_ms, round_trip_ms, last_batch_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (gateway_id) DO UPDATE SET
+                        last_seen_ms = excluded.last_seen_ms, status = excluded.status,
+                        readings_synced = readings_synced + excluded.readings_synced,
+                        batches_synced = batches_synced + excluded.batches_synced,
+                        duplicate_batches = duplicate_batches + excluded.duplicate_batches,
+                        clock_skew_ms = excluded.clock_skew_ms, round_trip_ms = excluded.round_trip_ms,
+                        last_batch_ms = max(last_batch_ms, excluded.last_batch_ms)
+                    """, [status.gatewayID, receivedAtMs, blob, readings, batches, duplicates, skew, roundTrip, batchTime])
+                _ = try c.run("""
+                    INSERT INTO sync_events (gateway_id, at_ms, kind, batch, readings, detail) VALUES (?, ?, ?, ?, ?, ?)
+                    """, [status.gatewayID, entry.atMs, entry.kind.rawValue, entry.batch, entry.readings, entry.detail])
+                _ = try c.run("""
+                    DELETE FROM sync_events WHERE gateway_id = ? AND id <=
+                        (SELECT id FROM sync_events WHERE gateway_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
+                    """, [status.gatewayID, status.gatewayID, prune])
+            }
+        }
+    }
+
+    /// The status as it is while the round's batches are still on the gateway.
+    static func uncommitted(_ status: Tributary_V1_GatewayStatus) -> Tributary_V1_GatewayStatus {
+        var status = status
+        status.backlogReadings += status.roundReadings
+        if status.roundOldestMs > 0 {
+            status.oldestUnsentMs = status.oldestUnsentMs > 0 ? min(status.oldestUnsentMs, status.roundOldestMs) : status.roundOldestMs
+        }
+        status.roundReadings = 0
+        status.roundOldestMs = 0
+        return status
+    }
+
+    /// Skew and round trip from the gateway's last completed exchange (NTP-style). Without one
+    /// (its first request), the gateway's send time against our receive time: skew plus the
+    /// one-way delay.
+    static func clock(_ status: Tributary_V1_GatewayStatus, receivedAtMs: Int64) -> (skewMs: Int64, roundTripMs: Int64) {
+        let e = status.lastExchange
+        let exchange = ClockExchange(clientSentMs: e.clientSentMs, serverReceivedMs: e.serverReceivedMs,
+                                     serverSentMs: e.serverSentMs, clientReceivedMs: e.clientReceivedMs)
+        if status.hasLastExchange, exchange.isComplete { return (exchange.gatewayAheadMs, exchange.roundTripMs) }
+        return (status.clockMs > 0 ? status.clockMs - receivedAtMs : 0, 0)
+    }
+
+    static func historyEntry(_ event: Event, atMs: Int64) -> SyncEvent {
+        switch event {
+        case .accepted(let id, let n): SyncEvent(atMs: atMs, kind: .accepted, batch: "\(id)", readings: n)
+        case .duplicate(let id, let n): SyncEvent(atMs: atMs, kind: .duplicate, batch: "\(id)", readings: n)
+        case .heartbeat: SyncEvent(atMs: atMs, kind: .heartbeat)
+        case .refused(let id, let n, let reason): SyncEvent(atMs: atMs, kind: .refused, batch: "\(id)", readings: n, detail: reason)
+        case .rejected(let id, let reason): SyncEvent(atMs: atMs, kind: .rejected, batch: id.map { "\($0)" } ?? "", detail: reason)
         }
     }
 
     public func gateways(nowMs: Int64, staleAfterSeconds: Int) async throws -> [GatewayView] {
+        try await views(where: "", [], nowMs: nowMs, staleAfterSeconds: staleAfterSeconds)
+    }
+
+    /// One gateway with its history (newest first), or nil if it never reported.
+    public func gateway(_ id: String, nowMs: Int64, staleAfterSeconds: Int) async throws -> GatewayDetail? {
+        guard let view = try await views(where: "WHERE gateway_id = ?", [id], nowMs: nowMs, staleAfterSeconds: staleAfterSeconds).first else {
+            return nil
+        }
+        let history = try await db.perform { c in
+            var events: [SyncEvent] = []
+            try c.forEach("SELECT at_ms, kind, batch, readings, detail FROM sync_events WHERE gateway_id = ? ORDER BY id DESC", [id]) { row in
+                events.append(SyncEvent(atMs: row.int64(0), kind: SyncEvent.Kind(rawValue: row.string(1) ?? "") ?? .rejected,
+                                        batch: row.string(2) ?? "", readings: Int(row.int64(3)), detail: row.string(4) ?? ""))
+            }
+            return events
+        }
+        return GatewayDetail(generatedAtMs: nowMs, staleAfterSeconds: staleAfterSeconds, gateway: view, history: history)
+    }
+
+    private func views(where clause: String, _ bindings: [String], nowMs: Int64, staleAfterSeconds: Int) async throws -> [GatewayView] {
         try await db.perform { c in
             var views: [GatewayView] = []
             try c.forEach("""
-                SELECT gateway_id, last_seen_ms, status, readings_synced, batches_synced, duplicate_batches, clock_skew_ms
-                FROM gateways ORDER BY gateway_id
-                """) { row in
+                SELECT gateway_id, last_seen_ms, status, readings_synced, batches_synced, duplicate_batches, clock_skew_ms,
+                       round_trip_ms, last_batch_ms
+                FROM gateways \(clause) ORDER BY gateway_id
+                """, bindings) { row in
                 var view = GatewayView(gatewayID: row.string(0) ?? "")
                 view.lastSeenMs = row.int64(1)
                 view.stale = nowMs - view.lastSeenMs > Int64(staleAfterSeconds) * 1000
@@ -70,6 +180,8 @@ public final class FleetRegistry: Sendable {
                 view.batchesSynced = UInt64(row.int64(4))
                 view.duplicateBatches = UInt64(row.int64(5))
                 view.clockSkewMs = row.int64(6)
+                view.roundTripMs = row.int64(7)
+                view.lastBatchMs = row.int64(8)
                 if let status = try? Tributary_V1_GatewayStatus(serializedBytes: row[2].bytes ?? []) {
                     view.agentVersion = status.agentVersion
                     view.brokerConnected = status.brokerConnected

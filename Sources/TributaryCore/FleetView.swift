@@ -111,8 +111,13 @@ public struct GatewayView: Codable, Sendable, Equatable {
     public var sendRate: Double
     public var lastError: String
     public var lastErrorMs: Int64
-    /// The gateway's clock minus the aggregator's, estimated from the last request.
+    /// The gateway's clock minus the aggregator's (positive: the gateway is ahead), estimated
+    /// NTP-style from its last completed request; accurate to about half `roundTripMs`.
     public var clockSkewMs: Int64
+    /// Network round trip of that request, without the aggregator's own time; 0 if unknown.
+    public var roundTripMs: Int64
+    /// When the aggregator last wrote a batch from this gateway; 0 if never.
+    public var lastBatchMs: Int64
 
     public init(gatewayID: String) {
         self.gatewayID = gatewayID
@@ -136,6 +141,8 @@ public struct GatewayView: Codable, Sendable, Equatable {
         lastError = ""
         lastErrorMs = 0
         clockSkewMs = 0
+        roundTripMs = 0
+        lastBatchMs = 0
     }
 
     /// How far behind the gateway is: the age of its oldest unacknowledged reading.
@@ -165,5 +172,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case lastError = "last_error"
         case lastErrorMs = "last_error_ms"
         case clockSkewMs = "clock_skew_ms"
+        case roundTripMs = "round_trip_ms"
+        case lastBatchMs = "last_batch_ms"
     }
 }

@@ -13,13 +13,24 @@ public enum Units {
         return overflow ? nil : value
     }
 
-    /// `250ms`, `2s`, `1.5s`, `4m`, `1h`; a bare number is seconds.
+    /// `250ms`, `2s`, `1.5s`, `4m`, `1h`, and sums such as `4m10s` or `1h30m` (what
+    /// `tributaryctl` prints); a bare number is seconds.
     public static func milliseconds(_ text: String) -> Int64? {
-        let compact = text.filter { $0 != " " }
-        let number = compact.prefix { $0.isNumber || $0 == "." }
-        let multipliers: [String: Double] = ["": 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
-        guard let value = Double(number), value >= 0, let unit = multipliers[String(compact.dropFirst(number.count))] else { return nil }
-        let ms = value * unit
-        return ms < 9e18 ? Int64(ms.rounded()) : nil
+        var rest = Substring(text.filter { $0 != " " })
+        guard !rest.isEmpty else { return nil }
+        let multipliers: [Substring: Double] = ["": 1000, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
+        var total = 0.0
+        var first = true
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            rest = rest.dropFirst(number.count)
+            let unit = rest.prefix { !($0.isNumber || $0 == ".") }
+            rest = rest.dropFirst(unit.count)
+            // A bare number is seconds only on its own: "4m10" is a typo, not 250 s.
+            guard let value = Double(number), value >= 0, let scale = multipliers[unit], first || !unit.isEmpty else { return nil }
+            total += value * scale
+            first = false
+        }
+        return total < 9e18 ? Int64(total.rounded()) : nil
     }
 }

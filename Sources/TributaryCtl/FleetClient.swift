@@ -3,33 +3,77 @@ import Foundation
 import NIOCore
 import TributaryCore
 
-/// Reads the fleet view from an aggregator's admin API.
-public enum FleetClient {
+/// Reads an aggregator's admin API with the operator token.
+public struct FleetClient: Sendable {
     public struct FetchError: Error, CustomStringConvertible {
         public let description: String
+        /// 401: the token is missing or wrong (exit code 3 for `check`, like any unknown state).
+        public var unauthorized = false
     }
 
-    /// Returns the decoded view and the JSON as received.
-    public static func fetch(aggregator: String) async throws -> (view: FleetView, json: Data) {
-        let base = aggregator.hasSuffix("/") ? String(aggregator.dropLast()) : aggregator
-        let request = HTTPClientRequest(url: base + "/v1/fleet")
-        let data: Data
+    public let base: String
+    public let token: String?
+
+    public init(aggregator: String, token: String?) {
+        base = aggregator.hasSuffix("/") ? String(aggregator.dropLast()) : aggregator
+        self.token = token
+    }
+
+    /// The fleet view, and the JSON as received.
+    public func fleet() async throws(FetchError) -> (view: FleetView, json: Data) {
+        let data = try await get("/v1/fleet")
+        return (try decode(FleetView.self, data), data)
+    }
+
+    /// One gateway with its history, and the JSON as received.
+    public func gateway(_ id: String) async throws(FetchError) -> (detail: GatewayDetail, json: Data) {
+        let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id
+        let data = try await get("/v1/gateways/" + escaped)
+        return (try decode(GatewayDetail.self, data), data)
+    }
+
+    private func get(_ path: String) async throws(FetchError) -> Data {
+        var request = HTTPClientRequest(url: base + path)
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
             let body = try await response.body.collect(upTo: 64 << 20)
+            let data = Data(Array(buffer: body))
             guard response.status == .ok else {
-                throw FetchError(description: "aggregator \(base) answered \(response.status.code): \(String(buffer: body).prefix(300))")
+                let reason = (try? JSONDecoder().decode([String: String].self, from: data))?["error"] ?? String(buffer: body).prefix(300).description
+                var error = FetchError(description: "aggregator \(base) answered \(response.status.code): \(reason)")
+                error.unauthorized = response.status.code == 401
+                throw error
             }
-            data = Data(Array(buffer: body))
+            return data
         } catch let error as FetchError {
             throw error
         } catch {
             throw FetchError(description: "cannot reach the aggregator at \(base): \(error)")
         }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws(FetchError) -> T {
         do {
-            return (try JSONDecoder().decode(FleetView.self, from: data), data)
+            return try JSONDecoder().decode(type, from: data)
         } catch {
-            throw FetchError(description: "aggregator \(base) sent a fleet view this tributaryctl cannot read: \(error)")
+            throw FetchError(description: "aggregator \(base) sent JSON this tributaryctl cannot read: \(error)")
         }
+    }
+
+    /// The token from, in order: `--token`, `TRIBUTARY_TOKEN`, `--token-file`, `TRIBUTARY_TOKEN_FILE`, and
+    /// on the aggregator's own host the default file it creates, when this user can read it.
+    public static func resolveToken(flag: String?, file: String?, environment: [String: String],
+                                    defaultFile: String = "/var/lib/tributary-aggregator/admin-token") throws(FetchError) -> String? {
+        if let flag, !flag.isEmpty { return flag }
+        if let env = environment["TRIBUTARY_TOKEN"], !env.isEmpty { return env }
+        if let path = file ?? environment["TRIBUTARY_TOKEN_FILE"] {
+            do {
+                return try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                throw FetchError(description: "cannot read the token file \(path): \(error.localizedDescription)")
+            }
+        }
+        return (try? String(contentsOfFile: defaultFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

@@ -38,25 +38,67 @@ public enum FleetRendering {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// One row per gateway.
-    public static func gatewaysTable(_ view: FleetView) -> String {
+    /// One row per gateway, in the order given (all of them, by id, when nil).
+    public static func gatewaysTable(_ view: FleetView, rows gateways: [GatewayView]? = nil) -> String {
         let now = view.generatedAtMs
-        let header = ["GATEWAY", "STATE", "LAST SEEN", "BACKLOG", "OLDEST UNSENT", "SYNCED", "QUARANTINED", "DROPPED", "SET ASIDE", "LAST ERROR"]
-        let rows = view.gateways.map { g -> [String] in
+        let header = ["GATEWAY", "STATE", "LAST SEEN", "LAG", "BACKLOG", "INGEST", "SYNCED", "QUARANTINED", "DROPPED", "SET ASIDE", "SKEW", "LAST ERROR"]
+        let rows = (gateways ?? view.gateways).map { g -> [String] in
             [
                 g.gatewayID,
-                g.stale ? "stale" : g.bufferFull ? "full" : "online",
-                g.lastSeenMs > 0 ? HumanUnits.duration(ms: now - g.lastSeenMs) + " ago" : "never",
-                HumanUnits.count(g.backlogReadings),
+                state(g),
+                lastSeen(g, nowMs: now),
                 g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) : "-",
+                HumanUnits.count(g.backlogReadings),
+                HumanUnits.rate(g.ingestRate),
                 HumanUnits.count(g.readingsSynced),
                 HumanUnits.count(g.quarantinedTotal),
                 HumanUnits.count(g.droppedTotal),
                 HumanUnits.count(g.setAsideBatches),
+                HumanUnits.signedDuration(ms: g.clockSkewMs),
                 g.lastError.isEmpty ? "-" : String(g.lastError.prefix(60)),
             ]
         }
         return table(header: header, rows: rows)
+    }
+
+    /// `tributaryctl gateway ID`: everything the aggregator knows about one gateway.
+    public static func gatewayDetail(_ detail: GatewayDetail) -> String {
+        let g = detail.gateway, now = detail.generatedAtMs
+        var lines = [
+            "gateway      \(g.gatewayID) (\(state(g)); agent \(g.agentVersion.isEmpty ? "?" : g.agentVersion))",
+            "last seen    \(lastSeen(g, nowMs: now)); stale after \(HumanUnits.duration(ms: Int64(detail.staleAfterSeconds) * 1000)) of silence",
+            "last batch   " + (g.lastBatchMs > 0 ? HumanUnits.duration(ms: now - g.lastBatchMs) + " ago" : "never"),
+            "broker       " + (g.brokerConnected ? "connected" : "NOT connected"),
+            "backlog      \(HumanUnits.count(g.backlogReadings)) readings, buffer \(HumanUnits.bytes(g.backlogBytes))",
+            "lag          " + (g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) + " (oldest unsent reading)" : "none, caught up"),
+            "rates        ingest \(HumanUnits.rate(g.ingestRate)), send \(HumanUnits.rate(g.sendRate))",
+            "synced       \(HumanUnits.count(g.readingsSynced)) readings in \(HumanUnits.count(g.batchesSynced)) batches; \(HumanUnits.count(g.duplicateBatches)) resends answered duplicate",
+            "losses       \(HumanUnits.count(g.droppedTotal)) readings dropped, \(HumanUnits.count(g.quarantinedTotal)) payloads quarantined, \(HumanUnits.count(g.setAsideBatches)) batches set aside",
+            "clock        " + (g.roundTripMs > 0
+                ? "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (±\(HumanUnits.duration(ms: (g.roundTripMs + 1) / 2)), round trip \(HumanUnits.duration(ms: g.roundTripMs)))"
+                : "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (one-way estimate)"),
+            "last error   " + (g.lastError.isEmpty ? "-" : "\(g.lastError) (\(HumanUnits.duration(ms: now - g.lastErrorMs)) ago)"),
+            "",
+            "recent sync history (newest first):",
+        ]
+        if detail.history.isEmpty { lines.append("  (none)") }
+        let rows = detail.history.prefix(20).map { e -> [String] in
+            [HumanUnits.duration(ms: now - e.atMs) + " ago", e.kind.rawValue, e.batch.isEmpty ? "-" : e.batch,
+             e.readings > 0 ? HumanUnits.count(e.readings) : "-", e.detail.isEmpty ? "" : String(e.detail.prefix(80))]
+        }
+        if !rows.isEmpty {
+            lines.append(table(header: ["WHEN", "WHAT", "BATCH", "READINGS", "DETAIL"], rows: rows)
+                .split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func state(_ g: GatewayView) -> String {
+        g.stale ? "stale" : g.bufferFull ? "full" : "online"
+    }
+
+    static func lastSeen(_ g: GatewayView, nowMs: Int64) -> String {
+        g.lastSeenMs > 0 ? HumanUnits.duration(ms: nowMs - g.lastSeenMs) + " ago" : "never"
     }
 
     static func table(header: [String], rows: [[String]]) -> String {
@@ -69,6 +111,14 @@ public enum FleetRendering {
                 i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }
-        return ([line(header)] + rows.map(line)).joined(separator: "\n") + "\n"
+        return ([line(header)] + rows.map(line)).map { $0.trailingSpacesRemoved }.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    var trailingSpacesRemoved: String {
+        var s = Substring(self)
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
     }
 }

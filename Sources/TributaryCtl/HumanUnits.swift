@@ -33,6 +33,15 @@ public enum HumanUnits {
         return "\(s / 86_400)d\(pad(s / 3600 % 24))h"
     }
 
+    /// A duration that may be negative, with its sign: +1.2s, -350ms, 0ms.
+    public static func signedDuration(ms: Int64) -> String {
+        guard ms != 0 else { return "0ms" }
+        let sign = ms > 0 ? "+" : "-", size = abs(ms)
+        // Skew is read to the tenth of a second: 2.4 s matters, "2s" would hide it.
+        if size >= 1000 && size < 60_000 { return sign + format1(Double(size) / 1000) + "s" }
+        return sign + duration(ms: size)
+    }
+
     private static func pad(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
 
     private static func format(_ v: Double) -> String {

@@ -2,6 +2,8 @@
 public enum WireProtocol {
     public static let batchesPath = "/v1/batches"
     public static let fleetPath = "/v1/fleet"
+    /// `GET` with a gateway id appended: one gateway and its recent sync history.
+    public static let gatewaysPath = "/v1/gateways"
     public static let protobufContentType = "application/x-protobuf"
     /// Sent by the agent; lets a future aggregator speak older versions.
     public static let versionHeader = "X-Tributary-Protocol"

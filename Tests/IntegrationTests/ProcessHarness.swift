@@ -96,9 +96,19 @@ struct ProcessHarness {
         return process
     }
 
+    /// The operator token the aggregator created in its data directory on first start.
+    var adminToken: String {
+        get throws { try String(contentsOfFile: dir.file("aggregator/admin-token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    /// The admin API, as an operator's tributaryctl reads it.
+    var fleetClient: FleetClient {
+        get throws { FleetClient(aggregator: "http://127.0.0.1:\(httpPort)", token: try adminToken) }
+    }
+
     /// The aggregator's fleet view, as an operator's tributaryctl reads it.
     func fleet() async throws -> FleetView {
-        try await FleetClient.fetch(aggregator: "http://127.0.0.1:\(httpPort)").view
+        try await fleetClient.fleet().view
     }
 
     func gateway() async throws -> GatewayView? {

@@ -56,6 +56,15 @@ struct AgentConfigTests {
         #expect(config.dataDirectory == "/tmp/x")
     }
 
+    @Test func statusListenerIsOffByDefault() throws {
+        var config = try AgentConfig.parse(yaml: Self.issueExample, file: nil)
+        #expect(config.statusListen == nil && config.logFormat == .text)
+        config = try AgentConfig.parse(yaml: Self.issueExample + "\nstatus_listen: 127.0.0.1:8471\nlog_format: json\n", file: nil)
+        #expect(config.statusListen?.host == "127.0.0.1" && config.statusListen?.port == 8471 && config.logFormat == .json)
+        config = try AgentConfig.parse(yaml: Self.issueExample, file: nil, overrides: .init(statusListen: "[::1]:0", logFormat: .json))
+        #expect(config.statusListen?.host == "::1" && config.statusListen?.port == 0 && config.logFormat == .json)
+    }
+
     @Test(arguments: [
         ("gateway_id: a\nmqtt:\n  subscriptons: []\n", "mqtt.subscriptons", "unknown key"),
         (issueExample + "\nbuffer:\n  synchronous: sometimes\n", "buffer.synchronous", "not one of"),
@@ -70,6 +79,8 @@ struct AgentConfigTests {
         (issueExample + "\nbuffer:\n  full_policy: drop_newest\n", "buffer.full_policy", "block, drop_oldest"),
         (issueExample.replacingOccurrences(of: "  url: http://127.0.0.1:8470", with: "  url: http://127.0.0.1:8470\n  max_in_flight_batches: 0"),
          "aggregator.max_in_flight_batches", "out of range"),
+        (issueExample + "\nstatus_listen: 8471\n", "status_listen", "not HOST:PORT"),
+        (issueExample + "\nlog_format: xml\n", "log_format", "text, json"),
     ])
     func errorsNameTheKeyAndFile(_ yaml: String, _ key: String, _ message: String) {
         do {

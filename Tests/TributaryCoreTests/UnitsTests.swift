@@ -13,12 +13,13 @@ struct UnitsTests {
         #expect(Units.bytes(text) == nil)
     }
 
-    @Test(arguments: [("250ms", Int64(250)), ("2s", 2000), ("1.5s", 1500), ("3", 3000), ("4m", 240_000), ("1h", 3_600_000)])
+    @Test(arguments: [("250ms", Int64(250)), ("2s", 2000), ("1.5s", 1500), ("3", 3000), ("4m", 240_000), ("1h", 3_600_000),
+                          ("4m10s", 250_000), ("1h30m", 5_400_000), ("2h03m", 7_380_000), ("1d02h", 93_600_000)])
     func durations(_ text: String, _ expected: Int64) {
         #expect(Units.milliseconds(text) == expected)
     }
 
-    @Test(arguments: ["", "soon", "5 fortnights", "-1s", "1.2.3s"])
+    @Test(arguments: ["", "soon", "5 fortnights", "-1s", "1.2.3s", "4m10", "m10s"])
     func notDurations(_ text: String) {
         #expect(Units.milliseconds(text) == nil)
     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TributaryAgent
+import TributaryLogging
 
 @main
 struct AgentCommand: AsyncParsableCommand {
@@ -26,17 +27,24 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Directory for the buffer file (overrides data_dir).")
     var dataDir: String?
 
+    @Option(name: .long, help: "Local listener for /metrics, /healthz, /readyz, HOST:PORT (overrides status_listen; default off).")
+    var statusListen: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(name: .long, help: "Log format: text or json (one object per line; overrides log_format).")
+    var logFormat: LogFormat?
+
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "tributary-agent")
-        logger.logLevel = logLevel
         do {
             let settings = try AgentConfig.load(
                 file: config,
-                overrides: .init(gatewayID: gatewayId, broker: broker, aggregatorURL: aggregator, dataDirectory: dataDir))
+                overrides: .init(gatewayID: gatewayId, broker: broker, aggregatorURL: aggregator, dataDirectory: dataDir,
+                                 statusListen: statusListen, logFormat: logFormat))
+            settings.logFormat.bootstrap()
+            var logger = Logger(label: "tributary-agent")
+            logger.logLevel = logLevel
             let agent = try Agent(config: settings, logger: logger)
             let group = ServiceGroup(configuration: .init(
                 services: agent.services.map { .init(service: $0) },
@@ -51,6 +59,7 @@ struct AgentCommand: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}
 
 /// Ends the command with one clear line on stderr and exit code 1 (no usage text).
 struct Failure: Error, CustomStringConvertible {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import ServiceLifecycle
 import TributaryAggregator
+import TributaryLogging
 
 @main
 struct AggregatorCommand: AsyncParsableCommand {
@@ -28,12 +29,16 @@ struct AggregatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(name: .long, help: "Log format: text or json (one object per line; overrides log_format).")
+    var logFormat: LogFormat?
+
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "tributary-aggregator")
-        logger.logLevel = logLevel
         do {
-            let settings = try AggregatorConfig.load(file: config, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink))
+            let settings = try AggregatorConfig.load(
+                file: config, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink, logFormat: logFormat))
+            settings.logFormat.bootstrap()
+            var logger = Logger(label: "tributary-aggregator")
+            logger.logLevel = logLevel
             let aggregator = try Aggregator(config: settings, logger: logger)
             do {
                 try await aggregator.prepareSink()
@@ -54,6 +59,7 @@ struct AggregatorCommand: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}
 
 /// Ends the command with one clear line on stderr and exit code 1 (no usage text).
 struct Failure: Error, CustomStringConvertible {

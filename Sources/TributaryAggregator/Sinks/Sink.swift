@@ -12,6 +12,8 @@ public protocol Sink: Sendable, CustomStringConvertible {
     /// Writes the batch's readings and its ledger entry atomically, unless the ledger already
     /// has the identity. Returns only after the write is committed.
     func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult
+    /// Nil when the sink answers now, else why not: for `/readyz`.
+    func readinessProblem() async -> String?
     /// What the sink wrote since it was opened.
     var writeStats: SinkWriteStats { get }
     func close() async

@@ -46,8 +46,11 @@ public nonisolated struct Tributary_V1_Ack: Sendable {
   /// why, for RETRY and REJECTED
   public var reason: String = String()
 
-  /// for clock skew estimation
+  /// when the answer was sent (NTP's t3); for clock skew
   public var serverTimeMs: Int64 = 0
+
+  /// when the request was received (NTP's t2)
+  public var serverReceivedMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -122,7 +125,7 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Ack"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}outcome\0\u{3}batch_id\0\u{3}reading_count\0\u{3}retry_after_ms\0\u{1}reason\0\u{3}server_time_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}outcome\0\u{3}batch_id\0\u{3}reading_count\0\u{3}retry_after_ms\0\u{1}reason\0\u{3}server_time_ms\0\u{3}server_received_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -136,6 +139,7 @@ nonisolated extension Tributary_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.retryAfterMs) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.serverTimeMs) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.serverReceivedMs) }()
       default: break
       }
     }
@@ -164,6 +168,9 @@ nonisolated extension Tributary_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.serverTimeMs != 0 {
       try visitor.visitSingularInt64Field(value: self.serverTimeMs, fieldNumber: 6)
     }
+    if self.serverReceivedMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.serverReceivedMs, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -174,6 +181,7 @@ nonisolated extension Tributary_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.retryAfterMs != rhs.retryAfterMs {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.serverTimeMs != rhs.serverTimeMs {return false}
+    if lhs.serverReceivedMs != rhs.serverReceivedMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -134,11 +134,56 @@ public nonisolated struct Tributary_V1_GatewayStatus: @unchecked Sendable {
     set {_uniqueStorage()._bufferFull = newValue}
   }
 
+  /// the gateway's last completed request, for NTP-style skew
+  public var lastExchange: Tributary_V1_ClockExchange {
+    get {_storage._lastExchange ?? Tributary_V1_ClockExchange()}
+    set {_uniqueStorage()._lastExchange = newValue}
+  }
+  /// Returns true if `lastExchange` has been explicitly set.
+  public var hasLastExchange: Bool {_storage._lastExchange != nil}
+  /// Clears the value of `lastExchange`. Subsequent reads from it will return its default value.
+  public mutating func clearLastExchange() {_uniqueStorage()._lastExchange = nil}
+
+  /// The batches sent with this request's round are left out of backlog_readings and
+  /// oldest_unsent_ms: the status describes the gateway once they are committed. If the sink
+  /// refuses them, the aggregator adds these back, so the fleet view shows the real backlog.
+  public var roundReadings: UInt64 {
+    get {_storage._roundReadings}
+    set {_uniqueStorage()._roundReadings = newValue}
+  }
+
+  /// receive time of the oldest reading in the round, 0 if none
+  public var roundOldestMs: Int64 {
+    get {_storage._roundOldestMs}
+    set {_uniqueStorage()._roundOldestMs = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The four timestamps of one request/answer, as NTP uses them: the gateway's clock when it sent
+/// (t1) and got the answer (t4), and the aggregator's when it received (t2) and answered (t3).
+/// offset = ((t2 - t1) + (t3 - t4)) / 2, round trip = (t4 - t1) - (t3 - t2).
+public nonisolated struct Tributary_V1_ClockExchange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var clientSentMs: Int64 = 0
+
+  public var serverReceivedMs: Int64 = 0
+
+  public var serverSentMs: Int64 = 0
+
+  public var clientReceivedMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -147,7 +192,7 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GatewayStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0")
 
   fileprivate class _StorageClass {
     var _gatewayID: String = String()
@@ -169,6 +214,9 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
     var _setAsideBatches: UInt64 = 0
     var _redeliveriesTotal: UInt64 = 0
     var _bufferFull: Bool = false
+    var _lastExchange: Tributary_V1_ClockExchange? = nil
+    var _roundReadings: UInt64 = 0
+    var _roundOldestMs: Int64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -198,6 +246,9 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       _setAsideBatches = source._setAsideBatches
       _redeliveriesTotal = source._redeliveriesTotal
       _bufferFull = source._bufferFull
+      _lastExchange = source._lastExchange
+      _roundReadings = source._roundReadings
+      _roundOldestMs = source._roundOldestMs
     }
   }
 
@@ -235,6 +286,9 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         case 17: try { try decoder.decodeSingularUInt64Field(value: &_storage._setAsideBatches) }()
         case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._redeliveriesTotal) }()
         case 19: try { try decoder.decodeSingularBoolField(value: &_storage._bufferFull) }()
+        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._lastExchange) }()
+        case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._roundReadings) }()
+        case 22: try { try decoder.decodeSingularInt64Field(value: &_storage._roundOldestMs) }()
         default: break
         }
       }
@@ -243,6 +297,10 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
       if !_storage._gatewayID.isEmpty {
         try visitor.visitSingularStringField(value: _storage._gatewayID, fieldNumber: 1)
       }
@@ -300,6 +358,15 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       if _storage._bufferFull != false {
         try visitor.visitSingularBoolField(value: _storage._bufferFull, fieldNumber: 19)
       }
+      try { if let v = _storage._lastExchange {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
+      if _storage._roundReadings != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._roundReadings, fieldNumber: 21)
+      }
+      if _storage._roundOldestMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._roundOldestMs, fieldNumber: 22)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -328,10 +395,58 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         if _storage._setAsideBatches != rhs_storage._setAsideBatches {return false}
         if _storage._redeliveriesTotal != rhs_storage._redeliveriesTotal {return false}
         if _storage._bufferFull != rhs_storage._bufferFull {return false}
+        if _storage._lastExchange != rhs_storage._lastExchange {return false}
+        if _storage._roundReadings != rhs_storage._roundReadings {return false}
+        if _storage._roundOldestMs != rhs_storage._roundOldestMs {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tributary_V1_ClockExchange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClockExchange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_sent_ms\0\u{3}server_received_ms\0\u{3}server_sent_ms\0\u{3}client_received_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.clientSentMs) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.serverReceivedMs) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.serverSentMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.clientReceivedMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.clientSentMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.clientSentMs, fieldNumber: 1)
+    }
+    if self.serverReceivedMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.serverReceivedMs, fieldNumber: 2)
+    }
+    if self.serverSentMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.serverSentMs, fieldNumber: 3)
+    }
+    if self.clientReceivedMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.clientReceivedMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tributary_V1_ClockExchange, rhs: Tributary_V1_ClockExchange) -> Bool {
+    if lhs.clientSentMs != rhs.clientSentMs {return false}
+    if lhs.serverReceivedMs != rhs.serverReceivedMs {return false}
+    if lhs.serverSentMs != rhs.serverSentMs {return false}
+    if lhs.clientReceivedMs != rhs.clientReceivedMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -70,6 +70,18 @@ public final class ClickHouseSink: Sink {
         logger.info("ClickHouse sink ready", metadata: ["sink": "\(endpoint)", "readings_engine": "\(engine)"])
     }
 
+    /// Ready once the tables were checked (created now if the server was away at start) and the
+    /// server answers a query.
+    public func readinessProblem() async -> String? {
+        do {
+            if !prepared.isSet { try await prepare() }
+            _ = try await client.scalar("SELECT 1")
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
     public func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult {
         try await writer.write(batch).get()
     }

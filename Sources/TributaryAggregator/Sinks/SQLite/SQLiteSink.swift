@@ -55,6 +55,9 @@ public final class SQLiteSink: Sink {
     /// The file was opened and its tables created in `init`.
     public func prepare() async throws(SinkError) {}
 
+    /// The file is open for as long as the aggregator runs; a failing disk shows in writes.
+    public func readinessProblem() async -> String? { nil }
+
     public func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult {
         let result: SinkWriteResult
         do {

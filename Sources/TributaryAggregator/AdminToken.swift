@@ -1,0 +1,52 @@
+import Foundation
+
+/// The operator token the admin API (`/v1/fleet`, `/v1/gateways/ID`) and `/metrics` require as
+/// `Authorization: Bearer TOKEN`. Batches are not behind it: gateways do not hold it.
+public struct AdminToken: Sendable {
+    let value: [UInt8]
+    /// Where it came from, for the start-up log line; never the token itself.
+    public let origin: String
+
+    public init(value: String, origin: String) {
+        self.value = Array(value.utf8)
+        self.origin = origin
+    }
+
+    /// Reads the token; the default file is created with a fresh random token (mode 0600) when
+    /// missing, so a new aggregator is never open to anyone who can reach its port.
+    public static func resolve(_ source: AggregatorConfig.AdminTokenSource) throws -> AdminToken {
+        switch source {
+        case .inline(let token):
+            return AdminToken(value: token, origin: "admin.token")
+        case .file(let path, let createIfMissing):
+            if createIfMissing, !FileManager.default.fileExists(atPath: path) {
+                var generator = SystemRandomNumberGenerator()
+                let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+                guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8),
+                                                     attributes: [.posixPermissions: 0o600]) else {
+                    throw AggregatorStartError(message: "cannot create the operator token file \(path)")
+                }
+                return AdminToken(value: token, origin: "\(path) (created now)")
+            }
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw AggregatorStartError(message: "admin.token_file: cannot read \(path): \(error.localizedDescription)")
+            }
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard token.count >= 16 else {
+                throw AggregatorStartError(message: "admin.token_file: \(path) holds fewer than 16 characters")
+            }
+            return AdminToken(value: token, origin: path)
+        }
+    }
+
+    /// Checks an `Authorization` header; the comparison takes the same time wherever it differs.
+    public func allows(authorization: String?) -> Bool {
+        guard let authorization, authorization.lowercased().hasPrefix("bearer ") else { return false }
+        let offered = Array(authorization.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8)
+        guard offered.count == value.count else { return false }
+        return zip(offered, value).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}

@@ -1,0 +1,88 @@
+import Synchronization
+import TributaryCore
+
+/// The aggregator's Prometheus metrics. Request outcomes and sink latency are counted as they
+/// happen; everything else is read at scrape time from the fleet view, so `/metrics` and
+/// `tributaryctl` can never disagree.
+public final class AggregatorMetrics: Sendable {
+    /// What became of a `POST /v1/batches`.
+    public enum Outcome: String, CaseIterable, Sendable {
+        case accepted, duplicate, heartbeat
+        /// 503: the sink could not take it.
+        case refused
+        /// 4xx: refused for good.
+        case rejected
+        /// 429: too much in flight.
+        case busy
+    }
+
+    private struct Counts {
+        var requests: [Outcome: UInt64] = [:]
+        var readingsAccepted: UInt64 = 0
+    }
+
+    private let counts = Mutex(Counts())
+    /// Each batch's write to the sink (including the wait for a coalesced insert).
+    public let sinkWriteSeconds = LatencyHistogram()
+
+    public init() {}
+
+    public func count(_ outcome: Outcome, readings: Int = 0) {
+        counts.withLock { c in
+            c.requests[outcome, default: 0] += 1
+            c.readingsAccepted += UInt64(readings)
+        }
+    }
+
+    public var readingsAccepted: UInt64 { counts.withLock { $0.readingsAccepted } }
+
+    /// The exposition for `GET /metrics`.
+    public func render(_ view: FleetView, sinkReady: Bool) -> String {
+        let c = counts.withLock { $0 }
+        var p = PrometheusText()
+        p.family("tributary_requests_total", .counter, help: "Batch and heartbeat requests by outcome.")
+        for outcome in Outcome.allCases { p.sample("tributary_requests_total", ["outcome": outcome.rawValue], c.requests[outcome, default: 0]) }
+        p.single("tributary_readings_accepted_total", .counter, help: "Readings written to the sink (each once; duplicates are not counted).",
+                 Double(c.readingsAccepted))
+        p.histogram("tributary_sink_write_seconds", help: "Time for the sink to commit a batch, including the wait for a coalesced write.",
+                    sinkWriteSeconds.snapshot)
+        let a = view.admission
+        p.single("tributary_sink_up", .gauge, help: "1 when the sink answers (its last write succeeded and it is reachable).", sinkReady ? 1 : 0)
+        p.single("tributary_sink_failures_total", .counter, help: "Sink writes that failed (answered 503).", Double(a.sinkFailures))
+        p.single("tributary_sink_writes_total", .counter, help: "Commits to the sink; fewer than batches when coalesced.", Double(view.sinkWrites.writes))
+        p.single("tributary_in_flight_batches", .gauge, help: "Batches admitted toward the sink and not yet answered.", Double(a.inFlightBatches))
+        p.single("tributary_in_flight_bytes", .gauge, help: "Request bytes admitted toward the sink and not yet answered.", Double(a.inFlightBytes))
+        p.single("tributary_max_in_flight_batches", .gauge, help: "Admission bound on batches in flight (limits.max_in_flight_batches).",
+                 Double(a.maxInFlightBatches))
+
+        let now = view.generatedAtMs
+        let stale = view.gateways.filter(\.stale).count
+        p.family("tributary_gateways", .gauge, help: "Gateways in the fleet registry by state.")
+        p.sample("tributary_gateways", ["state": "online"], view.gateways.count - stale)
+        p.sample("tributary_gateways", ["state": "stale"], stale)
+        let perGateway: [(String, PrometheusText.Kind, String, (GatewayView) -> Double)] = [
+            ("tributary_gateway_stale", .gauge, "1 when the gateway has been silent longer than stale_after_seconds.", { $0.stale ? 1 : 0 }),
+            ("tributary_gateway_last_seen_timestamp_seconds", .gauge, "When the gateway was last heard from (Unix time).",
+             { Double($0.lastSeenMs) / 1000 }),
+            ("tributary_gateway_lag_seconds", .gauge, "Age of the oldest reading the gateway holds unacknowledged; 0 when caught up.",
+             { Double($0.lagMs(nowMs: now)) / 1000 }),
+            ("tributary_gateway_backlog_readings", .gauge, "Readings the gateway holds unacknowledged.", { Double($0.backlogReadings) }),
+            ("tributary_gateway_backlog_bytes", .gauge, "Size of the gateway's buffer file.", { Double($0.backlogBytes) }),
+            ("tributary_gateway_ingest_rate", .gauge, "Readings per second the gateway buffers (its last minute).", { $0.ingestRate }),
+            ("tributary_gateway_clock_skew_seconds", .gauge, "The gateway's clock minus the aggregator's (NTP-style estimate).",
+             { Double($0.clockSkewMs) / 1000 }),
+            ("tributary_gateway_readings_synced_total", .counter, "Readings from the gateway written to the sink.", { Double($0.readingsSynced) }),
+            ("tributary_readings_dropped_total", .counter, "Readings the gateway gave up under its drop_oldest quota policy.",
+             { Double($0.droppedTotal) }),
+            ("tributary_payloads_quarantined_total", .counter, "MQTT payloads the gateway could not decode and quarantined.",
+             { Double($0.quarantinedTotal) }),
+            ("tributary_batches_set_aside_total", .counter, "Batches refused for good and kept on the gateway's disk.",
+             { Double($0.setAsideBatches) }),
+        ]
+        for (name, kind, help, value) in perGateway {
+            p.family(name, kind, help: help)
+            for g in view.gateways { p.sample(name, ["gateway": g.gatewayID], value(g)) }
+        }
+        return p.text
+    }
+}

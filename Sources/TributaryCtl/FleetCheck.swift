@@ -1,0 +1,51 @@
+import TributaryCore
+
+/// `tributaryctl check`: the fleet against thresholds, as an exit code for alerting scripts
+/// (the Nagios convention: 0 OK, 2 CRITICAL, 3 UNKNOWN).
+public struct FleetCheck: Sendable {
+    public enum Code: Int32, Sendable {
+        case ok = 0
+        case critical = 2
+        case unknown = 3
+    }
+
+    /// A gateway further behind than this is a problem; nil: lag is not checked.
+    public var maxLagMs: Int64?
+    /// More stale gateways than this is a problem; nil: staleness is not checked.
+    public var maxStale: Int?
+    /// A failing sink is a problem (on by default).
+    public var sinkMustBeHealthy = true
+
+    public init(maxLagMs: Int64? = nil, maxStale: Int? = nil, sinkMustBeHealthy: Bool = true) {
+        self.maxLagMs = maxLagMs
+        self.maxStale = maxStale
+        self.sinkMustBeHealthy = sinkMustBeHealthy
+    }
+
+    /// The code and one line per finding; the first line summarises.
+    public func evaluate(_ view: FleetView) -> (code: Code, lines: [String]) {
+        let now = view.generatedAtMs
+        var problems: [String] = []
+        if let maxLagMs {
+            let lagging = FleetQuery(order: .lag, laggingAtLeastMs: maxLagMs + 1).apply(view)
+            for g in lagging {
+                problems.append("gateway \(g.gatewayID) is \(HumanUnits.duration(ms: g.lagMs(nowMs: now))) behind (max \(HumanUnits.duration(ms: maxLagMs)))")
+            }
+        }
+        if let maxStale {
+            let stale = view.gateways.filter(\.stale)
+            if stale.count > maxStale {
+                let names = stale.prefix(10).map(\.gatewayID).joined(separator: ", ") + (stale.count > 10 ? ", ..." : "")
+                problems.append("\(stale.count) gateways stale (max \(maxStale)): \(names)")
+            }
+        }
+        if sinkMustBeHealthy, view.admission.consecutiveSinkFailures > 0 {
+            problems.append("sink \(view.sink) failing: \(view.admission.consecutiveSinkFailures) writes in a row, last: \(view.admission.lastSinkError.prefix(120))")
+        }
+        if problems.isEmpty {
+            let stale = view.gateways.filter(\.stale).count
+            return (.ok, ["OK: \(view.gateways.count) gateways, \(stale) stale, worst lag \(HumanUnits.duration(ms: view.gateways.map { $0.lagMs(nowMs: now) }.max() ?? 0))"])
+        }
+        return (.critical, ["CRITICAL: \(problems.count) problem(s)"] + problems)
+    }
+}

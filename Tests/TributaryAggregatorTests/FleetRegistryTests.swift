@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import Testing
+import TributaryCore
+import TributarySQLite
+import TributaryTesting
+import TributaryWire
+@testable import TributaryAggregator
+
+@Suite struct FleetRegistryTests {
+    static func status(_ gateway: String = "gw-1", backlog: UInt64, oldest: Int64, round: UInt64 = 0, roundOldest: Int64 = 0) -> Tributary_V1_GatewayStatus {
+        var s = Tributary_V1_GatewayStatus()
+        s.gatewayID = gateway
+        s.backlogReadings = backlog
+        s.oldestUnsentMs = oldest
+        s.roundReadings = round
+        s.roundOldestMs = roundOldest
+        return s
+    }
+
+    /// A status sent with a batch leaves the batch out of the backlog. When the sink refuses the
+    /// batch, the gateway still holds it, and the fleet view must say so.
+    @Test func refusedBatchStaysInTheBacklog() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let registry = try FleetRegistry(path: dir.file("registry.sqlite"))
+        defer { registry.close() }
+        let id = BatchIdentity(gatewayID: "gw-1", epoch: "e", sequence: 4)
+        try await registry.record(Self.status(backlog: 300, oldest: 5_000, round: 200, roundOldest: 1_000),
+                                  event: .refused(id, readings: 200, reason: "sink unavailable"), receivedAtMs: 10_000)
+        var view = try #require(try await registry.gateways(nowMs: 10_000, staleAfterSeconds: 60).first)
+        #expect(view.backlogReadings == 500)
+        #expect(view.oldestUnsentMs == 1_000)
+        #expect(view.readingsSynced == 0)
+
+        try await registry.record(Self.status(backlog: 300, oldest: 5_000, round: 200, roundOldest: 1_000),
+                                  event: .accepted(id, readings: 200), receivedAtMs: 11_000)
+        view = try #require(try await registry.gateways(nowMs: 11_000, staleAfterSeconds: 60).first)
+        #expect(view.backlogReadings == 300)
+        #expect(view.oldestUnsentMs == 5_000)
+        #expect(view.readingsSynced == 200)
+        #expect(view.lastBatchMs == 11_000)
+
+        let detail = try #require(try await registry.gateway("gw-1", nowMs: 11_000, staleAfterSeconds: 60))
+        #expect(detail.history.map(\.kind) == [.accepted, .refused])
+        #expect(detail.history[1].detail == "sink unavailable")
+        #expect(detail.history[1].batch == "gw-1/e/4")
+        #expect(try await registry.gateway("gw-unknown", nowMs: 0, staleAfterSeconds: 60) == nil)
+    }
+
+    @Test func historyKeepsTheNewestEventsPerGateway() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let registry = try FleetRegistry(path: dir.file("registry.sqlite"))
+        defer { registry.close() }
+        let extra = 15
+        for i in 0..<(FleetRegistry.eventsPerGateway + extra) {
+            let id = BatchIdentity(gatewayID: "gw-1", epoch: "e", sequence: UInt64(i))
+            try await registry.record(Self.status(backlog: 0, oldest: 0), event: .accepted(id, readings: 1), receivedAtMs: Int64(i))
+        }
+        try await registry.record(Self.status("gw-2", backlog: 0, oldest: 0), event: .heartbeat, receivedAtMs: 1)
+        let history = try #require(try await registry.gateway("gw-1", nowMs: 0, staleAfterSeconds: 60)).history
+        #expect(history.count == FleetRegistry.eventsPerGateway)
+        #expect(history.first?.batch == "gw-1/e/\(FleetRegistry.eventsPerGateway + extra - 1)")
+        #expect(history.last?.batch == "gw-1/e/\(extra)")
+        #expect(try #require(try await registry.gateway("gw-2", nowMs: 0, staleAfterSeconds: 60)).history.map(\.kind) == [.heartbeat])
+    }
+
+    /// Skew from the gateway's last exchange (NTP-style), not from one timestamp.
+    @Test func skewComesFromTheLastExchange() async throws {
+        var status = Self.status(backlog: 0, oldest: 0)
+        status.clockMs = 99_999_999  // ignored once an exchange is known
+        status.lastExchange.clientSentMs = 12_000
+        status.lastExchange.serverReceivedMs = 10_030
+        status.lastExchange.serverSentMs = 10_040
+        status.lastExchange.clientReceivedMs = 12_080
+        let (skew, roundTrip) = FleetRegistry.clock(status, receivedAtMs: 20_000)
+        #expect(skew == 2_005)
+        #expect(roundTrip == 70)
+        status.clearLastExchange()
+        #expect(FleetRegistry.clock(status, receivedAtMs: 20_000) == (99_979_999, 0))
+    }
+
+    /// A registry written by the previous release (no history, no round trip) opens, keeps its
+    /// gateways and gains the new columns.
+    @Test func migratesAVersionOneRegistry() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("registry.sqlite")
+        let old = try SQLiteDatabase(path: path)
+        let blob: [UInt8] = try Self.status(backlog: 7, oldest: 0).serializedBytes()
+        try old.withConnection { c throws(SQLiteError) in
+            try c.execute("""
+                CREATE TABLE gateways (gateway_id TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL, status BLOB NOT NULL,
+                    readings_synced INTEGER NOT NULL DEFAULT 0, batches_synced INTEGER NOT NULL DEFAULT 0,
+                    duplicate_batches INTEGER NOT NULL DEFAULT 0, clock_skew_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+                """)
+            _ = try c.run("INSERT INTO gateways (gateway_id, last_seen_ms, status, readings_synced) VALUES ('gw-old', 5, ?, 42)", [blob])
+        }
+        old.close()
+        let registry = try FleetRegistry(path: path)
+        defer { registry.close() }
+        let view = try #require(try await registry.gateways(nowMs: 5, staleAfterSeconds: 60).first)
+        #expect(view.gatewayID == "gw-old")
+        #expect(view.readingsSynced == 42)
+        #expect(view.backlogReadings == 7)
+        try await registry.record(Self.status("gw-old", backlog: 0, oldest: 0), event: .heartbeat, receivedAtMs: 6)
+        #expect(try #require(try await registry.gateway("gw-old", nowMs: 6, staleAfterSeconds: 60)).history.count == 1)
+    }
+}
+
+@Suite struct AdminTokenTests {
+    @Test func defaultFileIsCreatedOnceAndPrivate() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("admin-token")
+        let first = try AdminToken.resolve(.file(path: path, createIfMissing: true))
+        let again = try AdminToken.resolve(.file(path: path, createIfMissing: true))
+        #expect(first.value == again.value)
+        #expect(first.value.count == 64)
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let token = String(decoding: first.value, as: UTF8.self)
+        #expect(first.allows(authorization: "Bearer \(token)"))
+        #expect(first.allows(authorization: "bearer \(token) "))
+        #expect(!first.allows(authorization: nil))
+        #expect(!first.allows(authorization: "Bearer "))
+        #expect(!first.allows(authorization: "Bearer \(token.dropLast())x"))
+        #expect(!first.allows(authorization: "Basic \(token)"))
+    }
+
+    @Test func aNamedFileMustExistAndHoldAToken() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        #expect(throws: AggregatorStartError.self) { try AdminToken.resolve(.file(path: dir.file("missing"), createIfMissing: false)) }
+        try "short\n".write(toFile: dir.file("short"), atomically: true, encoding: .utf8)
+        #expect(throws: AggregatorStartError.self) { try AdminToken.resolve(.file(path: dir.file("short"), createIfMissing: false)) }
+    }
+}

@@ -1,0 +1,71 @@
+import Testing
+@testable import TributaryCore
+
+@Suite struct ClockExchangeTests {
+    /// A gateway 2 s ahead, 40 ms each way, the aggregator holding the request 15 ms.
+    @Test func offsetAndRoundTrip() {
+        let aggregatorSent = Int64(1_000_000)
+        let e = ClockExchange(clientSentMs: 1_000_000 - 40 + 2000 - 15, serverReceivedMs: aggregatorSent - 15,
+                              serverSentMs: aggregatorSent, clientReceivedMs: aggregatorSent + 40 + 2000)
+        #expect(e.isComplete)
+        #expect(e.gatewayAheadMs == 2000)
+        #expect(e.roundTripMs == 80)
+    }
+
+    /// Unequal delays bias the estimate by half the difference, never more than half the round trip.
+    @Test func asymmetricDelayStaysWithinHalfTheRoundTrip() {
+        // True times: sent at 0, received at 100, answered at once, back at 110; the gateway reads 500 ms more.
+        let e = ClockExchange(clientSentMs: 0 + 500, serverReceivedMs: 100, serverSentMs: 100, clientReceivedMs: 110 + 500)
+        #expect(e.roundTripMs == 110)
+        #expect(e.gatewayAheadMs == 455)
+        #expect(abs(e.gatewayAheadMs - 500) <= e.roundTripMs / 2)
+    }
+
+    @Test func incompleteExchangesAreNotUsed() {
+        #expect(!ClockExchange(clientSentMs: 0, serverReceivedMs: 5, serverSentMs: 6, clientReceivedMs: 7).isComplete)
+        #expect(!ClockExchange(clientSentMs: 10, serverReceivedMs: 5, serverSentMs: 4, clientReceivedMs: 11).isComplete)
+        #expect(!ClockExchange(clientSentMs: 10, serverReceivedMs: 5, serverSentMs: 6, clientReceivedMs: 9).isComplete)
+    }
+}
+
+@Suite struct PrometheusTextTests {
+    @Test func familiesLabelsAndEscaping() {
+        var p = PrometheusText()
+        p.family("tributary_requests_total", .counter, help: "Requests\nby outcome.")
+        p.sample("tributary_requests_total", ["outcome": "accepted"], 3)
+        p.sample("tributary_requests_total", ["outcome": "odd \"one\"\\\n"], 0)
+        p.single("tributary_sink_up", .gauge, help: "Up.", 1)
+        p.single("tributary_lag_seconds", .gauge, help: "Lag.", 2.5)
+        #expect(p.text == """
+            # HELP tributary_requests_total Requests\\nby outcome.
+            # TYPE tributary_requests_total counter
+            tributary_requests_total{outcome="accepted"} 3
+            tributary_requests_total{outcome="odd \\"one\\"\\\\\\n"} 0
+            # HELP tributary_sink_up Up.
+            # TYPE tributary_sink_up gauge
+            tributary_sink_up 1
+            # HELP tributary_lag_seconds Lag.
+            # TYPE tributary_lag_seconds gauge
+            tributary_lag_seconds 2.5
+
+            """)
+    }
+
+    @Test func histogramBucketsAreCumulative() {
+        let h = LatencyHistogram(boundsSeconds: [0.01, 0.1, 1])
+        for s in [0.005, 0.05, 0.05, 0.5, 3] { h.record(seconds: s) }
+        var p = PrometheusText()
+        p.histogram("tributary_sink_write_seconds", help: "Sink writes.", h.snapshot)
+        #expect(p.text == """
+            # HELP tributary_sink_write_seconds Sink writes.
+            # TYPE tributary_sink_write_seconds histogram
+            tributary_sink_write_seconds_bucket{le="0.01"} 1
+            tributary_sink_write_seconds_bucket{le="0.1"} 3
+            tributary_sink_write_seconds_bucket{le="1"} 4
+            tributary_sink_write_seconds_bucket{le="+Inf"} 5
+            tributary_sink_write_seconds_sum 3.605
+            tributary_sink_write_seconds_count 5
+
+            """)
+    }
+}

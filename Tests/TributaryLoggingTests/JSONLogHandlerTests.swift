@@ -1,0 +1,41 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+@testable import TributaryLogging
+
+@Suite struct JSONLogHandlerTests {
+    @Test func oneObjectPerLineWithMetadataAsMembers() throws {
+        let line = JSONLogHandler.line(level: .warning, label: "tributary-agent", message: "batch not delivered; will retry",
+                                       metadata: ["gateway": "gw-1", "batch": "gw-1/ab/7", "reason": "503 \"sink\"\nunavailable\t\u{1}"],
+                                       date: Date(timeIntervalSince1970: 1_795_000_000.123))
+        #expect(line.hasSuffix("}\n"))
+        #expect(line.filter { $0 == "\n" }.count == 1)
+        #expect(line.hasPrefix(#"{"ts":"2026-11-18T11:06:40.123Z","level":"warning","label":"tributary-agent","msg":"batch not delivered; will retry","batch":"gw-1/ab/7","gateway":"gw-1","#))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        #expect(object["reason"] == "503 \"sink\"\nunavailable\t\u{1}")
+        #expect(object["gateway"] == "gw-1")
+        #expect(object.count == 7)
+    }
+
+    @Test func handlerMergesLoggerAndEventMetadata() throws {
+        let lines = LineCollector()
+        var logger = Logger(label: "t") { JSONLogHandler(label: $0, write: lines.append) }
+        logger[metadataKey: "gateway"] = "gw-9"
+        logger.info("sent", metadata: ["batch": "gw-9/e/1", "gateway": "overridden"])
+        logger.debug("not shown at info")
+        let written = lines.all
+        #expect(written.count == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(written[0].utf8)) as? [String: String])
+        #expect(object["gateway"] == "overridden")
+        #expect(object["batch"] == "gw-9/e/1")
+        #expect(object["msg"] == "sent")
+        #expect(object["level"] == "info")
+    }
+}
+
+final class LineCollector: Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+}
