@@ -104,11 +104,16 @@ for _ in $(seq 1 60); do
   out=$("$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "$sink" 2>&1) && break
   sleep 0.5
 done
+# tributaryctl reads the operator token the aggregator wrote on its first start.
+export TRIBUTARY_AGGREGATOR="http://127.0.0.1:$http_port" TRIBUTARY_TOKEN_FILE="$work/aggregator/admin-token"
 echo "== tributaryctl status"
-"$bin/tributaryctl" --help >/dev/null
-"$bin/tributaryctl" status --aggregator "http://127.0.0.1:$http_port"
+"$bin/tributaryctl" status
 echo
-"$bin/tributaryctl" gateways --aggregator "http://127.0.0.1:$http_port"
+"$bin/tributaryctl" gateways --sort lag
+echo
+"$bin/tributaryctl" gateway gw-demo | head -16
+echo
+"$bin/tributaryctl" check --max-lag 1m --max-stale 0 || true
 echo
 echo "== tributary-sim verify"
 "$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "$sink"

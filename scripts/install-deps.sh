@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tributary needs to build, test and run its demo, when missing.
 set -euo pipefail
-packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev pkg-config tmux clickhouse-server)
+packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev pkg-config tmux clickhouse-server
+  python3-prometheus-client)  # the last: the reference parser the /metrics tests check against
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

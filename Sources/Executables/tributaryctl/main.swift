@@ -76,12 +76,14 @@ struct Gateways: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only gateways at least this far behind, e.g. 30s, 5m, 1h30m.", valueName: "duration"))
     var lagging: String?
 
-    func run() async throws {
-        var query = FleetQuery(order: sort, onlyStale: stale)
-        if let lagging {
-            guard let ms = Units.milliseconds(lagging) else { throw ValidationError("--lagging '\(lagging)' is not a duration such as 30s, 5m or 1h30m") }
-            query.laggingAtLeastMs = ms
+    func validate() throws {
+        if let lagging, Units.milliseconds(lagging) == nil {
+            throw ValidationError("--lagging '\(lagging)' is not a duration such as 30s, 5m or 1h30m")
         }
+    }
+
+    func run() async throws {
+        let query = FleetQuery(order: sort, onlyStale: stale, laggingAtLeastMs: lagging.flatMap(Units.milliseconds))
         let (view, _) = try await fetchFleet(connection)
         let rows = query.apply(view)
         if output.json {
@@ -221,12 +223,15 @@ struct Check: AsyncParsableCommand {
     @Flag(name: .long, help: "Do not treat a failing sink as critical.")
     var ignoreSink = false
 
-    func run() async throws {
-        var check = FleetCheck(maxStale: maxStale, sinkMustBeHealthy: !ignoreSink)
-        if let maxLag {
-            guard let ms = Units.milliseconds(maxLag) else { throw ValidationError("--max-lag '\(maxLag)' is not a duration such as 30s, 5m or 1h30m") }
-            check.maxLagMs = ms
+    func validate() throws {
+        if let maxLag, Units.milliseconds(maxLag) == nil {
+            throw ValidationError("--max-lag '\(maxLag)' is not a duration such as 30s, 5m or 1h30m")
         }
+        if let maxStale, maxStale < 0 { throw ValidationError("--max-stale must be 0 or more") }
+    }
+
+    func run() async throws {
+        let check = FleetCheck(maxLagMs: maxLag.flatMap(Units.milliseconds), maxStale: maxStale, sinkMustBeHealthy: !ignoreSink)
         let view: FleetView
         do {
             view = try await connection.client().fleet().view
