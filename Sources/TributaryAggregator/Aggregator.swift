@@ -125,7 +125,9 @@ public final class Aggregator: Sendable {
         }
         router.get("/metrics") { request, _ -> Response in
             if let refusal = Self.unauthorized(request, token) { return refusal }
-            let text = ingestor.metrics.render(try await fleetView(), sinkReady: ingestor.admissionStats.consecutiveSinkFailures == 0)
+            // Up means both: the last write succeeded and the sink answers now.
+            let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await sink.readinessProblem() == nil : false
+            let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp)
             return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }

@@ -37,7 +37,7 @@ public final class AggregatorMetrics: Sendable {
     public var readingsAccepted: UInt64 { counts.withLock { $0.readingsAccepted } }
 
     /// The exposition for `GET /metrics`.
-    public func render(_ view: FleetView, sinkReady: Bool) -> String {
+    public func render(_ view: FleetView, sinkUp: Bool) -> String {
         let c = counts.withLock { $0 }
         var p = PrometheusText()
         p.family("tributary_requests_total", .counter, help: "Batch and heartbeat requests by outcome.")
@@ -47,7 +47,7 @@ public final class AggregatorMetrics: Sendable {
         p.histogram("tributary_sink_write_seconds", help: "Time for the sink to commit a batch, including the wait for a coalesced write.",
                     sinkWriteSeconds.snapshot)
         let a = view.admission
-        p.single("tributary_sink_up", .gauge, help: "1 when the sink answers (its last write succeeded and it is reachable).", sinkReady ? 1 : 0)
+        p.single("tributary_sink_up", .gauge, help: "1 when the sink's last write succeeded and it answers now.", sinkUp ? 1 : 0)
         p.single("tributary_sink_failures_total", .counter, help: "Sink writes that failed (answered 503).", Double(a.sinkFailures))
         p.single("tributary_sink_writes_total", .counter, help: "Commits to the sink; fewer than batches when coalesced.", Double(view.sinkWrites.writes))
         p.single("tributary_in_flight_batches", .gauge, help: "Batches admitted toward the sink and not yet answered.", Double(a.inFlightBatches))
