@@ -13,7 +13,7 @@ public final class AgentStats: Sendable {
         var rateSample: (timeMs: Int64, ingested: Int64, acknowledged: Int64)?
         var ingestRate = 0.0
         var sendRate = 0.0
-        var lastExchange: ClockExchange?
+        var recentExchanges: [ClockExchange] = []
         var requests: [RequestResult: UInt64] = [:]
     }
 
@@ -44,10 +44,18 @@ public final class AgentStats: Sendable {
 
     public var requestCounts: [RequestResult: UInt64] { state.withLock { $0.requests } }
 
-    /// The last request timed on both ends, reported with the next one for the skew estimate.
-    public var lastExchange: ClockExchange? {
-        get { state.withLock { $0.lastExchange } }
-        set { state.withLock { $0.lastExchange = newValue } }
+    /// Keeps a request timed on both ends, for the skew estimate.
+    public func recordExchange(_ exchange: ClockExchange) {
+        state.withLock { s in
+            s.recentExchanges.append(exchange)
+            if s.recentExchanges.count > 8 { s.recentExchanges.removeFirst() }
+        }
+    }
+
+    /// Of the last 8 timed requests, the one with the shortest round trip: like NTP's clock
+    /// filter, it is the one least distorted by queueing and slow uploads.
+    public var bestRecentExchange: ClockExchange? {
+        state.withLock { $0.recentExchanges.min { $0.roundTripMs < $1.roundTripMs } }
     }
 
     public var brokerConnected: Bool {

@@ -46,7 +46,7 @@ struct SyncClient: Sendable {
             if let ack {
                 let exchange = ClockExchange(clientSentMs: sentMs, serverReceivedMs: ack.serverReceivedMs,
                                              serverSentMs: ack.serverTimeMs, clientReceivedMs: WallClock.nowMs())
-                if exchange.isComplete { stats.lastExchange = exchange }
+                if exchange.isComplete { stats.recordExchange(exchange) }
             }
             let outcome = interpret(status: response.status, headers: response.headers, ack: ack,
                                     text: String(buffer: bytes), identity: identity)
@@ -62,10 +62,11 @@ struct SyncClient: Sendable {
         switch (status, outcome) {
         case (200, .acknowledged(let duplicate)): heartbeat ? .heartbeat : duplicate ? .duplicate : .accepted
         case (429, _): .busy
+        case (408, _): .unreachable
         case (401, _), (403, _), (404, _): .misdirected
-        case (500...599, _): .unavailable
         case (_, .rejected): .rejected
-        default: .misdirected
+        // 5xx, and a 200 without a usable ack: the aggregator could not take it now.
+        default: .unavailable
         }
     }
 

@@ -17,7 +17,7 @@ public final class Uploader: Service {
     private let client: SyncClient
     private let logger: Logger
     private let reserve: DiskReserve
-    public static let agentVersion = "0.1.0"
+    public static let agentVersion = "0.2.0"
 
     public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, http: HTTPClient, logger: Logger) {
         self.config = config
@@ -181,8 +181,9 @@ public final class Uploader: Service {
     }
 
     /// The gateway's status as the aggregator's fleet registry wants it. The aggregator records
-    /// the status sent with a batch only once the batch is committed, so it describes the
-    /// gateway as it is then: without the batches of this round in the backlog.
+    /// the status sent with a batch once the batch is committed, so it describes the gateway as
+    /// it is then: without the round's batches in the backlog. Their figures ride along, for
+    /// the aggregator to add back if its sink refuses the batch (see status.proto).
     func status(excluding batches: [SealedBatch] = []) async -> Tributary_V1_GatewayStatus {
         let counters = buffer.snapshot
         let sequences = Set(batches.map(\.identity.sequence))
@@ -192,7 +193,8 @@ public final class Uploader: Service {
         var status = Tributary_V1_GatewayStatus()
         status.gatewayID = config.gatewayID
         status.agentVersion = Self.agentVersion
-        status.backlogReadings = UInt64(max(0, counters.unsealedReadings + counters.sealedReadings - Int64(batches.reduce(0) { $0 + $1.readingCount })))
+        let roundReadings = batches.reduce(0) { $0 + $1.readingCount }
+        status.backlogReadings = UInt64(max(0, counters.unsealedReadings + counters.sealedReadings - Int64(roundReadings)))
         status.backlogBytes = UInt64(max(0, facts?.1 ?? 0))
         status.oldestUnsentMs = facts?.0 ?? 0
         status.ingestedTotal = UInt64(counters.ingestedTotal)
@@ -211,14 +213,13 @@ public final class Uploader: Service {
         status.clockMs = now
         status.ingestRate = rates.ingest
         status.sendRate = rates.send
-        if let e = stats.lastExchange {
+        if let e = stats.bestRecentExchange {
             status.lastExchange.clientSentMs = e.clientSentMs
             status.lastExchange.serverReceivedMs = e.serverReceivedMs
             status.lastExchange.serverSentMs = e.serverSentMs
             status.lastExchange.clientReceivedMs = e.clientReceivedMs
         }
-        // If the sink refuses the round, the aggregator adds these back (see status.proto).
-        status.roundReadings = UInt64(batches.reduce(0) { $0 + $1.readingCount })
+        status.roundReadings = UInt64(roundReadings)
         status.roundOldestMs = batches.map(\.oldestReceivedMs).filter { $0 > 0 }.min() ?? 0
         return status
     }

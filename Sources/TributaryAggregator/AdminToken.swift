@@ -19,15 +19,7 @@ public struct AdminToken: Sendable {
         case .inline(let token):
             return AdminToken(value: token, origin: "admin.token")
         case .file(let path, let createIfMissing):
-            if createIfMissing, !FileManager.default.fileExists(atPath: path) {
-                var generator = SystemRandomNumberGenerator()
-                let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-                guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8),
-                                                     attributes: [.posixPermissions: 0o600]) else {
-                    throw AggregatorStartError(message: "cannot create the operator token file \(path)")
-                }
-                return AdminToken(value: token, origin: "\(path) (created now)")
-            }
+            if createIfMissing, let created = try create(path) { return created }
             let text: String
             do {
                 text = try String(contentsOfFile: path, encoding: .utf8)
@@ -38,8 +30,29 @@ public struct AdminToken: Sendable {
             guard token.count >= 16 else {
                 throw AggregatorStartError(message: "admin.token_file: \(path) holds fewer than 16 characters")
             }
-            return AdminToken(value: token, origin: path)
+            var info = stat()
+            let loose = stat(path, &info) == 0 && info.st_mode & 0o077 != 0
+            return AdminToken(value: token, origin: path + (loose ? " (WARNING: readable by other users; chmod 600 it)" : ""))
         }
+    }
+
+    /// Creates the file with a random token, atomically: O_EXCL, so two aggregators starting at
+    /// once cannot each write their own, and mode 0600 from the first byte. Nil if it exists.
+    private static func create(_ path: String) throws -> AdminToken? {
+        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+        if fd < 0 {
+            if errno == EEXIST { return nil }
+            throw AggregatorStartError(message: "cannot create the operator token file \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var generator = SystemRandomNumberGenerator()
+        let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let bytes = Array((token + "\n").utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
+            unlink(path)
+            throw AggregatorStartError(message: "cannot write the operator token file \(path): \(String(cString: strerror(errno)))")
+        }
+        return AdminToken(value: token, origin: "\(path) (created now)")
     }
 
     /// Checks an `Authorization` header; the comparison takes the same time wherever it differs.

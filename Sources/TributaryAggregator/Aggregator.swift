@@ -39,7 +39,8 @@ public final class Aggregator: Sendable {
         let boundPort = BoundPort()
         self.boundPort = boundPort
         let sink = self.sink
-        let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token)
+        let readiness = SinkReadiness(sink: sink, logger: logger)
+        let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token, readiness: readiness)
         application = Application(
             router: router,
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "tributary-aggregator"),
@@ -77,9 +78,10 @@ public final class Aggregator: Sendable {
     }
 
     static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor,
-                       token: AdminToken) -> Router<BasicRequestContext> {
+                       token: AdminToken, readiness: SinkReadiness) -> Router<BasicRequestContext> {
         let router = Router()
         router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
+            let receivedAtMs = WallClock.nowMs()
             // Admitted before the body is read, by its declared length: memory stays bounded
             // by max_in_flight_bytes however many agents send at once.
             let declared = request.headers[.contentLength].flatMap(Int.init) ?? config.limits.maxBodyBytes
@@ -95,7 +97,7 @@ public final class Aggregator: Sendable {
                 }
                 return await ingestor.process(
                     body: Array(buffer: body), contentType: request.headers[.contentType],
-                    contentEncoding: request.headers[.contentEncoding])
+                    contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs)
             }
             var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
             if let retryAfter = result.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
@@ -126,7 +128,7 @@ public final class Aggregator: Sendable {
         router.get("/metrics") { request, _ -> Response in
             if let refusal = Self.unauthorized(request, token) { return refusal }
             // Up means both: the last write succeeded and the sink answers now.
-            let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await sink.readinessProblem() == nil : false
+            let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
             let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp)
             return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -134,9 +136,9 @@ public final class Aggregator: Sendable {
         // Probes for service managers and load balancers: no token, nothing about the fleet.
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/readyz") { _, _ -> Response in
-            if let problem = await sink.readinessProblem() {
+            guard await readiness.problem() == nil else {
                 return Response(status: .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
-                                body: .init(byteBuffer: ByteBuffer(string: "not ready: sink \(sink): \(problem)\n")))
+                                body: .init(byteBuffer: ByteBuffer(string: "not ready: the sink does not answer (details in the aggregator's log and tributaryctl status)\n")))
             }
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
         }

@@ -94,9 +94,9 @@ public final class BatchIngestor: Sendable {
         inFlight.withLock { $0.stats }
     }
 
-    /// Decodes, validates and writes an admitted request.
-    func process(body: [UInt8], contentType: String?, contentEncoding: String?) async -> Response {
-        let receivedAtMs = WallClock.nowMs()
+    /// Decodes, validates and writes an admitted request. `receivedAtMs` is when its first byte
+    /// arrived (NTP's t2): stamped after a slow upload, it would bias the skew estimate.
+    func process(body: [UInt8], contentType: String?, contentEncoding: String?, receivedAtMs: Int64 = WallClock.nowMs()) async -> Response {
         let request: Tributary_V1_SyncRequest
         do throws(RequestError) {
             request = try decode(body: body, contentType: contentType, contentEncoding: contentEncoding)
@@ -111,6 +111,7 @@ public final class BatchIngestor: Sendable {
             do {
                 try await registry.record(status, event: .heartbeat, receivedAtMs: receivedAtMs)
             } catch {
+                metrics.count(.refused)
                 return reply(503, .retry, reason: "fleet registry unavailable: \(error)", retryAfterMs: 5000, receivedAtMs: receivedAtMs)
             }
             metrics.count(.heartbeat)
@@ -133,6 +134,7 @@ public final class BatchIngestor: Sendable {
         do {
             batchBytes = try request.batch.serializedBytes()
         } catch {
+            metrics.count(.refused)
             return reply(500, .retry, identity: identity, reason: "cannot re-encode the batch for its digest: \(error)",
                          retryAfterMs: 5000, receivedAtMs: receivedAtMs)
         }
@@ -223,14 +225,14 @@ public final class BatchIngestor: Sendable {
     private func checkStatus(_ request: Tributary_V1_SyncRequest) throws(RequestError) {
         let gateway = request.status.gatewayID
         guard request.hasStatus, GatewayID.isValid(gateway) else {
-            throw RequestError(status: 400, reason: "status.gateway_id '\(gateway.prefix(64))' is missing or not a valid id")
+            throw RequestError(status: 400, reason: "status.gateway_id '\(Printable.clean(gateway, maxLength: 64))' is missing or not a valid id")
         }
     }
 
     private func checkBatch(_ request: Tributary_V1_SyncRequest) throws(RequestError) -> [Reading] {
         let gateway = request.status.gatewayID
         guard request.batch.id.gatewayID == gateway else {
-            throw RequestError(status: 400, reason: "batch belongs to '\(request.batch.id.gatewayID.prefix(64))' but the status to '\(gateway)'")
+            throw RequestError(status: 400, reason: "batch belongs to '\(Printable.clean(request.batch.id.gatewayID, maxLength: 64))' but the status to '\(gateway)'")
         }
         do {
             return try BatchCodec.decode(request.batch, limits: limits.batch)
@@ -241,7 +243,8 @@ public final class BatchIngestor: Sendable {
 
     /// A refusal decided outside `process` (e.g. by the HTTP layer), as an ack.
     func refusal(_ status: Int, reason: String) -> Response {
-        reply(status, .rejected, reason: reason)
+        metrics.count(.rejected)
+        return reply(status, .rejected, reason: reason)
     }
 
     private func reply(_ status: Int, _ outcome: Tributary_V1_Ack.Outcome, identity: BatchIdentity? = nil,

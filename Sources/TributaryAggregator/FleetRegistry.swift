@@ -40,7 +40,7 @@ public final class FleetRegistry: Sendable {
             var columns: Set<String> = []
             try c.forEach("PRAGMA table_info(gateways)") { row in columns.insert(row.string(1) ?? "") }
             if !columns.contains("round_trip_ms") {
-                try c.execute("ALTER TABLE gateways ADD COLUMN round_trip_ms INTEGER NOT NULL DEFAULT 0")
+                try c.execute("ALTER TABLE gateways ADD COLUMN round_trip_ms INTEGER NOT NULL DEFAULT -1")
             }
             if !columns.contains("last_batch_ms") {
                 try c.execute("ALTER TABLE gateways ADD COLUMN last_batch_ms INTEGER NOT NULL DEFAULT 0")
@@ -75,8 +75,8 @@ public final class FleetRegistry: Sendable {
     /// the gateway once the batch is committed; when the sink refused it, the round's readings
     /// are added back so the backlog shown is what the gateway really holds.
     public func record(_ status: Tributary_V1_GatewayStatus, event: Event, receivedAtMs: Int64) async throws {
-        var adjusted = status
-        if case .refused = event { adjusted = Self.uncommitted(status) }
+        var adjusted = status.sanitized()
+        if case .refused = event { adjusted = Self.uncommitted(adjusted) }
         let status = adjusted
         let blob = try status.serializedBytes() as [UInt8]
         let (skew, roundTrip) = Self.clock(status, receivedAtMs: receivedAtMs)
@@ -101,9 +101,17 @@ public final class FleetRegistry: Sendable {
                         clock_skew_ms = excluded.clock_skew_ms, round_trip_ms = excluded.round_trip_ms,
                         last_batch_ms = max(last_batch_ms, excluded.last_batch_ms)
                     """, [status.gatewayID, receivedAtMs, blob, readings, batches, duplicates, skew, roundTrip, batchTime])
-                _ = try c.run("""
-                    INSERT INTO sync_events (gateway_id, at_ms, kind, batch, readings, detail) VALUES (?, ?, ?, ?, ?, ?)
-                    """, [status.gatewayID, entry.atMs, entry.kind.rawValue, entry.batch, entry.readings, entry.detail])
+                // Heartbeats in a row are one entry, moved forward: an idle gateway's heartbeats
+                // would otherwise push its last refusals and errors out of the history.
+                let merged = entry.kind == .heartbeat ? try c.run("""
+                    UPDATE sync_events SET at_ms = ? WHERE kind = 'heartbeat' AND id =
+                        (SELECT max(id) FROM sync_events WHERE gateway_id = ?)
+                    """, [entry.atMs, status.gatewayID]) : 0
+                if merged == 0 {
+                    _ = try c.run("""
+                        INSERT INTO sync_events (gateway_id, at_ms, kind, batch, readings, detail) VALUES (?, ?, ?, ?, ?, ?)
+                        """, [status.gatewayID, entry.atMs, entry.kind.rawValue, entry.batch, entry.readings, entry.detail])
+                }
                 _ = try c.run("""
                     DELETE FROM sync_events WHERE gateway_id = ? AND id <=
                         (SELECT id FROM sync_events WHERE gateway_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
@@ -112,7 +120,8 @@ public final class FleetRegistry: Sendable {
         }
     }
 
-    /// The status as it is while the round's batches are still on the gateway.
+    /// The status as it is while the round's batches are still on the gateway. (Both figures
+    /// are bounded by `sanitized()`, so the sum cannot overflow.)
     static func uncommitted(_ status: Tributary_V1_GatewayStatus) -> Tributary_V1_GatewayStatus {
         var status = status
         status.backlogReadings += status.roundReadings
@@ -126,13 +135,13 @@ public final class FleetRegistry: Sendable {
 
     /// Skew and round trip from the gateway's last completed exchange (NTP-style). Without one
     /// (its first request), the gateway's send time against our receive time: skew plus the
-    /// one-way delay.
+    /// one-way delay, with the round trip -1 (unknown).
     static func clock(_ status: Tributary_V1_GatewayStatus, receivedAtMs: Int64) -> (skewMs: Int64, roundTripMs: Int64) {
         let e = status.lastExchange
         let exchange = ClockExchange(clientSentMs: e.clientSentMs, serverReceivedMs: e.serverReceivedMs,
                                      serverSentMs: e.serverSentMs, clientReceivedMs: e.clientReceivedMs)
         if status.hasLastExchange, exchange.isComplete { return (exchange.gatewayAheadMs, exchange.roundTripMs) }
-        return (status.clockMs > 0 ? status.clockMs - receivedAtMs : 0, 0)
+        return (status.clockMs > 0 ? status.clockMs.saturatingMinus(receivedAtMs) : 0, -1)
     }
 
     static func historyEntry(_ event: Event, atMs: Int64) -> SyncEvent {
@@ -140,8 +149,11 @@ public final class FleetRegistry: Sendable {
         case .accepted(let id, let n): SyncEvent(atMs: atMs, kind: .accepted, batch: "\(id)", readings: n)
         case .duplicate(let id, let n): SyncEvent(atMs: atMs, kind: .duplicate, batch: "\(id)", readings: n)
         case .heartbeat: SyncEvent(atMs: atMs, kind: .heartbeat)
-        case .refused(let id, let n, let reason): SyncEvent(atMs: atMs, kind: .refused, batch: "\(id)", readings: n, detail: reason)
-        case .rejected(let id, let reason): SyncEvent(atMs: atMs, kind: .rejected, batch: id.map { "\($0)" } ?? "", detail: reason)
+        case .refused(let id, let n, let reason):
+            SyncEvent(atMs: atMs, kind: .refused, batch: "\(id)", readings: n, detail: Printable.clean(reason, maxLength: 512))
+        case .rejected(let id, let reason):
+            SyncEvent(atMs: atMs, kind: .rejected, batch: id.map { Printable.clean("\($0)", maxLength: 256) } ?? "",
+                      detail: Printable.clean(reason, maxLength: 512))
         }
     }
 

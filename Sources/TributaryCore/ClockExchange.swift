@@ -15,9 +15,12 @@ public struct ClockExchange: Sendable, Equatable {
         self.clientReceivedMs = clientReceivedMs
     }
 
-    /// All four times are known and in order on each clock.
+    /// All four times are known, plausible, and in order on each clock. (Plausible: between 1970
+    /// and the year 10000, so that the arithmetic below cannot overflow whatever a client sends.)
     public var isComplete: Bool {
-        clientSentMs > 0 && serverReceivedMs > 0 && serverSentMs >= serverReceivedMs && clientReceivedMs >= clientSentMs
+        let plausible: ClosedRange<Int64> = 1...253_402_300_800_000
+        return [clientSentMs, serverReceivedMs, serverSentMs, clientReceivedMs].allSatisfy(plausible.contains)
+            && serverSentMs >= serverReceivedMs && clientReceivedMs >= clientSentMs
     }
 
     /// The gateway's clock minus the aggregator's (positive: the gateway is ahead).

@@ -114,7 +114,8 @@ public struct GatewayView: Codable, Sendable, Equatable {
     /// The gateway's clock minus the aggregator's (positive: the gateway is ahead), estimated
     /// NTP-style from its last completed request; accurate to about half `roundTripMs`.
     public var clockSkewMs: Int64
-    /// Network round trip of that request, without the aggregator's own time; 0 if unknown.
+    /// Network round trip of that request, without the aggregator's own time; -1 if no timed
+    /// request is known yet (the skew is then the gateway's clock minus the receive time).
     public var roundTripMs: Int64
     /// When the aggregator last wrote a batch from this gateway; 0 if never.
     public var lastBatchMs: Int64
@@ -141,13 +142,20 @@ public struct GatewayView: Codable, Sendable, Equatable {
         lastError = ""
         lastErrorMs = 0
         clockSkewMs = 0
-        roundTripMs = 0
+        roundTripMs = -1
         lastBatchMs = 0
     }
 
-    /// How far behind the gateway is: the age of its oldest unacknowledged reading.
+    /// How far behind the gateway is: the age of its oldest unacknowledged reading. That time is
+    /// on the gateway's clock, so it is moved onto the aggregator's (`nowMs`) by the estimated
+    /// skew first; otherwise a gateway with a slow clock would look behind while caught up.
     public func lagMs(nowMs: Int64) -> Int64 {
-        oldestUnsentMs > 0 ? max(0, nowMs - oldestUnsentMs) : 0
+        oldestUnsentMs > 0 ? max(0, nowMs.saturatingMinus(aggregatorTime(oldestUnsentMs))) : 0
+    }
+
+    /// A time the gateway reported (its clock) on the aggregator's clock.
+    public func aggregatorTime(_ gatewayMs: Int64) -> Int64 {
+        gatewayMs.saturatingMinus(clockSkewMs)
     }
 
     enum CodingKeys: String, CodingKey {

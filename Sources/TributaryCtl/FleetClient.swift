@@ -67,6 +67,8 @@ public struct FleetClient: Sendable {
                                     defaultFile: String = "/var/lib/tributary-aggregator/admin-token") throws(FetchError) -> String? {
         if let flag, !flag.isEmpty { return flag }
         if let env = environment["TRIBUTARY_TOKEN"], !env.isEmpty { return env }
+        // An empty TRIBUTARY_TOKEN_FILE means "no file": not even the aggregator's own.
+        if file == nil, environment["TRIBUTARY_TOKEN_FILE"] == "" { return nil }
         if let path = file ?? environment["TRIBUTARY_TOKEN_FILE"] {
             do {
                 return try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -6,14 +6,14 @@ public enum FleetRendering {
     public static func status(_ view: FleetView, aggregator: String) -> String {
         let now = view.generatedAtMs
         let stale = view.gateways.filter(\.stale).count
-        let backlog = view.gateways.reduce(UInt64(0)) { $0 + $1.backlogReadings }
+        let backlog = view.gateways.saturatingSum(\.backlogReadings)
         let worst = view.gateways.max { $0.lagMs(nowMs: now) < $1.lagMs(nowMs: now) }
-        let synced = view.gateways.reduce(UInt64(0)) { $0 + $1.readingsSynced }
-        let quarantined = view.gateways.reduce(UInt64(0)) { $0 + $1.quarantinedTotal }
-        let dropped = view.gateways.reduce(UInt64(0)) { $0 + $1.droppedTotal }
+        let synced = view.gateways.saturatingSum(\.readingsSynced)
+        let quarantined = view.gateways.saturatingSum(\.quarantinedTotal)
+        let dropped = view.gateways.saturatingSum(\.droppedTotal)
         let ingest = view.gateways.filter { !$0.stale }.reduce(0.0) { $0 + $1.ingestRate }
         let withErrors = view.gateways.filter { !$0.lastError.isEmpty }.count
-        let setAside = view.gateways.reduce(UInt64(0)) { $0 + $1.setAsideBatches }
+        let setAside = view.gateways.saturatingSum(\.setAsideBatches)
         let full = view.gateways.filter { $0.bufferFull && !$0.stale }.count
         let a = view.admission
         let sinkHealth = a.consecutiveSinkFailures == 0
@@ -35,7 +35,7 @@ public enum FleetRendering {
         ]
         if full > 0 { lines.append("buffer full  \(full) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
         if withErrors > 0 { lines.append("errors       \(withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
-        return lines.joined(separator: "\n") + "\n"
+        return Printable.lines(lines.joined(separator: "\n") + "\n")
     }
 
     /// One row per gateway, in the order given (all of them, by id, when nil).
@@ -67,30 +67,30 @@ public enum FleetRendering {
         var lines = [
             "gateway      \(g.gatewayID) (\(state(g)); agent \(g.agentVersion.isEmpty ? "?" : g.agentVersion))",
             "last seen    \(lastSeen(g, nowMs: now)); stale after \(HumanUnits.duration(ms: Int64(detail.staleAfterSeconds) * 1000)) of silence",
-            "last batch   " + (g.lastBatchMs > 0 ? HumanUnits.duration(ms: now - g.lastBatchMs) + " ago" : "never"),
+            "last batch   " + (g.lastBatchMs > 0 ? HumanUnits.duration(ms: now.saturatingMinus(g.lastBatchMs)) + " ago" : "never"),
             "broker       " + (g.brokerConnected ? "connected" : "NOT connected"),
             "backlog      \(HumanUnits.count(g.backlogReadings)) readings, buffer \(HumanUnits.bytes(g.backlogBytes))",
             "lag          " + (g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) + " (oldest unsent reading)" : "none, caught up"),
             "rates        ingest \(HumanUnits.rate(g.ingestRate)), send \(HumanUnits.rate(g.sendRate))",
             "synced       \(HumanUnits.count(g.readingsSynced)) readings in \(HumanUnits.count(g.batchesSynced)) batches; \(HumanUnits.count(g.duplicateBatches)) resends answered duplicate",
             "losses       \(HumanUnits.count(g.droppedTotal)) readings dropped, \(HumanUnits.count(g.quarantinedTotal)) payloads quarantined, \(HumanUnits.count(g.setAsideBatches)) batches set aside",
-            "clock        " + (g.roundTripMs > 0
+            "clock        " + (g.roundTripMs >= 0
                 ? "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (±\(HumanUnits.duration(ms: (g.roundTripMs + 1) / 2)), round trip \(HumanUnits.duration(ms: g.roundTripMs)))"
                 : "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (one-way estimate)"),
-            "last error   " + (g.lastError.isEmpty ? "-" : "\(g.lastError) (\(HumanUnits.duration(ms: now - g.lastErrorMs)) ago)"),
+            "last error   " + (g.lastError.isEmpty ? "-" : "\(g.lastError) (\(HumanUnits.duration(ms: now.saturatingMinus(g.aggregatorTime(g.lastErrorMs)))) ago)"),
             "",
             "recent sync history (newest first):",
         ]
         if detail.history.isEmpty { lines.append("  (none)") }
         let rows = detail.history.prefix(20).map { e -> [String] in
-            [HumanUnits.duration(ms: now - e.atMs) + " ago", e.kind.rawValue, e.batch.isEmpty ? "-" : e.batch,
+            [HumanUnits.duration(ms: now.saturatingMinus(e.atMs)) + " ago", e.kind.rawValue, e.batch.isEmpty ? "-" : e.batch,
              e.readings > 0 ? HumanUnits.count(e.readings) : "-", e.detail.isEmpty ? "" : String(e.detail.prefix(80))]
         }
         if !rows.isEmpty {
             lines.append(table(header: ["WHEN", "WHAT", "BATCH", "READINGS", "DETAIL"], rows: rows)
                 .split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         }
-        return lines.joined(separator: "\n") + "\n"
+        return Printable.lines(lines.joined(separator: "\n") + "\n")
     }
 
     static func state(_ g: GatewayView) -> String {
@@ -98,7 +98,7 @@ public enum FleetRendering {
     }
 
     static func lastSeen(_ g: GatewayView, nowMs: Int64) -> String {
-        g.lastSeenMs > 0 ? HumanUnits.duration(ms: nowMs - g.lastSeenMs) + " ago" : "never"
+        g.lastSeenMs > 0 ? HumanUnits.duration(ms: nowMs.saturatingMinus(g.lastSeenMs)) + " ago" : "never"
     }
 
     static func table(header: [String], rows: [[String]]) -> String {
@@ -111,7 +111,7 @@ public enum FleetRendering {
                 i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }
-        return ([line(header)] + rows.map(line)).map { $0.trailingSpacesRemoved }.joined(separator: "\n") + "\n"
+        return Printable.lines(([line(header)] + rows.map(line)).map { $0.trailingSpacesRemoved }.joined(separator: "\n") + "\n")
     }
 }
 

@@ -21,7 +21,8 @@ public enum HumanUnits {
     }
 
     public static func rate(_ perSecond: Double) -> String {
-        perSecond < 1000 ? format(perSecond) + "/s" : count(Int64(perSecond)) + "/s"
+        guard perSecond.isFinite, perSecond >= 0 else { return "?/s" }
+        return perSecond < 1000 ? format(perSecond) + "/s" : count(Int64(min(perSecond, 9e18))) + "/s"
     }
 
     public static func duration(ms: Int64) -> String {
@@ -36,7 +37,7 @@ public enum HumanUnits {
     /// A duration that may be negative, with its sign: +1.2s, -350ms, 0ms.
     public static func signedDuration(ms: Int64) -> String {
         guard ms != 0 else { return "0ms" }
-        let sign = ms > 0 ? "+" : "-", size = abs(ms)
+        let sign = ms > 0 ? "+" : "-", size = ms == .min ? .max : abs(ms)
         // Skew is read to the tenth of a second: 2.4 s matters, "2s" would hide it.
         if size >= 1000 && size < 60_000 { return sign + format1(Double(size) / 1000) + "s" }
         return sign + duration(ms: size)

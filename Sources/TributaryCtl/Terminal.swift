@@ -44,6 +44,7 @@ public final class Terminal: Sendable {
 
     /// Redraws in place: home, each line cleared to its end, then the rest of the screen cleared.
     public func draw(_ lines: [String]) {
+        guard !restored.load(ordering: .acquiring) else { return }  // a signal ended the screen
         write("\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\r\n") + "\u{1B}[J")
     }
 

@@ -11,7 +11,7 @@ public struct WatchHistory: Sendable, Equatable {
     public mutating func add(_ view: FleetView) {
         let live = view.gateways.filter { !$0.stale }
         ingestRates.append(live.reduce(0) { $0 + $1.ingestRate })
-        backlogs.append(Double(view.gateways.reduce(UInt64(0)) { $0 + $1.backlogReadings }))
+        backlogs.append(Double(view.gateways.saturatingSum(\.backlogReadings)))
         if ingestRates.count > capacity { ingestRates.removeFirst(ingestRates.count - capacity) }
         if backlogs.count > capacity { backlogs.removeFirst(backlogs.count - capacity) }
     }
@@ -40,7 +40,7 @@ public enum WatchScreen {
                               intervalSeconds: Double, width: Int, height: Int, problem: String? = nil) -> [String] {
         let now = view.generatedAtMs
         let stale = view.gateways.filter(\.stale).count
-        let backlog = view.gateways.reduce(UInt64(0)) { $0 + $1.backlogReadings }
+        let backlog = view.gateways.saturatingSum(\.backlogReadings)
         let worst = view.gateways.max { $0.lagMs(nowMs: now) < $1.lagMs(nowMs: now) }
         let ingest = history.ingestRates.last ?? 0
         let a = view.admission
@@ -50,8 +50,8 @@ public enum WatchScreen {
             "tributary fleet  \(aggregator)  \(clock)  every \(HumanUnits.duration(ms: Int64(intervalSeconds * 1000)))  q: quit",
             "gateways \(view.gateways.count) (\(view.gateways.count - stale) online, \(stale) stale)   sink \(view.sink): \(sink)",
             "worst lag " + (worst.map { "\(HumanUnits.duration(ms: $0.lagMs(nowMs: now))) (\($0.gatewayID))" } ?? "-")
-                + "   dropped \(HumanUnits.count(view.gateways.reduce(UInt64(0)) { $0 + $1.droppedTotal }))"
-                + "   quarantined \(HumanUnits.count(view.gateways.reduce(UInt64(0)) { $0 + $1.quarantinedTotal }))",
+                + "   dropped \(HumanUnits.count(view.gateways.saturatingSum(\.droppedTotal)))"
+                + "   quarantined \(HumanUnits.count(view.gateways.saturatingSum(\.quarantinedTotal)))",
             "ingest  " + pad(HumanUnits.rate(ingest), 10) + "  " + Sparkline.render(history.ingestRates, width: spark),
             "backlog " + pad(HumanUnits.count(backlog), 10) + "  " + Sparkline.render(history.backlogs, width: spark),
             "",
@@ -71,7 +71,7 @@ public enum WatchScreen {
             }).split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
         if rows.count > shown.count { table.append("... \(rows.count - shown.count) more (tributaryctl gateways --sort lag)") }
         lines += table
-        return lines.prefix(height).map { clip($0, width) }
+        return lines.prefix(height).map { clip(Printable.lines($0), width) }
     }
 
     static func pad(_ text: String, _ width: Int) -> String {

@@ -78,7 +78,7 @@ import TributaryWire
         #expect(skew == 2_005)
         #expect(roundTrip == 70)
         status.clearLastExchange()
-        #expect(FleetRegistry.clock(status, receivedAtMs: 20_000) == (99_979_999, 0))
+        #expect(FleetRegistry.clock(status, receivedAtMs: 20_000) == (99_979_999, -1))
     }
 
     /// A registry written by the previous release (no history, no round trip) opens, keeps its
@@ -106,6 +106,59 @@ import TributaryWire
         #expect(view.backlogReadings == 7)
         try await registry.record(Self.status("gw-old", backlog: 0, oldest: 0), event: .heartbeat, receivedAtMs: 6)
         #expect(try #require(try await registry.gateway("gw-old", nowMs: 6, staleAfterSeconds: 60)).history.count == 1)
+        registry.close()
+        let reopened = try FleetRegistry(path: path)  // a second open finds version 2 and changes nothing
+        defer { reopened.close() }
+        #expect(try await reopened.gateways(nowMs: 6, staleAfterSeconds: 60).map(\.readingsSynced) == [42])
+        let check = try SQLiteDatabase(path: path, readOnly: true)
+        defer { check.close() }
+        #expect(try check.withConnection { c throws(SQLiteError) in try c.scalar("PRAGMA user_version")?.int64 } == 2)
+    }
+
+    /// Heartbeats in a row are one history entry, so an idle gateway keeps its last refusals.
+    @Test func heartbeatsInARowAreOneEntry() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let registry = try FleetRegistry(path: dir.file("registry.sqlite"))
+        defer { registry.close() }
+        let id = BatchIdentity(gatewayID: "gw-1", epoch: "e", sequence: 1)
+        try await registry.record(Self.status(backlog: 1, oldest: 1), event: .refused(id, readings: 1, reason: "down"), receivedAtMs: 1)
+        for t in 2...50 { try await registry.record(Self.status(backlog: 1, oldest: 1), event: .heartbeat, receivedAtMs: Int64(t)) }
+        try await registry.record(Self.status(backlog: 0, oldest: 0), event: .accepted(id, readings: 1), receivedAtMs: 51)
+        try await registry.record(Self.status(backlog: 0, oldest: 0), event: .heartbeat, receivedAtMs: 52)
+        let history = try #require(try await registry.gateway("gw-1", nowMs: 52, staleAfterSeconds: 60)).history
+        #expect(history.map(\.kind) == [.heartbeat, .accepted, .heartbeat, .refused])
+        #expect(history.map(\.atMs) == [52, 51, 50, 1])
+    }
+
+    /// `/v1/batches` is open to any client: a status with absurd figures must neither crash the
+    /// aggregator (overflow traps) nor break the fleet view (JSON has no NaN) nor carry escape
+    /// sequences to operators' terminals.
+    @Test func hostileStatusIsStoredHarmlessly() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let registry = try FleetRegistry(path: dir.file("registry.sqlite"))
+        defer { registry.close() }
+        var status = Self.status(backlog: .max, oldest: .max, round: .max, roundOldest: .min)
+        status.lastError = "x\u{1B}]52;c;AAAA\u{07}"
+        status.agentVersion = String(repeating: "v", count: 10_000)
+        status.ingestRate = .nan
+        status.sendRate = -.infinity
+        status.clockMs = .min
+        status.lastExchange.clientSentMs = .max
+        status.lastExchange.serverReceivedMs = 1
+        status.lastExchange.serverSentMs = 1
+        status.lastExchange.clientReceivedMs = .max
+        let id = BatchIdentity(gatewayID: "gw-1", epoch: "e", sequence: 1)
+        try await registry.record(status, event: .refused(id, readings: 1, reason: "down\u{1B}[2J"), receivedAtMs: 1_000)
+        let detail = try #require(try await registry.gateway("gw-1", nowMs: 1_000, staleAfterSeconds: 60))
+        let g = detail.gateway
+        #expect(g.backlogReadings == 2 << 48 && g.oldestUnsentMs == 0)
+        #expect(g.ingestRate == 0 && g.sendRate == 0)
+        #expect(g.lastError == "x?]52;c;AAAA?" && g.agentVersion.count == 64)
+        #expect(g.clockSkewMs == 0 && g.roundTripMs == -1)
+        #expect(detail.history.first?.detail == "down?[2J")
+        _ = try JSONEncoder().encode(detail)  // the fleet view still encodes
     }
 }
 

@@ -25,6 +25,25 @@ import Testing
         #expect(!ClockExchange(clientSentMs: 0, serverReceivedMs: 5, serverSentMs: 6, clientReceivedMs: 7).isComplete)
         #expect(!ClockExchange(clientSentMs: 10, serverReceivedMs: 5, serverSentMs: 4, clientReceivedMs: 11).isComplete)
         #expect(!ClockExchange(clientSentMs: 10, serverReceivedMs: 5, serverSentMs: 6, clientReceivedMs: 9).isComplete)
+        // What a hostile client could send to make the arithmetic overflow.
+        let hostile = ClockExchange(clientSentMs: .max, serverReceivedMs: 1, serverSentMs: 1, clientReceivedMs: .max)
+        #expect(!hostile.isComplete)
+    }
+}
+
+@Suite struct PrintableTests {
+    @Test func controlCharactersBecomeQuestionMarks() {
+        #expect(Printable.clean("a\u{1B}[2Jb\u{7F}c\u{9B}d\té") == "a?[2Jb?c?d?é")
+        #expect(Printable.clean("abcdef", maxLength: 3) == "abc")
+        #expect(Printable.lines("one\ntwo\u{1B}") == "one\ntwo?")
+    }
+
+    @Test func saturatingArithmetic() {
+        #expect([UInt64.max, 5].saturatingSum { $0 } == .max)
+        #expect([UInt64(2), 5].saturatingSum { $0 } == 7)
+        #expect(Int64.min.saturatingMinus(1) == .min)
+        #expect(Int64.max.saturatingMinus(-1) == .max)
+        #expect(Int64(5).saturatingMinus(7) == -2)
     }
 }
 

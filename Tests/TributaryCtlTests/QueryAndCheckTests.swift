@@ -23,7 +23,7 @@ import TributaryCore
     @Test func checkPassesWithinThresholds() {
         let (code, lines) = FleetCheck(maxLagMs: 300_000, maxStale: 1).evaluate(Fixtures.fleet)
         #expect(code == .ok)
-        #expect(lines == ["OK: 3 gateways, 1 stale, worst lag 4m10s"])
+        #expect(lines == ["OK: 3 gateways, 1 stale, worst lag 4m12s"])
     }
 
     @Test func checkNamesEveryProblem() {
@@ -34,7 +34,7 @@ import TributaryCore
         #expect(code == .critical)
         #expect(lines == [
             "CRITICAL: 3 problem(s)",
-            "gateway gw-dam-07 is 4m10s behind (max 1m00s)",
+            "gateway gw-dam-07 is 4m12s behind (max 1m00s)",
             "1 gateways stale (max 0): gw-pump-3",
             "sink sqlite:/var/lib/tributary-aggregator/sink.sqlite failing: 4 writes in a row, last: ClickHouse unreachable",
         ])
@@ -63,11 +63,39 @@ import TributaryCore
         #expect(HumanUnits.duration(ms: ms) == text)
     }
 
+    /// A gateway can put anything in its status; none of it may reach the terminal as control
+    /// characters (an OSC 52 sequence would write the operator's clipboard), and odd numbers
+    /// must not crash the renderer.
+    @Test func hostileStatusIsRenderedHarmlessly() {
+        var view = Fixtures.fleet
+        view.gateways[0].lastError = "boom\u{1B}]52;c;ZWNobyBwd25lZA==\u{07}\u{9B}31m"
+        view.gateways[0].agentVersion = "0.1\u{1B}[2J"
+        view.gateways[0].ingestRate = .nan
+        view.gateways[1].ingestRate = .infinity
+        view.gateways[0].backlogReadings = .max
+        view.gateways[1].backlogReadings = .max
+        view.gateways[0].lastErrorMs = .min
+        view.gateways[0].clockSkewMs = .max
+        var detail = Fixtures.detail
+        detail.gateway = view.gateways[0]
+        let outputs = [FleetRendering.status(view, aggregator: "a"), FleetRendering.gatewaysTable(view), FleetRendering.gatewayDetail(detail),
+                       WatchScreen.render(view, history: WatchHistory(), aggregator: "a", clock: "c", intervalSeconds: 1,
+                                          width: 200, height: 30).joined(separator: "\n")]
+        for output in outputs {
+            #expect(!output.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" || (0x7F...0x9F).contains($0.value) }, "\(output)")
+        }
+        #expect(outputs[1].contains("boom?]52;c;ZWNobyBwd25lZA==??31m"))
+        #expect(outputs[1].contains("?/s"))
+    }
+
     @Test func tokenPrecedence() throws {
         let env = ["TRIBUTARY_TOKEN": "from-env"]
         #expect(try FleetClient.resolveToken(flag: "flag", file: nil, environment: env, defaultFile: "/nonexistent") == "flag")
         #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: env, defaultFile: "/nonexistent") == "from-env")
         #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: [:], defaultFile: "/nonexistent") == nil)
+        #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: [:], defaultFile: "/etc/hostname") != nil)
+        #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: ["TRIBUTARY_TOKEN_FILE": ""], defaultFile: "/etc/hostname") == nil,
+                "an empty TRIBUTARY_TOKEN_FILE turns the default file off")
         #expect(throws: FleetClient.FetchError.self) {
             try FleetClient.resolveToken(flag: nil, file: "/nonexistent/token", environment: [:])
         }

@@ -13,7 +13,7 @@ import TributaryCore
         in flight    3/64 batches, 146.5KiB/64.0MiB toward the sink; 12 refused busy (429) since start
         gateways     3 total, 2 online, 1 stale (silent > 2m00s)
         backlog      48.3k readings
-        worst lag    4m10s (gw-dam-07)
+        worst lag    4m12s (gw-dam-07)
         ingest       1.8k/s
         synced       1.3M readings
         quarantined  2 payloads
@@ -27,8 +27,8 @@ import TributaryCore
     @Test func gatewaysTable() {
         #expect(FleetRendering.gatewaysTable(Fixtures.fleet) == """
         GATEWAY        STATE   LAST SEEN  LAG    BACKLOG  INGEST   SYNCED  QUARANTINED  DROPPED  SET ASIDE  SKEW   LAST ERROR
-        gw-dam-07      online  3s ago     4m10s  48.2k    1.3k/s   88.0k   2            17       0          +2.4s  aggregator answered 503: sink unavailable: ClickHouse unreac
-        gw-harbour-01  online  1s ago     900ms  120      512.4/s  1.2M    0            0        0          -35ms  -
+        gw-dam-07      online  3s ago     4m12s  48.2k    1.3k/s   88.0k   2            17       0          +2.4s  aggregator answered 503: sink unavailable: ClickHouse unreac
+        gw-harbour-01  online  1s ago     865ms  120      512.4/s  1.2M    0            0        0          -35ms  -
         gw-pump-3      stale   2h03m ago  -      0        0.0/s    5.0k    0            0        1          0ms    -
 
         """)
@@ -41,12 +41,12 @@ import TributaryCore
         last batch   4m20s ago
         broker       connected
         backlog      48.2k readings, buffer 9.3MiB
-        lag          4m10s (oldest unsent reading)
+        lag          4m12s (oldest unsent reading)
         rates        ingest 1.3k/s, send 0.0/s
         synced       88.0k readings in 40 batches; 3 resends answered duplicate
         losses       17 readings dropped, 2 payloads quarantined, 0 batches set aside
         clock        gateway +2.4s vs the aggregator (±40ms, round trip 80ms)
-        last error   aggregator answered 503: sink unavailable: ClickHouse unreachable (5s ago)
+        last error   aggregator answered 503: sink unavailable: ClickHouse unreachable (7s ago)
 
         recent sync history (newest first):
           WHEN       WHAT       BATCH              READINGS  DETAIL
@@ -74,13 +74,13 @@ import TributaryCore
         #expect(lines.joined(separator: "\n") == """
         tributary fleet  http://10.0.0.5:8470  08:15:02  every 2s  q: quit
         gateways 3 (2 online, 1 stale)   sink sqlite:/var/lib/tributary-aggregator/sink.sqlite: healthy
-        worst lag 4m10s (gw-dam-07)   dropped 17   quarantined 2
+        worst lag 4m12s (gw-dam-07)   dropped 17   quarantined 2
         ingest  1.8k/s                                                             ▁▂▄▇█
         backlog 48.3k                                                              █████
 
         GATEWAY        STATE   LAST SEEN  LAG    BACKLOG  INGEST   SEND   LAST ERROR
-        gw-dam-07      online  3s ago     4m10s  48.2k    1.3k/s   0.0/s  aggregator answered 503: sink una…
-        gw-harbour-01  online  1s ago     900ms  120      512.4/s  498/s  -
+        gw-dam-07      online  3s ago     4m12s  48.2k    1.3k/s   0.0/s  aggregator answered 503: sink una…
+        gw-harbour-01  online  1s ago     865ms  120      512.4/s  498/s  -
         gw-pump-3      stale   2h03m ago  -      0        0.0/s    0.0/s  -
         """)
     }

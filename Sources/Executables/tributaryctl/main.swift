@@ -22,7 +22,7 @@ struct Connection: ParsableArguments {
     @Option(name: .long, help: "Operator token (default: $TRIBUTARY_TOKEN).")
     var token: String?
 
-    @Option(name: .long, help: "File holding the operator token (default: $TRIBUTARY_TOKEN_FILE, else the aggregator's own file when readable).")
+    @Option(name: .long, help: "File holding the operator token (default: $TRIBUTARY_TOKEN_FILE, else the aggregator's own file when readable; an empty $TRIBUTARY_TOKEN_FILE turns that off).")
     var tokenFile: String?
 
     func client() throws -> FleetClient {
@@ -138,8 +138,8 @@ struct Watch: AsyncParsableCommand {
             keys.stop()
             terminal.restore()
         }
-        // SIGTERM and SIGHUP also put the terminal back before exiting.
-        let signals = [SIGTERM, SIGHUP].map { sig -> any DispatchSourceSignal in
+        // Signals from outside (kill, a closed ssh session) also put the terminal back first.
+        let signals = [SIGTERM, SIGHUP, SIGINT, SIGQUIT].map { sig -> any DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig)
             source.setEventHandler {
@@ -152,59 +152,73 @@ struct Watch: AsyncParsableCommand {
         }
         defer { signals.forEach { $0.cancel() } }
 
+        let formatter = DateFormatter()
+        formatter.dateFormat = "HH:mm:ss"
         var history = WatchHistory()
         var last: FleetView?
         var problem: String?
-        let formatter = DateFormatter()
-        formatter.dateFormat = "HH:mm:ss"
-        let ticks = AsyncStream<Void> { continuation in
-            let task = Task {
+        // One event stream: keys, ticks, and fetched views. A fetch runs beside the loop, so a
+        // slow aggregator never delays q; ticks while a fetch is under way are skipped.
+        let (events, sink) = AsyncStream<WatchEvent>.makeStream()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
                 while !Task.isCancelled {
-                    continuation.yield()
+                    sink.yield(.tick)
                     try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
                 }
-                continuation.finish()
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
-        await withTaskGroup(of: Void.self) { group in
-            let (events, sink) = AsyncStream<WatchEvent>.makeStream()
-            group.addTask {
-                for await _ in ticks { sink.yield(.tick) }
             }
             group.addTask {
                 for await key in keys.stream { sink.yield(.key(key)) }
                 sink.yield(.key(UInt8(ascii: "q")))  // input closed
             }
-            for await event in events {
+            var fetching = false
+            loop: for await event in events {
                 switch event {
-                case .key(let key) where key == UInt8(ascii: "q") || key == UInt8(ascii: "Q") || key == 0x03:
-                    group.cancelAll()
-                    sink.finish()
-                    continue
+                case .key(let key) where [UInt8(ascii: "q"), UInt8(ascii: "Q"), 0x03, 0x04].contains(key):
+                    break loop
                 case .key:
                     continue
                 case .tick:
-                    do {
-                        let (view, _) = try await client.fleet()
+                    // Redraw (the clock moves, a first screen appears at once), and fetch unless
+                    // a fetch is still under way.
+                    if !fetching {
+                        fetching = true
+                        group.addTask {
+                            do throws(FleetClient.FetchError) {
+                                sink.yield(.fetched(.success(try await client.fleet().view)))
+                            } catch {
+                                sink.yield(.fetched(.failure(error)))
+                            }
+                        }
+                    }
+                case .fetched(let result):
+                    fetching = false
+                    switch result {
+                    case .success(let view):
                         history.add(view)
                         last = view
                         problem = nil
-                    } catch {
+                    case .failure(let error):
                         problem = "\(error)"
                     }
                 }
                 let size = Terminal.size
                 let view = last ?? FleetView(generatedAtMs: WallClock.nowMs(), staleAfterSeconds: 0, sink: "?", gateways: [])
+                let shownProblem = problem ?? (last == nil ? "waiting for the aggregator's first answer" : nil)
                 terminal.draw(WatchScreen.render(view, history: history, aggregator: client.base, clock: formatter.string(from: Date()),
-                                                 intervalSeconds: interval, width: size.width, height: size.height, problem: problem))
+                                                 intervalSeconds: interval, width: size.width, height: size.height, problem: shownProblem))
             }
+            // Quit: stop the ticker, the key reader and a fetch under way, without waiting for them.
+            sink.finish()
+            keys.stop()
+            group.cancelAll()
         }
     }
 
     enum WatchEvent: Sendable {
         case tick
         case key(UInt8)
+        case fetched(Result<FleetView, FleetClient.FetchError>)
     }
 }
 
@@ -235,7 +249,9 @@ struct Check: AsyncParsableCommand {
         let view: FleetView
         do {
             view = try await connection.client().fleet().view
-        } catch let error as FleetClient.FetchError {
+        } catch {
+            // Whatever kept the answer away (no aggregator, wrong token, unreadable token file):
+            // alerting must read it as UNKNOWN, not as a warning.
             print("UNKNOWN: \(error)")
             throw ExitCode(FleetCheck.Code.unknown.rawValue)
         }

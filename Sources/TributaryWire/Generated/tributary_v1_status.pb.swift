@@ -145,8 +145,10 @@ public nonisolated struct Tributary_V1_GatewayStatus: @unchecked Sendable {
   public mutating func clearLastExchange() {_uniqueStorage()._lastExchange = nil}
 
   /// The batches sent with this request's round are left out of backlog_readings and
-  /// oldest_unsent_ms: the status describes the gateway once they are committed. If the sink
-  /// refuses them, the aggregator adds these back, so the fleet view shows the real backlog.
+  /// oldest_unsent_ms: the status describes the gateway once they are committed, which is what
+  /// usually happens. If the sink refuses a batch, the aggregator adds these back, so while the
+  /// sink is down the fleet view shows the real backlog. (A round answered partly: the figures
+  /// are off by the batches of the other outcome until the gateway's next request.)
   public var roundReadings: UInt64 {
     get {_storage._roundReadings}
     set {_uniqueStorage()._roundReadings = newValue}
