@@ -162,7 +162,7 @@ struct OperatorTests {
         await harness.stop(agent, aggregator)
     }
 
-    @Test("watch runs full-screen in a real terminal (tmux), refreshes, and q or Ctrl-C restore the terminal")
+    @Test("watch runs full-screen in a real terminal (tmux), refreshes, and q, Ctrl-C or SIGTERM restore the terminal")
     func watchInATerminal() async throws {
         guard Tmux.isInstalled() else { return }
         let harness = try await ProcessHarness(gatewayID: "gw-watched", aggregatorSettings: ["heartbeat_seconds: 1"])
@@ -198,7 +198,36 @@ struct OperatorTests {
             #expect(mode.isSuperset(of: ["icanon", "echo", "isig"]) && mode.isDisjoint(with: ["-icanon", "-echo", "-isig"]),
                     "the terminal's modes are restored: \(screen)")
         }
+
+        // Killed from outside (SIGTERM, as a closing ssh session or `kill` would): the terminal
+        // is put back too, and the exit status says which signal.
+        try await tmux.start(session: "killed", width: 110, height: 20, command: """
+            \(ctl) watch --aggregator http://127.0.0.1:\(harness.httpPort) --token-file \(harness.dir.file("aggregator/admin-token")) \
+            --interval 0.5; echo "EXIT=$?"; stty -a | tr ' ' '\\n' | grep -x -- '-\\{0,1\\}\\(icanon\\|echo\\|isig\\)'; sleep 60
+            """)
+        try await eventually(timeout: .seconds(20), "watch draws the fleet") { try await tmux.capture("killed").contains("gw-watched") }
+        // The first two sessions' programs have exited, so this is the only watch left.
+        let pid = try #require(Self.pid(of: "watch --aggregator http://127.0.0.1:\(harness.httpPort)"))
+        #expect(kill(pid, SIGTERM) == 0)
+        try await eventually(timeout: .seconds(10), "watch exits on SIGTERM") { try await tmux.capture("killed").contains("EXIT=") }
+        let screen = try await tmux.capture("killed")
+        #expect(screen.contains("EXIT=143"), "128 + SIGTERM: \(screen)")
+        let mode = Set(screen.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
+        #expect(mode.isSuperset(of: ["icanon", "echo", "isig"]) && !screen.contains("tributary fleet"), "restored after SIGTERM: \(screen)")
         await harness.stop(agent, aggregator)
+    }
+
+    /// The pid of the tributaryctl process whose command line contains `text`.
+    static func pid(of text: String) -> Int32? {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let pid = Int32(entry),
+                  let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            // The program itself, not the shell running it (whose `-c` string holds the same text).
+            let arguments = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if arguments.first?.hasSuffix("/tributaryctl") == true, arguments.joined(separator: " ").contains(text) { return pid }
+        }
+        return nil
     }
 
     /// An aggregator that accepts connections and never answers: q must still quit at once,
