@@ -75,6 +75,7 @@ public struct SensorSimulator: Sendable {
 
         var generator = SeededGenerator(seed: options.seed)
         var models = (0..<options.sensors).map { SensorModel(index: $0, generator: &generator) }
+        var lastTimeMs = [Int64](repeating: 0, count: options.sensors)
         var entries: [Manifest.Entry] = []
         let start = ContinuousClock.now
         let interval = 1.0 / max(options.rate, 0.001)
@@ -91,7 +92,12 @@ public struct SensorSimulator: Sendable {
 
             let index = sent % options.sensors
             let sensorID = String(format: "sensor-%04d", index)
-            let timeMs = WallClock.nowMs()
+            // A device stamps its readings in strictly increasing time. Without that, a sensor
+            // published twice in one millisecond (the loop catching up after a stall) could send
+            // a byte-identical payload, which the agent rightly takes for a QoS 1 redelivery
+            // while the manifest counted it twice: "missing" readings that were never sent apart.
+            let timeMs = max(WallClock.nowMs(), lastTimeMs[index] + 1)
+            lastTimeMs[index] = timeMs
             let (payload, readings) = models[index].next(timeMs: timeMs, generator: &generator)
             let topic = "\(options.topicPrefix)/\(options.gatewayID)/\(sensorID)"
             tracker.published()
