@@ -56,10 +56,10 @@ public final class AggregatorMetrics: Sendable {
                  Double(a.maxInFlightBatches))
 
         let now = view.generatedAtMs
-        let stale = view.gateways.filter(\.stale).count
+        let totals = FleetTotals(view)
         p.family("tributary_gateways", .gauge, help: "Gateways in the fleet registry by state.")
-        p.sample("tributary_gateways", ["state": "online"], view.gateways.count - stale)
-        p.sample("tributary_gateways", ["state": "stale"], stale)
+        p.sample("tributary_gateways", ["state": "online"], totals.online)
+        p.sample("tributary_gateways", ["state": "stale"], totals.stale)
         let perGateway: [(String, PrometheusText.Kind, String, (GatewayView) -> Double)] = [
             ("tributary_gateway_stale", .gauge, "1 when the gateway has been silent longer than stale_after_seconds.", { $0.stale ? 1 : 0 }),
             ("tributary_gateway_last_seen_timestamp_seconds", .gauge, "When the gateway was last heard from (Unix time).",

@@ -43,8 +43,8 @@ public struct FleetCheck: Sendable {
             problems.append("sink \(view.sink) failing: \(view.admission.consecutiveSinkFailures) writes in a row, last: \(view.admission.lastSinkError.prefix(120))")
         }
         if problems.isEmpty {
-            let stale = view.gateways.filter(\.stale).count
-            return (.ok, ["OK: \(view.gateways.count) gateways, \(stale) stale, worst lag \(HumanUnits.duration(ms: view.gateways.map { $0.lagMs(nowMs: now) }.max() ?? 0))"])
+            let t = FleetTotals(view)
+            return (.ok, ["OK: \(t.gateways) gateways, \(t.stale) stale, worst lag \(HumanUnits.duration(ms: t.worst?.lagMs ?? 0))"])
         }
         return (.critical, ["CRITICAL: \(problems.count) problem(s)"] + problems)
     }

@@ -4,17 +4,7 @@ import TributaryCore
 public enum FleetRendering {
     /// The fleet summary: how many gateways, how many stale, backlog, worst lag, losses.
     public static func status(_ view: FleetView, aggregator: String) -> String {
-        let now = view.generatedAtMs
-        let stale = view.gateways.filter(\.stale).count
-        let backlog = view.gateways.saturatingSum(\.backlogReadings)
-        let worst = view.gateways.max { $0.lagMs(nowMs: now) < $1.lagMs(nowMs: now) }
-        let synced = view.gateways.saturatingSum(\.readingsSynced)
-        let quarantined = view.gateways.saturatingSum(\.quarantinedTotal)
-        let dropped = view.gateways.saturatingSum(\.droppedTotal)
-        let ingest = view.gateways.filter { !$0.stale }.reduce(0.0) { $0 + $1.ingestRate }
-        let withErrors = view.gateways.filter { !$0.lastError.isEmpty }.count
-        let setAside = view.gateways.saturatingSum(\.setAsideBatches)
-        let full = view.gateways.filter { $0.bufferFull && !$0.stale }.count
+        let t = FleetTotals(view)
         let a = view.admission
         let sinkHealth = a.consecutiveSinkFailures == 0
             ? "healthy"
@@ -24,17 +14,17 @@ public enum FleetRendering {
             "sink         \(view.sink) (\(sinkHealth))",
             "sink writes  \(HumanUnits.count(UInt64(view.sinkWrites.batches))) batches in \(HumanUnits.count(UInt64(view.sinkWrites.writes))) writes since start (up to \(view.sinkWrites.largestWriteBatches) batches coalesced in one)",
             "in flight    \(a.inFlightBatches)/\(a.maxInFlightBatches) batches, \(HumanUnits.bytes(a.inFlightBytes))/\(HumanUnits.bytes(a.maxInFlightBytes)) toward the sink; \(a.busyRefusals) refused busy (429) since start",
-            "gateways     \(view.gateways.count) total, \(view.gateways.count - stale) online, \(stale) stale (silent > \(HumanUnits.duration(ms: Int64(view.staleAfterSeconds) * 1000)))",
-            "backlog      \(HumanUnits.count(backlog)) readings",
-            "worst lag    " + (worst.map { "\(HumanUnits.duration(ms: $0.lagMs(nowMs: now))) (\($0.gatewayID))" } ?? "-"),
-            "ingest       \(HumanUnits.rate(ingest))",
-            "synced       \(HumanUnits.count(synced)) readings",
-            "quarantined  \(HumanUnits.count(quarantined)) payloads",
-            "dropped      \(HumanUnits.count(dropped)) readings",
-            "set aside    \(HumanUnits.count(setAside)) batches refused for good, kept on their gateways",
+            "gateways     \(t.gateways) total, \(t.online) online, \(t.stale) stale (silent > \(HumanUnits.duration(ms: Int64(view.staleAfterSeconds) * 1000)))",
+            "backlog      \(HumanUnits.count(t.backlogReadings)) readings",
+            "worst lag    " + (t.worst.map { "\(HumanUnits.duration(ms: $0.lagMs)) (\($0.gatewayID))" } ?? "-"),
+            "ingest       \(HumanUnits.rate(t.ingestRate))",
+            "synced       \(HumanUnits.count(t.readingsSynced)) readings",
+            "quarantined  \(HumanUnits.count(t.quarantined)) payloads",
+            "dropped      \(HumanUnits.count(t.dropped)) readings",
+            "set aside    \(HumanUnits.count(t.setAsideBatches)) batches refused for good, kept on their gateways",
         ]
-        if full > 0 { lines.append("buffer full  \(full) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
-        if withErrors > 0 { lines.append("errors       \(withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
+        if t.fullBuffers > 0 { lines.append("buffer full  \(t.fullBuffers) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
+        if t.withErrors > 0 { lines.append("errors       \(t.withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
         return Printable.lines(lines.joined(separator: "\n") + "\n")
     }
 

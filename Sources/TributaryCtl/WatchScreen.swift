@@ -9,9 +9,9 @@ public struct WatchHistory: Sendable, Equatable {
     public init(capacity: Int = 120) { self.capacity = capacity }
 
     public mutating func add(_ view: FleetView) {
-        let live = view.gateways.filter { !$0.stale }
-        ingestRates.append(live.reduce(0) { $0 + $1.ingestRate })
-        backlogs.append(Double(view.gateways.saturatingSum(\.backlogReadings)))
+        let totals = FleetTotals(view)
+        ingestRates.append(totals.ingestRate)
+        backlogs.append(Double(totals.backlogReadings))
         if ingestRates.count > capacity { ingestRates.removeFirst(ingestRates.count - capacity) }
         if backlogs.count > capacity { backlogs.removeFirst(backlogs.count - capacity) }
     }
@@ -39,21 +39,19 @@ public enum WatchScreen {
     public static func render(_ view: FleetView, history: WatchHistory, aggregator: String, clock: String,
                               intervalSeconds: Double, width: Int, height: Int, problem: String? = nil) -> [String] {
         let now = view.generatedAtMs
-        let stale = view.gateways.filter(\.stale).count
-        let backlog = view.gateways.saturatingSum(\.backlogReadings)
-        let worst = view.gateways.max { $0.lagMs(nowMs: now) < $1.lagMs(nowMs: now) }
+        let t = FleetTotals(view)
         let ingest = history.ingestRates.last ?? 0
         let a = view.admission
         let sink = a.consecutiveSinkFailures == 0 ? "healthy" : "FAILING (\(a.consecutiveSinkFailures) in a row)"
         let spark = max(10, min(60, width - 28))
         var lines = [
             "tributary fleet  \(aggregator)  \(clock)  every \(HumanUnits.duration(ms: Int64(intervalSeconds * 1000)))  q: quit",
-            "gateways \(view.gateways.count) (\(view.gateways.count - stale) online, \(stale) stale)   sink \(view.sink): \(sink)",
-            "worst lag " + (worst.map { "\(HumanUnits.duration(ms: $0.lagMs(nowMs: now))) (\($0.gatewayID))" } ?? "-")
-                + "   dropped \(HumanUnits.count(view.gateways.saturatingSum(\.droppedTotal)))"
-                + "   quarantined \(HumanUnits.count(view.gateways.saturatingSum(\.quarantinedTotal)))",
+            "gateways \(t.gateways) (\(t.online) online, \(t.stale) stale)   sink \(view.sink): \(sink)",
+            "worst lag " + (t.worst.map { "\(HumanUnits.duration(ms: $0.lagMs)) (\($0.gatewayID))" } ?? "-")
+                + "   dropped \(HumanUnits.count(t.dropped))"
+                + "   quarantined \(HumanUnits.count(t.quarantined))",
             "ingest  " + pad(HumanUnits.rate(ingest), 10) + "  " + Sparkline.render(history.ingestRates, width: spark),
-            "backlog " + pad(HumanUnits.count(backlog), 10) + "  " + Sparkline.render(history.backlogs, width: spark),
+            "backlog " + pad(HumanUnits.count(t.backlogReadings), 10) + "  " + Sparkline.render(history.backlogs, width: spark),
             "",
         ]
         if let problem { lines.insert("! " + problem, at: 1) }
