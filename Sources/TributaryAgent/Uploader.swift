@@ -213,12 +213,7 @@ public final class Uploader: Service {
         status.clockMs = now
         status.ingestRate = rates.ingest
         status.sendRate = rates.send
-        if let e = stats.bestRecentExchange {
-            status.lastExchange.clientSentMs = e.clientSentMs
-            status.lastExchange.serverReceivedMs = e.serverReceivedMs
-            status.lastExchange.serverSentMs = e.serverSentMs
-            status.lastExchange.clientReceivedMs = e.clientReceivedMs
-        }
+        if let exchange = stats.bestRecentExchange { status.lastExchange = Tributary_V1_ClockExchange(exchange) }
         status.roundReadings = UInt64(roundReadings)
         status.roundOldestMs = batches.map(\.oldestReceivedMs).filter { $0 > 0 }.min() ?? 0
         return status

@@ -137,9 +137,7 @@ public final class FleetRegistry: Sendable {
     /// (its first request), the gateway's send time against our receive time: skew plus the
     /// one-way delay, with the round trip -1 (unknown).
     static func clock(_ status: Tributary_V1_GatewayStatus, receivedAtMs: Int64) -> (skewMs: Int64, roundTripMs: Int64) {
-        let e = status.lastExchange
-        let exchange = ClockExchange(clientSentMs: e.clientSentMs, serverReceivedMs: e.serverReceivedMs,
-                                     serverSentMs: e.serverSentMs, clientReceivedMs: e.clientReceivedMs)
+        let exchange = status.lastExchange.exchange
         if status.hasLastExchange, exchange.isComplete { return (exchange.gatewayAheadMs, exchange.roundTripMs) }
         return (status.clockMs > 0 ? status.clockMs.saturatingMinus(receivedAtMs) : 0, -1)
     }

@@ -48,7 +48,7 @@ public enum FleetRendering {
                 g.lastError.isEmpty ? "-" : String(g.lastError.prefix(60)),
             ]
         }
-        return table(header: header, rows: rows)
+        return Printable.lines(table(header: header, rows: rows))
     }
 
     /// `tributaryctl gateway ID`: everything the aggregator knows about one gateway.
@@ -91,6 +91,8 @@ public enum FleetRendering {
         g.lastSeenMs > 0 ? HumanUnits.duration(ms: nowMs.saturatingMinus(g.lastSeenMs)) + " ago" : "never"
     }
 
+    /// Aligned columns. The callers clean the whole rendering of control characters once
+    /// (`Printable.lines`), tables included.
     static func table(header: [String], rows: [[String]]) -> String {
         var widths = header.map(\.count)
         for row in rows {
@@ -101,7 +103,7 @@ public enum FleetRendering {
                 i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }
-        return Printable.lines(([line(header)] + rows.map(line)).map { $0.trailingSpacesRemoved }.joined(separator: "\n") + "\n")
+        return ([line(header)] + rows.map(line)).map { $0.trailingSpacesRemoved }.joined(separator: "\n") + "\n"
     }
 }
 
