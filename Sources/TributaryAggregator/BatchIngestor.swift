@@ -80,7 +80,7 @@ public final class BatchIngestor: Sendable {
         let started = ContinuousClock.now
         let response = await work()
         let elapsed = ContinuousClock.now - started
-        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        let ms = elapsed.inSeconds * 1000
         inFlight.withLock { f in
             f.stats.inFlightBatches -= 1
             f.stats.inFlightBytes -= size

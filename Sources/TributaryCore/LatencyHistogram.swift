@@ -30,8 +30,7 @@ public final class LatencyHistogram: Sendable {
     }
 
     public func record(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        record(seconds: Double(seconds) + Double(attoseconds) / 1e18)
+        record(seconds: duration.inSeconds)
     }
 
     /// Times `body` and records how long it took, whatever it returned or threw.

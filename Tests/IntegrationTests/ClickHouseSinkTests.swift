@@ -132,7 +132,7 @@ struct ClickHouseSinkServerTests {
                     return try await tasks.reduce(0, +)
                 }
                 let elapsed = ContinuousClock.now - started
-                seconds.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                seconds.append(elapsed.inSeconds)
                 let rows = try await client.scalar("SELECT count() FROM tributary.readings FINAL WHERE gateway_id = '\(gateway)'")
                 #expect(rows == String(400 * 250), "every row once")
             }

@@ -97,11 +97,8 @@ struct Tmux {
 
     @discardableResult
     private func run(_ arguments: [String]) async throws -> String {
-        let log = logDirectory + "/tmux-\(UUID().uuidString).out"
-        let status = await try ChildProcess(executable: "/usr/bin/tmux", arguments: ["-S", socket] + arguments, logFile: log).wait()
-        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: log)
-        guard ProcessHarness.exitCode(status) == 0 else { throw TestingError("tmux \(arguments.first ?? "") failed: \(output)") }
+        let (code, output) = try await ProcessHarness.run("/usr/bin/tmux", ["-S", socket] + arguments, in: logDirectory)
+        guard code == 0 else { throw TestingError("tmux \(arguments.first ?? "") failed: \(output)") }
         return output
     }
 }

@@ -263,10 +263,7 @@ struct OperatorTests {
         var args = ["-u", "TRIBUTARY_TOKEN", "TRIBUTARY_TOKEN_FILE=", try ProcessHarness.executable("tributaryctl")] + arguments
             + ["--aggregator", "http://127.0.0.1:\(harness.httpPort)"]
         if case .some(.none) = token { args += ["--token", try harness.adminToken] }
-        let log = harness.dir.file("ctl-\(UUID().uuidString).log")
-        let process = try ChildProcess(executable: "/usr/bin/env", arguments: args, logFile: log)
-        let status = await process.wait()
-        return (ProcessHarness.exitCode(status), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        return try await ProcessHarness.run("/usr/bin/env", args, in: harness.dir.path)
     }
 
     struct HTTPAnswer: CustomStringConvertible {
@@ -317,9 +314,7 @@ struct OperatorTests {
             families = list(text_string_to_metric_families(open(sys.argv[1]).read()))
             print("PARSED", len(families), "families", sum(len(f.samples) for f in families), "samples")
             """
-        let log = file + ".log"
-        let status = await try ChildProcess(executable: "/usr/bin/python3", arguments: ["-c", script, file], logFile: log).wait()
-        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(ProcessHarness.exitCode(status) == 0 && output.hasPrefix("PARSED"), "\(output)")
+        let (code, output) = try await ProcessHarness.run("/usr/bin/python3", ["-c", script, file], in: dir.path)
+        #expect(code == 0 && output.hasPrefix("PARSED"), "\(output)")
     }
 }

@@ -199,6 +199,15 @@ struct ProcessHarness {
         return path
     }
 
+    /// Runs a command to its end; returns its exit code and what it printed (stdout and stderr),
+    /// captured in a file in `directory` that is removed afterwards.
+    static func run(_ executable: String, _ arguments: [String], in directory: String) async throws -> (code: Int32, output: String) {
+        let log = directory + "/run-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let status = await try ChildProcess(executable: executable, arguments: arguments, logFile: log).wait()
+        return (exitCode(status), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
     /// The exit code of a wait status, or -1 when the process died of a signal.
     static func exitCode(_ status: Int32) -> Int32 {
         status & 0x7F == 0 ? (status >> 8) & 0xFF : -1

@@ -112,7 +112,7 @@ public struct SensorSimulator: Sendable {
             sent += 1
             if ContinuousClock.now - lastProgress >= .seconds(1) {
                 lastProgress = ContinuousClock.now
-                progress(sent, Self.seconds(ContinuousClock.now - start))
+                progress(sent, (ContinuousClock.now - start).inSeconds)
             }
         }
         // Every QoS 1 publish must be acknowledged by the broker before the manifest is true.
@@ -123,12 +123,8 @@ public struct SensorSimulator: Sendable {
             }
             try await Task.sleep(for: .milliseconds(10))
         }
-        progress(sent, Self.seconds(ContinuousClock.now - start))
+        progress(sent, (ContinuousClock.now - start).inSeconds)
         return Manifest(messagesPublished: sent, entries: entries)
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }
 
