@@ -34,8 +34,6 @@ public final class AggregatorMetrics: Sendable {
         }
     }
 
-    public var readingsAccepted: UInt64 { counts.withLock { $0.readingsAccepted } }
-
     /// The exposition for `GET /metrics`.
     public func render(_ view: FleetView, sinkUp: Bool) -> String {
         let c = counts.withLock { $0 }
