@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // C libraries: each is imported by exactly one Swift module.
@@ -50,6 +51,12 @@ let package = Package(
                 "TributaryCore", "CZlib", "CZstd",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: swiftSettings),
+        // Sparkplug B: its generated protobuf code, the host application's session state (the
+        // agent's `sparkplug` format) and an edge node's (the simulator).
+        .target(
+            name: "TributarySparkplug",
+            dependencies: ["TributaryCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings),
         // Reading YAML configuration files: every key named in errors, unknown keys rejected.
         .target(
@@ -83,6 +90,7 @@ let package = Package(
             name: "TributaryAgent",
             dependencies: [
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig", "TributaryLogging",
+                "TributarySparkplug",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -114,8 +122,11 @@ let package = Package(
         .target(
             name: "TributarySimulator",
             dependencies: [
-                "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse",
+                "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "simulators/TributarySimulator",
             swiftSettings: swiftSettings),
@@ -181,13 +192,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "TributarySparkplugTests",
+            dependencies: ["TributarySparkplug", "TributaryCore"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "TributaryCtlTests", dependencies: ["TributaryCtl", "TributaryCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryLoggingTests",
             dependencies: ["TributaryLogging", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "TributarySimulatorTests", dependencies: ["TributarySimulator"], swiftSettings: swiftSettings),
+            name: "TributarySimulatorTests",
+            dependencies: ["TributarySimulator", "TributaryCore", "TributarySparkplug"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -3,6 +3,7 @@ import TributaryConfig
 import TributaryCore
 import TributaryLogging
 import TributaryMQTT
+import TributarySparkplug
 import TributaryWire
 
 /// Everything the agent can be told. Built from defaults, then the YAML file, then flags;
@@ -42,13 +43,14 @@ public struct AgentConfig: Sendable {
     public struct Subscription: Sendable {
         /// The MQTT topic filter, with + and # wildcards.
         public var topic: String
-        /// Maps topic levels to `{gateway}`, `{sensor}`, `{metric}`.
-        public var template: TopicTemplate
+        /// Maps topic levels to `{gateway}`, `{sensor}`, `{metric}`; nil for `sparkplug`, whose
+        /// namespace names them (sensor `group/edge node[/device]`, metric the metric name).
+        public var template: TopicTemplate?
         public var format: PayloadFormat
         /// The payload member holding the event time (json only).
         public var timeField: String?
 
-        public init(topic: String, template: TopicTemplate, format: PayloadFormat, timeField: String? = nil) {
+        public init(topic: String, template: TopicTemplate?, format: PayloadFormat, timeField: String? = nil) {
             self.topic = topic
             self.template = template
             self.format = format
@@ -231,6 +233,18 @@ extension AgentConfig {
 
     private static func parseSubscription(_ s: ConfigSection, gatewayID: String) throws(ConfigError) -> Subscription {
         guard let topic = try s.string("topic"), !topic.isEmpty else { throw s.error("topic", "a topic filter is required") }
+        let format = try s.choice("format", of: PayloadFormat.self) ?? .json
+        let timeField = try s.string("time_field")
+        if timeField != nil, format != .json { throw s.error("time_field", "only the json format has a time field") }
+        if format == .sparkplug {
+            guard try s.string("template") == nil else {
+                throw s.error("template", "the sparkplug format takes no template: spBv1.0/GROUP/TYPE/EDGE_NODE[/DEVICE] names the sensor")
+            }
+            guard topic.hasPrefix(SparkplugTopic.namespace + "/") else {
+                throw s.error("topic", "a sparkplug subscription's topic must be in the \(SparkplugTopic.namespace) namespace, e.g. spBv1.0/#")
+            }
+            return Subscription(topic: topic, template: nil, format: format)
+        }
         guard let templateText = try s.string("template") else { throw s.error("template", "a topic template is required") }
         let template: TopicTemplate
         do {
@@ -238,9 +252,6 @@ extension AgentConfig {
         } catch {
             throw s.error("template", error.description)
         }
-        let format = try s.choice("format", of: PayloadFormat.self) ?? .json
-        let timeField = try s.string("time_field")
-        if timeField != nil, format != .json { throw s.error("time_field", "only the json format has a time field") }
         do {
             _ = try PayloadDecoder(format: format, template: template, timeField: timeField, defaultGatewayID: gatewayID)
         } catch {

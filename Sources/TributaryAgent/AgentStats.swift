@@ -15,6 +15,21 @@ public final class AgentStats: Sendable {
         var sendRate = 0.0
         var recentExchanges: [ClockExchange] = []
         var requests: [RequestResult: UInt64] = [:]
+        var sparkplug: [SparkplugEvent: UInt64] = [:]
+    }
+
+    /// What the Sparkplug B host side saw that operators should know of (counted since start).
+    public enum SparkplugEvent: String, CaseIterable, Sendable {
+        /// A seq out of order: messages were lost or reordered between edge node and agent.
+        case sequenceGap = "sequence_gap"
+        /// An NCMD `Node Control/Rebirth` sent to an edge node.
+        case rebirthRequested = "rebirth_requested"
+        /// A metric of a type not stored (data set, template, bytes) or of the wrong kind.
+        case unsupportedMetric = "unsupported_metric"
+        /// An NDEATH that was not the current session's (an old will): ignored.
+        case staleDeath = "stale_death"
+        /// An NBIRTH without bdSeq.
+        case birthWithoutBdSeq = "birth_without_bdseq"
     }
 
     /// What became of a request to the aggregator, for `/metrics`.
@@ -43,6 +58,12 @@ public final class AgentStats: Sendable {
     }
 
     public var requestCounts: [RequestResult: UInt64] { state.withLock { $0.requests } }
+
+    public func count(_ event: SparkplugEvent) {
+        state.withLock { $0.sparkplug[event, default: 0] += 1 }
+    }
+
+    public var sparkplugCounts: [SparkplugEvent: UInt64] { state.withLock { $0.sparkplug } }
 
     /// Keeps a request timed on both ends, for the skew estimate.
     public func recordExchange(_ exchange: ClockExchange) {

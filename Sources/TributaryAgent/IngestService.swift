@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import TributaryCore
 import TributaryMQTT
+import TributarySparkplug
 
 /// MQTT in, SQLite buffer out.
 ///
@@ -20,12 +21,29 @@ public final class IngestService: Service {
     private let buffer: BufferStore
     private let stats: AgentStats
     private let logger: Logger
-    private let routes: [(filter: TopicFilter, decoder: PayloadDecoder)]
+    private let routes: [(filter: TopicFilter, decoding: Decoding)]
     private let reserve: DiskReserve
+
+    /// How a subscription's payloads become readings.
+    private enum Decoding {
+        /// Each message on its own (json, number).
+        case payload(PayloadDecoder)
+        /// Sparkplug B: through the edge nodes' sessions in `CommitterState.sparkplug`.
+        case sparkplug
+    }
+
+    /// What became of one message.
+    private enum Decoded {
+        case readings(count: Int, carriesEventTime: Bool)
+        /// Recognised as a redelivery before decoding (stateful formats must not see it twice).
+        case redelivery
+        case quarantined
+    }
 
     /// What the committer thread keeps between groups (it alone touches it).
     private struct CommitterState {
         var redeliveryFilter = RedeliveryFilter()
+        var sparkplug: SparkplugHost
         var lastReserveCheckMs: Int64 = 0
         var abandonedOnShutdown = 0
     }
@@ -37,7 +55,9 @@ public final class IngestService: Service {
         self.logger = logger
         reserve = DiskReserve(config: config)
         routes = try config.mqtt.subscriptions.map { s in
-            (TopicFilter(s.topic), try PayloadDecoder(format: s.format, template: s.template, timeField: s.timeField, defaultGatewayID: config.gatewayID))
+            guard let template = s.template, s.format != .sparkplug else { return (TopicFilter(s.topic), .sparkplug) }
+            return (TopicFilter(s.topic), .payload(try PayloadDecoder(format: s.format, template: template, timeField: s.timeField,
+                                                                      defaultGatewayID: config.gatewayID)))
         }
     }
 
@@ -70,7 +90,7 @@ public final class IngestService: Service {
 
         async let committed: Void = withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             let thread = Thread { [self] in
-                commitLoop(queue)
+                commitLoop(queue, client: client)
                 done.resume()
             }
             thread.name = "tributary-committer"
@@ -93,19 +113,27 @@ public final class IngestService: Service {
     }
 
     /// Runs on the committer thread until the queue is closed and empty.
-    private func commitLoop(_ queue: IngestQueue<Received>) {
+    private func commitLoop(_ queue: IngestQueue<Received>, client: MQTTClient) {
         let window = Double(config.buffer.commitIntervalMs) / 1000
-        var state = CommitterState()
+        var state = CommitterState(sparkplug: SparkplugHost(gatewayID: config.gatewayID))
         while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, window: window) {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []
             var redeliveries = 0
             for item in group {
-                let decoded = decode(item, into: &readings, quarantined: &quarantined)
+                var redelivered = false
+                switch decode(item, into: &readings, quarantined: &quarantined, state: &state, client: client) {
+                case .redelivery:
+                    redelivered = true
                 // Only a payload that carries its own event time identifies its readings.
-                if decoded.carriesEventTime,
-                   state.redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.receivedAtMs) {
-                    readings.removeLast(decoded.count)
+                case .readings(let count, carriesEventTime: true)
+                    where state.redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.receivedAtMs):
+                    readings.removeLast(count)
+                    redelivered = true
+                case .readings, .quarantined:
+                    break
+                }
+                if redelivered {
                     redeliveries += 1
                     logger.info("MQTT redelivery recognised; not stored again", metadata: ["topic": "\(item.message.topic)"])
                 }
@@ -115,24 +143,61 @@ public final class IngestService: Service {
         }
     }
 
-    /// Appends the item's readings (returns how many, and whether the payload carried its own
-    /// event time) or quarantines it.
-    private func decode(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload]) -> (count: Int, carriesEventTime: Bool) {
+    /// Appends the item's readings or quarantines it.
+    private func decode(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload],
+                        state: inout CommitterState, client: MQTTClient) -> Decoded {
         let topic = item.message.topic
-        guard let route = routes.first(where: { $0.filter.matches(topic) }) else {
-            quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload,
-                                                  reason: "no subscription matches the topic", receivedAtMs: item.receivedAtMs))
-            return (0, false)
+        func quarantine(_ reason: String) -> Decoded {
+            logger.debug("payload quarantined", metadata: ["topic": "\(topic)", "reason": "\(reason)"])
+            quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload, reason: reason, receivedAtMs: item.receivedAtMs))
+            return .quarantined
         }
+        guard let route = routes.first(where: { $0.filter.matches(topic) }) else {
+            return quarantine("no subscription matches the topic")
+        }
+        switch route.decoding {
+        case .payload(let decoder):
+            do {
+                let decoded = try decoder.decodeMessage(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
+                readings += decoded.readings
+                return .readings(count: decoded.readings.count, carriesEventTime: decoded.carriesEventTime)
+            } catch {
+                return quarantine(error.description)
+            }
+        case .sparkplug:
+            // Every Sparkplug payload carries its seq, so the same bytes again are a redelivery;
+            // checked first, or the repeat would read as a sequence gap.
+            if state.redeliveryFilter.isRedelivery(topic: topic, payload: item.message.payload, nowMs: item.receivedAtMs) {
+                return .redelivery
+            }
+            let outcome = state.sparkplug.receive(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
+            report(outcome, client: client)
+            if let reason = outcome.quarantineReason { return quarantine(reason) }
+            readings += outcome.readings
+            return .readings(count: outcome.readings.count, carriesEventTime: false)
+        }
+    }
+
+    /// Logs and counts what the Sparkplug session noticed, and asks for a rebirth when it should.
+    private func report(_ outcome: SparkplugHost.Outcome, client: MQTTClient) {
+        for notice in outcome.notices {
+            let event: AgentStats.SparkplugEvent = switch notice {
+            case .sequenceGap: .sequenceGap
+            case .staleDeath: .staleDeath
+            case .unsupportedMetric: .unsupportedMetric
+            case .birthWithoutBdSeq: .birthWithoutBdSeq
+            }
+            stats.count(event)
+            logger.warning("sparkplug: \(notice)", metadata: ["gateway": "\(config.gatewayID)"])
+        }
+        guard let node = outcome.rebirth else { return }
+        stats.count(.rebirthRequested)
         do {
-            let decoded = try route.decoder.decodeMessage(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
-            readings += decoded.readings
-            return (decoded.readings.count, decoded.carriesEventTime)
+            // QoS 0, as the specification has commands: a lost request is asked again later.
+            _ = try client.publish(topic: node.commandTopic, payload: SparkplugHost.rebirthRequest(timestampMs: WallClock.nowMs()), qos: 0)
+            logger.notice("sparkplug: rebirth requested", metadata: ["node": "\(node)", "topic": "\(node.commandTopic)"])
         } catch {
-            logger.debug("payload quarantined", metadata: ["topic": "\(topic)", "reason": "\(error)"])
-            quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload,
-                                                  reason: error.description, receivedAtMs: item.receivedAtMs))
-            return (0, false)
+            logger.warning("sparkplug: cannot send the rebirth request", metadata: ["node": "\(node)", "error": "\(error)"])
         }
     }
 

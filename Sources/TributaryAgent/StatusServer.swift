@@ -89,6 +89,12 @@ public struct StatusServer: Sendable {
         for result in AgentStats.RequestResult.allCases {
             p.sample("tributary_agent_requests_total", ["result": result.rawValue], counts[result, default: 0])
         }
+        let sparkplug = stats.sparkplugCounts
+        p.family("tributary_agent_sparkplug_events_total", .counter,
+                 help: "Sparkplug B session events: sequence gaps, rebirth requests, metrics not stored, stale deaths.")
+        for event in AgentStats.SparkplugEvent.allCases {
+            p.sample("tributary_agent_sparkplug_events_total", ["event": event.rawValue], sparkplug[event, default: 0])
+        }
         p.histogram("tributary_agent_request_seconds", help: "Requests to the aggregator, send to answer.", stats.requestSeconds.snapshot)
         return p.text
     }

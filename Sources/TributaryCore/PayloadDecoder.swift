@@ -9,6 +9,7 @@ public struct PayloadDecoder: Sendable {
     public let defaultGatewayID: String
 
     public init(format: PayloadFormat, template: TopicTemplate, timeField: String?, defaultGatewayID: String) throws(PayloadDecoderConfigError) {
+        guard format != .sparkplug else { throw .sessionFormat(format) }
         guard template.captures.contains(.sensor) else { throw .missingSensor(template: template.description) }
         if format == .number, !template.captures.contains(.metric) {
             throw .numberNeedsMetric(template: template.description)
@@ -37,6 +38,8 @@ public struct PayloadDecoder: Sendable {
         switch format {
         case .number:
             return ([try decodeNumber(payload, base: base)], false)
+        case .sparkplug:
+            preconditionFailure("init refuses the sparkplug format")
         case .json:
             var readings: [Reading] = []
             var carriesEventTime = false
@@ -121,11 +124,13 @@ public struct PayloadDecoder: Sendable {
 public enum PayloadDecoderConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     case missingSensor(template: String)
     case numberNeedsMetric(template: String)
+    case sessionFormat(PayloadFormat)
 
     public var description: String {
         switch self {
         case .missingSensor(let t): "template '\(t)' has no {sensor}: every reading needs a sensor id"
         case .numberNeedsMetric(let t): "format 'number' needs {metric} in the template ('\(t)' has none)"
+        case .sessionFormat(let f): "format '\(f.rawValue)' is decoded with its session state, not by PayloadDecoder"
         }
     }
 }

@@ -1,0 +1,273 @@
+import SwiftProtobuf
+import TributaryCore
+
+/// The Sparkplug B host application side of the agent: it follows each edge node's session
+/// (births, deaths, bdSeq, seq) and turns data messages into readings.
+///
+/// Pure state, fed one message at a time in arrival order by one thread. Readings are named:
+/// sensor `{group}/{edge node}` for node metrics and `{group}/{edge node}/{device}` for device
+/// metrics, metric = the Sparkplug metric name, event time = the metric's timestamp, else the
+/// payload's, else the receive time.
+///
+/// What it does when a node's session cannot be followed (Sparkplug 3.0, host application):
+/// - a seq that is not the one expected is a gap: reported, a rebirth requested, and the
+///   message still used (its aliases are known, so its values are good);
+/// - data, or a device birth, from a node whose NBIRTH was never seen (the agent started after
+///   it) or whose aliases do not resolve: the message is quarantined whole (kept, never half
+///   stored) and a rebirth requested, so the next messages decode;
+/// - an NDEATH whose bdSeq is not the current session's is an old session's will: ignored.
+public struct SparkplugHost: Sendable {
+    public struct MetricDefinition: Sendable, Equatable {
+        public var name: String
+        public var datatype: SparkplugDataType?
+    }
+
+    struct DeviceState: Sendable {
+        var online = true
+        var aliases: [UInt64: MetricDefinition] = [:]
+        var names: [String: SparkplugDataType?] = [:]
+    }
+
+    struct NodeState: Sendable {
+        var bdSeq: UInt64?
+        var online = false
+        var expectedSeq: UInt64 = 0
+        var aliases: [UInt64: MetricDefinition] = [:]
+        var names: [String: SparkplugDataType?] = [:]
+        var devices: [String: DeviceState] = [:]
+        var rebirthRequestedAtMs: Int64?
+    }
+
+    /// Something worth a log line and a counter; never a reason to lose a message.
+    public enum Notice: Sendable, Equatable, CustomStringConvertible {
+        case sequenceGap(node: String, expected: UInt64, received: UInt64)
+        case staleDeath(node: String, bdSeq: UInt64?, current: UInt64?)
+        case unsupportedMetric(sensor: String, metric: String, reason: String)
+        case birthWithoutBdSeq(node: String)
+
+        public var description: String {
+            switch self {
+            case .sequenceGap(let node, let expected, let received):
+                "node \(node): seq \(received) where \(expected) was expected (messages lost or reordered)"
+            case .staleDeath(let node, let bdSeq, let current):
+                "node \(node): NDEATH with bdSeq \(bdSeq.map(String.init) ?? "none") is not the current session's (\(current.map(String.init) ?? "none")); ignored"
+            case .unsupportedMetric(let sensor, let metric, let reason):
+                "\(sensor) metric '\(metric)' not stored: \(reason)"
+            case .birthWithoutBdSeq(let node):
+                "node \(node): NBIRTH without a bdSeq metric; its NDEATH cannot be matched"
+            }
+        }
+    }
+
+    public struct Outcome: Sendable, Equatable {
+        public var readings: [Reading] = []
+        /// Set when the message cannot be used: it goes to quarantine whole, with this reason.
+        public var quarantineReason: String?
+        public var notices: [Notice] = []
+        /// The node to ask for a rebirth (an NCMD with `Node Control/Rebirth` = true).
+        public var rebirth: SparkplugTopic.Node?
+        /// Whether the payload carried its own timestamp (then the same payload again is a
+        /// redelivery, not new readings).
+        public var carriesEventTime = false
+    }
+
+    /// A rebirth is asked for at most this often per node while its birth does not come.
+    public var rebirthIntervalMs: Int64 = 5_000
+    private var nodes: [SparkplugTopic.Node: NodeState] = [:]
+    public let gatewayID: String
+
+    public init(gatewayID: String) {
+        self.gatewayID = gatewayID
+    }
+
+    public static let bdSeqMetric = "bdSeq"
+    public static let rebirthMetric = "Node Control/Rebirth"
+
+    /// The NCMD payload asking an edge node to publish its births again.
+    public static func rebirthRequest(timestampMs: Int64) -> [UInt8] {
+        var metric = SparkplugB_Payload.Metric()
+        metric.name = rebirthMetric
+        metric.timestamp = UInt64(max(0, timestampMs))
+        SparkplugDataType.boolean.set(.boolean(true), on: &metric)
+        var payload = SparkplugB_Payload()
+        payload.timestamp = UInt64(max(0, timestampMs))
+        payload.metrics = [metric]
+        return (try? payload.serializedBytes()) ?? []
+    }
+
+    /// Whether the node's session is being followed (its NBIRTH seen, no NDEATH since).
+    public func isOnline(_ node: SparkplugTopic.Node) -> Bool { nodes[node]?.online ?? false }
+
+    public mutating func receive(topic: String, payload: some Collection<UInt8>, receivedAtMs: Int64) -> Outcome {
+        guard let parsed = SparkplugTopic(topic) else {
+            return Outcome(quarantineReason: "not a Sparkplug B node or device topic (spBv1.0/GROUP/TYPE/EDGE_NODE[/DEVICE])")
+        }
+        // Commands are for edge nodes, not data: nothing to store, nothing lost.
+        if parsed.type == .ncmd || parsed.type == .dcmd { return Outcome() }
+        let message: SparkplugB_Payload
+        do {
+            message = try SparkplugB_Payload(serializedBytes: Array(payload))
+        } catch {
+            return Outcome(quarantineReason: "not a Sparkplug B payload: \(error)")
+        }
+        var outcome = Outcome(carriesEventTime: message.hasTimestamp)
+        let node = parsed.node
+        switch parsed.type {
+        case .nbirth: nodeBirth(node, message, topic: topic, receivedAtMs: receivedAtMs, into: &outcome)
+        case .ndeath: nodeDeath(node, message, into: &outcome)
+        case .dbirth, .ddata, .ddeath, .ndata:
+            deviceOrDataMessage(parsed, message, topic: topic, receivedAtMs: receivedAtMs, into: &outcome)
+        case .ncmd, .dcmd: break
+        }
+        return outcome
+    }
+
+    // MARK: node sessions
+
+    private mutating func nodeBirth(_ node: SparkplugTopic.Node, _ message: SparkplugB_Payload, topic: String,
+                                    receivedAtMs: Int64, into outcome: inout Outcome) {
+        var state = NodeState()
+        state.online = true
+        state.expectedSeq = (message.seq &+ 1) % 256
+        if message.seq != 0 {
+            outcome.notices.append(.sequenceGap(node: node.description, expected: 0, received: message.seq))
+        }
+        if let bdSeq = message.metrics.first(where: { $0.name == Self.bdSeqMetric }), case .longValue(let v)? = bdSeq.value {
+            state.bdSeq = v
+        } else {
+            outcome.notices.append(.birthWithoutBdSeq(node: node.description))
+        }
+        for metric in message.metrics {
+            let definition = MetricDefinition(name: metric.name, datatype: metric.hasDatatype ? SparkplugDataType(rawValue: metric.datatype) : nil)
+            if metric.hasAlias { state.aliases[metric.alias] = definition }
+            state.names[metric.name] = definition.datatype
+        }
+        nodes[node] = state
+        let sensor = "\(node.group)/\(node.edgeNode)"
+        emit(message, sensor: sensor, topic: topic, resolve: { m in MetricDefinition(name: m.name, datatype: state.names[m.name] ?? nil) },
+             skipControl: true, receivedAtMs: receivedAtMs, into: &outcome)
+    }
+
+    private mutating func nodeDeath(_ node: SparkplugTopic.Node, _ message: SparkplugB_Payload, into outcome: inout Outcome) {
+        var bdSeq: UInt64?
+        if let metric = message.metrics.first(where: { $0.name == Self.bdSeqMetric }), case .longValue(let v)? = metric.value { bdSeq = v }
+        guard var state = nodes[node], state.online, bdSeq == state.bdSeq else {
+            outcome.notices.append(.staleDeath(node: node.description, bdSeq: bdSeq, current: nodes[node]?.bdSeq))
+            return
+        }
+        state.online = false
+        for key in state.devices.keys { state.devices[key]?.online = false }
+        nodes[node] = state
+    }
+
+    private mutating func deviceOrDataMessage(_ topic: SparkplugTopic, _ message: SparkplugB_Payload, topic text: String,
+                                              receivedAtMs: Int64, into outcome: inout Outcome) {
+        let node = topic.node
+        var state = nodes[node] ?? NodeState()
+        defer { nodes[node] = state }
+        guard state.online else {
+            if topic.type == .ddeath { return }  // a device of a node already gone: nothing to do
+            outcome.quarantineReason = "\(topic.type.rawValue) from node \(node) before its NBIRTH (aliases unknown)"
+            requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
+            return
+        }
+        if message.seq != state.expectedSeq {
+            outcome.notices.append(.sequenceGap(node: node.description, expected: state.expectedSeq, received: message.seq))
+            requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
+        }
+        state.expectedSeq = (message.seq &+ 1) % 256
+
+        switch topic.type {
+        case .ndata:
+            let resolved = resolve(message, aliases: state.aliases, names: state.names)
+            guard let resolved else {
+                outcome.quarantineReason = "NDATA from node \(node) names a metric alias its NBIRTH did not define"
+                requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
+                return
+            }
+            emit(message, sensor: "\(node.group)/\(node.edgeNode)", topic: text, resolve: resolved, skipControl: true,
+                 receivedAtMs: receivedAtMs, into: &outcome)
+        case .dbirth:
+            let device = topic.device!
+            var deviceState = DeviceState()
+            for metric in message.metrics {
+                let definition = MetricDefinition(name: metric.name, datatype: metric.hasDatatype ? SparkplugDataType(rawValue: metric.datatype) : nil)
+                if metric.hasAlias { deviceState.aliases[metric.alias] = definition }
+                deviceState.names[metric.name] = definition.datatype
+            }
+            state.devices[device] = deviceState
+            emit(message, sensor: "\(node.group)/\(node.edgeNode)/\(device)", topic: text,
+                 resolve: { m in MetricDefinition(name: m.name, datatype: deviceState.names[m.name] ?? nil) },
+                 skipControl: false, receivedAtMs: receivedAtMs, into: &outcome)
+        case .ddata:
+            let device = topic.device!
+            guard let deviceState = state.devices[device], deviceState.online else {
+                outcome.quarantineReason = "DDATA from device \(node)/\(device) before its DBIRTH (aliases unknown)"
+                requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
+                return
+            }
+            guard let resolved = resolve(message, aliases: deviceState.aliases, names: deviceState.names) else {
+                outcome.quarantineReason = "DDATA from device \(node)/\(device) names a metric alias its DBIRTH did not define"
+                requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
+                return
+            }
+            emit(message, sensor: "\(node.group)/\(node.edgeNode)/\(device)", topic: text, resolve: resolved, skipControl: false,
+                 receivedAtMs: receivedAtMs, into: &outcome)
+        case .ddeath:
+            state.devices[topic.device!]?.online = false
+        case .nbirth, .ndeath, .ncmd, .dcmd:
+            break
+        }
+    }
+
+    private func requestRebirth(_ node: SparkplugTopic.Node, _ state: inout NodeState, nowMs: Int64, into outcome: inout Outcome) {
+        if let last = state.rebirthRequestedAtMs, nowMs >= last, nowMs - last < rebirthIntervalMs { return }
+        state.rebirthRequestedAtMs = nowMs
+        outcome.rebirth = node
+    }
+
+    // MARK: metrics to readings
+
+    /// A lookup that names every metric of a data message, or nil when one cannot be named.
+    private func resolve(_ message: SparkplugB_Payload, aliases: [UInt64: MetricDefinition],
+                         names: [String: SparkplugDataType?]) -> ((SparkplugB_Payload.Metric) -> MetricDefinition?)? {
+        for metric in message.metrics {
+            if metric.hasName, !metric.name.isEmpty { continue }
+            guard metric.hasAlias, aliases[metric.alias] != nil else { return nil }
+        }
+        return { metric in
+            if metric.hasName, !metric.name.isEmpty { return MetricDefinition(name: metric.name, datatype: names[metric.name] ?? nil) }
+            return aliases[metric.alias]
+        }
+    }
+
+    private func emit(_ message: SparkplugB_Payload, sensor: String, topic: String,
+                      resolve: (SparkplugB_Payload.Metric) -> MetricDefinition?, skipControl: Bool,
+                      receivedAtMs: Int64, into outcome: inout Outcome) {
+        let messageTime = message.hasTimestamp ? Self.time(message.timestamp) : receivedAtMs
+        for metric in message.metrics {
+            guard let definition = resolve(metric) else { continue }
+            // bdSeq and the Node Control commands describe the session, not the plant.
+            if skipControl, definition.name == Self.bdSeqMetric || definition.name.hasPrefix("Node Control/") { continue }
+            let type = metric.hasDatatype ? SparkplugDataType(rawValue: metric.datatype) : definition.datatype
+            guard let type else {
+                outcome.notices.append(.unsupportedMetric(sensor: sensor, metric: definition.name, reason: "unknown datatype \(metric.datatype)"))
+                continue
+            }
+            switch type.value(of: metric) {
+            case .none:
+                continue
+            case .unsupported(let reason):
+                outcome.notices.append(.unsupportedMetric(sensor: sensor, metric: definition.name, reason: reason))
+            case .value(let value):
+                outcome.readings.append(Reading(
+                    gatewayID: gatewayID, sensorID: sensor, metric: definition.name, topic: topic,
+                    timeMs: metric.hasTimestamp ? Self.time(metric.timestamp) : messageTime,
+                    receivedAtMs: receivedAtMs, value: value))
+            }
+        }
+    }
+
+    /// Sparkplug times are ms since the epoch; a value past Int64 is clamped, not trapped on.
+    private static func time(_ value: UInt64) -> Int64 { Int64(min(value, UInt64(Int64.max))) }
+}

@@ -1,0 +1,194 @@
+import Testing
+import TributaryCore
+@testable import TributarySparkplug
+
+/// The host application's side of Sparkplug B sessions, fed messages an edge node encoded.
+@Suite struct SparkplugHostTests {
+    let t0: Int64 = 1_800_000_000_000
+    let metrics: [SparkplugEdgeNode.Metric] = [
+        .init(name: "Temperature", type: .float, value: .double(21.5)),
+        .init(name: "Pressure/kPa", type: .double, value: .double(101.325)),
+        .init(name: "Count", type: .uint64, value: .integer(7)),
+        .init(name: "Offset", type: .int16, value: .integer(-300)),
+        .init(name: "Running", type: .boolean, value: .boolean(true)),
+        .init(name: "Mode", type: .string, value: .text("auto")),
+        .init(name: "Since", type: .dateTime, value: .integer(1_799_999_000_000)),
+    ]
+
+    func feed(_ host: inout SparkplugHost, _ message: SparkplugEdgeNode.Message, at time: Int64? = nil) -> SparkplugHost.Outcome {
+        host.receive(topic: message.topic, payload: message.payload, receivedAtMs: time ?? t0 + 500)
+    }
+
+    @Test func birthsDefineAliasesAndDataDecodesByAlias() {
+        var node = SparkplugEdgeNode(group: "plant1", edgeNode: "line4", bdSeq: 3)
+        var host = SparkplugHost(gatewayID: "gw-1")
+        let birth = feed(&host, node.birth(metrics: [.init(name: "Uptime", type: .int64, value: .integer(12))], timeMs: t0))
+        // bdSeq describes the session and is not stored; the node's own metric is.
+        #expect(birth.readings.map(\.metric) == ["Uptime"])
+        #expect(birth.readings.first?.sensorID == "plant1/line4")
+        #expect(birth.quarantineReason == nil && birth.rebirth == nil && birth.notices.isEmpty)
+
+        let dbirth = feed(&host, node.deviceBirth("press-2", metrics: metrics, timeMs: t0 + 1))
+        #expect(dbirth.readings.count == metrics.count)
+        var changed = metrics
+        changed[0].value = .double(22.25)
+        changed[3].value = .integer(-32768)
+        changed[2].value = .integer(Int64.max)
+        let data = feed(&host, node.data("press-2", metrics: changed, timeMs: t0 + 2))
+        #expect(data.quarantineReason == nil)
+        #expect(data.carriesEventTime)
+        #expect(data.readings.map(\.value) == changed.map { $0.type == .float ? .double(Double(Float($0.value.numericValue!))) : $0.value })
+        #expect(data.readings.allSatisfy { $0.sensorID == "plant1/line4/press-2" && $0.timeMs == t0 + 2 && $0.gatewayID == "gw-1" })
+        #expect(data.readings.map(\.metric) == metrics.map(\.name))
+        #expect(data.readings.first?.topic == "spBv1.0/plant1/DDATA/line4/press-2")
+    }
+
+    @Test func dataBeforeBirthIsQuarantinedAndARebirthRequestedOnceAWhile() {
+        var node = SparkplugEdgeNode(group: "g", edgeNode: "e")
+        _ = node.birth(metrics: [], timeMs: t0)  // the host never sees it (started later)
+        _ = node.deviceBirth("d", metrics: metrics, timeMs: t0)
+        var host = SparkplugHost(gatewayID: "gw")
+        let first = feed(&host, node.data("d", metrics: metrics, timeMs: t0 + 1), at: t0 + 10)
+        #expect(first.readings.isEmpty)
+        #expect(first.quarantineReason?.contains("before its NBIRTH") == true)
+        #expect(first.rebirth == SparkplugTopic.Node(group: "g", edgeNode: "e"))
+        #expect(first.rebirth?.commandTopic == "spBv1.0/g/NCMD/e")
+        // Asked again only after the interval, not for every message.
+        let second = feed(&host, node.data("d", metrics: metrics, timeMs: t0 + 2), at: t0 + 20)
+        #expect(second.quarantineReason != nil && second.rebirth == nil)
+        let later = feed(&host, node.data("d", metrics: metrics, timeMs: t0 + 3), at: t0 + 10 + host.rebirthIntervalMs)
+        #expect(later.rebirth != nil)
+
+        // The rebirth: NBIRTH then DBIRTH, and data decodes again.
+        #expect(feed(&host, node.birth(metrics: [], timeMs: t0 + 4)).notices.isEmpty)
+        _ = feed(&host, node.deviceBirth("d", metrics: metrics, timeMs: t0 + 5))
+        let data = feed(&host, node.data("d", metrics: metrics, timeMs: t0 + 6))
+        #expect(data.quarantineReason == nil && data.readings.count == metrics.count && data.rebirth == nil)
+    }
+
+    @Test func aSequenceGapIsReportedTheDataKeptAndARebirthRequested() {
+        var node = SparkplugEdgeNode(group: "g", edgeNode: "e")
+        var host = SparkplugHost(gatewayID: "gw")
+        _ = feed(&host, node.birth(metrics: [], timeMs: t0))
+        _ = feed(&host, node.deviceBirth("d", metrics: metrics, timeMs: t0))
+        node.skipSequenceNumber()
+        let gap = feed(&host, node.data("d", metrics: metrics, timeMs: t0 + 1))
+        #expect(gap.notices == [.sequenceGap(node: "g/e", expected: 2, received: 3)])
+        #expect(gap.readings.count == metrics.count)
+        #expect(gap.rebirth != nil)
+        // The count goes on from the seq received.
+        #expect(feed(&host, node.data("d", metrics: metrics, timeMs: t0 + 2)).notices.isEmpty)
+    }
+
+    @Test func seqWrapsAfter255WithoutAGap() {
+        var node = SparkplugEdgeNode(group: "g", edgeNode: "e")
+        var host = SparkplugHost(gatewayID: "gw")
+        _ = feed(&host, node.birth(metrics: [.init(name: "x", type: .int32, value: .integer(1))], timeMs: t0))
+        for i in 0..<600 {
+            let outcome = feed(&host, node.data(nil, metrics: [.init(name: "x", type: .int32, value: .integer(Int64(i)))], timeMs: t0 + Int64(i)))
+            #expect(outcome.notices.isEmpty && outcome.readings.count == 1)
+        }
+    }
+
+    @Test func deathEndsTheSessionOnlyWithItsOwnBdSeq() {
+        var node = SparkplugEdgeNode(group: "g", edgeNode: "e", bdSeq: 5)
+        var host = SparkplugHost(gatewayID: "gw")
+        _ = feed(&host, node.birth(metrics: [], timeMs: t0))
+        _ = feed(&host, node.deviceBirth("d", metrics: metrics, timeMs: t0))
+        // An NDEATH of an older session (bdSeq 4) is a will the broker delivered late: ignored.
+        var old = SparkplugEdgeNode(group: "g", edgeNode: "e", bdSeq: 4)
+        let stale = feed(&host, old.death())
+        #expect(stale.notices == [.staleDeath(node: "g/e", bdSeq: 4, current: 5)])
+        #expect(host.isOnline(.init(group: "g", edgeNode: "e")))
+
+        let death = feed(&host, node.death())
+        #expect(death.notices.isEmpty && death.readings.isEmpty && death.quarantineReason == nil)
+        #expect(!host.isOnline(.init(group: "g", edgeNode: "e")))
+        // Data after the death waits for a new birth.
+        let after = feed(&host, node.data("d", metrics: metrics, timeMs: t0 + 9))
+        #expect(after.quarantineReason != nil && after.rebirth != nil)
+    }
+
+    @Test func aDeviceDeathStopsThatDeviceOnly() {
+        var node = SparkplugEdgeNode(group: "g", edgeNode: "e")
+        var host = SparkplugHost(gatewayID: "gw")
+        _ = feed(&host, node.birth(metrics: [], timeMs: t0))
+        _ = feed(&host, node.deviceBirth("a", metrics: metrics, timeMs: t0))
+        _ = feed(&host, node.deviceBirth("b", metrics: metrics, timeMs: t0))
+        _ = feed(&host, node.deviceDeath("a", timeMs: t0 + 1))
+        #expect(feed(&host, node.data("a", metrics: metrics, timeMs: t0 + 2)).quarantineReason?.contains("DBIRTH") == true)
+        #expect(feed(&host, node.data("b", metrics: metrics, timeMs: t0 + 3)).readings.count == metrics.count)
+    }
+
+    @Test func unsupportedAndNullMetricsAreSkippedAndCounted() throws {
+        var payload = SparkplugB_Payload()
+        payload.seq = 0
+        payload.timestamp = UInt64(t0)
+        var bdSeq = SparkplugB_Payload.Metric()
+        bdSeq.name = "bdSeq"
+        SparkplugDataType.int64.set(.integer(0), on: &bdSeq)
+        var bytes = SparkplugB_Payload.Metric()
+        bytes.name = "Blob"
+        bytes.datatype = SparkplugDataType.bytes.rawValue
+        bytes.bytesValue = .init([1, 2, 3])
+        var null = SparkplugB_Payload.Metric()
+        null.name = "Nothing"
+        null.datatype = SparkplugDataType.double.rawValue
+        null.isNull = true
+        var wrongKind = SparkplugB_Payload.Metric()
+        wrongKind.name = "Mislabelled"
+        wrongKind.datatype = SparkplugDataType.boolean.rawValue
+        wrongKind.stringValue = "yes"
+        payload.metrics = [bdSeq, bytes, null, wrongKind]
+        var host = SparkplugHost(gatewayID: "gw")
+        let outcome = host.receive(topic: "spBv1.0/g/NBIRTH/e", payload: try payload.serializedBytes() as [UInt8], receivedAtMs: t0)
+        #expect(outcome.readings.isEmpty)
+        #expect(outcome.notices.count == 2)
+        #expect(outcome.notices.contains { if case .unsupportedMetric(_, "Blob", _) = $0 { true } else { false } })
+        #expect(outcome.notices.contains { if case .unsupportedMetric(_, "Mislabelled", let why) = $0 { why.contains("string_value") } else { false } })
+    }
+
+    @Test func garbageAndForeignTopicsAreQuarantinedAndCommandsIgnored() {
+        var host = SparkplugHost(gatewayID: "gw")
+        #expect(host.receive(topic: "spBv1.0/g/NDATA/e", payload: [0xFF, 0xFF, 0xFF], receivedAtMs: t0).quarantineReason?.contains("not a Sparkplug B payload") == true)
+        #expect(host.receive(topic: "spBv1.0/STATE/host1", payload: Array("ONLINE".utf8), receivedAtMs: t0).quarantineReason != nil)
+        #expect(host.receive(topic: "spBv1.0/g/DDATA/e", payload: [], receivedAtMs: t0).quarantineReason != nil)
+        let command = host.receive(topic: "spBv1.0/g/NCMD/e", payload: SparkplugHost.rebirthRequest(timestampMs: t0), receivedAtMs: t0)
+        #expect(command == SparkplugHost.Outcome())
+    }
+
+    @Test func topicsParseAndPrint() {
+        #expect(SparkplugTopic("spBv1.0/g/DDATA/e/d") == SparkplugTopic(group: "g", type: .ddata, edgeNode: "e", device: "d"))
+        #expect(SparkplugTopic("spBv1.0/g/NBIRTH/e")?.device == nil)
+        #expect(SparkplugTopic("spBv1.0/g/DDATA/e") == nil)       // a device message needs its device
+        #expect(SparkplugTopic("spBv1.0/g/NDATA/e/d") == nil)     // and a node message has none
+        #expect(SparkplugTopic("spAv1.0/g/NDATA/e") == nil)
+        #expect(SparkplugTopic("spBv1.0//NDATA/e") == nil)
+        #expect(SparkplugTopic(group: "g", type: .ddeath, edgeNode: "e", device: "d").description == "spBv1.0/g/DDEATH/e/d")
+    }
+
+    @Test(arguments: SparkplugDataType.allCases)
+    func everyStoredTypeRoundTrips(_ type: SparkplugDataType) {
+        let value: ReadingValue? = switch type {
+        case .int8: .integer(-128)
+        case .int16: .integer(-32768)
+        case .int32: .integer(Int64(Int32.min))
+        case .int64: .integer(Int64.min)
+        case .uint8: .integer(255)
+        case .uint16: .integer(65535)
+        case .uint32: .integer(Int64(UInt32.max))
+        case .uint64: .integer(Int64.max)
+        case .float: .double(0.5)
+        case .double: .double(-1e300)
+        case .boolean: .boolean(false)
+        case .string, .text: .text("tëxt")
+        case .uuid: .text("0f8fad5b-d9cb-469f-a165-70867728950e")
+        case .dateTime: .integer(t0)
+        case .dataSet, .bytes, .file, .template: nil
+        }
+        guard let value else { return }
+        var metric = SparkplugB_Payload.Metric()
+        type.set(value, on: &metric)
+        #expect(type.value(of: metric) == .value(value))
+    }
+}
