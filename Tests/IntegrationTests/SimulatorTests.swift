@@ -24,9 +24,78 @@ struct SimulatorTests {
         let manifest = try await simulator.run()
         var last: [String: Int64] = [:]
         for entry in manifest.entries where entry.metric == "temperature" {
-            #expect(entry.timeMs > last[entry.sensorID, default: 0], "\(entry.sensorID) at \(entry.timeMs)")
-            last[entry.sensorID] = entry.timeMs
+            let time = try #require(entry.timeMs)
+            #expect(time > last[entry.sensorID, default: 0], "\(entry.sensorID) at \(time)")
+            last[entry.sensorID] = time
         }
         #expect(last.count == 2)
+    }
+}
+
+/// Every device kind and every fault through the real parts: broker, agent, aggregator, sink.
+@Suite("sensor simulator end to end", .serialized)
+struct SimulatorPipelineTests {
+    /// Plug, environment, meter, plain numbers and Sparkplug B, with malformed payloads,
+    /// duplicate publishes, out-of-order messages, skewed clocks and silent sensors: the sink
+    /// holds every reading once, the agent's quarantine exactly the malformed messages, and
+    /// the Sparkplug sequence gaps the reordering causes bring a rebirth the simulator answers.
+    @Test func mixedFleetWithEveryFaultIsConserved() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-mixed")
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let agent = try await harness.startAgent()
+        var options = SensorSimulator.Options(broker: try MQTTBroker(url: harness.broker.url), gatewayID: harness.gatewayID,
+                                              sensors: 40, rate: 800, count: 4000)
+        options.kinds = DeviceKind.allCases
+        options.jitter = 0.3
+        options.burst = .init(factor: 3, lengthMs: 500, everyMs: 2000)
+        options.seed = 42
+        options.faults.malformedShare = 0.02
+        options.faults.duplicateShare = 0.03
+        options.faults.outOfOrderShare = 0.01
+        options.faults.clockSkewMs = 120_000
+        options.faults.silentShare = 0.1
+        let manifest = try await SensorSimulator(options: options, logger: harness.logger).run()
+        #expect(manifest.quarantined.values.reduce(0, +) > 0 && manifest.duplicatesPublished > 0)
+        #expect(manifest.outOfOrder > 0 && !manifest.silentSensors.isEmpty)
+
+        let report = try await harness.verifyWhenComplete(manifest)
+        let buffer = harness.dir.file("agent/buffer.sqlite")
+        let withQuarantine = try await Verifier.verify(manifest, sink: harness.sink, agentBuffers: [buffer])
+        #expect(report.passed && withQuarantine.passed, "\(withQuarantine)")
+        #expect(withQuarantine.quarantineFound == manifest.quarantined.values.reduce(0, +))
+        #expect(manifest.entries.contains { $0.sensorID.hasPrefix("sensors/gw-mixed/") }, "Sparkplug devices are named group/edge node/device")
+        #expect(manifest.entries.contains { $0.timeMs == nil }, "plain numbers carry no time")
+        // Reordered Sparkplug messages are sequence gaps; the agent asked for a rebirth and got one.
+        #expect(harness.agentLog.contains("sparkplug: rebirth requested"))
+        await harness.stop(agent, aggregator)
+
+        }
+
+    /// `tributary-sim sensors` twice with one seed and start time: byte-identical manifests.
+    @Test func theCommandLineRepeatsARunExactly() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let broker = try await MosquittoBroker(directory: dir.path)
+        defer { Task { await broker.stop() } }
+        let sim = try ProcessHarness.executable("tributary-sim")
+        var manifests: [String] = []
+        for run in 1...2 {
+            let path = dir.file("manifest-\(run).jsonl")
+            let (code, output) = try await ProcessHarness.run(sim, [
+                "sensors", "--broker", broker.url, "--gateway", "gw-repeat", "--sensors", "25", "--format", "mixed",
+                "--rate", "5000", "--count", "1500", "--seed", "99", "--start-ms", "1795000000000", "--jitter", "0.4",
+                "--burst", "3x1s/4s", "--malformed", "0.05", "--duplicates", "0.05", "--out-of-order", "0.05",
+                "--clock-skew", "30s", "--silent", "0.1", "--manifest", path,
+            ], in: dir.path)
+            #expect(code == 0, "\(output)")
+            #expect(output.contains("published") && output.contains("malformed") && output.contains("silent"))
+            manifests.append(try String(contentsOfFile: path, encoding: .utf8))
+        }
+        #expect(manifests[0] == manifests[1])
+        #expect(manifests[0].contains("\"quarantine\"") && manifests[0].contains("\"silent\""))
+
+        let (code, output) = try await ProcessHarness.run(sim, ["sensors", "--gateway", "g", "--manifest", "m", "--count", "1", "--format", "xml"], in: dir.path)
+        #expect(code != 0 && output.contains("unknown kind 'xml'"), "\(output)")
     }
 }

@@ -1,20 +1,25 @@
 import Foundation
 import TributaryCore
 
-/// What a simulator published, reading by reading, so `verify` can check a sink against it.
+/// What a simulator published, reading by reading, and the faults it injected, so `verify`
+/// knows what must arrive once, what must be quarantined, and whom to expect nothing more from.
 ///
-/// File format: JSON lines. The first line is a header; each further line is one reading:
-/// `{"g":gateway,"s":sensor,"m":metric,"t":time_ms,"v":value}` with `v` a JSON number,
-/// boolean or string.
+/// File format: JSON lines. The first line is a header with the counts; each further line is
+///   - a reading: `{"g":gateway,"s":sensor,"m":metric,"t":time_ms,"v":value}` with `v` a JSON
+///     number, boolean or string, and no `t` for a reading without a time of its own (the
+///     agent stamps its receive time, so any time matches);
+///   - a malformed message the agent must quarantine: `{"quarantine":topic}`;
+///   - a sensor that fell silent: `{"silent":sensor,"g":gateway}`.
 public struct Manifest: Sendable, Equatable {
     public struct Entry: Sendable, Hashable {
         public var gatewayID: String
         public var sensorID: String
         public var metric: String
-        public var timeMs: Int64
+        /// Nil when the message carried no time (a plain number): any time matches.
+        public var timeMs: Int64?
         public var value: ReadingValue
 
-        public init(gatewayID: String, sensorID: String, metric: String, timeMs: Int64, value: ReadingValue) {
+        public init(gatewayID: String, sensorID: String, metric: String, timeMs: Int64?, value: ReadingValue) {
             self.gatewayID = gatewayID
             self.sensorID = sensorID
             self.metric = metric
@@ -23,15 +28,47 @@ public struct Manifest: Sendable, Equatable {
         }
 
         /// The key `verify` compares on; numbers compare by value whatever their type.
-        public var key: String { "\(gatewayID)\u{1F}\(sensorID)\u{1F}\(metric)\u{1F}\(timeMs)\u{1F}\(Manifest.canonical(value))" }
+        public var key: String { Manifest.key(gatewayID, sensorID, metric, timeMs.map(String.init) ?? "*", value) }
     }
 
+    public struct Sensor: Sendable, Hashable {
+        public var gatewayID: String
+        public var sensorID: String
+        public init(gatewayID: String, sensorID: String) {
+            self.gatewayID = gatewayID
+            self.sensorID = sensorID
+        }
+    }
+
+    /// Every MQTT publish, duplicates and Sparkplug births included.
     public var messagesPublished: Int
     public var entries: [Entry]
+    /// Malformed messages by topic: the agent must quarantine exactly these.
+    public var quarantined: [String: Int] = [:]
+    /// Messages published twice with the same bytes (their readings count once in `entries`).
+    public var duplicatesPublished = 0
+    /// Messages sent after one that was due later.
+    public var outOfOrder = 0
+    /// Sensors that fell silent during the run: nothing more may arrive from them.
+    public var silentSensors: [Sensor] = []
 
     public init(messagesPublished: Int, entries: [Entry]) {
         self.messagesPublished = messagesPublished
         self.entries = entries
+    }
+
+    static func key(_ gateway: String, _ sensor: String, _ metric: String, _ time: String, _ value: ReadingValue) -> String {
+        "\(gateway)\u{1F}\(sensor)\u{1F}\(metric)\u{1F}\(time)\u{1F}\(canonical(value))"
+    }
+
+    /// Adds another run's manifest (another gateway, or the same one later).
+    public mutating func append(_ other: Manifest) {
+        messagesPublished += other.messagesPublished
+        entries += other.entries
+        quarantined.merge(other.quarantined, uniquingKeysWith: +)
+        duplicatesPublished += other.duplicatesPublished
+        outOfOrder += other.outOfOrder
+        silentSensors += other.silentSensors
     }
 
     static func canonical(_ value: ReadingValue) -> String {
@@ -44,9 +81,18 @@ public struct Manifest: Sendable, Equatable {
     }
 
     public func write(to path: String) throws {
-        var text = "{\"kind\":\"tributary-manifest\",\"version\":1,\"messages\":\(messagesPublished),\"readings\":\(entries.count)}\n"
+        var text = "{\"kind\":\"tributary-manifest\",\"version\":2,\"messages\":\(messagesPublished),\"readings\":\(entries.count)"
+            + ",\"quarantined\":\(quarantined.values.reduce(0, +)),\"duplicates\":\(duplicatesPublished),\"out_of_order\":\(outOfOrder)"
+            + ",\"silent\":\(silentSensors.count)}\n"
         for e in entries {
-            text += "{\"g\":\(JSONValue.quoted(e.gatewayID)),\"s\":\(JSONValue.quoted(e.sensorID)),\"m\":\(JSONValue.quoted(e.metric)),\"t\":\(e.timeMs),\"v\":\(jsonValue(e.value))}\n"
+            let time = e.timeMs.map { ",\"t\":\($0)" } ?? ""
+            text += "{\"g\":\(JSONValue.quoted(e.gatewayID)),\"s\":\(JSONValue.quoted(e.sensorID)),\"m\":\(JSONValue.quoted(e.metric))\(time),\"v\":\(jsonValue(e.value))}\n"
+        }
+        for (topic, count) in quarantined.sorted(by: { $0.key < $1.key }) {
+            text += String(repeating: "{\"quarantine\":\(JSONValue.quoted(topic))}\n", count: count)
+        }
+        for sensor in silentSensors {
+            text += "{\"silent\":\(JSONValue.quoted(sensor.sensorID)),\"g\":\(JSONValue.quoted(sensor.gatewayID))}\n"
         }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
     }
@@ -63,9 +109,13 @@ public struct Manifest: Sendable, Equatable {
               fields.contains(where: { $0.0 == "kind" && $0.1 == .string("tributary-manifest") }) else {
             throw ManifestError(path: path, line: 1, reason: "not a tributary manifest (missing header)")
         }
-        var messages = 0
-        if case .integer(let n)? = fields.first(where: { $0.0 == "messages" })?.1 { messages = Int(n) }
-        var entries: [Entry] = []
+        func headerCount(_ name: String) -> Int {
+            if case .integer(let n)? = fields.first(where: { $0.0 == name })?.1 { return Int(n) }
+            return 0
+        }
+        var manifest = Manifest(messagesPublished: headerCount("messages"), entries: [])
+        manifest.duplicatesPublished = headerCount("duplicates")
+        manifest.outOfOrder = headerCount("out_of_order")
         var number = 1
         while let line = lines.next() {
             number += 1
@@ -73,9 +123,22 @@ public struct Manifest: Sendable, Equatable {
                 throw ManifestError(path: path, line: number, reason: "expected an object")
             }
             let m = Dictionary(members, uniquingKeysWith: { a, _ in a })
-            guard case .string(let g)? = m["g"], case .string(let s)? = m["s"], case .string(let metric)? = m["m"],
-                  case .integer(let t)? = m["t"], let v = m["v"] else {
-                throw ManifestError(path: path, line: number, reason: "a reading needs g, s, m, t and v")
+            if case .string(let topic)? = m["quarantine"] {
+                manifest.quarantined[topic, default: 0] += 1
+                continue
+            }
+            if case .string(let sensor)? = m["silent"], case .string(let g)? = m["g"] {
+                manifest.silentSensors.append(Sensor(gatewayID: g, sensorID: sensor))
+                continue
+            }
+            guard case .string(let g)? = m["g"], case .string(let s)? = m["s"], case .string(let metric)? = m["m"], let v = m["v"] else {
+                throw ManifestError(path: path, line: number, reason: "a reading needs g, s, m and v (and t when it has a time)")
+            }
+            var time: Int64?
+            switch m["t"] {
+            case .integer(let t)?: time = t
+            case nil, .null?: time = nil
+            default: throw ManifestError(path: path, line: number, reason: "t must be an integer (ms since the epoch)")
             }
             let value: ReadingValue
             switch v {
@@ -85,9 +148,9 @@ public struct Manifest: Sendable, Equatable {
             case .string(let text): value = .text(text)
             default: throw ManifestError(path: path, line: number, reason: "v must be a number, boolean or string")
             }
-            entries.append(Entry(gatewayID: g, sensorID: s, metric: metric, timeMs: t, value: value))
+            manifest.entries.append(Entry(gatewayID: g, sensorID: s, metric: metric, timeMs: time, value: value))
         }
-        return Manifest(messagesPublished: messages, entries: entries)
+        return manifest
     }
 
     private static func parse(_ line: Substring, path: String, line number: Int) throws -> JSONValue {

@@ -13,6 +13,10 @@ public enum Verifier {
         public var duplicates = 0
         /// In the sink for the manifest's sensors, but never published.
         public var unexpected = 0
+        /// Malformed messages the manifest says the agent must quarantine, and how many of
+        /// them its buffer holds (nil when no agent buffer was given to check).
+        public var quarantineExpected = 0
+        public var quarantineFound: Int?
         public var examples: [String] = []
 
         public init(expected: Int = 0, found: Int = 0) {
@@ -20,10 +24,13 @@ public enum Verifier {
             self.found = found
         }
 
-        public var passed: Bool { missing == 0 && duplicates == 0 && unexpected == 0 }
+        public var passed: Bool {
+            missing == 0 && duplicates == 0 && unexpected == 0 && (quarantineFound.map { $0 == quarantineExpected } ?? true)
+        }
 
         public var description: String {
-            var text = "expected \(expected), found \(found), missing \(missing), duplicates \(duplicates), unexpected \(unexpected): "
+            let quarantine = quarantineFound.map { ", quarantined \($0) of \(quarantineExpected) malformed" } ?? ""
+            var text = "expected \(expected), found \(found), missing \(missing), duplicates \(duplicates), unexpected \(unexpected)\(quarantine): "
                 + (passed ? "OK" : "FAILED")
             for example in examples { text += "\n  " + example }
             return text
@@ -45,7 +52,9 @@ public enum Verifier {
 
         init(_ manifest: Manifest) {
             for entry in manifest.entries { expected[entry.key, default: 0] += 1 }
-            sensors = Set(manifest.entries.map { "\($0.gatewayID)\u{1F}\($0.sensorID)" })
+            // A silent sensor's readings after it fell silent would be unexpected.
+            sensors = Set(manifest.entries.map { "\($0.gatewayID)\u{1F}\($0.sensorID)" }
+                + manifest.silentSensors.map { "\($0.gatewayID)\u{1F}\($0.sensorID)" })
             expectedCount = manifest.entries.count
         }
 
@@ -58,7 +67,13 @@ public enum Verifier {
             case "text": .text(text ?? "")
             default: .double(double ?? .nan)
             }
-            found[Manifest.Entry(gatewayID: gatewayID, sensorID: sensorID, metric: metric, timeMs: timeMs, value: value).key, default: 0] += 1
+            // A reading published without a time matches at whatever time the agent stamped.
+            var key = Manifest.key(gatewayID, sensorID, metric, String(timeMs), value)
+            if expected[key] == nil {
+                let untimed = Manifest.key(gatewayID, sensorID, metric, "*", value)
+                if expected[untimed] != nil { key = untimed }
+            }
+            found[key, default: 0] += 1
             count += 1
         }
 
@@ -90,7 +105,48 @@ public enum Verifier {
     /// copies a retried insert left behind (not yet merged away) count once, as any query
     /// that wants exact results must read them.
     /// `caFile` is the CA for a `clickhouse+https` sink's certificate.
-    public static func verify(_ manifest: Manifest, sink: String, caFile: String? = nil) async throws -> Report {
+    /// `agentBuffers`: the agents' buffer files, whose quarantine must hold exactly the
+    /// manifest's malformed messages (per topic).
+    public static func verify(_ manifest: Manifest, sink: String, caFile: String? = nil, agentBuffers: [String] = []) async throws -> Report {
+        var report = try await verifySink(manifest, sink: sink, caFile: caFile)
+        report.quarantineExpected = manifest.quarantined.values.reduce(0, +)
+        if !agentBuffers.isEmpty {
+            let (matching, examples) = try countQuarantined(manifest.quarantined, in: agentBuffers)
+            report.quarantineFound = matching
+            if matching != report.quarantineExpected { report.examples += examples.prefix(5) }
+        }
+        return report
+    }
+
+    /// Per topic of the manifest, the quarantined payloads the buffers hold, capped at the
+    /// manifest's count (an excess is reported as an example, not counted as found).
+    private static func countQuarantined(_ expected: [String: Int], in paths: [String]) throws -> (Int, [String]) {
+        var held: [String: Int] = [:]
+        for path in paths {
+            let db: SQLiteDatabase
+            do {
+                db = try SQLiteDatabase(path: path, readOnly: true)
+            } catch {
+                throw VerifyError(description: "cannot open agent buffer \(path): \(error)")
+            }
+            defer { db.close() }
+            try db.withConnection { c throws(SQLiteError) in
+                try c.forEach("SELECT topic, count(*) FROM quarantine GROUP BY topic") { row in
+                    held[row.string(0) ?? "", default: 0] += Int(row.int64(1))
+                }
+            }
+        }
+        var matching = 0
+        var examples: [String] = []
+        for (topic, count) in expected.sorted(by: { $0.key < $1.key }) {
+            let have = held[topic] ?? 0
+            matching += min(have, count)
+            if have != count { examples.append("quarantine: \(topic): \(have) held, \(count) malformed sent") }
+        }
+        return (matching, examples)
+    }
+
+    private static func verifySink(_ manifest: Manifest, sink: String, caFile: String?) async throws -> Report {
         var tally = Tally(manifest)
         if ClickHouseEndpoint.isClickHouseURL(sink) {
             let gateways = Set(manifest.entries.map(\.gatewayID)).sorted()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TributaryCore
 import TributaryMQTT
 import TributarySimulator
 
@@ -14,39 +15,125 @@ struct Sim: AsyncParsableCommand {
 
 struct Sensors: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Publish realistic JSON sensor readings to a broker (QoS 1) and write a manifest of them.",
-        discussion: "Topics are <prefix>/<gateway>/<sensor>; each message carries five readings and a ts field in ms.")
+        abstract: "Publish a gateway's simulated sensors to a broker (QoS 1) and write a manifest of what the broker acknowledged.",
+        discussion: """
+            Device kinds (--format; a comma list mixes them, sensors take them in turn):
+              plug         JSON, ts in epoch ms, a nested ENERGY object
+              environment  JSON, ts as an ISO 8601 string, a text state
+              meter        JSON, ts in epoch microseconds, an array of voltages
+              number       a plain number on <prefix>/<gateway>/<sensor>/<metric>, no time
+              sparkplug    Sparkplug B: NBIRTH/DBIRTH, then DDATA by alias, on
+                           spBv1.0/<prefix>/DDATA/<gateway>/<sensor>
+            The JSON kinds publish on <prefix>/<gateway>/<sensor>. json = plug,environment,meter; mixed = all five. --print-subscriptions shows the agent configuration that reads them all.
+
+            Signals: daily sines with noise, random walks, counters, steps and spikes, switches and state changes. --seed with --start-ms repeats a run, and its manifest, exactly.
+
+            Faults are recorded in the manifest, so `verify` knows what must arrive once, what the agent must quarantine (verify --agent-buffer), and that silent sensors send nothing more.
+            """)
 
     @Option(help: "Broker, mqtt://HOST:PORT.") var broker = "mqtt://127.0.0.1:1883"
-    @Option(help: "Gateway id put in the topics.") var gateway: String
+    @Option(help: "Gateway id put in the topics (the Sparkplug edge node id).") var gateway: String?
     @Option(help: "Number of sensors.") var sensors = 10
     @Option(help: "Messages per second, all sensors together.") var rate = 100.0
+    @Option(help: "Messages per second per sensor (instead of --rate).") var sensorRate: Double?
+    @Option(help: "Each interval varies by up to this share either way, 0-1.") var jitter = 0.0
+    @Option(help: ArgumentHelp("Bursts: FACTORxLENGTH/EVERY, e.g. 5x2s/30s (five times faster for 2 s every 30 s).", valueName: "burst"))
+    var burst: String?
+    @Option(help: "Device kinds: json, mixed, or a comma list of plug, environment, meter, number, sparkplug.") var format = "json"
     @Option(help: "Stop after this many messages.") var count: Int?
-    @Option(help: "Stop after this many seconds.") var duration: Double?
-    @Option(help: "Topic prefix.") var topicPrefix = "sensors"
-    @Option(help: "Seed for the signal models.") var seed: UInt64 = 1
-    @Option(help: "Where to write the manifest (JSON lines).") var manifest: String
+    @Option(help: "Stop after this long, e.g. 30 or 2m (seconds when no unit).") var duration: String?
+    @Option(help: "Topic prefix (and Sparkplug group id).") var topicPrefix = "sensors"
+    @Option(help: "Seed for the signals, schedules and faults.") var seed: UInt64 = 1
+    @Option(help: "The run's clock at the start, ms since the epoch (default: now).") var startMs: Int64?
+    @Option(help: "Share of messages sent malformed, 0-1 (the agent must quarantine them).") var malformed = 0.0
+    @Option(help: "Share of messages published twice, 0-1 (stored once).") var duplicates = 0.0
+    @Option(help: "Share of messages sent after the next one, 0-1.") var outOfOrder = 0.0
+    @Option(help: "Each device's clock is off by up to this much either way, e.g. 30s.") var clockSkew: String?
+    @Option(help: "Share of sensors that fall silent after a few messages, 0-1.") var silent = 0.0
+    @Option(help: "Where to write the manifest (JSON lines).") var manifest: String?
+    @Flag(help: "Print the agent subscriptions that read what this simulator sends, and exit.") var printSubscriptions = false
 
     func validate() throws {
+        if printSubscriptions { return }
+        guard gateway != nil, manifest != nil else { throw ValidationError("give --gateway and --manifest") }
         guard count != nil || duration != nil else { throw ValidationError("give --count or --duration") }
-        guard sensors > 0, rate > 0 else { throw ValidationError("--sensors and --rate must be positive") }
+        guard sensors > 0, rate > 0, sensorRate.map({ $0 > 0 }) ?? true else { throw ValidationError("--sensors, --rate and --sensor-rate must be positive") }
+        for (name, share) in [("--jitter", jitter), ("--malformed", malformed), ("--duplicates", duplicates), ("--out-of-order", outOfOrder), ("--silent", silent)] {
+            guard (0...1).contains(share) else { throw ValidationError("\(name) takes a share between 0 and 1, not \(share)") }
+        }
+        _ = try kinds()
+        _ = try parsedBurst()
+        _ = try Self.duration(clockSkew, "--clock-skew")
+        _ = try Self.duration(duration, "--duration")
+    }
+
+    func kinds() throws -> [DeviceKind] {
+        switch format {
+        case "json": return DeviceKind.json
+        case "mixed": return DeviceKind.allCases
+        default:
+            return try format.split(separator: ",").map { name in
+                guard let kind = DeviceKind(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("--format: unknown kind '\(name)' (json, mixed, or \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return kind
+            }
+        }
+    }
+
+    func parsedBurst() throws -> SensorSimulator.Burst? {
+        guard let burst else { return nil }
+        let parts = burst.split(whereSeparator: { $0 == "x" || $0 == "/" }).map(String.init)
+        guard parts.count == 3, let factor = Double(parts[0]), factor >= 1,
+              let length = Units.milliseconds(parts[1]), let every = Units.milliseconds(parts[2]), length > 0, every > length
+        else { throw ValidationError("--burst: expected FACTORxLENGTH/EVERY such as 5x2s/30s (factor >= 1, every > length), not '\(burst)'") }
+        return SensorSimulator.Burst(factor: factor, lengthMs: length, everyMs: every)
+    }
+
+    /// A duration flag: "30" is seconds, "2m", "500ms", "4m10s" as the unit says.
+    static func duration(_ text: String?, _ flag: String) throws -> Int64? {
+        guard let text else { return nil }
+        if let seconds = Double(text), seconds >= 0 { return Int64(seconds * 1000) }
+        guard let ms = Units.milliseconds(text) else { throw ValidationError("\(flag): '\(text)' is not a duration such as 30s or 2m") }
+        return ms
     }
 
     func run() async throws {
+        if printSubscriptions {
+            print("  subscriptions:\n" + SensorSimulator.subscriptionYAML(prefix: topicPrefix))
+            return
+        }
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "tributary-sim")
         logger.logLevel = .warning
+        guard let gateway, let manifest else { return }
         do {
             var options = SensorSimulator.Options(
                 broker: try MQTTBroker(url: broker), gatewayID: gateway, sensors: sensors, rate: rate,
-                count: count, duration: duration.map { .milliseconds(Int64($0 * 1000)) })
+                count: count, duration: try Self.duration(duration, "--duration").map { .milliseconds($0) })
+            options.sensorRate = sensorRate
+            options.jitter = jitter
+            options.burst = try parsedBurst()
+            options.kinds = try kinds()
             options.topicPrefix = topicPrefix
             options.seed = seed
-            let result = try await SensorSimulator(options: options, logger: logger).run { sent, elapsed in
-                FileHandle.standardError.write(Data(String(format: "\rsent %d messages in %.0fs (%.0f/s)   ", sent, elapsed, Double(sent) / max(elapsed, 0.001)).utf8))
+            options.startMs = startMs
+            options.faults.malformedShare = malformed
+            options.faults.duplicateShare = duplicates
+            options.faults.outOfOrderShare = outOfOrder
+            options.faults.clockSkewMs = try Self.duration(clockSkew, "--clock-skew") ?? 0
+            options.faults.silentShare = silent
+            let result = try await SensorSimulator(options: options, logger: logger).run { p in
+                FileHandle.standardError.write(Data(String(format: "\rsent %d messages, %d readings in %.0fs (%.0f msg/s)   ",
+                                                           p.messages, p.readings, p.elapsedSeconds, p.rate).utf8))
             }
             try result.write(to: manifest)
-            print("\npublished \(result.messagesPublished) messages, \(result.entries.count) readings, all acknowledged by the broker; manifest: \(manifest)")
+            FileHandle.standardError.write(Data("\n".utf8))
+            print("""
+                published \(result.messagesPublished) messages with \(result.entries.count) readings, all acknowledged by the broker; \
+                faults: \(result.quarantined.values.reduce(0, +)) malformed, \(result.duplicatesPublished) duplicated, \
+                \(result.outOfOrder) out of order, \(result.silentSensors.count) sensors silent; manifest: \(manifest)
+                """)
         } catch {
             throw Failure("tributary-sim sensors: \(error)")
         }
@@ -64,11 +151,13 @@ struct Verify: AsyncParsableCommand {
     var sink: String
     @Option(help: "PEM file of the CA that signed a clickhouse+https sink's certificate (default: the system's roots).")
     var caFile: String?
+    @Option(help: "An agent's buffer file (repeatable): its quarantine must hold exactly the manifest's malformed messages.")
+    var agentBuffer: [String] = []
 
     func run() async throws {
         let report: Verifier.Report
         do {
-            report = try await Verifier.verify(try Manifest.read(from: manifest), sink: sink, caFile: caFile)
+            report = try await Verifier.verify(try Manifest.read(from: manifest), sink: sink, caFile: caFile, agentBuffers: agentBuffer)
         } catch {
             throw Failure("tributary-sim verify: \(error)")
         }
