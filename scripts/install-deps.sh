@@ -2,7 +2,8 @@
 # Installs the Debian packages Tributary needs to build, test and run its demo, when missing.
 set -euo pipefail
 packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev pkg-config tmux clickhouse-server
-  python3-prometheus-client)  # the last: the reference parser the /metrics tests check against
+  python3-prometheus-client   # the reference parser the /metrics tests check against
+  gcc make libprotobuf-c-dev) # the C sender (simulators/c-sender) its integration test builds
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
