@@ -123,6 +123,8 @@ let package = Package(
             name: "TributarySimulator",
             dependencies: [
                 "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
+                // The fleet simulator's virtual gateways send through the agent's SyncClient.
+                "TributaryAgent",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

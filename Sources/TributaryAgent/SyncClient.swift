@@ -6,9 +6,10 @@ import SwiftProtobuf
 import TributaryCore
 import TributaryWire
 
-/// Sends one SyncRequest to the aggregator and says what became of it.
-struct SyncClient: Sendable {
-    enum Outcome: Sendable, Equatable {
+/// Sends one SyncRequest to the aggregator and says what became of it. Public so that the
+/// fleet simulator's virtual gateways speak exactly as agents do.
+public struct SyncClient: Sendable {
+    public enum Outcome: Sendable, Equatable {
         /// The aggregator's sink holds the batch (accepted now or before), or recorded the heartbeat.
         case acknowledged(duplicate: Bool)
         /// Not written; try again, not before `afterMs` when the server said so.
@@ -23,7 +24,15 @@ struct SyncClient: Sendable {
     let timeout: TimeAmount
     let stats: AgentStats
 
-    func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
+    public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, stats: AgentStats) {
+        self.http = http
+        self.url = url
+        self.encoding = encoding
+        self.timeout = timeout
+        self.stats = stats
+    }
+
+    public func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
         let body: [UInt8]
         do {
             body = Compression.compress(try request.serializedBytes(), encoding: encoding)

@@ -4,13 +4,14 @@ import Logging
 import TributaryCore
 import TributaryMQTT
 import TributarySimulator
+import TributaryWire
 
 @main
 struct Sim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-sim",
         abstract: "Traffic for Tributary demos and tests, and the conservation check.",
-        subcommands: [Sensors.self, Verify.self, Proxy.self])
+        subcommands: [Sensors.self, Fleet.self, Verify.self, Proxy.self])
 }
 
 struct Sensors: AsyncParsableCommand {
@@ -137,6 +138,73 @@ struct Sensors: AsyncParsableCommand {
         } catch {
             throw Failure("tributary-sim sensors: \(error)")
         }
+    }
+}
+
+struct Fleet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Virtual gateways posting batches straight to an aggregator (no broker), with a report and a manifest.",
+        discussion: """
+            Each gateway has its own id (<prefix>-0001, ...), epoch, sequence, status and rate (half to one and a half times --rate), and sends through the agent's own client: 429 and 5xx answers wait and retry, as agents do. --lost-acks makes gateways throw answers away and resend (the aggregator must say duplicate); --restarts makes gateways restart once, half keeping their buffer (their last batch is resent), half wiping it (a new epoch).
+
+            The report gives readings/s, ack latency percentiles (HdrHistogram, request to answer), and 429/5xx counts. The manifest holds every acknowledged reading: `tributary-sim verify --manifest M --sink S` checks the sink against it.
+            """)
+
+    @Option(help: "The aggregator, http://HOST:PORT.") var aggregator = "http://127.0.0.1:8470"
+    @Option(help: "Number of virtual gateways.") var gateways = 100
+    @Option(help: "Gateway id prefix.") var prefix = "fleet"
+    @Option(help: "Sensors per gateway.") var sensors = 5
+    @Option(help: "Readings per batch.") var batchSize = 100
+    @Option(help: "Readings per second per gateway, on average.") var rate = 100.0
+    @Option(help: "Run this long, e.g. 30s or 2m...") var duration: String?
+    @Option(help: "...or until each gateway has sent this many batches.") var batches: Int?
+    @Option(help: "Share of acknowledgements thrown away (the batch is resent), 0-1.") var lostAcks = 0.0
+    @Option(help: "Share of gateways that restart once, 0-1.") var restarts = 0.0
+    @Option(help: "Request body encoding: zstd, gzip or identity.") var compression = "zstd"
+    @Option(help: "HTTP connections to the aggregator, all gateways together.") var connections = 256
+    @Option(help: "Seed for rates, values and faults.") var seed: UInt64 = 1
+    @Option(help: "Where to write the manifest (JSON lines).") var manifest: String
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func validate() throws {
+        guard duration != nil || batches != nil else { throw ValidationError("give --duration or --batches") }
+        guard gateways > 0, sensors > 0, batchSize > 0, rate > 0, connections > 0 else {
+            throw ValidationError("--gateways, --sensors, --batch-size, --rate and --connections must be positive")
+        }
+        guard (0...1).contains(lostAcks), (0...1).contains(restarts) else { throw ValidationError("--lost-acks and --restarts take a share between 0 and 1") }
+        guard ContentEncoding(rawValue: compression) != nil else { throw ValidationError("--compression: zstd, gzip or identity") }
+        _ = try Sensors.duration(duration, "--duration")
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "tributary-sim")
+        logger.logLevel = .warning
+        var options = FleetSimulator.Options(aggregator: aggregator, gateways: gateways)
+        options.gatewayPrefix = prefix
+        options.sensorsPerGateway = sensors
+        options.readingsPerBatch = batchSize
+        options.rate = rate
+        options.duration = try Sensors.duration(duration, "--duration").map { .milliseconds($0) }
+        options.batchesPerGateway = batches
+        options.lostAckShare = lostAcks
+        options.restartShare = restarts
+        options.compression = ContentEncoding(rawValue: compression) ?? .zstd
+        options.connections = connections
+        options.seed = seed
+        let (result, report) = try await FleetSimulator(options: options, logger: logger).run { readings, elapsed in
+            FileHandle.standardError.write(Data(String(format: "\r%d readings acknowledged in %.0fs (%.0f/s)   ",
+                                                       readings, elapsed, Double(readings) / max(elapsed, 0.001)).utf8))
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        do {
+            try result.write(to: manifest)
+        } catch {
+            throw Failure("tributary-sim fleet: cannot write the manifest \(manifest): \(error)")
+        }
+        print(json ? report.json : report.description)
+        if !json { print("manifest: \(manifest)") }
+        if report.rejected > 0 { throw ExitCode(1) }
     }
 }
 

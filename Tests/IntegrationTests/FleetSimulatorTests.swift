@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributarySimulator
+import TributaryTesting
+
+/// `tributary-sim fleet`: hundreds of virtual gateways against a real aggregator and sink.
+@Suite("fleet simulator")
+struct FleetSimulatorTests {
+    /// 300 gateways, some losing acknowledgements and some restarting (keeping or wiping their
+    /// buffer): the sink holds every acknowledged reading exactly once, and the fleet view
+    /// knows every gateway with its count.
+    @Test func threeHundredGatewaysEndInAnExactVerify() async throws {
+        let harness = try await ProcessHarness(gatewayID: "unused")
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let manifestPath = harness.dir.file("fleet.jsonl")
+        let (code, output) = try await ProcessHarness.run(try ProcessHarness.executable("tributary-sim"), [
+            "fleet", "--aggregator", "http://127.0.0.1:\(harness.httpPort)", "--gateways", "300", "--batches", "3",
+            "--batch-size", "40", "--rate", "200", "--lost-acks", "0.1", "--restarts", "0.2", "--seed", "5",
+            "--manifest", manifestPath, "--json",
+        ], in: harness.dir.path)
+        #expect(code == 0, "\(output)")
+        let line = try #require(output.split(separator: "\n").first { $0.hasPrefix("{") })
+        guard case .object(let fields) = try JSONValue.parse(Array(line.utf8)) else { throw TestingError("not a JSON report: \(line)") }
+        func number(_ name: String) -> Double {
+            switch fields.first(where: { $0.0 == name })?.1 {
+            case .integer(let i)?: Double(i)
+            case .double(let d)?: d
+            default: -1
+            }
+        }
+        #expect(number("gateways_served") == 300 && number("rejected") == 0)
+        #expect(number("readings") == 300 * 3 * 40)
+        #expect(number("lost_acks") > 0 && number("restarts") > 0 && number("new_epochs") > 0)
+        // Every lost acknowledgement and every kept-buffer restart resent a batch the sink had.
+        #expect(number("duplicates") >= number("lost_acks"))
+        #expect(number("ack_ms_p50") > 0 && number("ack_ms_p99") >= number("ack_ms_p50"))
+
+        let manifest = try Manifest.read(from: manifestPath)
+        #expect(manifest.entries.count == 300 * 3 * 40)
+        let report = try await Verifier.verify(manifest, sink: harness.sink)
+        #expect(report.passed && report.found == manifest.entries.count, "\(report)")
+
+        let fleet = try await harness.fleet()
+        #expect(fleet.gateways.filter { $0.gatewayID.hasPrefix("fleet-") }.count == 300)
+        #expect(fleet.gateways.reduce(0) { $0 + $1.readingsSynced } == UInt64(manifest.entries.count))
+        await harness.stop(aggregator)
+    }
+}
