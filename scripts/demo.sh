@@ -76,11 +76,7 @@ gateway_id: gw-demo
 data_dir: $work/agent
 mqtt:
   broker: mqtt://127.0.0.1:$mqtt_port
-  subscriptions:
-      - topic: "sensors/+/+"
-        template: "sensors/{gateway}/{sensor}"
-        format: json
-        time_field: ts
+$("$bin/tributary-sim" sensors --print-subscriptions)
 aggregator:
   url: http://127.0.0.1:$http_port
   heartbeat_seconds: 5
@@ -95,9 +91,9 @@ wait_port "$http_port"
 # The broker keeps messages for the agent's session only once the agent has subscribed.
 for _ in $(seq 1 100); do grep -q "subscriptions confirmed" "$work/agent/log" && break; sleep 0.1; done
 
-echo "== publishing from 20 simulated sensors for ${DURATION}s"
+echo "== publishing from 20 simulated sensors for ${DURATION}s (JSON devices, plain numbers, Sparkplug B; 1% malformed)"
 "$bin/tributary-sim" sensors --broker "mqtt://127.0.0.1:$mqtt_port" --gateway gw-demo --sensors 20 --rate 200 \
-  --duration "$DURATION" --manifest "$work/manifest.jsonl"
+  --format mixed --jitter 0.2 --malformed 0.01 --duration "$DURATION" --manifest "$work/manifest.jsonl"
 
 # Let the agent deliver what it holds (it seals at least once a second).
 for _ in $(seq 1 60); do
@@ -115,6 +111,6 @@ echo
 echo
 "$bin/tributaryctl" check --max-lag 1m --max-stale 0 || true
 echo
-echo "== tributary-sim verify"
-"$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "$sink"
+echo "== tributary-sim verify (the sink, and the agent's quarantine)"
+"$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "$sink" --agent-buffer "$work/agent/buffer.sqlite"
 echo "== logs and data are in $work"

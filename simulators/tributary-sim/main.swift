@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 import TributaryCore
 import TributaryMQTT
 import TributarySimulator
@@ -124,12 +125,13 @@ struct Sensors: AsyncParsableCommand {
             options.faults.outOfOrderShare = outOfOrder
             options.faults.clockSkewMs = try Self.duration(clockSkew, "--clock-skew") ?? 0
             options.faults.silentShare = silent
+            let line = ProgressLine()
             let result = try await SensorSimulator(options: options, logger: logger).run { p in
-                FileHandle.standardError.write(Data(String(format: "\rsent %d messages, %d readings in %.0fs (%.0f msg/s)   ",
-                                                           p.messages, p.readings, p.elapsedSeconds, p.rate).utf8))
+                line.show(String(format: "sent %d messages, %d readings in %.0fs (%.0f msg/s)", p.messages, p.readings, p.elapsedSeconds, p.rate),
+                          elapsedSeconds: p.elapsedSeconds)
             }
+            line.finish()
             try result.write(to: manifest)
-            FileHandle.standardError.write(Data("\n".utf8))
             print("""
                 published \(result.messagesPublished) messages with \(result.entries.count) readings, all acknowledged by the broker; \
                 faults: \(result.quarantined.values.reduce(0, +)) malformed, \(result.duplicatesPublished) duplicated, \
@@ -192,11 +194,12 @@ struct Fleet: AsyncParsableCommand {
         options.compression = ContentEncoding(rawValue: compression) ?? .zstd
         options.connections = connections
         options.seed = seed
+        let line = ProgressLine()
         let (result, report) = try await FleetSimulator(options: options, logger: logger).run { readings, elapsed in
-            FileHandle.standardError.write(Data(String(format: "\r%d readings acknowledged in %.0fs (%.0f/s)   ",
-                                                       readings, elapsed, Double(readings) / max(elapsed, 0.001)).utf8))
+            line.show(String(format: "%d readings acknowledged in %.0fs (%.0f/s)", readings, elapsed, Double(readings) / max(elapsed, 0.001)),
+                      elapsedSeconds: elapsed)
         }
-        FileHandle.standardError.write(Data("\n".utf8))
+        line.finish()
         do {
             try result.write(to: manifest)
         } catch {
@@ -303,6 +306,32 @@ struct Proxy: AsyncParsableCommand {
         } catch let error as ProxyError {
             throw Failure("tributary-sim proxy: \(error)")
         }
+    }
+}
+
+/// A progress line on stderr: rewritten in place on a terminal; into a file or a pipe, one
+/// line every ten seconds, so logs stay readable.
+final class ProgressLine: Sendable {
+    private let isTerminal = isatty(STDERR_FILENO) == 1
+    private let lastLogged = Mutex(-10.0)
+    private let shown = Mutex(false)
+
+    func show(_ text: String, elapsedSeconds: Double) {
+        if isTerminal {
+            shown.withLock { $0 = true }
+            FileHandle.standardError.write(Data("\r\(text)\u{1B}[K".utf8))
+        } else if lastLogged.withLock({ last in
+            guard elapsedSeconds - last >= 10 else { return false }
+            last = elapsedSeconds
+            return true
+        }) {
+            FileHandle.standardError.write(Data("\(text)\n".utf8))
+        }
+    }
+
+    /// Ends the line in place, so what follows starts on its own line.
+    func finish() {
+        if shown.withLock({ $0 }) { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
 
