@@ -50,8 +50,9 @@ public final class ClickHouseClient: Sendable {
         _ = try await send(query: nil, body: Array(sql.utf8), settings: settings, maxResponseBytes: 1 << 20)
     }
 
-    /// `INSERT INTO table (columns) FORMAT TabSeparated` with `rows` as its data.
-    public func insert(_ sql: String, tabSeparated rows: [UInt8], settings: [String: String] = [:]) async throws(ClickHouseError) {
+    /// `INSERT INTO table (columns) FORMAT F` with `rows` as its data, in format F
+    /// (`TabSeparated.Writer` or `RowBinary.Writer` bytes).
+    public func insert(_ sql: String, rows: [UInt8], settings: [String: String] = [:]) async throws(ClickHouseError) {
         _ = try await send(query: sql, body: rows, settings: settings, maxResponseBytes: 1 << 20)
     }
 

@@ -203,31 +203,31 @@ public final class ClickHouseSink: Sink {
         """
 
     static func insertReadings(of batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) {
-        var rows = TabSeparated.Writer(reservingCapacity: batches.reduce(0) { $0 + $1.readings.count } * 160)
+        // RowBinary, not text: doubles must arrive bit for bit (see `RowBinary`).
+        var rows = RowBinary.Writer(reservingCapacity: batches.reduce(0) { $0 + $1.readings.count } * 160)
         for batch in batches {
             let id = batch.identity
             for (index, r) in batch.readings.enumerated() {
-                rows.field(r.gatewayID)
-                rows.field(r.sensorID)
-                rows.field(r.metric)
-                rows.field(r.timeMs)
-                rows.field(r.receivedAtMs)
-                rows.field(r.value.numericValue)
-                rows.field(r.value.exactIntegerValue)
-                rows.field(r.value.textValue)
-                rows.field(r.value.typeName)
-                rows.field(r.unit)
-                rows.field(LabelsJSON.encode(r.labels))
-                rows.field(r.topic)
-                rows.field(id.gatewayID)
-                rows.field(id.epoch)
-                rows.field(id.sequence)
-                rows.field(Int64(index))
-                rows.endRow()
+                rows.string(r.gatewayID)
+                rows.string(r.sensorID)
+                rows.string(r.metric)
+                rows.int64(r.timeMs)
+                rows.int64(r.receivedAtMs)
+                rows.float64(r.value.numericValue)
+                rows.int64(r.value.exactIntegerValue)
+                rows.string(r.value.textValue)
+                rows.string(r.value.typeName)
+                rows.string(r.unit)
+                rows.string(LabelsJSON.encode(r.labels))
+                rows.string(r.topic)
+                rows.string(id.gatewayID)
+                rows.string(id.epoch)
+                rows.uint64(id.sequence)
+                rows.uint32(UInt32(index))
             }
         }
-        try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT TabSeparated",
-                                tabSeparated: rows.bytes, settings: insertSettings)
+        try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT RowBinary",
+                                rows: rows.bytes, settings: insertSettings)
     }
 
     static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) {
@@ -243,7 +243,7 @@ public final class ClickHouseSink: Sink {
         }
         try await client.insert("""
             INSERT INTO \(database).batch_ledger (gateway_id, epoch, sequence, digest, reading_count, written_ms) FORMAT TabSeparated
-            """, tabSeparated: rows.bytes, settings: insertSettings)
+            """, rows: rows.bytes, settings: insertSettings)
     }
 }
 
