@@ -160,14 +160,26 @@ public final class BufferStore: Sendable {
         return counters
     }
 
+    /// The Sparkplug sessions last committed with `append`, if any.
+    public func sparkplugSessions() throws(SQLiteError) -> String? {
+        try db.withConnection { c throws(SQLiteError) in
+            try c.query("SELECT value FROM meta WHERE key = 'sparkplug_sessions'").first?[0].string
+        }
+    }
+
     // MARK: writing
 
     /// Commits a group of readings and quarantined payloads in one transaction, with the count
-    /// of redelivered messages that were recognised and not stored again.
-    public func append(_ readings: [Reading], quarantined: [QuarantinedPayload], redeliveries: Int = 0) throws(SQLiteError) {
-        guard !readings.isEmpty || !quarantined.isEmpty || redeliveries > 0 else { return }
+    /// of redelivered messages that were recognised and not stored again, and the Sparkplug
+    /// sessions when the group's births or deaths changed them (so both survive together).
+    public func append(_ readings: [Reading], quarantined: [QuarantinedPayload], redeliveries: Int = 0,
+                       sparkplugSessions: String? = nil) throws(SQLiteError) {
+        guard !readings.isEmpty || !quarantined.isEmpty || redeliveries > 0 || sparkplugSessions != nil else { return }
         try db.withConnection { c throws(SQLiteError) in
             try c.transaction { () throws(SQLiteError) in
+                if let sparkplugSessions {
+                    try c.run("INSERT OR REPLACE INTO meta (key, value) VALUES ('sparkplug_sessions', ?)", sparkplugSessions)
+                }
                 for r in readings {
                     let (type, real, int, text) = Self.columns(r.value)
                     try c.run("""

@@ -55,7 +55,8 @@ public final class IngestService: Service {
         self.logger = logger
         reserve = DiskReserve(config: config)
         routes = try config.mqtt.subscriptions.map { s in
-            guard let template = s.template, s.format != .sparkplug else { return (TopicFilter(s.topic), .sparkplug) }
+            if s.format == .sparkplug { return (TopicFilter(s.topic), .sparkplug) }
+            guard let template = s.template else { throw PayloadDecoderConfigError.missingTemplate(format: s.format) }
             return (TopicFilter(s.topic), .payload(try PayloadDecoder(format: s.format, template: template, timeField: s.timeField,
                                                                       defaultGatewayID: config.gatewayID)))
         }
@@ -115,7 +116,7 @@ public final class IngestService: Service {
     /// Runs on the committer thread until the queue is closed and empty.
     private func commitLoop(_ queue: IngestQueue<Received>, client: MQTTClient) {
         let window = Double(config.buffer.commitIntervalMs) / 1000
-        var state = CommitterState(sparkplug: SparkplugHost(gatewayID: config.gatewayID))
+        var state = CommitterState(sparkplug: restoredSparkplugSessions())
         while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, window: window) {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []
@@ -139,7 +140,8 @@ public final class IngestService: Service {
                 }
             }
             waitForRoom(queue)
-            commit(readings, quarantined, redeliveries: redeliveries, queue: queue, state: &state)
+            let sessions = state.sparkplug.takeDefinitions()
+            commit(readings, quarantined, redeliveries: redeliveries, sparkplugSessions: sessions, queue: queue, state: &state)
         }
     }
 
@@ -178,6 +180,17 @@ public final class IngestService: Service {
         }
     }
 
+    /// The Sparkplug sessions the buffer kept from the last run, so the messages the broker held
+    /// meanwhile decode at once.
+    private func restoredSparkplugSessions() -> SparkplugHost {
+        do {
+            return SparkplugHost(gatewayID: config.gatewayID, restoring: try buffer.sparkplugSessions())
+        } catch {
+            logger.warning("cannot read the saved Sparkplug sessions; nodes will be asked for a rebirth", metadata: ["error": "\(error)"])
+            return SparkplugHost(gatewayID: config.gatewayID)
+        }
+    }
+
     /// Logs and counts what the Sparkplug session noticed, and asks for a rebirth when it should.
     private func report(_ outcome: SparkplugHost.Outcome, client: MQTTClient) {
         for notice in outcome.notices {
@@ -191,10 +204,10 @@ public final class IngestService: Service {
             logger.warning("sparkplug: \(notice)", metadata: ["gateway": "\(config.gatewayID)"])
         }
         guard let node = outcome.rebirth else { return }
-        stats.count(.rebirthRequested)
         do {
             // QoS 0, as the specification has commands: a lost request is asked again later.
             _ = try client.publish(topic: node.commandTopic, payload: SparkplugHost.rebirthRequest(timestampMs: WallClock.nowMs()), qos: 0)
+            stats.count(.rebirthRequested)
             logger.notice("sparkplug: rebirth requested", metadata: ["node": "\(node)", "topic": "\(node.commandTopic)"])
         } catch {
             logger.warning("sparkplug: cannot send the rebirth request", metadata: ["node": "\(node)", "error": "\(error)"])
@@ -254,7 +267,7 @@ public final class IngestService: Service {
 
     /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
     /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
-    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int,
+    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int, sparkplugSessions: String?,
                         queue: IngestQueue<Received>, state: inout CommitterState) {
         var delay = 0.1
         var stalled = false
@@ -266,7 +279,7 @@ public final class IngestService: Service {
         }
         while true {
             do {
-                try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries)
+                try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries, sparkplugSessions: sparkplugSessions)
                 retakeReserveNowAndThen(force: stalled, state: &state)
                 return
             } catch {

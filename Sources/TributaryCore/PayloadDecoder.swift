@@ -125,12 +125,14 @@ public enum PayloadDecoderConfigError: Error, Sendable, Equatable, CustomStringC
     case missingSensor(template: String)
     case numberNeedsMetric(template: String)
     case sessionFormat(PayloadFormat)
+    case missingTemplate(format: PayloadFormat)
 
     public var description: String {
         switch self {
         case .missingSensor(let t): "template '\(t)' has no {sensor}: every reading needs a sensor id"
         case .numberNeedsMetric(let t): "format 'number' needs {metric} in the template ('\(t)' has none)"
         case .sessionFormat(let f): "format '\(f.rawValue)' is decoded with its session state, not by PayloadDecoder"
+        case .missingTemplate(let f): "format '\(f.rawValue)' needs a topic template"
         }
     }
 }

@@ -1,7 +1,7 @@
 import TributaryCore
 
 /// Sparkplug B metric datatypes (`Metric.datatype`) and how their values become reading values.
-public enum SparkplugDataType: UInt32, Sendable, CaseIterable {
+public enum SparkplugDataType: UInt32, Sendable, CaseIterable, Codable {
     case int8 = 1, int16, int32, int64, uint8, uint16, uint32, uint64
     case float = 9, double, boolean, string, dateTime, text, uuid
     case dataSet = 16, bytes, file, template
@@ -27,6 +27,9 @@ public enum SparkplugDataType: UInt32, Sendable, CaseIterable {
         case (.int32, .intValue(let v)): return .value(.integer(Int64(Int32(bitPattern: v))))
         case (.uint8, .intValue(let v)), (.uint16, .intValue(let v)), (.uint32, .intValue(let v)):
             return .value(.integer(Int64(v)))
+        // Eclipse Tahu's encoders, and Ignition with them, send UInt32 in long_value.
+        case (.uint32, .longValue(let v)):
+            return v <= UInt64(UInt32.max) ? .value(.integer(Int64(v))) : .unsupported("UInt32 value \(v) out of range")
         case (.int64, .longValue(let v)), (.dateTime, .longValue(let v)): return .value(.integer(Int64(bitPattern: v)))
         case (.uint64, .longValue(let v)): return .value(v <= UInt64(Int64.max) ? .integer(Int64(v)) : .double(Double(v)))
         case (.float, .floatValue(let v)): return v.isFinite ? .value(.double(Double(v))) : .unsupported("a non-finite float")

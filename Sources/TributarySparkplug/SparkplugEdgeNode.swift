@@ -66,13 +66,16 @@ public struct SparkplugEdgeNode: Sendable {
         message(.ddeath, device: device, metrics: [], timeMs: timeMs)
     }
 
-    /// NDEATH for this session (no seq, by the specification). The next session's bdSeq is one more.
-    public mutating func death() -> Message {
+    /// NDEATH for this session (no seq, by the specification). The next session's bdSeq is one
+    /// more. `timeMs` for a death published by the node itself; a will has none (it was made
+    /// at connect time).
+    public mutating func death(timeMs: Int64? = nil) -> Message {
         var metric = SparkplugB_Payload.Metric()
         metric.name = SparkplugHost.bdSeqMetric
         SparkplugDataType.int64.set(.integer(Int64(bitPattern: bdSeq)), on: &metric)
         var payload = SparkplugB_Payload()
         payload.metrics = [metric]
+        if let timeMs { payload.timestamp = UInt64(max(0, timeMs)) }
         bdSeq = (bdSeq &+ 1) % 256
         return Message(topic: SparkplugTopic(group: node.group, type: .ndeath, edgeNode: node.edgeNode).description,
                        payload: (try? payload.serializedBytes()) ?? [])

@@ -1,3 +1,4 @@
+import Foundation
 import SwiftProtobuf
 import TributaryCore
 
@@ -16,22 +17,29 @@ import TributaryCore
 ///   it) or whose aliases do not resolve: the message is quarantined whole (kept, never half
 ///   stored) and a rebirth requested, so the next messages decode;
 /// - an NDEATH whose bdSeq is not the current session's is an old session's will: ignored.
+///
+/// What the births defined outlives the agent: `takeDefinitions()` gives it (as JSON) whenever
+/// a birth or death changed it, the agent commits it with the readings, and `init(restoring:)`
+/// reads it back. So messages the broker kept for the agent while it was down still decode
+/// when it comes back, instead of waiting behind them for a rebirth. The seq is not kept:
+/// after a restart the first message of each node sets it again.
 public struct SparkplugHost: Sendable {
-    public struct MetricDefinition: Sendable, Equatable {
+    public struct MetricDefinition: Sendable, Equatable, Codable {
         public var name: String
         public var datatype: SparkplugDataType?
     }
 
-    struct DeviceState: Sendable {
+    struct DeviceState: Sendable, Codable {
         var online = true
         var aliases: [UInt64: MetricDefinition] = [:]
         var names: [String: SparkplugDataType?] = [:]
     }
 
-    struct NodeState: Sendable {
+    struct NodeState: Sendable, Codable {
         var bdSeq: UInt64?
         var online = false
-        var expectedSeq: UInt64 = 0
+        /// Nil after a restart: the next message's seq is taken as it comes.
+        var expectedSeq: UInt64?
         var aliases: [UInt64: MetricDefinition] = [:]
         var names: [String: SparkplugDataType?] = [:]
         var devices: [String: DeviceState] = [:]
@@ -73,11 +81,36 @@ public struct SparkplugHost: Sendable {
 
     /// A rebirth is asked for at most this often per node while its birth does not come.
     public var rebirthIntervalMs: Int64 = 5_000
+    /// Edge nodes followed at most; past it, data from nodes never born is quarantined without
+    /// keeping anything about them (a stream of made-up node ids cannot grow memory).
+    public var maxNodes = 10_000
     private var nodes: [SparkplugTopic.Node: NodeState] = [:]
+    private var definitionsChanged = false
     public let gatewayID: String
 
     public init(gatewayID: String) {
         self.gatewayID = gatewayID
+    }
+
+    /// Picks up the sessions `takeDefinitions()` saved; nil or unreadable JSON starts empty
+    /// (the next data of each node then brings a rebirth request).
+    public init(gatewayID: String, restoring saved: String?) {
+        self.gatewayID = gatewayID
+        guard let saved, let restored = try? JSONDecoder().decode([SparkplugTopic.Node: NodeState].self, from: Data(saved.utf8)) else { return }
+        nodes = restored.mapValues { state in
+            var state = state
+            state.expectedSeq = nil
+            return state
+        }
+    }
+
+    /// The sessions as JSON when a birth or death changed them since the last call, else nil.
+    public mutating func takeDefinitions() -> String? {
+        guard definitionsChanged else { return nil }
+        definitionsChanged = false
+        let kept = nodes.filter { $0.value.bdSeq != nil || !$0.value.aliases.isEmpty || !$0.value.devices.isEmpty }
+        guard let data = try? JSONEncoder().encode(kept) else { return nil }
+        return String(decoding: data, as: UTF8.self)
     }
 
     public static let bdSeqMetric = "bdSeq"
@@ -99,6 +132,8 @@ public struct SparkplugHost: Sendable {
     public func isOnline(_ node: SparkplugTopic.Node) -> Bool { nodes[node]?.online ?? false }
 
     public mutating func receive(topic: String, payload: some Collection<UInt8>, receivedAtMs: Int64) -> Outcome {
+        // A host application's STATE (spBv1.0/STATE/HOST_ID) is for edge nodes, not data.
+        if topic.hasPrefix(SparkplugTopic.namespace + "/STATE/") { return Outcome() }
         guard let parsed = SparkplugTopic(topic) else {
             return Outcome(quarantineReason: "not a Sparkplug B node or device topic (spBv1.0/GROUP/TYPE/EDGE_NODE[/DEVICE])")
         }
@@ -126,12 +161,10 @@ public struct SparkplugHost: Sendable {
 
     private mutating func nodeBirth(_ node: SparkplugTopic.Node, _ message: SparkplugB_Payload, topic: String,
                                     receivedAtMs: Int64, into outcome: inout Outcome) {
+        // A birth starts the count afresh, whatever its seq (0 by Sparkplug 2.2; 3.0 allows others).
         var state = NodeState()
         state.online = true
         state.expectedSeq = (message.seq &+ 1) % 256
-        if message.seq != 0 {
-            outcome.notices.append(.sequenceGap(node: node.description, expected: 0, received: message.seq))
-        }
         if let bdSeq = message.metrics.first(where: { $0.name == Self.bdSeqMetric }), case .longValue(let v)? = bdSeq.value {
             state.bdSeq = v
         } else {
@@ -143,6 +176,7 @@ public struct SparkplugHost: Sendable {
             state.names[metric.name] = definition.datatype
         }
         nodes[node] = state
+        definitionsChanged = true
         let sensor = "\(node.group)/\(node.edgeNode)"
         emit(message, sensor: sensor, topic: topic, resolve: { m in MetricDefinition(name: m.name, datatype: state.names[m.name] ?? nil) },
              skipControl: true, receivedAtMs: receivedAtMs, into: &outcome)
@@ -158,11 +192,18 @@ public struct SparkplugHost: Sendable {
         state.online = false
         for key in state.devices.keys { state.devices[key]?.online = false }
         nodes[node] = state
+        definitionsChanged = true
     }
 
     private mutating func deviceOrDataMessage(_ topic: SparkplugTopic, _ message: SparkplugB_Payload, topic text: String,
                                               receivedAtMs: Int64, into outcome: inout Outcome) {
         let node = topic.node
+        guard nodes[node] != nil || nodes.count < maxNodes else {
+            if topic.type != .ddeath {
+                outcome.quarantineReason = "\(topic.type.rawValue) from node \(node) before its NBIRTH, and \(maxNodes) nodes are already followed"
+            }
+            return
+        }
         var state = nodes[node] ?? NodeState()
         defer { nodes[node] = state }
         guard state.online else {
@@ -171,8 +212,8 @@ public struct SparkplugHost: Sendable {
             requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
             return
         }
-        if message.seq != state.expectedSeq {
-            outcome.notices.append(.sequenceGap(node: node.description, expected: state.expectedSeq, received: message.seq))
+        if let expected = state.expectedSeq, message.seq != expected {
+            outcome.notices.append(.sequenceGap(node: node.description, expected: expected, received: message.seq))
             requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
         }
         state.expectedSeq = (message.seq &+ 1) % 256
@@ -181,7 +222,7 @@ public struct SparkplugHost: Sendable {
         case .ndata:
             let resolved = resolve(message, aliases: state.aliases, names: state.names)
             guard let resolved else {
-                outcome.quarantineReason = "NDATA from node \(node) names a metric alias its NBIRTH did not define"
+                outcome.quarantineReason = "NDATA from node \(node) names a metric its NBIRTH did not define"
                 requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
                 return
             }
@@ -196,6 +237,7 @@ public struct SparkplugHost: Sendable {
                 deviceState.names[metric.name] = definition.datatype
             }
             state.devices[device] = deviceState
+            definitionsChanged = true
             emit(message, sensor: "\(node.group)/\(node.edgeNode)/\(device)", topic: text,
                  resolve: { m in MetricDefinition(name: m.name, datatype: deviceState.names[m.name] ?? nil) },
                  skipControl: false, receivedAtMs: receivedAtMs, into: &outcome)
@@ -207,7 +249,7 @@ public struct SparkplugHost: Sendable {
                 return
             }
             guard let resolved = resolve(message, aliases: deviceState.aliases, names: deviceState.names) else {
-                outcome.quarantineReason = "DDATA from device \(node)/\(device) names a metric alias its DBIRTH did not define"
+                outcome.quarantineReason = "DDATA from device \(node)/\(device) names a metric its DBIRTH did not define"
                 requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
                 return
             }
@@ -215,6 +257,7 @@ public struct SparkplugHost: Sendable {
                  receivedAtMs: receivedAtMs, into: &outcome)
         case .ddeath:
             state.devices[topic.device!]?.online = false
+            definitionsChanged = true
         case .nbirth, .ndeath, .ncmd, .dcmd:
             break
         }
@@ -228,11 +271,15 @@ public struct SparkplugHost: Sendable {
 
     // MARK: metrics to readings
 
-    /// A lookup that names every metric of a data message, or nil when one cannot be named.
+    /// A lookup that names and types every metric of a data message, or nil when one cannot
+    /// be: an alias no birth defined, or a name without a datatype that no birth defined.
     private func resolve(_ message: SparkplugB_Payload, aliases: [UInt64: MetricDefinition],
                          names: [String: SparkplugDataType?]) -> ((SparkplugB_Payload.Metric) -> MetricDefinition?)? {
         for metric in message.metrics {
-            if metric.hasName, !metric.name.isEmpty { continue }
+            if metric.hasName, !metric.name.isEmpty {
+                guard metric.hasDatatype || names[metric.name] != nil else { return nil }
+                continue
+            }
             guard metric.hasAlias, aliases[metric.alias] != nil else { return nil }
         }
         return { metric in

@@ -48,7 +48,7 @@ public struct SparkplugTopic: Sendable, Hashable, CustomStringConvertible {
     public var node: Node { Node(group: group, edgeNode: edgeNode) }
 
     /// An edge node: unique by its id within its group.
-    public struct Node: Sendable, Hashable, CustomStringConvertible {
+    public struct Node: Sendable, Hashable, Codable, CustomStringConvertible {
         public var group: String
         public var edgeNode: String
 

@@ -72,6 +72,30 @@ struct SimulatorPipelineTests {
 
         }
 
+    /// Sparkplug B edge nodes publishing while the agent restarts: the broker keeps their DDATA
+    /// for the agent's session, and the agent, which saved what the births defined in its
+    /// buffer, decodes it at once: nothing quarantined, no rebirth needed, every reading once.
+    @Test func sparkplugSessionsSurviveAnAgentRestart() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-spb")
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        var agent = try await harness.startAgent()
+        var options = SensorSimulator.Options(broker: try MQTTBroker(url: harness.broker.url), gatewayID: harness.gatewayID,
+                                              sensors: 8, rate: 200, count: 1200)
+        options.kinds = [.sparkplug]
+        let publishing = Task { [options, logger = harness.logger] in try await SensorSimulator(options: options, logger: logger).run() }
+        try await eventually("the first Sparkplug readings reach the sink") { try await harness.gateway()?.readingsSynced ?? 0 > 0 }
+        await agent.stop(signal: SIGTERM)
+        try await Task.sleep(for: .seconds(1))  // DDATA piles up in the broker meanwhile
+        agent = try await harness.startAgent()
+        let manifest = try await publishing.value
+        let report = try await harness.verifyWhenComplete(manifest)
+        let withQuarantine = try await Verifier.verify(manifest, sink: harness.sink, agentBuffers: [harness.dir.file("agent/buffer.sqlite")])
+        #expect(report.passed && withQuarantine.passed && withQuarantine.quarantineFound == 0, "\(withQuarantine)")
+        #expect(!harness.agentLog.contains("rebirth requested"), "the saved sessions decoded the backlog")
+        await harness.stop(agent, aggregator)
+    }
+
     /// `tributary-sim sensors` twice with one seed and start time: byte-identical manifests.
     @Test func theCommandLineRepeatsARunExactly() async throws {
         let dir = try TemporaryDirectory()

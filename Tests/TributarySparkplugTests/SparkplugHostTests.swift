@@ -151,7 +151,9 @@ import TributaryCore
     @Test func garbageAndForeignTopicsAreQuarantinedAndCommandsIgnored() {
         var host = SparkplugHost(gatewayID: "gw")
         #expect(host.receive(topic: "spBv1.0/g/NDATA/e", payload: [0xFF, 0xFF, 0xFF], receivedAtMs: t0).quarantineReason?.contains("not a Sparkplug B payload") == true)
-        #expect(host.receive(topic: "spBv1.0/STATE/host1", payload: Array("ONLINE".utf8), receivedAtMs: t0).quarantineReason != nil)
+        // A host application's STATE is not data, and not garbage either.
+        #expect(host.receive(topic: "spBv1.0/STATE/host1", payload: Array("{\"online\":true}".utf8), receivedAtMs: t0) == SparkplugHost.Outcome())
+        #expect(host.receive(topic: "spBv1.0/g/NOPE/e", payload: [], receivedAtMs: t0).quarantineReason != nil)
         #expect(host.receive(topic: "spBv1.0/g/DDATA/e", payload: [], receivedAtMs: t0).quarantineReason != nil)
         let command = host.receive(topic: "spBv1.0/g/NCMD/e", payload: SparkplugHost.rebirthRequest(timestampMs: t0), receivedAtMs: t0)
         #expect(command == SparkplugHost.Outcome())
@@ -168,7 +170,7 @@ import TributaryCore
     }
 
     @Test(arguments: SparkplugDataType.allCases)
-    func everyStoredTypeRoundTrips(_ type: SparkplugDataType) {
+    func everyStoredTypeRoundTrips(_ type: SparkplugDataType) throws {
         let value: ReadingValue? = switch type {
         case .int8: .integer(-128)
         case .int16: .integer(-32768)
@@ -189,6 +191,72 @@ import TributaryCore
         guard let value else { return }
         var metric = SparkplugB_Payload.Metric()
         type.set(value, on: &metric)
-        #expect(type.value(of: metric) == .value(value))
+        let decoded = try SparkplugB_Payload.Metric(serializedBytes: try metric.serializedBytes() as [UInt8])
+        #expect(type.value(of: decoded) == .value(value))
+    }
+
+    @Test func valuesOtherEncodersSendAreRead() {
+        // Eclipse Tahu (and Ignition) send UInt32 in long_value.
+        var metric = SparkplugB_Payload.Metric()
+        metric.longValue = UInt64(UInt32.max)
+        #expect(SparkplugDataType.uint32.value(of: metric) == .value(.integer(Int64(UInt32.max))))
+        metric.longValue = UInt64(UInt32.max) + 1
+        #expect(SparkplugDataType.uint32.value(of: metric) != .value(.integer(Int64(UInt32.max) + 1)))
+        // A UInt64 past Int64 is kept as a number rather than wrapped negative.
+        metric.longValue = UInt64.max
+        #expect(SparkplugDataType.uint64.value(of: metric) == .value(.double(Double(UInt64.max))))
+    }
+
+    @Test func aMetricNamedButNeverBornIsQuarantinedWithARebirth() {
+        var node = SparkplugEdgeNode(group: "g", edgeNode: "e")
+        var host = SparkplugHost(gatewayID: "gw")
+        _ = feed(&host, node.birth(metrics: [.init(name: "known", type: .double, value: .double(1))], timeMs: t0))
+        var payload = SparkplugB_Payload()
+        payload.seq = 1
+        payload.timestamp = UInt64(t0 + 1)
+        var metric = SparkplugB_Payload.Metric()
+        metric.name = "never born"
+        metric.doubleValue = 2  // no datatype, and none from a birth
+        payload.metrics = [metric]
+        let outcome = host.receive(topic: "spBv1.0/g/NDATA/e", payload: (try? payload.serializedBytes() as [UInt8]) ?? [], receivedAtMs: t0 + 2)
+        #expect(outcome.readings.isEmpty && outcome.quarantineReason?.contains("did not define") == true && outcome.rebirth != nil)
+    }
+
+    /// What births defined is saved and read back by a new host (the agent restarted): the
+    /// messages the broker kept meanwhile decode at once, whatever seq they come with.
+    @Test func sessionsSurviveARestart() {
+        var node = SparkplugEdgeNode(group: "g", edgeNode: "e", bdSeq: 9)
+        var host = SparkplugHost(gatewayID: "gw")
+        #expect(host.takeDefinitions() == nil, "nothing changed yet")
+        _ = feed(&host, node.birth(metrics: [.init(name: "n", type: .int32, value: .integer(1))], timeMs: t0))
+        _ = feed(&host, node.deviceBirth("d", metrics: metrics, timeMs: t0))
+        let saved = host.takeDefinitions()
+        #expect(saved != nil)
+        _ = feed(&host, node.data("d", metrics: metrics, timeMs: t0 + 1))
+        #expect(host.takeDefinitions() == nil, "data does not change what births defined")
+        _ = node.data("d", metrics: metrics, timeMs: t0 + 2)  // lost while the agent was down
+
+        var restarted = SparkplugHost(gatewayID: "gw", restoring: saved)
+        let held = feed(&restarted, node.data("d", metrics: metrics, timeMs: t0 + 3))
+        #expect(held.quarantineReason == nil && held.notices.isEmpty && held.rebirth == nil && held.readings.count == metrics.count)
+        #expect(feed(&restarted, node.data(nil, metrics: [.init(name: "n", type: .int32, value: .integer(2))], timeMs: t0 + 4)).readings.count == 1)
+        // The session's death still matches its bdSeq after the restart.
+        _ = feed(&restarted, node.death())
+        #expect(!restarted.isOnline(node.node))
+        #expect(SparkplugHost(gatewayID: "gw", restoring: "not json").isOnline(node.node) == false)
+    }
+
+    @Test func aBirthWithAnotherSeqStartsTheCountWithoutAGap() throws {
+        var payload = SparkplugB_Payload()
+        payload.seq = 17
+        var bdSeq = SparkplugB_Payload.Metric()
+        bdSeq.name = "bdSeq"
+        SparkplugDataType.int64.set(.integer(0), on: &bdSeq)
+        payload.metrics = [bdSeq]
+        var host = SparkplugHost(gatewayID: "gw")
+        #expect(host.receive(topic: "spBv1.0/g/NBIRTH/e", payload: try payload.serializedBytes() as [UInt8], receivedAtMs: t0).notices.isEmpty)
+        payload.seq = 18
+        payload.metrics = []
+        #expect(host.receive(topic: "spBv1.0/g/NDATA/e", payload: try payload.serializedBytes() as [UInt8], receivedAtMs: t0).notices.isEmpty)
     }
 }

@@ -64,23 +64,30 @@ public struct FleetSimulator: Sendable {
         public var unreachable = 0
         /// Refused for good: their readings are not in the manifest.
         public var rejected = 0
-        /// Request to answer, in microseconds.
-        public var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+        /// Still unacknowledged when the run ended (30 s after its end, or interrupted): not in
+        /// the manifest, though the sink may hold them if only the answer was lost.
+        public var undelivered = 0
+        /// Request to acknowledgement (accepted or duplicate), in microseconds. Answers that
+        /// said "retry" are counted above, not timed here.
+        /// Nil in each gateway's part of the report (one histogram is 150 KB); set for the whole run.
+        public var latency: Histogram<UInt64>?
 
         public var readingsPerSecond: Double { Double(readings) / max(elapsedSeconds, 0.001) }
 
-        func milliseconds(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1000 }
+        func milliseconds(_ percentile: Double) -> Double { Double(latency?.valueAtPercentile(percentile) ?? 0) / 1000 }
+        var maxMilliseconds: Double { Double(latency?.max ?? 0) / 1000 }
+        var requestsTimed: UInt64 { latency?.totalCount ?? 0 }
 
         public var description: String {
             String(format: """
                 %d gateways (%d served), %d batches, %d readings in %.1f s: %.0f readings/s
-                ack latency ms: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (%d requests)
-                answers: %d busy (429), %d unavailable (5xx), %d unreachable, %d rejected; \
+                ack latency ms: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (%d acknowledgements timed)
+                answers: %d busy (429), %d unavailable (5xx), %d unreachable, %d rejected, %d undelivered at the end; \
                 %d acks lost on purpose -> %d duplicates; %d restarts (%d new epochs)
                 """, gateways, gatewaysServed, batches, readings, elapsedSeconds, readingsPerSecond,
                 milliseconds(50), milliseconds(90), milliseconds(99), milliseconds(99.9),
-                Double(latency.max) / 1000, Int(latency.totalCount),
-                busy, unavailable, unreachable, rejected, lostAcks, duplicates, restarts, newEpochs)
+                maxMilliseconds, Int(requestsTimed),
+                busy, unavailable, unreachable, rejected, undelivered, lostAcks, duplicates, restarts, newEpochs)
         }
 
         /// The report as one JSON object, latencies in ms (for scripts and `make bench`).
@@ -91,9 +98,9 @@ public struct FleetSimulator: Sendable {
                 ("readings_per_second", String(format: "%.1f", readingsPerSecond)),
                 ("ack_ms_p50", String(format: "%.3f", milliseconds(50))), ("ack_ms_p90", String(format: "%.3f", milliseconds(90))),
                 ("ack_ms_p99", String(format: "%.3f", milliseconds(99))), ("ack_ms_p999", String(format: "%.3f", milliseconds(99.9))),
-                ("ack_ms_max", String(format: "%.3f", Double(latency.max) / 1000)), ("requests", "\(latency.totalCount)"),
+                ("ack_ms_max", String(format: "%.3f", maxMilliseconds)), ("acks_timed", "\(requestsTimed)"),
                 ("busy_429", "\(busy)"), ("unavailable_5xx", "\(unavailable)"), ("unreachable", "\(unreachable)"),
-                ("rejected", "\(rejected)"), ("lost_acks", "\(lostAcks)"), ("duplicates", "\(duplicates)"),
+                ("rejected", "\(rejected)"), ("undelivered", "\(undelivered)"), ("lost_acks", "\(lostAcks)"), ("duplicates", "\(duplicates)"),
                 ("restarts", "\(restarts)"), ("new_epochs", "\(newEpochs)"),
             ]
             return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
@@ -111,7 +118,7 @@ public struct FleetSimulator: Sendable {
             unavailable += other.unavailable
             unreachable += other.unreachable
             rejected += other.rejected
-            latency.add(other.latency)
+            undelivered += other.undelivered
         }
     }
 
@@ -132,6 +139,8 @@ public struct FleetSimulator: Sendable {
                                              concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, options.connections))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let acknowledged = ReadingCounter()
+        // One histogram for all gateways: one each would be 150 KB a gateway.
+        let latency = LatencyRecorder()
         let start = ContinuousClock.now
         let end = options.duration.map { start + $0 }
         var manifest = Manifest(messagesPublished: 0, entries: [])
@@ -147,7 +156,7 @@ public struct FleetSimulator: Sendable {
         await withTaskGroup(of: (Manifest, Report).self) { group in
             for index in 0..<options.gateways {
                 group.addTask { [options] in
-                    var gateway = VirtualGateway(index: index, options: options, http: http)
+                    var gateway = VirtualGateway(index: index, options: options, http: http, latency: latency)
                     return await gateway.run(start: start, end: end) { acknowledged.add($0) }
                 }
             }
@@ -157,11 +166,22 @@ public struct FleetSimulator: Sendable {
             }
         }
         ticker.cancel()
+        report.latency = latency.histogram
         report.elapsedSeconds = (ContinuousClock.now - start).inSeconds
         try await http.shutdown()
         manifest.messagesPublished = report.batches
         return (manifest, report)
     }
+}
+
+/// Acknowledgement latencies of every gateway.
+final class LatencyRecorder: Sendable {
+    private let recorded = Mutex(Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three))
+    func record(_ duration: Duration) {
+        let micros = UInt64(max(0, min(duration.inSeconds * 1e6, 120e6)))
+        recorded.withLock { _ = $0.record(micros) }
+    }
+    var histogram: Histogram<UInt64> { recorded.withLock { $0 } }
 }
 
 /// Readings acknowledged so far, all gateways together, for the progress line.
@@ -177,6 +197,9 @@ struct VirtualGateway {
     let options: FleetSimulator.Options
     let client: SyncClient
     let stats = AgentStats()
+    let latency: LatencyRecorder
+    /// Past this, a batch still unacknowledged is given up (the run is over).
+    var giveUpAt: ContinuousClock.Instant?
     var generator: SeededGenerator
     var epoch: String
     var sequence: UInt64 = 1
@@ -189,7 +212,8 @@ struct VirtualGateway {
     /// When (in batches) this gateway restarts, if it does.
     var restartAfterBatches: Int?
 
-    init(index: Int, options: FleetSimulator.Options, http: HTTPClient) {
+    init(index: Int, options: FleetSimulator.Options, http: HTTPClient, latency: LatencyRecorder) {
+        self.latency = latency
         id = String(format: "%@-%04d", options.gatewayPrefix, index + 1)
         self.options = options
         client = SyncClient(http: http, url: options.aggregator, encoding: options.compression,
@@ -213,6 +237,7 @@ struct VirtualGateway {
         var manifest = Manifest(messagesPublished: 0, entries: [])
         var report = FleetSimulator.Report()
         var failed = false
+        giveUpAt = end.map { $0 + .seconds(30) }
         // Gateways came up at different moments: spread the first batches over one interval.
         var due = start + .seconds(Double.random(in: 0..<intervalSeconds, using: &generator))
         var sent = 0
@@ -233,9 +258,10 @@ struct VirtualGateway {
                 report.batches += 1
                 report.readings += readings.count
                 onAck(readings.count)
-            case .rejected:
+            case .rejected, .abandoned:
                 failed = true
             }
+            if Task.isCancelled { break }
             sequence += 1
             sent += 1
             due = due + .seconds(intervalSeconds)
@@ -247,23 +273,29 @@ struct VirtualGateway {
         return (manifest, report)
     }
 
-    enum Delivery { case acknowledged, rejected }
+    enum Delivery { case acknowledged, rejected, abandoned }
 
     /// Sends until the aggregator acknowledges the batch or refuses it for good, as the agent
-    /// does: 429 and 5xx wait and retry, an acknowledgement "lost" on purpose means a resend.
+    /// does: 429 and 5xx wait (with jitter, so gateways do not retry in step) and retry, an
+    /// acknowledgement "lost" on purpose means a resend. Gives up when the run is over.
     private mutating func deliver(_ batch: Tributary_V1_Batch, readings: [Reading], identity: BatchIdentity,
                                   report: inout FleetSimulator.Report) async -> Delivery {
         var backoffMs = 100
         var ackLost = false
         while true {
+            if Task.isCancelled || giveUpAt.map({ ContinuousClock.now >= $0 }) == true {
+                // The first answer said the sink has it even if the resend got nowhere.
+                if ackLost { return .acknowledged }
+                report.undelivered += 1
+                return .abandoned
+            }
             var request = Tributary_V1_SyncRequest()
             request.batch = batch
             request.status = status(round: readings)
             let before = stats.requestCounts
             let started = ContinuousClock.now
             let outcome = await client.send(request, expecting: identity)
-            let micros = (ContinuousClock.now - started).inSeconds * 1e6
-            _ = report.latency.record(UInt64(max(0, micros)))
+            if case .acknowledged = outcome { latency.record(ContinuousClock.now - started) }
             let after = stats.requestCounts
             report.busy += Int(after[.busy, default: 0] - before[.busy, default: 0])
             report.unavailable += Int(after[.unavailable, default: 0] - before[.unavailable, default: 0])
@@ -279,13 +311,14 @@ struct VirtualGateway {
                 }
                 return .acknowledged
             case .retry(let afterMs, _):
-                let wait = afterMs > 0 ? afterMs : backoffMs
+                let wait = Double(afterMs > 0 ? afterMs : backoffMs) * Double.random(in: 1...1.5, using: &generator)
                 backoffMs = min(backoffMs * 2, 5_000)
-                try? await Task.sleep(for: .milliseconds(wait))
+                try? await Task.sleep(for: .milliseconds(Int64(wait)))
             case .rejected(let reason):
                 report.rejected += 1
                 FileHandle.standardError.write(Data("gateway \(id): batch \(identity) rejected: \(reason)\n".utf8))
-                return .rejected
+                // Refused on a resend after a "lost" acknowledgement: the first answer stands.
+                return ackLost ? .acknowledged : .rejected
             }
         }
     }

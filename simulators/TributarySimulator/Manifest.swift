@@ -73,7 +73,8 @@ public struct Manifest: Sendable, Equatable {
 
     static func canonical(_ value: ReadingValue) -> String {
         switch value {
-        case .double(let d): "n:\(d)"
+        // + 0.0 makes -0.0 plain 0.0: SQLite stores -0.0 as 0.0, and they are the same number.
+        case .double(let d): "n:\(d + 0.0)"
         case .integer(let i): "n:\(Double(i))"
         case .boolean(let b): "b:\(b ? 1 : 0)"
         case .text(let t): "s:\(t)"

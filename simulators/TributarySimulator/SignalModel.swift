@@ -74,7 +74,8 @@ struct Signal: Sendable {
     }
 
     /// Sensors report a couple of decimals, not binary noise.
-    private static func round2(_ v: Double) -> Double { (v * 100).rounded() / 100 }
+    /// (+ 0.0: never -0.0, which a sink may store as 0.0.)
+    private static func round2(_ v: Double) -> Double { (v * 100).rounded() / 100 + 0.0 }
 }
 
 /// SplitMix64: a small, seedable generator so a seed reproduces a run.

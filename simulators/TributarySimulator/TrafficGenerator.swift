@@ -36,6 +36,8 @@ public struct TrafficGenerator: Sendable {
         let silentAfter: Int?
         var sent = 0
         var lastTimeMs: Int64 = .min
+
+        var isSilent: Bool { silentAfter.map { sent >= $0 } ?? false }
     }
 
     public let options: SensorSimulator.Options
@@ -66,7 +68,9 @@ public struct TrafficGenerator: Sendable {
             if silent != 0 { queue.push(interval * Double(index) / Double(max(options.sensors, 1)), index) }
         }
         if kinds.contains(.sparkplug) {
-            edgeNode = SparkplugEdgeNode(group: options.topicPrefix, edgeNode: options.gatewayID)
+            // bdSeq from the start time: two runs a few minutes apart do not send byte-identical
+            // deaths, which the agent would take for a redelivery of the first.
+            edgeNode = SparkplugEdgeNode(group: options.topicPrefix, edgeNode: options.gatewayID, bdSeq: UInt64(startMs / 1000 % 256))
             births = makeBirths()
         }
     }
@@ -114,7 +118,8 @@ public struct TrafficGenerator: Sendable {
         let nodeTime = startMs + Int64(lastDueMs)
         let nbirth = node.birth(metrics: [], timeMs: nodeTime)
         var messages = [Message(dueMs: lastDueMs, topic: nbirth.topic, payload: nbirth.payload, entries: [])]
-        for index in devices.indices where devices[index].kind == .sparkplug {
+        // A sensor that fell silent (or never spoke) has no birth either.
+        for index in devices.indices where devices[index].kind == .sparkplug && !devices[index].isSilent {
             var device = devices[index]
             let timeMs = stamp(&device, dueMs: lastDueMs)
             let metrics = sparkplugMetrics(&device, timeMs: timeMs)
@@ -131,11 +136,11 @@ public struct TrafficGenerator: Sendable {
     public mutating func deaths() -> [Message] {
         guard var node = edgeNode else { return [] }
         let timeMs = startMs + Int64(lastDueMs)
-        var messages = devices.filter { $0.kind == .sparkplug }.map { device in
+        var messages = devices.filter { $0.kind == .sparkplug && !$0.isSilent }.map { device in
             let death = node.deviceDeath(device.id, timeMs: timeMs)
             return Message(dueMs: lastDueMs, topic: death.topic, payload: death.payload, entries: [])
         }
-        let death = node.death()
+        let death = node.death(timeMs: timeMs)
         messages.append(Message(dueMs: lastDueMs, topic: death.topic, payload: death.payload, entries: []))
         edgeNode = node
         return messages

@@ -59,7 +59,9 @@ struct Sensors: AsyncParsableCommand {
         if printSubscriptions { return }
         guard gateway != nil, manifest != nil else { throw ValidationError("give --gateway and --manifest") }
         guard count != nil || duration != nil else { throw ValidationError("give --count or --duration") }
-        guard sensors > 0, rate > 0, sensorRate.map({ $0 > 0 }) ?? true else { throw ValidationError("--sensors, --rate and --sensor-rate must be positive") }
+        guard sensors > 0, rate > 0, rate.isFinite, sensorRate.map({ $0 > 0 && $0.isFinite }) ?? true else {
+            throw ValidationError("--sensors, --rate and --sensor-rate must be positive")
+        }
         for (name, share) in [("--jitter", jitter), ("--malformed", malformed), ("--duplicates", duplicates), ("--out-of-order", outOfOrder), ("--silent", silent)] {
             guard (0...1).contains(share) else { throw ValidationError("\(name) takes a share between 0 and 1, not \(share)") }
         }
@@ -95,8 +97,16 @@ struct Sensors: AsyncParsableCommand {
     /// A duration flag: "30" is seconds, "2m", "500ms", "4m10s" as the unit says.
     static func duration(_ text: String?, _ flag: String) throws -> Int64? {
         guard let text else { return nil }
-        if let seconds = Double(text), seconds >= 0 { return Int64(seconds * 1000) }
-        guard let ms = Units.milliseconds(text) else { throw ValidationError("\(flag): '\(text)' is not a duration such as 30s or 2m") }
+        let ms: Int64
+        if let seconds = Double(text), seconds >= 0, seconds < 1e9 {
+            ms = Int64(seconds * 1000)
+        } else if let parsed = Units.milliseconds(text) {
+            ms = parsed
+        } else {
+            throw ValidationError("\(flag): '\(text)' is not a duration such as 30s or 2m")
+        }
+        // A year: more than any run or any clock skew worth simulating.
+        guard ms <= 365 * 86_400_000 else { throw ValidationError("\(flag): '\(text)' is longer than a year") }
         return ms
     }
 
@@ -170,7 +180,7 @@ struct Fleet: AsyncParsableCommand {
 
     func validate() throws {
         guard duration != nil || batches != nil else { throw ValidationError("give --duration or --batches") }
-        guard gateways > 0, sensors > 0, batchSize > 0, rate > 0, connections > 0 else {
+        guard gateways > 0, sensors > 0, batchSize > 0, rate > 0, rate.isFinite, connections > 0 else {
             throw ValidationError("--gateways, --sensors, --batch-size, --rate and --connections must be positive")
         }
         guard (0...1).contains(lostAcks), (0...1).contains(restarts) else { throw ValidationError("--lost-acks and --restarts take a share between 0 and 1") }
@@ -207,7 +217,7 @@ struct Fleet: AsyncParsableCommand {
         }
         print(json ? report.json : report.description)
         if !json { print("manifest: \(manifest)") }
-        if report.rejected > 0 { throw ExitCode(1) }
+        if report.rejected > 0 || report.undelivered > 0 { throw ExitCode(1) }
     }
 }
 
