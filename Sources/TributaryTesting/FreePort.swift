@@ -1,9 +1,24 @@
 import Foundation
+import Synchronization
 
 /// Network helpers for tests: loopback only.
 public enum FreePort {
-    /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+    /// Ports already handed out in this process. Tests run in parallel, and the kernel may hand
+    /// a released port to the next bind(0): two harnesses given one port would each start a
+    /// server on it, one would fail, and the other test's server would answer both.
+    private static let handedOut = Mutex(Set<Int>())
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released),
+    /// never one this process was given before.
     public static func allocate() throws -> Int {
+        for _ in 0..<100 {
+            let port = try bindAndRelease()
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw TestingError("no new free port after 100 tries")
+    }
+
+    private static func bindAndRelease() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestingError("socket() failed: errno \(errno)") }
         defer { close(fd) }

@@ -69,8 +69,7 @@ struct SimulatorPipelineTests {
         // Reordered Sparkplug messages are sequence gaps; the agent asked for a rebirth and got one.
         #expect(harness.agentLog.contains("sparkplug: rebirth requested"))
         await harness.stop(agent, aggregator)
-
-        }
+    }
 
     /// Sparkplug B edge nodes publishing while the agent restarts: the broker keeps their DDATA
     /// for the agent's session, and the agent, which saved what the births defined in its
