@@ -170,11 +170,7 @@ public struct SparkplugHost: Sendable {
         } else {
             outcome.notices.append(.birthWithoutBdSeq(node: node.description))
         }
-        for metric in message.metrics {
-            let definition = MetricDefinition(name: metric.name, datatype: metric.hasDatatype ? SparkplugDataType(rawValue: metric.datatype) : nil)
-            if metric.hasAlias { state.aliases[metric.alias] = definition }
-            state.names[metric.name] = definition.datatype
-        }
+        (state.aliases, state.names) = Self.definitions(in: message)
         nodes[node] = state
         definitionsChanged = true
         let sensor = "\(node.group)/\(node.edgeNode)"
@@ -231,11 +227,7 @@ public struct SparkplugHost: Sendable {
         case .dbirth:
             let device = topic.device!
             var deviceState = DeviceState()
-            for metric in message.metrics {
-                let definition = MetricDefinition(name: metric.name, datatype: metric.hasDatatype ? SparkplugDataType(rawValue: metric.datatype) : nil)
-                if metric.hasAlias { deviceState.aliases[metric.alias] = definition }
-                deviceState.names[metric.name] = definition.datatype
-            }
+            (deviceState.aliases, deviceState.names) = Self.definitions(in: message)
             state.devices[device] = deviceState
             definitionsChanged = true
             emit(message, sensor: "\(node.group)/\(node.edgeNode)/\(device)", topic: text,
@@ -270,6 +262,18 @@ public struct SparkplugHost: Sendable {
     }
 
     // MARK: metrics to readings
+
+    /// What a birth defines: each metric's alias and datatype.
+    private static func definitions(in birth: SparkplugB_Payload) -> ([UInt64: MetricDefinition], [String: SparkplugDataType?]) {
+        var aliases: [UInt64: MetricDefinition] = [:]
+        var names: [String: SparkplugDataType?] = [:]
+        for metric in birth.metrics {
+            let definition = MetricDefinition(name: metric.name, datatype: metric.hasDatatype ? SparkplugDataType(rawValue: metric.datatype) : nil)
+            if metric.hasAlias { aliases[metric.alias] = definition }
+            names[metric.name] = definition.datatype
+        }
+        return (aliases, names)
+    }
 
     /// A lookup that names and types every metric of a data message, or nil when one cannot
     /// be: an alias no birth defined, or a name without a datatype that no birth defined.

@@ -68,7 +68,7 @@ public enum DeviceKind: String, Sendable, CaseIterable {
 
     /// The JSON text of one message of a JSON kind; `values` follow `metrics`.
     func json(_ values: [ReadingValue], timeMs: Int64, microseconds: Int64) -> String {
-        let v = values.map(Self.jsonText)
+        let v = values.map(\.jsonLiteral)
         switch self {
         case .plug:
             return "{\"ts\":\(timeMs),\"temperature\":\(v[0]),\"humidity\":\(v[1]),\"ENERGY\":{\"Power\":\(v[2]),\"Total\":\(v[3])},\"relay\":\(v[4])}"
@@ -81,14 +81,6 @@ public enum DeviceKind: String, Sendable, CaseIterable {
         }
     }
 
-    static func jsonText(_ value: ReadingValue) -> String {
-        switch value {
-        case .double(let d): "\(d)"
-        case .integer(let i): "\(i)"
-        case .boolean(let b): b ? "true" : "false"
-        case .text(let t): JSONValue.quoted(t)
-        }
-    }
 
     /// `2026-11-24T01:02:03.456Z` for ms since the epoch (proleptic Gregorian, UTC).
     static func iso8601(ms: Int64) -> String {
@@ -110,6 +102,19 @@ public enum DeviceKind: String, Sendable, CaseIterable {
             return String(repeating: "0", count: max(0, width - s.count)) + s
         }
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(ms - seconds * 1000, 3))Z"
+    }
+}
+
+extension ReadingValue {
+    /// The value as a JSON literal: numbers in Swift's shortest exact form, so they read back
+    /// as the same Double.
+    var jsonLiteral: String {
+        switch self {
+        case .double(let d): "\(d)"
+        case .integer(let i): "\(i)"
+        case .boolean(let b): b ? "true" : "false"
+        case .text(let t): JSONValue.quoted(t)
+        }
     }
 }
 

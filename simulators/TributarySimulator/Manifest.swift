@@ -87,7 +87,7 @@ public struct Manifest: Sendable, Equatable {
             + ",\"silent\":\(silentSensors.count)}\n"
         for e in entries {
             let time = e.timeMs.map { ",\"t\":\($0)" } ?? ""
-            text += "{\"g\":\(JSONValue.quoted(e.gatewayID)),\"s\":\(JSONValue.quoted(e.sensorID)),\"m\":\(JSONValue.quoted(e.metric))\(time),\"v\":\(jsonValue(e.value))}\n"
+            text += "{\"g\":\(JSONValue.quoted(e.gatewayID)),\"s\":\(JSONValue.quoted(e.sensorID)),\"m\":\(JSONValue.quoted(e.metric))\(time),\"v\":\(e.value.jsonLiteral)}\n"
         }
         for (topic, count) in quarantined.sorted(by: { $0.key < $1.key }) {
             text += String(repeating: "{\"quarantine\":\(JSONValue.quoted(topic))}\n", count: count)
@@ -159,15 +159,6 @@ public struct Manifest: Sendable, Equatable {
             return try JSONValue.parse(Array(line.utf8))
         } catch {
             throw ManifestError(path: path, line: number, reason: error.description)
-        }
-    }
-
-    private func jsonValue(_ value: ReadingValue) -> String {
-        switch value {
-        case .double(let d): "\(d)"
-        case .integer(let i): "\(i)"
-        case .boolean(let b): b ? "true" : "false"
-        case .text(let t): JSONValue.quoted(t)
         }
     }
 }

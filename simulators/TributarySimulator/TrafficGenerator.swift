@@ -171,7 +171,7 @@ public struct TrafficGenerator: Sendable {
             let metricIndex = (device.sent - 1) % device.signals.count
             let value = device.signals[metricIndex].sample(timeMs: timeMs, generator: &generator)
             let name = device.kind.metrics[metricIndex].name
-            let text = malformed ? "\(DeviceKind.jsonText(value))V" : DeviceKind.jsonText(value)
+            let text = malformed ? "\(value.jsonLiteral)V" : value.jsonLiteral
             message = Message(dueMs: dueMs, topic: "\(options.topicPrefix)/\(options.gatewayID)/\(device.id)/\(name)", payload: Array(text.utf8),
                               entries: malformed ? [] : entries(device, [(name, value)], timeMs: nil))
         case .sparkplug:

@@ -126,12 +126,7 @@ public enum Verifier {
     private static func countQuarantined(_ expected: [String: Int], in paths: [String]) throws -> (Int, [String]) {
         var held: [String: Int] = [:]
         for path in paths {
-            let db: SQLiteDatabase
-            do {
-                db = try SQLiteDatabase(path: path, readOnly: true)
-            } catch {
-                throw VerifyError(description: "cannot open agent buffer \(path): \(error)")
-            }
+            let db = try openReadOnly(path, what: "agent buffer")
             defer { db.close() }
             try db.withConnection { c throws(SQLiteError) in
                 try c.forEach("SELECT topic, count(*) FROM quarantine GROUP BY topic") { row in
@@ -162,13 +157,16 @@ public enum Verifier {
         return tally.report
     }
 
-    private static func readSQLite(path: String, into tally: inout Tally) throws {
-        let db: SQLiteDatabase
+    private static func openReadOnly(_ path: String, what: String) throws -> SQLiteDatabase {
         do {
-            db = try SQLiteDatabase(path: path, readOnly: true)
+            return try SQLiteDatabase(path: path, readOnly: true)
         } catch {
-            throw VerifyError(description: "cannot open sink \(path): \(error)")
+            throw VerifyError(description: "cannot open \(what) \(path): \(error)")
         }
+    }
+
+    private static func readSQLite(path: String, into tally: inout Tally) throws {
+        let db = try openReadOnly(path, what: "sink")
         defer { db.close() }
         try db.withConnection { c throws(SQLiteError) in
             try c.forEach("SELECT \(columns) FROM readings") { row in
