@@ -1,5 +1,5 @@
 # Shortcuts; each target is a script under scripts/ that a new user can also run directly.
-.PHONY: build test demo proto clean
+.PHONY: build test demo proto bench clean
 
 build:
 	swift build
@@ -9,6 +9,10 @@ test:
 
 demo:
 	./scripts/demo.sh
+
+# Benchmarks on a release build: a table, and JSON under bench/results/ (see README, Performance).
+bench:
+	./scripts/bench.sh
 
 # Regenerates Sources/TributaryWire/Generated from proto/ (needs protoc and protoc-gen-swift).
 proto:

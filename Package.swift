@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "tributary-aggregator", targets: ["tributary-aggregator"]),
         .executable(name: "tributaryctl", targets: ["tributaryctl"]),
         .executable(name: "tributary-sim", targets: ["tributary-sim"]),
+        .executable(name: "tributary-bench", targets: ["tributary-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -175,6 +176,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "simulators/tributary-sim",
+            swiftSettings: swiftSettings),
+        // `make bench`: ratios against baselines measured in the same run. It imports CSQLite
+        // for one reason: its SQLite baseline must be the bare C API.
+        .executableTarget(
+            name: "tributary-bench",
+            dependencies: [
+                "TributaryAgent", "TributaryCore", "TributaryWire", "TributaryMQTT", "TributarySQLite", "TributarySimulator",
+                "TributaryTesting", "CSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/tributary-bench",
             swiftSettings: swiftSettings),
 
         .testTarget(

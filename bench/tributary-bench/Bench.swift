@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+
+/// `make bench`: Tributary against the physical limits and simple baselines, each measured in
+/// the same run as the figure it is compared with. Prints a table and writes it as JSON.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tributary-bench",
+        abstract: "Benchmarks on a release build: ratios against baselines measured in the same run.",
+        discussion: "Benchmarks: buffer, wire, ingest, end-to-end (with agent-memory), drain, fleet. Run through `make bench` (it builds in release first).")
+
+    @Option(help: "Comma list of benchmarks to run (default: all).") var only: String?
+    @Flag(help: "Smaller counts: a quick look, not figures to keep.") var quick = false
+    @Option(help: "Directory for the JSON results.") var out = "bench/results"
+
+    func run() async throws {
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+        let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
+        func selected(_ name: String) -> Bool { wanted?.contains(name) ?? true }
+        let scale = quick ? 0.2 : 1.0
+        let work = NSTemporaryDirectory() + "tributary-bench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+
+        var results: [BenchResult] = []
+        func record(_ result: BenchResult) {
+            results.append(result)
+            FileHandle.standardError.write(Data("  \(result.name): \(human(result.value)) \(result.unit)\(result.ratio.map { String(format: ", %.2fx the baseline", $0) } ?? "")\n".utf8))
+        }
+        let started = ContinuousClock.now
+        if selected("buffer") { record(try bufferBench(dir: work, readings: Int(200_000 * scale))) }
+        if selected("wire") { record(try wireBench()) }
+        if selected("ingest") { record(try await ingestBench(bin: bin, messages: Int(40_000 * scale))) }
+        if selected("end-to-end") {
+            for r in try await steadyBench(bin: bin, readingsPerSecond: 10_000, seconds: quick ? 5 : 20) { record(r) }
+        }
+        if selected("drain") { record(try await drainBench(bin: bin, readingsPerSecond: 2_000, seconds: quick ? 5 : 20)) }
+        if selected("fleet") { record(try await fleetBench(bin: bin, gateways: quick ? 100 : 500, batches: quick ? 3 : 6)) }
+
+        print(table(results))
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let machine = machineDescription().sorted { $0.key < $1.key }.map { "\(quoted($0.key)):\(quoted($0.value))" }.joined(separator: ",")
+        let json = """
+            {"kind":"tributary-bench","version":1,"when":\(quoted(stamp)),"quick":\(quick),\
+            "seconds":\(number((ContinuousClock.now - started).inSeconds)),"machine":{\(machine)},
+            "results":[
+            \(results.map(\.json).joined(separator: ",\n"))
+            ]}
+
+            """
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let path = "\(out)/\(stamp)\(quick ? "-quick" : "").json"
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        print("results: \(path)")
+    }
+}
