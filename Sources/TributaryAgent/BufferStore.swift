@@ -180,15 +180,24 @@ public final class BufferStore: Sendable {
                 if let sparkplugSessions {
                     try c.run("INSERT OR REPLACE INTO meta (key, value) VALUES ('sparkplug_sessions', ?)", sparkplugSessions)
                 }
-                for r in readings {
+                try c.runForEach("""
+                    INSERT INTO readings (gateway_id, sensor_id, metric, topic, time_ms, received_ms,
+                        value_type, value_real, value_int, value_text, unit, labels)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, readings) { row, r in
                     let (type, real, int, text) = Self.columns(r.value)
-                    try c.run("""
-                        INSERT INTO readings (gateway_id, sensor_id, metric, topic, time_ms, received_ms,
-                            value_type, value_real, value_int, value_text, unit, labels)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                        [r.gatewayID, r.sensorID, r.metric, r.topic, r.timeMs, r.receivedAtMs,
-                         type, real, int, text, r.unit, LabelsJSON.encode(r.labels)])
+                    row.bind(r.gatewayID)
+                    row.bind(r.sensorID)
+                    row.bind(r.metric)
+                    row.bind(r.topic)
+                    row.bind(r.timeMs)
+                    row.bind(r.receivedAtMs)
+                    row.bind(type)
+                    row.bind(real)
+                    row.bind(int)
+                    row.bind(text)
+                    row.bind(r.unit)
+                    row.bind(LabelsJSON.encode(r.labels))
                 }
                 for q in quarantined {
                     try c.run("INSERT INTO quarantine (topic, payload, reason, received_ms) VALUES (?, ?, ?, ?)",
