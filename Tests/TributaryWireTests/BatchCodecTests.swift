@@ -83,3 +83,57 @@ struct CompressionTests {
         #expect(throws: CompressionError.self) { try Compression.decompress([1, 2, 3, 4, 5, 6, 7, 8], encoding: encoding, maxSize: 1000) }
     }
 }
+
+/// Short decimals travel as scaled, delta-coded integers; everything else stays a double.
+@Suite("decimal values on the wire")
+struct DecimalCodingTests {
+    func roundTrip(_ values: [Double]) throws -> (decoded: [Double], series: Tributary_V1_Series) {
+        let readings = values.enumerated().map { i, v in
+            Reading(gatewayID: "gw", sensorID: "s", metric: "m", topic: "t", timeMs: 1_000 + Int64(i), receivedAtMs: 1_000 + Int64(i), value: .double(v))
+        }
+        let batch = BatchCodec.encode(identity: BatchIdentity(gatewayID: "gw", epoch: "e", sequence: 1), readings: readings, sealedAtMs: 0)
+        let decoded = try BatchCodec.decode(try Tributary_V1_Batch(serializedBytes: try batch.serializedBytes() as [UInt8]))
+        return (decoded.sorted { $0.timeMs < $1.timeMs }.map { if case .double(let d) = $0.value { d } else { .nan } }, batch.series[0])
+    }
+
+    @Test func shortDecimalsComeBackBitForBit() throws {
+        var values = (-3000...3000).map { Double($0) / 100 }            // every two-decimal value in ±30
+        values += [230.1, 101.325, 0.000001, -7.94, 0, 12]
+        let (decoded, series) = try roundTrip(values)
+        #expect(decoded.map(\.bitPattern) == values.map(\.bitPattern))
+        #expect(series.doubles.isEmpty && series.decimalScale == 6 && series.decimalDeltas.count == values.count)
+    }
+
+    @Test(arguments: [
+        [21.5, 21.53, 1.0 / 3.0],            // one long fraction: the series stays doubles
+        [1, -0.0, 2],                         // -0.0 would come back as 0.0
+        [1, .nan, 2], [1, .infinity], [1e-300], [9_007_199_254_740_993.0 * 4],
+    ])
+    func otherDoublesStayDoubles(_ values: [Double]) throws {
+        let (decoded, series) = try roundTrip(values)
+        #expect(series.decimalDeltas.isEmpty && series.doubles.count == values.count)
+        #expect(decoded.map(\.bitPattern) == values.map(\.bitPattern))
+    }
+
+    @Test func theSmallestScaleIsUsed() throws {
+        #expect(try roundTrip([21.5, 22, 22.5]).series.decimalScale == 1)
+        #expect(try roundTrip([1, 2, 3]).series.decimalScale == 0)
+        #expect(try roundTrip([1e15, 12]).series.decimalScale == 0, "large whole numbers fit at scale 0")
+    }
+
+    @Test func malformedDecimalSeriesAreRefused() throws {
+        var batch = BatchCodec.encode(identity: BatchIdentity(gatewayID: "gw", epoch: "e", sequence: 1), readings: [
+            Reading(gatewayID: "gw", sensorID: "s", metric: "m", topic: "t", timeMs: 1, receivedAtMs: 1, value: .double(2.5)),
+        ], sealedAtMs: 0)
+        var both = batch
+        both.series[0].doubles = [2.5]
+        #expect(throws: BatchDecodingError.self) { try BatchCodec.decode(both) }
+        batch.series[0].decimalScale = 10
+        #expect(throws: BatchDecodingError.self) { try BatchCodec.decode(batch) }
+        batch.series[0].decimalScale = 0
+        batch.series[0].decimalDeltas = [Int64.max, 1]
+        batch.series[0].timeDeltaMs = [0, 1]
+        batch.readingCount = 2
+        #expect(throws: BatchDecodingError.self) { try BatchCodec.decode(batch) }
+    }
+}

@@ -130,6 +130,15 @@ public nonisolated struct Tributary_V1_Series: Sendable {
   /// indexes into Batch.strings
   public var texts: [UInt32] = []
 
+  /// Doubles that are all short decimals (21.53, 230.1) travel here instead of in `doubles`:
+  /// reading i's value is v_i / 10^decimal_scale, where v_0 = decimal_deltas[0] and
+  /// v_i = v_(i-1) + decimal_deltas[i]. The encoder uses it only when every value reads back bit
+  /// for bit; slowly moving sensor values then take a byte or two instead of eight.
+  public var decimalDeltas: [Int64] = []
+
+  /// 0 to 9
+  public var decimalScale: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -250,7 +259,7 @@ nonisolated extension Tributary_V1_BatchId: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Tributary_V1_Series: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Series"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}gateway\0\u{1}sensor\0\u{1}metric\0\u{1}topic\0\u{1}unit\0\u{3}label_keys\0\u{3}label_values\0\u{1}kind\0\u{4}\u{2}time_delta_ms\0\u{3}received_offset_ms\0\u{1}doubles\0\u{1}integers\0\u{1}booleans\0\u{1}texts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}gateway\0\u{1}sensor\0\u{1}metric\0\u{1}topic\0\u{1}unit\0\u{3}label_keys\0\u{3}label_values\0\u{1}kind\0\u{4}\u{2}time_delta_ms\0\u{3}received_offset_ms\0\u{1}doubles\0\u{1}integers\0\u{1}booleans\0\u{1}texts\0\u{3}decimal_deltas\0\u{3}decimal_scale\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -272,6 +281,8 @@ nonisolated extension Tributary_V1_Series: SwiftProtobuf.Message, SwiftProtobuf.
       case 13: try { try decoder.decodeRepeatedSInt64Field(value: &self.integers) }()
       case 14: try { try decoder.decodeRepeatedBoolField(value: &self.booleans) }()
       case 15: try { try decoder.decodeRepeatedUInt32Field(value: &self.texts) }()
+      case 16: try { try decoder.decodeRepeatedSInt64Field(value: &self.decimalDeltas) }()
+      case 17: try { try decoder.decodeSingularUInt32Field(value: &self.decimalScale) }()
       default: break
       }
     }
@@ -320,6 +331,12 @@ nonisolated extension Tributary_V1_Series: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.texts.isEmpty {
       try visitor.visitPackedUInt32Field(value: self.texts, fieldNumber: 15)
     }
+    if !self.decimalDeltas.isEmpty {
+      try visitor.visitPackedSInt64Field(value: self.decimalDeltas, fieldNumber: 16)
+    }
+    if self.decimalScale != 0 {
+      try visitor.visitSingularUInt32Field(value: self.decimalScale, fieldNumber: 17)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -338,6 +355,8 @@ nonisolated extension Tributary_V1_Series: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.integers != rhs.integers {return false}
     if lhs.booleans != rhs.booleans {return false}
     if lhs.texts != rhs.texts {return false}
+    if lhs.decimalDeltas != rhs.decimalDeltas {return false}
+    if lhs.decimalScale != rhs.decimalScale {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -251,7 +251,7 @@ const ProtobufCMessageDescriptor tributary__v1__batch_id__descriptor =
   (ProtobufCMessageInit) tributary__v1__batch_id__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tributary__v1__series__field_descriptors[14] =
+static const ProtobufCFieldDescriptor tributary__v1__series__field_descriptors[16] =
 {
   {
     "gateway",
@@ -421,9 +421,35 @@ static const ProtobufCFieldDescriptor tributary__v1__series__field_descriptors[1
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "decimal_deltas",
+    16,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_SINT64,
+    offsetof(Tributary__V1__Series, n_decimal_deltas),
+    offsetof(Tributary__V1__Series, decimal_deltas),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "decimal_scale",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tributary__V1__Series, decimal_scale),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tributary__v1__series__field_indices_by_name[] = {
   12,   /* field[12] = booleans */
+  14,   /* field[14] = decimal_deltas */
+  15,   /* field[15] = decimal_scale */
   10,   /* field[10] = doubles */
   0,   /* field[0] = gateway */
   11,   /* field[11] = integers */
@@ -442,7 +468,7 @@ static const ProtobufCIntRange tributary__v1__series__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 10, 8 },
-  { 0, 14 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor tributary__v1__series__descriptor =
 {
@@ -452,7 +478,7 @@ const ProtobufCMessageDescriptor tributary__v1__series__descriptor =
   "Tributary__V1__Series",
   "tributary.v1",
   sizeof(Tributary__V1__Series),
-  14,
+  16,
   tributary__v1__series__field_descriptors,
   tributary__v1__series__field_indices_by_name,
   2,  tributary__v1__series__number_ranges,

@@ -94,10 +94,22 @@ struct  Tributary__V1__Series
    */
   size_t n_texts;
   uint32_t *texts;
+  /*
+   * Doubles that are all short decimals (21.53, 230.1) travel here instead of in `doubles`:
+   * reading i's value is v_i / 10^decimal_scale, where v_0 = decimal_deltas[0] and
+   * v_i = v_(i-1) + decimal_deltas[i]. The encoder uses it only when every value reads back bit
+   * for bit; slowly moving sensor values then take a byte or two instead of eight.
+   */
+  size_t n_decimal_deltas;
+  int64_t *decimal_deltas;
+  /*
+   * 0 to 9
+   */
+  uint32_t decimal_scale;
 };
 #define TRIBUTARY__V1__SERIES__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tributary__v1__series__descriptor) \
-    , 0, 0, 0, 0, 0, 0,NULL, 0,NULL, TRIBUTARY__V1__VALUE_KIND__VALUE_KIND_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , 0, 0, 0, 0, 0, 0,NULL, 0,NULL, TRIBUTARY__V1__VALUE_KIND__VALUE_KIND_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0 }
 
 
 struct  Tributary__V1__Batch
