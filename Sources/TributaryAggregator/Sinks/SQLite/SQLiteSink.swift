@@ -85,15 +85,26 @@ public final class SQLiteSink: Sink {
                                          id.gatewayID, id.epoch, Int64(bitPattern: id.sequence))?.int64 {
                 return digest == Int64(bitPattern: batch.digest) ? .duplicate : .conflict
             }
-            for r in batch.readings {
-                try c.run("""
-                    INSERT INTO readings (gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int,
-                        value_text, value_type, unit, labels, topic, batch_gateway_id, batch_epoch, batch_seq)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    [r.gatewayID, r.sensorID, r.metric, r.timeMs, r.receivedAtMs, r.value.numericValue, r.value.exactIntegerValue,
-                     r.value.textValue, r.value.typeName, r.unit, LabelsJSON.encode(r.labels), r.topic,
-                     id.gatewayID, id.epoch, Int64(bitPattern: id.sequence)])
+            try c.runForEach("""
+                INSERT INTO readings (gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int,
+                    value_text, value_type, unit, labels, topic, batch_gateway_id, batch_epoch, batch_seq)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, batch.readings) { row, r in
+                row.bind(r.gatewayID)
+                row.bind(r.sensorID)
+                row.bind(r.metric)
+                row.bind(r.timeMs)
+                row.bind(r.receivedAtMs)
+                row.bind(r.value.numericValue)
+                row.bind(r.value.exactIntegerValue)
+                row.bind(r.value.textValue)
+                row.bind(r.value.typeName)
+                row.bind(r.unit)
+                row.bind(LabelsJSON.encode(r.labels))
+                row.bind(r.topic)
+                row.bind(id.gatewayID)
+                row.bind(id.epoch)
+                row.bind(Int64(bitPattern: id.sequence))
             }
             try c.run("INSERT INTO batch_ledger VALUES (?, ?, ?, ?, ?, ?)",
                       id.gatewayID, id.epoch, Int64(bitPattern: id.sequence), Int64(bitPattern: batch.digest),
