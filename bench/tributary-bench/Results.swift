@@ -109,8 +109,11 @@ func timed(_ body: () async throws -> Void) async rethrows -> Double {
     return (ContinuousClock.now - start).inSeconds
 }
 
-/// The median of a few runs: one slow run on a shared machine does not decide.
+/// The median of a few runs (the mean of the middle two for an even count): one slow run on a
+/// shared machine does not decide.
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
-    return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    guard !sorted.isEmpty else { return 0 }
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
