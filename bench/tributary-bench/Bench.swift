@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TributaryCore
 
 /// `make bench`: Tributary against the physical limits and simple baselines, each measured in
 /// the same run as the figure it is compared with. Prints a table and writes it as JSON.
@@ -40,9 +41,9 @@ struct Bench: AsyncParsableCommand {
 
         print(table(results))
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-        let machine = machineDescription().sorted { $0.key < $1.key }.map { "\(quoted($0.key)):\(quoted($0.value))" }.joined(separator: ",")
+        let machine = machineDescription().sorted { $0.key < $1.key }.map { "\(JSONValue.quoted($0.key)):\(JSONValue.quoted($0.value))" }.joined(separator: ",")
         let json = """
-            {"kind":"tributary-bench","version":1,"when":\(quoted(stamp)),"quick":\(quick),\
+            {"kind":"tributary-bench","version":1,"when":\(JSONValue.quoted(stamp)),"quick":\(quick),\
             "seconds":\(number((ContinuousClock.now - started).inSeconds)),"machine":{\(machine)},
             "results":[
             \(results.map(\.json).joined(separator: ",\n"))

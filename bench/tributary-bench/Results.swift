@@ -24,32 +24,18 @@ struct BenchResult: Sendable {
 
     var json: String {
         var fields: [(String, String)] = [
-            ("name", quoted(name)), ("what", quoted(what)), ("value", number(value)), ("unit", quoted(unit)),
+            ("name", JSONValue.quoted(name)), ("what", JSONValue.quoted(what)), ("value", number(value)), ("unit", JSONValue.quoted(unit)),
         ]
-        if let baseline { fields.append(("baseline", quoted(baseline))) }
+        if let baseline { fields.append(("baseline", JSONValue.quoted(baseline))) }
         if let baselineValue { fields.append(("baseline_value", number(baselineValue))) }
         if let ratio { fields.append(("ratio", number(ratio))) }
-        if let goal { fields.append(("goal", quoted(goal))) }
+        if let goal { fields.append(("goal", JSONValue.quoted(goal))) }
         if let met { fields.append(("goal_met", met ? "true" : "false")) }
         if !notes.isEmpty {
-            fields.append(("notes", "{" + notes.sorted { $0.key < $1.key }.map { "\(quoted($0.key)):\(quoted($0.value))" }.joined(separator: ",") + "}"))
+            fields.append(("notes", "{" + notes.sorted { $0.key < $1.key }.map { "\(JSONValue.quoted($0.key)):\(JSONValue.quoted($0.value))" }.joined(separator: ",") + "}"))
         }
-        return "{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+        return "{" + fields.map { "\(JSONValue.quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
-}
-
-func quoted(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }
 
 func number(_ value: Double) -> String {
