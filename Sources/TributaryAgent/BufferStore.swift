@@ -163,7 +163,7 @@ public final class BufferStore: Sendable {
     /// The Sparkplug sessions last committed with `append`, if any.
     public func sparkplugSessions() throws(SQLiteError) -> String? {
         try db.withConnection { c throws(SQLiteError) in
-            try c.query("SELECT value FROM meta WHERE key = 'sparkplug_sessions'").first?[0].string
+            try c.scalar("SELECT value FROM meta WHERE key = 'sparkplug_sessions'")?.string
         }
     }
 

@@ -152,19 +152,9 @@ public struct SQLiteConnection {
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle.pointer) }
 
     private func bind(_ stmt: OpaquePointer, _ bindings: [any SQLiteBindable], sql: String) throws(SQLiteError) {
-        for (offset, binding) in bindings.enumerated() {
-            let index = Int32(offset + 1)
-            let rc: Int32
-            switch binding.sqliteValue {
-            case .null: rc = sqlite3_bind_null(stmt, index)
-            case .integer(let i): rc = sqlite3_bind_int64(stmt, index, i)
-            case .real(let d): rc = sqlite3_bind_double(stmt, index, d)
-            case .text(let s): rc = tributary_sqlite3_bind_text_transient(stmt, index, s, -1)
-            case .blob(let b):
-                rc = b.withUnsafeBytes { tributary_sqlite3_bind_blob_transient(stmt, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count)) }
-            }
-            guard rc == SQLITE_OK else { throw handle.error(rc, sql: sql) }
-        }
+        var binder = SQLiteBinder(statement: stmt)
+        for binding in bindings { binder.bind(binding.sqliteValue) }
+        if let rc = binder.failure { throw handle.error(rc, sql: sql) }
     }
 }
 
@@ -182,19 +172,27 @@ public struct SQLiteBinder {
         index += 1
     }
 
-    public mutating func bind(_ value: Int64?) {
-        check(value.map { sqlite3_bind_int64(statement, index, $0) } ?? sqlite3_bind_null(statement, index))
+    /// The one place a value meets sqlite3_bind_*: `run`'s bindings and the typed binds below.
+    public mutating func bind(_ value: SQLiteValue) {
+        let rc: Int32
+        switch value {
+        case .null: rc = sqlite3_bind_null(statement, index)
+        case .integer(let i): rc = sqlite3_bind_int64(statement, index, i)
+        case .real(let d): rc = sqlite3_bind_double(statement, index, d)
+        case .text(let s): rc = tributary_sqlite3_bind_text_transient(statement, index, s, -1)
+        case .blob(let b):
+            rc = b.withUnsafeBytes { tributary_sqlite3_bind_blob_transient(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count)) }
+        }
+        check(rc)
     }
 
-    public mutating func bind(_ value: Int) { bind(Int64(value)) }
+    public mutating func bind(_ value: Int64?) { bind(value.map(SQLiteValue.integer) ?? .null) }
 
-    public mutating func bind(_ value: Double?) {
-        check(value.map { sqlite3_bind_double(statement, index, $0) } ?? sqlite3_bind_null(statement, index))
-    }
+    public mutating func bind(_ value: Int) { bind(.integer(Int64(value))) }
 
-    public mutating func bind(_ value: String?) {
-        check(value.map { tributary_sqlite3_bind_text_transient(statement, index, $0, -1) } ?? sqlite3_bind_null(statement, index))
-    }
+    public mutating func bind(_ value: Double?) { bind(value.map(SQLiteValue.real) ?? .null) }
+
+    public mutating func bind(_ value: String?) { bind(value.map(SQLiteValue.text) ?? .null) }
 }
 
 /// The current row of a query; only valid inside the `forEach` callback.
