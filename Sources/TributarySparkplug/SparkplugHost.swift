@@ -165,22 +165,17 @@ public struct SparkplugHost: Sendable {
         var state = NodeState()
         state.online = true
         state.expectedSeq = (message.seq &+ 1) % 256
-        if let bdSeq = message.metrics.first(where: { $0.name == Self.bdSeqMetric }), case .longValue(let v)? = bdSeq.value {
-            state.bdSeq = v
-        } else {
-            outcome.notices.append(.birthWithoutBdSeq(node: node.description))
-        }
+        state.bdSeq = Self.bdSeq(of: message)
+        if state.bdSeq == nil { outcome.notices.append(.birthWithoutBdSeq(node: node.description)) }
         (state.aliases, state.names) = Self.definitions(in: message)
         nodes[node] = state
         definitionsChanged = true
-        let sensor = "\(node.group)/\(node.edgeNode)"
-        emit(message, sensor: sensor, topic: topic, resolve: { m in MetricDefinition(name: m.name, datatype: state.names[m.name] ?? nil) },
+        emit(message, sensor: node.sensorID(), topic: topic, resolve: { m in MetricDefinition(name: m.name, datatype: state.names[m.name] ?? nil) },
              skipControl: true, receivedAtMs: receivedAtMs, into: &outcome)
     }
 
     private mutating func nodeDeath(_ node: SparkplugTopic.Node, _ message: SparkplugB_Payload, into outcome: inout Outcome) {
-        var bdSeq: UInt64?
-        if let metric = message.metrics.first(where: { $0.name == Self.bdSeqMetric }), case .longValue(let v)? = metric.value { bdSeq = v }
+        let bdSeq = Self.bdSeq(of: message)
         guard var state = nodes[node], state.online, bdSeq == state.bdSeq else {
             outcome.notices.append(.staleDeath(node: node.description, bdSeq: bdSeq, current: nodes[node]?.bdSeq))
             return
@@ -222,7 +217,7 @@ public struct SparkplugHost: Sendable {
                 requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
                 return
             }
-            emit(message, sensor: "\(node.group)/\(node.edgeNode)", topic: text, resolve: resolved, skipControl: true,
+            emit(message, sensor: node.sensorID(), topic: text, resolve: resolved, skipControl: true,
                  receivedAtMs: receivedAtMs, into: &outcome)
         case .dbirth:
             let device = topic.device!
@@ -230,7 +225,7 @@ public struct SparkplugHost: Sendable {
             (deviceState.aliases, deviceState.names) = Self.definitions(in: message)
             state.devices[device] = deviceState
             definitionsChanged = true
-            emit(message, sensor: "\(node.group)/\(node.edgeNode)/\(device)", topic: text,
+            emit(message, sensor: node.sensorID(device: device), topic: text,
                  resolve: { m in MetricDefinition(name: m.name, datatype: deviceState.names[m.name] ?? nil) },
                  skipControl: false, receivedAtMs: receivedAtMs, into: &outcome)
         case .ddata:
@@ -245,7 +240,7 @@ public struct SparkplugHost: Sendable {
                 requestRebirth(node, &state, nowMs: receivedAtMs, into: &outcome)
                 return
             }
-            emit(message, sensor: "\(node.group)/\(node.edgeNode)/\(device)", topic: text, resolve: resolved, skipControl: false,
+            emit(message, sensor: node.sensorID(device: device), topic: text, resolve: resolved, skipControl: false,
                  receivedAtMs: receivedAtMs, into: &outcome)
         case .ddeath:
             state.devices[topic.device!]?.online = false
@@ -262,6 +257,12 @@ public struct SparkplugHost: Sendable {
     }
 
     // MARK: metrics to readings
+
+    /// The session number an NBIRTH or NDEATH carries in its `bdSeq` metric.
+    private static func bdSeq(of message: SparkplugB_Payload) -> UInt64? {
+        guard let metric = message.metrics.first(where: { $0.name == bdSeqMetric }), case .longValue(let value)? = metric.value else { return nil }
+        return value
+    }
 
     /// What a birth defines: each metric's alias and datatype.
     private static func definitions(in birth: SparkplugB_Payload) -> ([UInt64: MetricDefinition], [String: SparkplugDataType?]) {

@@ -59,6 +59,12 @@ public struct SparkplugTopic: Sendable, Hashable, CustomStringConvertible {
 
         public var description: String { "\(group)/\(edgeNode)" }
 
+        /// The sensor id readings from this node (or one of its devices) are stored under:
+        /// `GROUP/EDGE_NODE[/DEVICE]`, unique as Sparkplug's own naming is.
+        public func sensorID(device: String? = nil) -> String {
+            device.map { "\(group)/\(edgeNode)/\($0)" } ?? "\(group)/\(edgeNode)"
+        }
+
         /// Where a host application sends this node's commands, such as a rebirth request.
         public var commandTopic: String { SparkplugTopic(group: group, type: .ncmd, edgeNode: edgeNode).description }
     }

@@ -75,14 +75,10 @@ public struct TrafficGenerator: Sendable {
         }
     }
 
-    /// The gateway and sensor ids of the sensors that fall silent during the run.
+    /// The sensor ids of the sensors that fall silent during the run.
     public var silentSensors: [String] {
         devices.filter { $0.silentAfter != nil }.map { sensorID(of: $0) }
     }
-
-    /// Whether the sensors include Sparkplug devices (then births come first, and again on
-    /// every rebirth request).
-    public var hasSparkplug: Bool { edgeNode != nil }
 
     /// The MQTT topic a rebirth request for this gateway's edge node arrives on.
     public var rebirthTopic: String? { edgeNode?.node.commandTopic }
@@ -153,7 +149,7 @@ public struct TrafficGenerator: Sendable {
         defer { devices[index] = device }
         let timeMs = stamp(&device, dueMs: dueMs)
         device.sent += 1
-        if device.silentAfter.map({ device.sent < $0 }) ?? true {
+        if !device.isSilent {
             queue.push(dueMs + nextInterval(after: dueMs), index)
         }
         let malformed = chance(options.faults.malformedShare)
@@ -220,7 +216,8 @@ public struct TrafficGenerator: Sendable {
 
     /// The sensor id the agent gives the device's readings.
     private func sensorID(of device: Device) -> String {
-        device.kind == .sparkplug ? "\(options.topicPrefix)/\(options.gatewayID)/\(device.id)" : device.id
+        guard device.kind == .sparkplug, let node = edgeNode?.node else { return device.id }
+        return node.sensorID(device: device.id)
     }
 
     private func entries(_ device: Device, _ values: [(String, ReadingValue)], timeMs: Int64?) -> [Manifest.Entry] {
