@@ -73,8 +73,7 @@ struct TrafficGeneratorTests {
             #expect(refused == (message.fault == .malformed), "\(message.topic): \(String(decoding: message.payload, as: UTF8.self))")
             if refused { malformed += 1 }
             expected += message.entries.count
-            let decoded = readings.map { Manifest.Entry(gatewayID: $0.gatewayID, sensorID: $0.sensorID, metric: $0.metric,
-                                                        timeMs: $0.timeMs, value: $0.value) }
+            let decoded = readings.map(Manifest.Entry.init)
             let wanted = message.entries.map { entry in
                 var e = entry
                 if e.timeMs == nil { e.timeMs = receivedAt }  // the agent stamps untimed readings

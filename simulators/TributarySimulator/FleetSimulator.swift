@@ -252,9 +252,7 @@ struct VirtualGateway {
             switch await deliver(batch, readings: readings, identity: identity, report: &report) {
             case .acknowledged:
                 acknowledged += UInt64(readings.count)
-                manifest.entries += readings.map {
-                    Manifest.Entry(gatewayID: $0.gatewayID, sensorID: $0.sensorID, metric: $0.metric, timeMs: $0.timeMs, value: $0.value)
-                }
+                manifest.entries += readings.map(Manifest.Entry.init)
                 report.batches += 1
                 report.readings += readings.count
                 onAck(readings.count)
@@ -270,6 +268,11 @@ struct VirtualGateway {
             }
         }
         if !failed { report.gatewaysServed = 1 }
+        // The agent's client counted every answer by kind; the report takes the ones it shows.
+        let answers = stats.requestCounts
+        report.busy = Int(answers[.busy, default: 0])
+        report.unavailable = Int(answers[.unavailable, default: 0])
+        report.unreachable = Int(answers[.unreachable, default: 0])
         return (manifest, report)
     }
 
@@ -292,14 +295,9 @@ struct VirtualGateway {
             var request = Tributary_V1_SyncRequest()
             request.batch = batch
             request.status = status(round: readings)
-            let before = stats.requestCounts
             let started = ContinuousClock.now
             let outcome = await client.send(request, expecting: identity)
             if case .acknowledged = outcome { latency.record(ContinuousClock.now - started) }
-            let after = stats.requestCounts
-            report.busy += Int(after[.busy, default: 0] - before[.busy, default: 0])
-            report.unavailable += Int(after[.unavailable, default: 0] - before[.unavailable, default: 0])
-            report.unreachable += Int(after[.unreachable, default: 0] - before[.unreachable, default: 0])
             switch outcome {
             case .acknowledged(let duplicate):
                 if duplicate { report.duplicates += 1 }

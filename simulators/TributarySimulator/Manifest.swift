@@ -27,6 +27,11 @@ public struct Manifest: Sendable, Equatable {
             self.value = value
         }
 
+        /// A reading as the sink should hold it, at its own time.
+        public init(_ reading: Reading) {
+            self.init(gatewayID: reading.gatewayID, sensorID: reading.sensorID, metric: reading.metric, timeMs: reading.timeMs, value: reading.value)
+        }
+
         /// The key `verify` compares on; numbers compare by value whatever their type.
         public var key: String { Manifest.key(gatewayID, sensorID, metric, timeMs.map(String.init) ?? "*", value) }
     }
