@@ -28,7 +28,7 @@ struct Sensors: AsyncParsableCommand {
                            spBv1.0/<prefix>/DDATA/<gateway>/<sensor>
             The JSON kinds publish on <prefix>/<gateway>/<sensor>. json = plug,environment,meter; mixed = all five. --print-subscriptions shows the agent configuration that reads them all.
 
-            Signals: daily sines with noise, random walks, counters, steps and spikes, switches and state changes. --seed with --start-ms repeats a run, and its manifest, exactly.
+            Signals: daily sines with noise, random walks, counters, steps and spikes, switches and state changes. --seed with --start-ms and --count repeats a run, and its manifest, exactly, unless an agent asks a Sparkplug edge node for a rebirth (when that happens depends on the network).
 
             Faults are recorded in the manifest, so `verify` knows what must arrive once, what the agent must quarantine (verify --agent-buffer), and that silent sensors send nothing more.
             """)
@@ -115,9 +115,7 @@ struct Sensors: AsyncParsableCommand {
             print("  subscriptions:\n" + SensorSimulator.subscriptionYAML(prefix: topicPrefix))
             return
         }
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "tributary-sim")
-        logger.logLevel = .warning
+        let logger = simulatorLogger(level: .warning)
         guard let gateway, let manifest else { return }
         do {
             var options = SensorSimulator.Options(
@@ -159,7 +157,7 @@ struct Fleet: AsyncParsableCommand {
         discussion: """
             Each gateway has its own id (<prefix>-0001, ...), epoch, sequence, status and rate (half to one and a half times --rate), and sends through the agent's own client: 429 and 5xx answers wait and retry, as agents do. --lost-acks makes gateways throw answers away and resend (the aggregator must say duplicate); --restarts makes gateways restart once, half keeping their buffer (their last batch is resent), half wiping it (a new epoch).
 
-            The report gives readings/s, ack latency percentiles (HdrHistogram, request to answer), and 429/5xx counts. The manifest holds every acknowledged reading: `tributary-sim verify --manifest M --sink S` checks the sink against it.
+            The report gives readings/s, ack latency percentiles (HdrHistogram, from the request that got the acknowledgement to its answer), 429/5xx counts, and batches still undelivered 30 s after the end (exit 1). The manifest holds every acknowledged reading: `tributary-sim verify --manifest M --sink S` checks the sink against it.
             """)
 
     @Option(help: "The aggregator, http://HOST:PORT.") var aggregator = "http://127.0.0.1:8470"
@@ -189,9 +187,7 @@ struct Fleet: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "tributary-sim")
-        logger.logLevel = .warning
+        let logger = simulatorLogger(level: .warning)
         var options = FleetSimulator.Options(aggregator: aggregator, gateways: gateways)
         options.gatewayPrefix = prefix
         options.sensorsPerGateway = sensors
@@ -279,9 +275,7 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "Seed for the drop decisions.") var seed: UInt64 = 1
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "tributary-sim")
-        logger.logLevel = .notice
+        let logger = simulatorLogger(level: .notice)
         do {
             var faults = ProxyFaults()
             // Flags are parsed and applied as the script's own steps at time 0.
@@ -317,6 +311,14 @@ struct Proxy: AsyncParsableCommand {
             throw Failure("tributary-sim proxy: \(error)")
         }
     }
+}
+
+/// Log lines to stderr, each command at its own level.
+func simulatorLogger(level: Logger.Level) -> Logger {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: "tributary-sim")
+    logger.logLevel = level
+    return logger
 }
 
 /// A progress line on stderr: rewritten in place on a terminal; into a file or a pipe, one
