@@ -182,10 +182,12 @@ let package = Package(
         .executableTarget(
             name: "tributary-bench",
             dependencies: [
-                "TributaryAgent", "TributaryCore", "TributaryWire", "TributaryMQTT", "TributarySQLite", "TributarySimulator",
-                "TributaryTesting", "CSQLite",
+                "TributaryAgent", "TributaryAggregator", "TributaryClickHouse", "TributaryCore", "TributaryWire", "TributaryMQTT",
+                "TributarySQLite", "TributarySimulator", "TributaryTesting", "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "bench/tributary-bench",
             swiftSettings: swiftSettings),

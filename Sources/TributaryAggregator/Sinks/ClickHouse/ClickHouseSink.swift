@@ -197,13 +197,20 @@ public final class ClickHouseSink: Sink {
         return digests
     }
 
-    static let readingColumns = """
+    /// The columns of `readings`, in the order `rowBinary(of:)` writes them.
+    public static let readingColumns = """
         gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int, value_text, value_type, unit, labels, \
         topic, batch_gateway_id, batch_epoch, batch_seq, batch_index
         """
 
     static func insertReadings(of batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) {
-        // RowBinary, not text: doubles must arrive bit for bit (see `RowBinary`).
+        try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT RowBinary",
+                                rows: rowBinary(of: batches), settings: insertSettings)
+    }
+
+    /// The batches' readings as `readings` rows, in RowBinary, not text: doubles must arrive
+    /// bit for bit (see `RowBinary`). Public for the benchmark's direct insert of the same rows.
+    public static func rowBinary(of batches: [IncomingBatch]) -> [UInt8] {
         var rows = RowBinary.Writer(reservingCapacity: batches.reduce(0) { $0 + $1.readings.count } * 160)
         for batch in batches {
             let id = batch.identity
@@ -226,8 +233,7 @@ public final class ClickHouseSink: Sink {
                 rows.uint32(UInt32(index))
             }
         }
-        try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT RowBinary",
-                                rows: rows.bytes, settings: insertSettings)
+        return rows.bytes
     }
 
     static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) {

@@ -1,0 +1,250 @@
+import AsyncHTTPClient
+import CSQLite
+import Foundation
+import NIOCore
+import TributaryAggregator
+import TributaryClickHouse
+import TributaryCore
+import TributaryTesting
+import TributaryWire
+
+/// Agent batches for the sink benchmarks: `gateways` gateways, each sending `batchesPerGateway`
+/// batches of `batchSize` plug readings, as SyncRequest bodies ready to post (zstd, as agents
+/// send them), so the client costs next to nothing beside the aggregator.
+struct SinkLoad {
+    struct Request {
+        let identity: BatchIdentity
+        let body: ByteBuffer
+    }
+
+    let batches: [[Request]]
+    let readings: [Reading]
+    let batchSize: Int
+
+    init(gateways: Int, batchesPerGateway: Int, batchSize: Int) throws {
+        var batches: [[Request]] = []
+        var all: [Reading] = []
+        for g in 0..<gateways {
+            let gateway = String(format: "gw-bench-%03d", g + 1)
+            let readings = try simulatedReadings(messages: batchesPerGateway * batchSize / 5, sensors: 20, gatewayID: gateway).readings
+            var requests: [Request] = []
+            for (index, start) in stride(from: 0, to: readings.count, by: batchSize).enumerated() {
+                let slice = Array(readings[start..<min(start + batchSize, readings.count)])
+                let identity = BatchIdentity(gatewayID: gateway, epoch: "bench-epoch", sequence: UInt64(index + 1))
+                var request = Tributary_V1_SyncRequest()
+                request.batch = BatchCodec.encode(identity: identity, readings: slice, sealedAtMs: slice.last?.timeMs ?? 0)
+                request.status.gatewayID = gateway
+                request.status.agentVersion = "tributary-bench"
+                request.status.clockMs = WallClock.nowMs()
+                request.status.brokerConnected = true
+                let body = Compression.compress(try request.serializedBytes(), encoding: .zstd)
+                requests.append(Request(identity: identity, body: ByteBuffer(bytes: body)))
+            }
+            batches.append(requests)
+            all += readings
+        }
+        self.batches = batches
+        self.readings = all
+        self.batchSize = batchSize
+    }
+
+    var batchCount: Int { batches.reduce(0) { $0 + $1.count } }
+
+    /// Posts every batch, each gateway's in order and one at a time, as agents do, all gateways
+    /// at once, each on its own connection; waits out 429/503 and retries. Throws on anything
+    /// but an acceptance.
+    func post(to url: String) async throws {
+        var configuration = HTTPClient.Configuration()
+        // The default (8 per host) would let only 8 gateways talk at once.
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: batches.count)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for requests in batches {
+                    group.addTask {
+                        for request in requests { try await Self.send(request, to: url, http: http) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
+    private static func send(_ request: Request, to url: String, http: HTTPClient) async throws {
+        while true {
+            var post = HTTPClientRequest(url: url + WireProtocol.batchesPath)
+            post.method = .POST
+            post.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
+            post.headers.add(name: WireProtocol.versionHeader, value: WireProtocol.version)
+            post.headers.add(name: "Content-Encoding", value: ContentEncoding.zstd.rawValue)
+            post.body = .bytes(request.body)
+            let response = try await http.execute(post, timeout: .seconds(120))
+            let bytes = try await response.body.collect(upTo: 1 << 20)
+            switch response.status.code {
+            case 200:
+                let ack = try Tributary_V1_Ack(serializedBytes: Array(buffer: bytes))
+                guard ack.outcome == .accepted else { throw BenchError("batch \(request.identity): \(ack.outcome) \(ack.reason)") }
+                return
+            case 429, 503:
+                let waitMs = response.headers.first(name: "Retry-After").flatMap(Int.init).map { $0 * 1000 } ?? 50
+                try await Task.sleep(for: .milliseconds(min(waitMs, 1000)))
+            default:
+                throw BenchError("batch \(request.identity): HTTP \(response.status.code) \(String(buffer: bytes))")
+            }
+        }
+    }
+}
+
+/// 3a. The aggregator into its SQLite sink against a bare bulk insert of the same rows into the
+/// same schema (the sink's own, index included): one prepared statement, one transaction.
+func sqliteSinkBench(bin: String, load: SinkLoad) async throws -> BenchResult {
+    var aggregatorRates: [Double] = []
+    var directRates: [Double] = []
+    for run in 0..<2 {
+        let rig = try await Rig(bin: bin)
+        let aggregator = try await rig.startAggregator()
+        let seconds = try await timed { try await load.post(to: "http://127.0.0.1:\(rig.httpPort)") }
+        _ = await aggregator.stop(signal: SIGTERM)
+        let stored = try countRows(sqlite: rig.dir.file("aggregator/sink.sqlite"))
+        guard stored == load.readings.count else { throw BenchError("the SQLite sink holds \(stored) of \(load.readings.count) readings") }
+        aggregatorRates.append(Double(load.readings.count) / seconds)
+
+        let directPath = rig.dir.file("direct-\(run).sqlite")
+        try await SQLiteSink(path: directPath).close()  // the sink's schema, created by the sink itself
+        directRates.append(Double(load.readings.count) / (try directSQLiteInsert(path: directPath, load.readings)))
+        guard try countRows(sqlite: directPath) == load.readings.count else { throw BenchError("the direct insert lost rows") }
+        await rig.stop()
+    }
+    var result = BenchResult(name: "sink-sqlite", what: "readings/s from agent batches to committed in the aggregator's SQLite sink",
+                             value: median(aggregatorRates), unit: "readings/s",
+                             baseline: "bare sqlite3 bulk insert of the same rows, same schema", baselineValue: median(directRates), goal: ">= 0.7x")
+    result.met = (result.ratio ?? 0) >= 0.7
+    result.notes = [
+        "readings": String(load.readings.count), "batches": "\(load.batchCount) of \(load.batchSize) from \(load.batches.count) gateways at once",
+        "runs": "2 each; the mean", "direct": "one transaction for all rows; the sink commits each group of batches and writes a ledger row per batch",
+    ]
+    return result
+}
+
+/// 3b. The aggregator into ClickHouse against `clickhouse-client` inserting the same rows, as
+/// one RowBinary stream, into the same table in another database.
+func clickHouseSinkBench(bin: String, load: SinkLoad) async throws -> BenchResult {
+    guard ClickHouseServer.unavailableReason == nil, FileManager.default.isExecutableFile(atPath: "/usr/bin/clickhouse-client") else {
+        throw BenchError("clickhouse-server and clickhouse-client are needed (apt-get install clickhouse-server clickhouse-client)")
+    }
+    let rig = try await Rig(bin: bin)
+    let server = try await ClickHouseServer(directory: rig.dir.file("clickhouse"))
+    let client = ClickHouseClient(endpoint: try ClickHouseEndpoint(url: server.url()))
+    var aggregatorRates: [Double] = []
+    var directRates: [Double] = []
+    let rows = rig.dir.file("rows.rowbinary")
+    try Data(rowBinary(load.readings)).write(to: URL(fileURLWithPath: rows))
+    for run in 0..<2 {
+        let database = "agg\(run)"
+        let aggregator = try ChildProcess(executable: bin + "/tributary-aggregator", arguments: [
+            "--listen", "127.0.0.1:\(rig.httpPort)", "--data-dir", rig.dir.file("aggregator-\(run)"),
+            "--sink", server.url(database: database), "--log-level", "warning",
+        ], logFile: rig.dir.file("aggregator-\(run).log"))
+        try await FreePort.waitUntilListening(rig.httpPort)
+        let seconds = try await timed { try await load.post(to: "http://127.0.0.1:\(rig.httpPort)") }
+        _ = await aggregator.stop(signal: SIGTERM)
+        aggregatorRates.append(Double(load.readings.count) / seconds)
+
+        let direct = "direct\(run)"
+        for statement in ClickHouseSchema.tables(database: direct) { try await client.execute(statement) }
+        let inserted = try timed {
+            let insert = Process()
+            insert.executableURL = URL(fileURLWithPath: "/usr/bin/clickhouse-client")
+            insert.arguments = [
+                "--host", "127.0.0.1", "--port", String(server.tcpPort), "--user", server.user, "--password", server.password,
+                "--query", "INSERT INTO \(direct).readings (\(ClickHouseSink.readingColumns)) FORMAT RowBinary",
+            ]
+            insert.standardInput = FileHandle(forReadingAtPath: rows)
+            try insert.run()
+            insert.waitUntilExit()
+            guard insert.terminationStatus == 0 else { throw BenchError("clickhouse-client exited with \(insert.terminationStatus)") }
+        }
+        directRates.append(Double(load.readings.count) / inserted)
+        for db in [database, direct] {
+            let count = try await client.scalar("SELECT count() FROM \(db).readings FINAL").flatMap { Int($0) } ?? 0
+            guard count == load.readings.count else { throw BenchError("\(db).readings holds \(count) of \(load.readings.count)") }
+        }
+    }
+    let version = (try? await client.scalar("SELECT version()")) ?? nil
+    await client.shutdown()
+    await server.stop()
+    await rig.stop()
+    var result = BenchResult(name: "sink-clickhouse", what: "readings/s from agent batches to inserted in ClickHouse by the aggregator",
+                             value: median(aggregatorRates), unit: "readings/s",
+                             baseline: "clickhouse-client inserting the same rows (one RowBinary stream)", baselineValue: median(directRates),
+                             goal: ">= 0.7x")
+    result.met = (result.ratio ?? 0) >= 0.7
+    result.notes = [
+        "readings": String(load.readings.count), "batches": "\(load.batchCount) of \(load.batchSize) from \(load.batches.count) gateways at once",
+        "runs": "2 each; the mean", "server": "clickhouse-server \(version ?? "?") on this machine",
+        "differs": "the aggregator also looks each batch up in, and writes it to, the dedup ledger, and answers every batch",
+    ]
+    return result
+}
+
+/// The rows as the ClickHouse sink inserts them (its column list), for the direct insert.
+private func rowBinary(_ readings: [Reading]) -> [UInt8] {
+    ClickHouseSink.rowBinary(of: [IncomingBatch(identity: BatchIdentity(gatewayID: "direct", epoch: "direct", sequence: 1),
+                                                readings: readings, digest: 0, receivedAtMs: 0)])
+}
+
+private func countRows(sqlite path: String) throws -> Int {
+    var db: OpaquePointer?
+    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK, let db else { throw BenchError("cannot open \(path)") }
+    defer { sqlite3_close(db) }
+    var stmt: OpaquePointer?
+    guard sqlite3_prepare_v2(db, "SELECT count(*) FROM readings", -1, &stmt, nil) == SQLITE_OK, let stmt else { throw BenchError("count failed") }
+    defer { sqlite3_finalize(stmt) }
+    guard sqlite3_step(stmt) == SQLITE_ROW else { throw BenchError("count failed") }
+    return Int(sqlite3_column_int64(stmt, 0))
+}
+
+/// The direct insert: sqlite3_prepare once, bind and step per row, one transaction, into the
+/// sink's table with the sink's pragmas.
+private func directSQLiteInsert(path: String, _ readings: [Reading]) throws -> Double {
+    var db: OpaquePointer?
+    guard sqlite3_open(path, &db) == SQLITE_OK, let db else { throw BenchError("cannot open \(path)") }
+    defer { sqlite3_close(db) }
+    func exec(_ sql: String) throws {
+        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw BenchError("\(sql): \(String(cString: sqlite3_errmsg(db)))") }
+    }
+    try exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+    var stmt: OpaquePointer?
+    let sql = """
+        INSERT INTO readings (gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int, value_text, value_type, unit,
+            labels, topic, batch_gateway_id, batch_epoch, batch_seq) VALUES (?,?,?,?,?,?,?,?,?,NULL,NULL,?,?,?,?)
+        """
+    guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK, let stmt else { throw BenchError("prepare failed") }
+    defer { sqlite3_finalize(stmt) }
+    let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    return try timed {
+        try exec("BEGIN IMMEDIATE")
+        for (index, r) in readings.enumerated() {
+            sqlite3_bind_text(stmt, 1, r.gatewayID, -1, transient)
+            sqlite3_bind_text(stmt, 2, r.sensorID, -1, transient)
+            sqlite3_bind_text(stmt, 3, r.metric, -1, transient)
+            sqlite3_bind_int64(stmt, 4, r.timeMs)
+            sqlite3_bind_int64(stmt, 5, r.receivedAtMs)
+            if let number = r.value.numericValue { sqlite3_bind_double(stmt, 6, number) } else { sqlite3_bind_null(stmt, 6) }
+            if let integer = r.value.exactIntegerValue { sqlite3_bind_int64(stmt, 7, integer) } else { sqlite3_bind_null(stmt, 7) }
+            if let text = r.value.textValue { sqlite3_bind_text(stmt, 8, text, -1, transient) } else { sqlite3_bind_null(stmt, 8) }
+            sqlite3_bind_text(stmt, 9, r.value.typeName, -1, transient)
+            sqlite3_bind_text(stmt, 10, r.topic, -1, transient)
+            sqlite3_bind_text(stmt, 11, r.gatewayID, -1, transient)
+            sqlite3_bind_text(stmt, 12, "bench-epoch", -1, transient)
+            sqlite3_bind_int64(stmt, 13, Int64(index / 500 + 1))  // one batch per 500 rows, as in the load
+            guard sqlite3_step(stmt) == SQLITE_DONE else { throw BenchError("insert: \(String(cString: sqlite3_errmsg(db)))") }
+            sqlite3_reset(stmt)
+        }
+        try exec("COMMIT")
+    }
+}
