@@ -125,6 +125,12 @@ private struct JSONParser {
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
+                if scalars.isEmpty {
+                    // No escape in it (the usual case): the bytes are the string, validated once.
+                    guard let text = String(validating: bytes[run..<index], as: UTF8.self) else { throw .notUTF8 }
+                    index += 1
+                    return text
+                }
                 try flush(&scalars, run, index, bytes)
                 index += 1
                 return String(scalars)

@@ -9,14 +9,38 @@ public struct TopicFilter: Sendable, Hashable, CustomStringConvertible {
     }
 
     public func matches(_ topic: String) -> Bool {
-        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         // Per MQTT, wildcards at the first level do not match topics starting with '$'.
-        if topic.hasPrefix("$"), let first = levels.first, first == "+" || first == "#" { return false }
-        for (index, level) in levels.enumerated() {
+        if topic.utf8.first == UInt8(ascii: "$"), let first = levels.first, first == "+" || first == "#" { return false }
+        // Walks the topic's levels in place: no array of them per message (this runs for every
+        // message the agent receives).
+        var levelsOfTopic = TopicLevels(topic)
+        for level in levels {
             if level == "#" { return true }
-            guard index < parts.count else { return false }
-            if level != "+" && level != parts[index] { return false }
+            guard let part = levelsOfTopic.next() else { return false }
+            if level != "+" && !level.utf8.elementsEqual(topic.utf8[part]) { return false }
         }
-        return parts.count == levels.count
+        return levelsOfTopic.next() == nil
+    }
+}
+
+/// The levels of a topic, as ranges of its UTF-8 view, one after another (`a//b` has an empty
+/// middle level; `a/` ends with one).
+struct TopicLevels: IteratorProtocol {
+    private let utf8: String.UTF8View
+    private var start: String.Index?
+
+    init(_ topic: String) {
+        utf8 = topic.utf8
+        start = utf8.startIndex
+    }
+
+    mutating func next() -> Range<String.Index>? {
+        guard let from = start else { return nil }
+        if let slash = utf8[from...].firstIndex(of: UInt8(ascii: "/")) {
+            start = utf8.index(after: slash)
+            return from..<slash
+        }
+        start = nil
+        return from..<utf8.endIndex
     }
 }

@@ -45,19 +45,19 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
 
     /// The captured fields of `topic`, or nil when the topic does not fit the template.
     public func match(_ topic: String) -> [Field: String]? {
-        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == levels.count else { return nil }
+        var parts = TopicLevels(topic)
         var fields: [Field: String] = [:]
-        for (level, part) in zip(levels, parts) {
+        for level in levels {
+            guard let part = parts.next() else { return nil }
             switch level {
             case .literal(let text):
-                guard part == text else { return nil }
+                guard text.utf8.elementsEqual(topic.utf8[part]) else { return nil }
             case .capture(let field):
                 guard !part.isEmpty else { return nil }
-                fields[field] = String(part)
+                fields[field] = String(topic[part])
             }
         }
-        return fields
+        return parts.next() == nil ? fields : nil
     }
 }
 

@@ -17,6 +17,17 @@ struct RedeliveryFilterTests {
         #expect(!r4, "other bytes are another message")
     }
 
+    @Test func whereTopicEndsAndPayloadBeginsCounts() {
+        var filter = RedeliveryFilter()
+        let first = filter.isRedelivery(topic: "a/b1", payload: Array("23456789".utf8), nowMs: 0)
+        let second = filter.isRedelivery(topic: "a/b", payload: Array("123456789".utf8), nowMs: 0)
+        #expect(!first && !second)
+        // Payloads around the 8-byte steps the digest takes, each seen once and then again.
+        let payloads = (0..<20).map { Array(repeating: UInt8(ascii: "x"), count: $0) }
+        #expect(payloads.allSatisfy { !filter.isRedelivery(topic: "t", payload: $0, nowMs: 1) })
+        #expect(payloads.allSatisfy { filter.isRedelivery(topic: "t", payload: $0, nowMs: 2) })
+    }
+
     @Test func theWindowIsBoundedInCountAndAge() {
         var filter = RedeliveryFilter(capacity: 3, maxAgeMs: 1000)
         for i in 0..<5 { _ = filter.isRedelivery(topic: "t\(i)", payload: payload, nowMs: 0) }

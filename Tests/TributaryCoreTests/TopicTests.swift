@@ -9,6 +9,11 @@ struct TopicTests {
         #expect(t.match("other/gw1/s1/temp") == nil)
         #expect(t.match("site/gw1/s1") == nil)
         #expect(t.match("site/gw1//temp") == nil)
+        #expect(t.match("site/gw1/s1/temp/") == nil)
+        #expect(t.match("site/gw1/s1/temp/extra") == nil)
+        #expect(t.match("sitex/gw1/s1/temp") == nil)
+        #expect(try TopicTemplate("{sensor}").match("é") == [.sensor: "é"])
+        #expect(try TopicTemplate("{sensor}").match("") == nil)
     }
 
     @Test(arguments: ["site/{bogus}", "site/{sensor}/{sensor}", "site/x{sensor}", "site/+/{sensor}"])
@@ -19,7 +24,9 @@ struct TopicTests {
     @Test(arguments: [
         ("site/+/+/+", "site/a/b/c", true), ("site/+/+/+", "site/a/b", false), ("site/#", "site/a/b/c", true),
         ("site/#", "site", true), ("devices/+/state", "devices/x/state", true), ("devices/+/state", "devices/x/other", false),
-        ("#", "$SYS/broker/load", false), ("a/b", "a/b", true),
+        ("#", "$SYS/broker/load", false), ("a/b", "a/b", true), ("a/+", "a/", true), ("a/+", "a", false), ("+", "", true),
+        ("+/+", "/", true), ("a//b", "a//b", true), ("a/+/b", "a//b", true), ("a/b", "a/b/", false), ("$SYS/#", "$SYS/x", true),
+        ("a/b", "a/bc", false), ("a/bc", "a/b", false), ("é/+", "é/x", true),
     ])
     func filters(_ filter: String, _ topic: String, _ matches: Bool) {
         #expect(TopicFilter(filter).matches(topic) == matches)
