@@ -4,6 +4,10 @@
 # bench/results/. Arguments go to tributary-bench (e.g. --only buffer,wire, or --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
-swift build -c release   # every executable: the benchmark starts the agent, aggregator and simulator beside it
+./scripts/install-deps.sh collectd-core   # collectd: the peer the benchmark compares the agent with
+# The executables the benchmark starts beside itself, then the benchmark (not every product:
+# a plain `swift build -c release` would also build swift-protobuf's plugin, a quarter hour).
+for product in tributary-agent tributary-aggregator tributary-sim tributary-bench; do
+  swift build -c release --product "$product"
+done
 exec .build/release/tributary-bench "$@"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tributary needs to build, test and run its demo, when missing.
+# Extra package names given as arguments are installed too (the benchmark's collectd-core).
 set -euo pipefail
-packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev pkg-config tmux clickhouse-server
+packages=("$@"
+  mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev pkg-config tmux clickhouse-server
   python3-prometheus-client   # the reference parser the /metrics tests check against
   gcc make libprotobuf-c-dev) # the C sender (simulators/c-sender) its integration test builds
 missing=()

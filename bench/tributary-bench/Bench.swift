@@ -9,7 +9,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Benchmarks on a release build: ratios against baselines measured in the same run.",
-        discussion: "Benchmarks: buffer, wire, ingest, sink-sqlite, sink-clickhouse, end-to-end (with agent-memory), drain, fleet. Run through `make bench` (it builds in release first).")
+        discussion: "Benchmarks: buffer, wire, ingest, peer-collectd, sink-sqlite, sink-clickhouse, end-to-end (with agent-memory), drain, fleet. Run through `make bench` (it builds in release first).")
 
     @Option(help: "Comma list of benchmarks to run (default: all).") var only: String?
     @Flag(help: "Smaller counts: a quick look, not figures to keep.") var quick = false
@@ -33,6 +33,7 @@ struct Bench: AsyncParsableCommand {
         if selected("buffer") { record(try bufferBench(dir: work, readings: Int(200_000 * scale))) }
         if selected("wire") { record(try wireBench()) }
         if selected("ingest") { record(try await ingestBench(bin: bin, messages: Int(40_000 * scale))) }
+        if selected("peer-collectd") { record(try await peerBench(bin: bin, messages: Int(40_000 * scale))) }
         if selected("sink-sqlite") || selected("sink-clickhouse") {
             let load = try SinkLoad(gateways: 100, batchesPerGateway: quick ? 1 : 4, batchSize: 500)
             if selected("sink-sqlite") { record(try await sqliteSinkBench(bin: bin, load: load)) }
