@@ -55,26 +55,19 @@ func bufferBench(dir: String, readings count: Int) throws -> BenchResult {
 
 /// The baseline: sqlite3_prepare once, bind and step per row, one transaction per group.
 private func rawInsert(path: String, _ readings: [Reading], group: Int) throws -> Double {
-    var db: OpaquePointer?
-    guard sqlite3_open(path, &db) == SQLITE_OK, let db else { throw BenchError("cannot open \(path)") }
-    defer { sqlite3_close(db) }
-    func exec(_ sql: String) throws {
-        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw BenchError("\(sql): \(String(cString: sqlite3_errmsg(db)))") }
-    }
-    try exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 256")
-    try exec("""
+    let db = try BareSQLite(path: path)
+    try db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 256")
+    try db.exec("""
         CREATE TABLE readings (id INTEGER PRIMARY KEY, gateway_id TEXT NOT NULL, sensor_id TEXT NOT NULL, metric TEXT NOT NULL,
             topic TEXT NOT NULL, time_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, value_type INTEGER NOT NULL,
             value_real REAL, value_int INTEGER, value_text TEXT, unit TEXT, labels TEXT)
         """)
-    var stmt: OpaquePointer?
-    let sql = "INSERT INTO readings (gateway_id, sensor_id, metric, topic, time_ms, received_ms, value_type, value_real, value_int, value_text, unit, labels) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)"
-    guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK, let stmt else { throw BenchError("prepare failed") }
+    let stmt = try db.prepare("INSERT INTO readings (gateway_id, sensor_id, metric, topic, time_ms, received_ms, value_type, value_real, value_int, value_text, unit, labels) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)")
     defer { sqlite3_finalize(stmt) }
-    let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    let transient = BareSQLite.transient
     return try timed {
         for start in stride(from: 0, to: readings.count, by: group) {
-            try exec("BEGIN IMMEDIATE")
+            try db.exec("BEGIN IMMEDIATE")
             for r in readings[start..<min(start + group, readings.count)] {
                 sqlite3_bind_text(stmt, 1, r.gatewayID, -1, transient)
                 sqlite3_bind_text(stmt, 2, r.sensorID, -1, transient)
@@ -88,10 +81,9 @@ private func rawInsert(path: String, _ readings: [Reading], group: Int) throws -
                 case .boolean(let b): sqlite3_bind_int(stmt, 7, 3); sqlite3_bind_null(stmt, 8); sqlite3_bind_int64(stmt, 9, b ? 1 : 0); sqlite3_bind_null(stmt, 10)
                 case .text(let t): sqlite3_bind_int(stmt, 7, 4); sqlite3_bind_null(stmt, 8); sqlite3_bind_null(stmt, 9); sqlite3_bind_text(stmt, 10, t, -1, transient)
                 }
-                guard sqlite3_step(stmt) == SQLITE_DONE else { throw BenchError("insert: \(String(cString: sqlite3_errmsg(db)))") }
-                sqlite3_reset(stmt)
+                try db.step(stmt)
             }
-            try exec("COMMIT")
+            try db.exec("COMMIT")
         }
     }
 }

@@ -198,11 +198,8 @@ private func rowBinary(_ readings: [Reading]) -> [UInt8] {
 }
 
 private func countRows(sqlite path: String) throws -> Int {
-    var db: OpaquePointer?
-    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK, let db else { throw BenchError("cannot open \(path)") }
-    defer { sqlite3_close(db) }
-    var stmt: OpaquePointer?
-    guard sqlite3_prepare_v2(db, "SELECT count(*) FROM readings", -1, &stmt, nil) == SQLITE_OK, let stmt else { throw BenchError("count failed") }
+    let db = try BareSQLite(path: path, readOnly: true)
+    let stmt = try db.prepare("SELECT count(*) FROM readings")
     defer { sqlite3_finalize(stmt) }
     guard sqlite3_step(stmt) == SQLITE_ROW else { throw BenchError("count failed") }
     return Int(sqlite3_column_int64(stmt, 0))
@@ -211,23 +208,16 @@ private func countRows(sqlite path: String) throws -> Int {
 /// The direct insert: sqlite3_prepare once, bind and step per row, one transaction, into the
 /// sink's table with the sink's pragmas.
 private func directSQLiteInsert(path: String, _ readings: [Reading]) throws -> Double {
-    var db: OpaquePointer?
-    guard sqlite3_open(path, &db) == SQLITE_OK, let db else { throw BenchError("cannot open \(path)") }
-    defer { sqlite3_close(db) }
-    func exec(_ sql: String) throws {
-        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw BenchError("\(sql): \(String(cString: sqlite3_errmsg(db)))") }
-    }
-    try exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
-    var stmt: OpaquePointer?
-    let sql = """
+    let db = try BareSQLite(path: path)
+    try db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+    let stmt = try db.prepare("""
         INSERT INTO readings (gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int, value_text, value_type, unit,
             labels, topic, batch_gateway_id, batch_epoch, batch_seq) VALUES (?,?,?,?,?,?,?,?,?,NULL,NULL,?,?,?,?)
-        """
-    guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK, let stmt else { throw BenchError("prepare failed") }
+        """)
     defer { sqlite3_finalize(stmt) }
-    let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    let transient = BareSQLite.transient
     return try timed {
-        try exec("BEGIN IMMEDIATE")
+        try db.exec("BEGIN IMMEDIATE")
         for (index, r) in readings.enumerated() {
             sqlite3_bind_text(stmt, 1, r.gatewayID, -1, transient)
             sqlite3_bind_text(stmt, 2, r.sensorID, -1, transient)
@@ -242,9 +232,8 @@ private func directSQLiteInsert(path: String, _ readings: [Reading]) throws -> D
             sqlite3_bind_text(stmt, 11, r.gatewayID, -1, transient)
             sqlite3_bind_text(stmt, 12, "bench-epoch", -1, transient)
             sqlite3_bind_int64(stmt, 13, Int64(index / 500 + 1))  // one batch per 500 rows, as in the load
-            guard sqlite3_step(stmt) == SQLITE_DONE else { throw BenchError("insert: \(String(cString: sqlite3_errmsg(db)))") }
-            sqlite3_reset(stmt)
+            try db.step(stmt)
         }
-        try exec("COMMIT")
+        try db.exec("COMMIT")
     }
 }
