@@ -224,7 +224,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TributaryAgent", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
-                "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse",
+                "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

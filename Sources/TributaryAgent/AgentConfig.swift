@@ -103,6 +103,9 @@ public struct AgentConfig: Sendable {
         /// Batches sent concurrently, at most. The agent adapts within this (AIMD): one more
         /// after a round where all were acknowledged, half after a 429, 503 or timeout.
         public var maxInFlightBatches = 4
+        /// This gateway's token, sent as `Authorization: Bearer`, read from `token_file` at
+        /// start. Nil: none sent (an aggregator without gateway_auth).
+        public var token: String?
 
         public init(url: String) { self.url = url }
     }
@@ -210,6 +213,16 @@ extension AgentConfig {
             aggregator.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? aggregator.retryInitialMs
             aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
             aggregator.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...64) ?? aggregator.maxInFlightBatches
+            if let path = try s.string("token_file") {
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    throw s.error("token_file", "cannot read \(path)")
+                }
+                let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                guard token.count >= 16, !token.contains(where: \.isWhitespace) else {
+                    throw s.error("token_file", "\(path) must hold one token of at least 16 characters")
+                }
+                aggregator.token = token
+            }
         }
         let fileStatusListen = try root.string("status_listen")
         var statusListen: (host: String, port: Int)?

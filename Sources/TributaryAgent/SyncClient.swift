@@ -23,13 +23,16 @@ public struct SyncClient: Sendable {
     let encoding: ContentEncoding
     let timeout: TimeAmount
     let stats: AgentStats
+    /// The gateway's token for an aggregator with gateway_auth.
+    let token: String?
 
-    public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, stats: AgentStats) {
+    public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, stats: AgentStats, token: String? = nil) {
         self.http = http
         self.url = url
         self.encoding = encoding
         self.timeout = timeout
         self.stats = stats
+        self.token = token
     }
 
     public func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
@@ -44,6 +47,7 @@ public struct SyncClient: Sendable {
         http.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
         http.headers.add(name: WireProtocol.versionHeader, value: WireProtocol.version)
         if encoding != .identity { http.headers.add(name: "Content-Encoding", value: encoding.rawValue) }
+        if let token { http.headers.add(name: "Authorization", value: "Bearer \(token)") }
         http.body = .bytes(ByteBuffer(bytes: body))
         let sentMs = WallClock.nowMs()
         let started = ContinuousClock.now

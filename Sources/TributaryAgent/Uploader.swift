@@ -26,7 +26,8 @@ public final class Uploader: Service {
         self.logger = logger
         reserve = DiskReserve(config: config)
         client = SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
-                            timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), stats: stats)
+                            timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), stats: stats,
+                            token: config.aggregator.token)
     }
 
     public func run() async throws {

@@ -36,11 +36,18 @@ public final class Aggregator: Sendable {
         ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, logger: logger)
         let token = try AdminToken.resolve(config.adminToken)
         logger.info("operator token for the admin API and /metrics", metadata: ["from": "\(token.origin)"])
+        let gatewayTokens = try config.gatewayTokenFile.map { path throws(AggregatorStartError) in try GatewayTokens(path: path, logger: logger) }
+        if let gatewayTokens {
+            logger.info("batches need their gateway's token", metadata: ["file": "\(gatewayTokens.path)", "gateways": "\(gatewayTokens.count)"])
+        } else {
+            logger.warning("no gateway_auth.token_file: batches are taken from anyone who can reach this port, for any gateway")
+        }
         let boundPort = BoundPort()
         self.boundPort = boundPort
         let sink = self.sink
         let readiness = SinkReadiness(sink: sink, logger: logger)
-        let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token, readiness: readiness)
+        let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token,
+                                 gatewayTokens: gatewayTokens, readiness: readiness)
         application = Application(
             router: router,
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "tributary-aggregator"),
@@ -78,14 +85,23 @@ public final class Aggregator: Sendable {
     }
 
     static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor,
-                       token: AdminToken, readiness: SinkReadiness) -> Router<BasicRequestContext> {
+                       token: AdminToken, gatewayTokens: GatewayTokens?, readiness: SinkReadiness) -> Router<BasicRequestContext> {
         let router = Router()
         router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
             let receivedAtMs = WallClock.nowMs()
+            // Who is talking, before anything else is read (nil: no tokens are configured).
+            var authenticated: String?
+            var refused: BatchIngestor.Response?
+            switch gatewayTokens?.authenticate(authorization: request.headers[.authorization]) {
+            case .gateway(let id)?: authenticated = id
+            case .missing?: refused = ingestor.refusal(401, reason: "this aggregator takes batches only with the gateway's token (Authorization: Bearer TOKEN)")
+            case .unknown?: refused = ingestor.refusal(401, reason: "the token is not one this aggregator knows")
+            case nil: break
+            }
             // Admitted before the body is read, by its declared length: memory stays bounded
             // by max_in_flight_bytes however many agents send at once.
             let declared = request.headers[.contentLength].flatMap(Int.init) ?? config.limits.maxBodyBytes
-            let result = declared > config.limits.maxBodyBytes
+            let result = refused != nil ? refused! : declared > config.limits.maxBodyBytes
                 ? ingestor.refusal(413, reason: "body of \(declared) bytes exceeds \(config.limits.maxBodyBytes)")
                 : await ingestor.admitted(declaredBytes: declared) {
                 var request = request
@@ -97,9 +113,10 @@ public final class Aggregator: Sendable {
                 }
                 return await ingestor.process(
                     body: Array(buffer: body), contentType: request.headers[.contentType],
-                    contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs)
+                    contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs, authenticatedGateway: authenticated)
             }
             var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
+            if result.httpStatus == 401 { headers[.wwwAuthenticate] = "Bearer" }
             if let retryAfter = result.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
             let bytes = (try? result.ack.serializedBytes()) ?? [UInt8]()
             return Response(status: .init(code: result.httpStatus), headers: headers,

@@ -21,6 +21,9 @@ public struct AggregatorConfig: Sendable {
     public var limits = Limits()
     /// Where the operator token for the admin API and `/metrics` comes from (the `admin:` section).
     public var adminToken: AdminTokenSource
+    /// `gateway_auth.token_file`: per-gateway bearer tokens for `/v1/batches` (see
+    /// `GatewayTokens`). Nil (the default): batches are taken from anyone who reaches the port.
+    public var gatewayTokenFile: String?
     /// `text` (default) or `json`, one object per line.
     public var logFormat = LogFormat.text
 
@@ -147,6 +150,10 @@ public struct AggregatorConfig: Sendable {
             case (.some, .some):
                 throw s.error("token", "set token or token_file, not both")
             }
+        }
+        if let s = try root.section("gateway_auth") {
+            guard let path = try s.string("token_file") else { throw s.error("token_file", "required: the file of GATEWAY_ID TOKEN lines") }
+            config.gatewayTokenFile = path
         }
         let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
         config.logFormat = overrides.logFormat ?? fileLogFormat ?? .text

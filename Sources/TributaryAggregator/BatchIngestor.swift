@@ -96,11 +96,18 @@ public final class BatchIngestor: Sendable {
 
     /// Decodes, validates and writes an admitted request. `receivedAtMs` is when its first byte
     /// arrived (NTP's t2): stamped after a slow upload, it would bias the skew estimate.
-    func process(body: [UInt8], contentType: String?, contentEncoding: String?, receivedAtMs: Int64 = WallClock.nowMs()) async -> Response {
+    /// `authenticatedGateway` is the gateway whose token the request carried (nil when the
+    /// aggregator has no tokens): it may speak only for itself.
+    func process(body: [UInt8], contentType: String?, contentEncoding: String?, receivedAtMs: Int64 = WallClock.nowMs(),
+                 authenticatedGateway: String? = nil) async -> Response {
         let request: Tributary_V1_SyncRequest
         do throws(RequestError) {
             request = try decode(body: body, contentType: contentType, contentEncoding: contentEncoding)
             try checkStatus(request)
+            if let authenticatedGateway, request.status.gatewayID != authenticatedGateway {
+                // Not recorded in the registry: the claimed gateway did not send it.
+                throw RequestError(status: 403, reason: "the token is gateway \(authenticatedGateway)'s; the request speaks for '\(request.status.gatewayID)'")
+            }
         } catch {
             metrics.count(.rejected)
             logger.warning("request refused", metadata: ["status": "\(error.status)", "reason": "\(error.reason)"])
@@ -121,6 +128,9 @@ public final class BatchIngestor: Sendable {
         let readings: [Reading]
         do throws(RequestError) {
             readings = try checkBatch(request)
+            if let authenticatedGateway, let other = readings.first(where: { $0.gatewayID != authenticatedGateway }) {
+                throw RequestError(status: 403, reason: "the batch carries readings of gateway '\(Printable.clean(other.gatewayID, maxLength: 64))'; gateway \(authenticatedGateway) may send only its own")
+            }
         } catch {
             // The status is sound, so the gateway is known: its history shows the refusal.
             metrics.count(.rejected)

@@ -16,7 +16,9 @@ final class Harness: @unchecked Sendable {
     private let aggregatorGroup: ServiceGroup
     private let aggregatorTask: Task<Void, any Error>
 
-    init() async throws {
+    /// With `gatewayTokens` (gateway id, token), the aggregator requires them
+    /// (`gateway_auth.token_file`, written to `gatewayTokenFile`).
+    init(gatewayTokens: [(String, String)]? = nil) async throws {
         directory = try TemporaryDirectory()
         var logger = Logger(label: "test")
         logger.logLevel = .warning
@@ -25,7 +27,12 @@ final class Harness: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: directory.file(sub), withIntermediateDirectories: true)
         }
         broker = try await MosquittoBroker(directory: directory.file("broker"))
-        aggregator = try Aggregator(config: AggregatorConfig(listenPort: 0, dataDirectory: directory.file("aggregator")), logger: logger)
+        var config = AggregatorConfig(listenPort: 0, dataDirectory: directory.file("aggregator"))
+        if let gatewayTokens {
+            try gatewayTokens.map { "\($0.0) \($0.1)\n" }.joined().write(toFile: directory.file("gateway-tokens"), atomically: true, encoding: .utf8)
+            config.gatewayTokenFile = directory.file("gateway-tokens")
+        }
+        aggregator = try Aggregator(config: config, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [aggregator.service], logger: logger))
         aggregatorGroup = group
         aggregatorTask = Task { try await group.run() }
@@ -33,6 +40,7 @@ final class Harness: @unchecked Sendable {
     }
 
     var sinkURL: String { "sqlite:" + directory.file("aggregator/sink.sqlite") }
+    var gatewayTokenFile: String { directory.file("gateway-tokens") }
 
     func agentConfig(gatewayID: String = "gw-test", extra: String = "") throws -> AgentConfig {
         try AgentConfig.parse(yaml: """

@@ -81,6 +81,8 @@ struct AgentConfigTests {
          "aggregator.max_in_flight_batches", "out of range"),
         (issueExample + "\nstatus_listen: 8471\n", "status_listen", "not HOST:PORT"),
         (issueExample + "\nlog_format: xml\n", "log_format", "text, json"),
+        (issueExample.replacingOccurrences(of: "  url: http://127.0.0.1:8470", with: "  url: http://127.0.0.1:8470\n  token_file: /nonexistent/token"),
+         "aggregator.token_file", "cannot read /nonexistent/token"),
     ])
     func errorsNameTheKeyAndFile(_ yaml: String, _ key: String, _ message: String) {
         do {
@@ -91,5 +93,15 @@ struct AgentConfigTests {
             #expect(error.message.contains(message), "\(error)")
             #expect(error.description.hasPrefix("/etc/tributary/agent.yaml: key '\(key)'"))
         }
+    }
+
+    @Test func theTokenFileIsReadAtStart() throws {
+        let path = NSTemporaryDirectory() + "agent-token-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let yaml = Self.issueExample.replacingOccurrences(of: "  url: http://127.0.0.1:8470", with: "  url: http://127.0.0.1:8470\n  token_file: \(path)")
+        try "0123456789abcdef0123\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try AgentConfig.parse(yaml: yaml, file: "a.yaml").aggregator.token == "0123456789abcdef0123")
+        try "short\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try AgentConfig.parse(yaml: yaml, file: "a.yaml") }
     }
 }

@@ -1,0 +1,117 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+import TributaryAgent
+import TributaryCore
+import TributaryMQTT
+import TributarySimulator
+import TributarySQLite
+import TributaryTesting
+import TributaryWire
+
+/// `gateway_auth.token_file`: a real agent with its token delivers everything; requests without
+/// a token, with an unknown one, or speaking for another gateway are refused and write nothing;
+/// a changed file takes effect without a restart, and a broken one keeps the tokens in force.
+@Suite("gateway tokens")
+struct GatewayAuthTests {
+    static let tokenA = "token-of-gw-auth-0123456789abcdef"
+    static let tokenA2 = "rotated-token-of-gw-auth-fedcba98"
+    static let tokenOther = "token-of-gw-other-0123456789abcd"
+
+    @Test("the agent delivers with its token; no token, an unknown one or another gateway's is refused, and nothing of it is written")
+    func tokensDecideWhoMayWrite() async throws {
+        let harness = try await Harness(gatewayTokens: [("gw-auth", Self.tokenA), ("gw-other", Self.tokenOther)])
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            // A real agent with its token file: everything it publishes arrives, exactly.
+            try Self.tokenA.write(toFile: harness.directory.file("agent-token"), atomically: true, encoding: .utf8)
+            let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-auth", extra: "  token_file: \(harness.directory.file("agent-token"))"))
+            var options = SensorSimulator.Options(broker: try MQTTBroker(url: harness.broker.url), gatewayID: "gw-auth", sensors: 10, rate: 500, count: 400)
+            options.seed = 3
+            let manifest = try await SensorSimulator(options: options, logger: harness.logger).run()
+            var report = Verifier.Report()
+            try await eventually("the sink holds every reading the agent sent") {
+                report = try await Verifier.verify(manifest, sink: harness.sinkURL)
+                return report.found >= manifest.entries.count
+            }
+            #expect(report.passed, "\(report)")
+            try await agent.stop()
+
+            // Requests by hand, each with one batch for epoch "raw".
+            let url = harness.aggregatorURL
+            let own = Self.request(gateway: "gw-auth", sequence: 1, readingsOf: "gw-auth")
+            let noToken = try await Self.post(own, token: nil, to: url, http: http)
+            #expect(noToken.status == 401 && noToken.wwwAuthenticate == "Bearer", "\(noToken)")
+            let unknown = try await Self.post(own, token: "not-a-token-anyone-holds", to: url, http: http)
+            #expect(unknown.status == 401, "\(unknown)")
+            let othersToken = try await Self.post(own, token: Self.tokenOther, to: url, http: http)
+            #expect(othersToken.status == 403 && othersToken.reason.contains("gw-other"), "\(othersToken)")
+            let foreignReadings = try await Self.post(Self.request(gateway: "gw-auth", sequence: 1, readingsOf: "gw-other"),
+                                                      token: Self.tokenA, to: url, http: http)
+            #expect(foreignReadings.status == 403 && foreignReadings.reason.contains("gw-other"), "\(foreignReadings)")
+            #expect(try Self.rawRows(harness) == 0, "no refused request wrote a reading")
+
+            // A new token for gw-auth, without a restart: the old one stops working.
+            try "gw-auth \(Self.tokenA2)\ngw-other \(Self.tokenOther)\n".write(toFile: harness.gatewayTokenFile, atomically: true, encoding: .utf8)
+            try await eventually(timeout: .seconds(20), "the rotated token is read") {
+                try await Self.post(own, token: Self.tokenA2, to: url, http: http).status == 200
+            }
+            #expect(try await Self.post(Self.request(gateway: "gw-auth", sequence: 2, readingsOf: "gw-auth"), token: Self.tokenA, to: url, http: http).status == 401)
+            #expect(try Self.rawRows(harness) == 3)
+
+            // A broken file is logged and the tokens read before stay in force.
+            try "gw-auth short\n".write(toFile: harness.gatewayTokenFile, atomically: true, encoding: .utf8)
+            try await Task.sleep(for: .milliseconds(1200))
+            let afterTypo = try await Self.post(Self.request(gateway: "gw-auth", sequence: 2, readingsOf: "gw-auth"), token: Self.tokenA2, to: url, http: http)
+            #expect(afterTypo.status == 200, "\(afterTypo)")
+            #expect(try Self.rawRows(harness) == 6)
+        } catch {
+            try? await http.shutdown()
+            await harness.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+        await harness.shutdown()
+    }
+
+    /// A SyncRequest whose status and batch are `gateway`'s, with three readings credited to `readingsOf`.
+    static func request(gateway: String, sequence: UInt64, readingsOf: String) -> Tributary_V1_SyncRequest {
+        let now = WallClock.nowMs()
+        let readings = (0..<3).map { i in
+            Reading(gatewayID: readingsOf, sensorID: "s\(i)", metric: "value", topic: "raw/\(i)", timeMs: now + Int64(i), receivedAtMs: now, value: .double(Double(i)))
+        }
+        var request = Tributary_V1_SyncRequest()
+        request.batch = BatchCodec.encode(identity: BatchIdentity(gatewayID: gateway, epoch: "raw", sequence: sequence), readings: readings, sealedAtMs: now)
+        request.status.gatewayID = gateway
+        request.status.agentVersion = "test"
+        request.status.clockMs = now
+        return request
+    }
+
+    struct Answer: CustomStringConvertible {
+        let status: UInt
+        let reason: String
+        let wwwAuthenticate: String?
+        var description: String { "HTTP \(status): \(reason)" }
+    }
+
+    static func post(_ request: Tributary_V1_SyncRequest, token: String?, to url: String, http: HTTPClient) async throws -> Answer {
+        var post = HTTPClientRequest(url: url + WireProtocol.batchesPath)
+        post.method = .POST
+        post.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
+        if let token { post.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        post.body = .bytes(ByteBuffer(bytes: try request.serializedBytes() as [UInt8]))
+        let response = try await http.execute(post, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        let ack = try? Tributary_V1_Ack(serializedBytes: Array(buffer: body))
+        return Answer(status: response.status.code, reason: ack?.reason ?? "", wwwAuthenticate: response.headers.first(name: "WWW-Authenticate"))
+    }
+
+    /// Readings the hand-made requests wrote.
+    static func rawRows(_ harness: Harness) throws -> Int64 {
+        let db = try SQLiteDatabase(path: harness.directory.file("aggregator/sink.sqlite"), readOnly: true)
+        defer { db.close() }
+        return try db.withConnection { c throws(SQLiteError) in try c.scalar("SELECT count(*) FROM readings WHERE batch_epoch = 'raw'")?.int64 ?? 0 }
+    }
+}
