@@ -104,9 +104,10 @@ public final class BatchIngestor: Sendable {
         do throws(RequestError) {
             request = try decode(body: body, contentType: contentType, contentEncoding: contentEncoding)
             try checkStatus(request)
-            if let authenticatedGateway, request.status.gatewayID != authenticatedGateway {
-                // Not recorded in the registry: the claimed gateway did not send it.
-                throw RequestError(status: 403, reason: "the token is gateway \(authenticatedGateway)'s; the request speaks for '\(request.status.gatewayID)'")
+            if let authenticatedGateway, !Self.sameID(request.status.gatewayID, authenticatedGateway) {
+                // Not recorded in the registry: the claimed gateway did not send it. 403: the
+                // agent keeps its batches and retries (its token or id is misconfigured).
+                throw RequestError(status: 403, reason: "the token is gateway \(authenticatedGateway)'s; the request speaks for '\(Printable.clean(request.status.gatewayID, maxLength: 64))'")
             }
         } catch {
             metrics.count(.rejected)
@@ -128,8 +129,10 @@ public final class BatchIngestor: Sendable {
         let readings: [Reading]
         do throws(RequestError) {
             readings = try checkBatch(request)
-            if let authenticatedGateway, let other = readings.first(where: { $0.gatewayID != authenticatedGateway }) {
-                throw RequestError(status: 403, reason: "the batch carries readings of gateway '\(Printable.clean(other.gatewayID, maxLength: 64))'; gateway \(authenticatedGateway) may send only its own")
+            if let authenticatedGateway, let other = readings.first(where: { !Self.sameID($0.gatewayID, authenticatedGateway) }) {
+                // 422, not 403: this batch can never be taken, so the agent sets it aside and
+                // goes on with its later ones (on a 403 it would retry it forever, holding them back).
+                throw RequestError(status: 422, reason: "the batch carries readings of gateway '\(Printable.clean(other.gatewayID, maxLength: 64))'; gateway \(authenticatedGateway) may send only its own")
             }
         } catch {
             // The status is sound, so the gateway is known: its history shows the refusal.
@@ -201,6 +204,10 @@ public final class BatchIngestor: Sendable {
     }
 
     // MARK: checks
+
+    /// Byte for byte: String equality would take two Unicode spellings of one id as the same,
+    /// which the sink and its ledger would not.
+    static func sameID(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 
     struct RequestError: Error {
         let status: Int

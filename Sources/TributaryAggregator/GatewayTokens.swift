@@ -9,8 +9,10 @@ import TributaryCore
 /// only send its own batches, with its own readings.
 ///
 /// The file is read again when it changes (checked at most once a second, on requests), so a
-/// token is added or revoked without a restart. A file that no longer parses is logged and the
-/// tokens read before stay in force: a typo must not lock the whole fleet out.
+/// token is added or revoked without a restart. A file that no longer parses, holds no token
+/// or is gone is logged once and the tokens read before stay in force: a typo or a half-written
+/// file must not lock the whole fleet out. Messages about the file name line numbers, never
+/// its fields, which may be tokens in the wrong column.
 public final class GatewayTokens: Sendable {
     public let path: String
     private let logger: Logger
@@ -21,9 +23,27 @@ public final class GatewayTokens: Sendable {
         let token: [UInt8]
     }
 
+    /// What identifies one version of the file: any of these changes when it is rewritten or
+    /// replaced (a copy that keeps the modification time still gets a new inode or ctime).
+    private struct Stamp: Equatable {
+        let inode: UInt64, size: Int64, modifiedS: Int, modifiedNs: Int, changedS: Int, changedNs: Int
+
+        init?(_ path: String) {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            inode = UInt64(info.st_ino)
+            size = Int64(info.st_size)
+            modifiedS = info.st_mtim.tv_sec
+            modifiedNs = info.st_mtim.tv_nsec
+            changedS = info.st_ctim.tv_sec
+            changedNs = info.st_ctim.tv_nsec
+        }
+    }
+
     private struct State {
         var entries: [Entry]
-        var modified: timespec
+        /// The version last looked at, good or not (so a broken file is reported once).
+        var seen: Stamp?
         var checkedAt: ContinuousClock.Instant
     }
 
@@ -35,12 +55,12 @@ public final class GatewayTokens: Sendable {
         case unknown
     }
 
-    /// Reads the file; a missing or malformed one is an error naming the file (and the line).
+    /// Reads the file; a missing, empty or malformed one is an error naming the file (and the line).
     public init(path: String, logger: Logger) throws(AggregatorStartError) {
         self.path = path
         self.logger = logger
-        let (entries, modified) = try Self.read(path)
-        state = Mutex(State(entries: entries, modified: modified, checkedAt: .now))
+        let (entries, stamp) = try Self.read(path)
+        state = Mutex(State(entries: entries, seen: stamp, checkedAt: .now))
         var info = stat()
         if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
             logger.warning("gateway token file is readable by other users; chmod 600 it", metadata: ["file": "\(path)"])
@@ -68,60 +88,64 @@ public final class GatewayTokens: Sendable {
 
     /// The entries, read again first when the file changed since the last look (a second ago or more).
     private func currentEntries() -> [Entry] {
-        let (entries, due, modified) = state.withLock { s in
+        let (entries, due, seen) = state.withLock { s in
             let due = ContinuousClock.now - s.checkedAt >= .seconds(1)
             if due { s.checkedAt = .now }
-            return (s.entries, due, s.modified)
+            return (s.entries, due, s.seen)
         }
         guard due else { return entries }
-        var info = stat()
-        guard stat(path, &info) == 0 else {
+        let stamp = Stamp(path)
+        guard stamp != seen else { return entries }
+        state.withLock { $0.seen = stamp }
+        guard stamp != nil else {
             logger.error("gateway token file is gone; keeping the tokens read before", metadata: ["file": "\(path)"])
             return entries
         }
-        guard info.st_mtim.tv_sec != modified.tv_sec || info.st_mtim.tv_nsec != modified.tv_nsec else { return entries }
         do {
-            let (fresh, stamp) = try Self.read(path)
-            state.withLock { s in
-                s.entries = fresh
-                s.modified = stamp
-            }
+            let (fresh, _) = try Self.read(path)
+            state.withLock { $0.entries = fresh }
             logger.notice("gateway tokens reloaded", metadata: ["file": "\(path)", "gateways": "\(fresh.count)"])
             return fresh
         } catch {
-            // Remember the stamp, so the same broken file is not parsed (and logged) every second.
-            state.withLock { $0.modified = info.st_mtim }
             logger.error("gateway token file not reloaded; keeping the tokens read before", metadata: ["error": "\(error.message)"])
             return entries
         }
     }
 
-    private static func read(_ path: String) throws(AggregatorStartError) -> ([Entry], timespec) {
-        var info = stat()
-        guard stat(path, &info) == 0, let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+    private static func read(_ path: String) throws(AggregatorStartError) -> ([Entry], Stamp?) {
+        let stamp = Stamp(path)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw AggregatorStartError(message: "gateway_auth.token_file: cannot read \(path)")
         }
-        return (try parse(text, file: path), info.st_mtim)
+        let entries = try parse(text, file: path)
+        guard !entries.isEmpty else {
+            throw AggregatorStartError(message: "gateway_auth.token_file \(path) holds no GATEWAY_ID TOKEN line")
+        }
+        return (entries, stamp)
     }
 
-    /// `GATEWAY_ID TOKEN` lines. Tokens are at least 16 characters; a gateway or a token listed
-    /// twice is an error (two gateways sharing a token could write as each other).
+    /// `GATEWAY_ID TOKEN` lines (LF or CRLF). Tokens are at least 16 characters without spaces
+    /// or `#`; a gateway or a token listed twice is an error (two gateways sharing a token could
+    /// write as each other).
     static func parse(_ text: String, file: String) throws(AggregatorStartError) -> [Entry] {
         var entries: [Entry] = []
-        var gateways = Set<String>(), tokens = Set<[UInt8]>()
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        var gatewayLines: [String: Int] = [:], tokenLines: [[UInt8]: Int] = [:]
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let number = index + 1
             func fail(_ reason: String) -> AggregatorStartError {
-                AggregatorStartError(message: "gateway_auth.token_file \(file) line \(number + 1): \(reason)")
+                AggregatorStartError(message: "gateway_auth.token_file \(file) line \(number): \(reason)")
             }
             let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if fields.isEmpty { continue }
             guard fields.count == 2 else { throw fail("expected GATEWAY_ID TOKEN, found \(fields.count) fields") }
             let gateway = String(fields[0]), token = Array(fields[1].utf8)
-            guard GatewayID.isValid(gateway) else { throw fail("'\(Printable.clean(gateway, maxLength: 64))' is not a valid gateway id") }
-            guard token.count >= 16 else { throw fail("the token for \(gateway) has fewer than 16 characters") }
-            guard gateways.insert(gateway).inserted else { throw fail("gateway \(gateway) is listed twice") }
-            guard tokens.insert(token).inserted else { throw fail("the token for \(gateway) is another gateway's too") }
+            guard GatewayID.isValid(gateway) else { throw fail("the first field is not a valid gateway id (letters, digits, '-', '_', '.')") }
+            guard token.count >= 16 else { throw fail("the token has fewer than 16 characters") }
+            if let first = gatewayLines[gateway] { throw fail("the same gateway id as line \(first)") }
+            if let first = tokenLines[token] { throw fail("the same token as line \(first)") }
+            gatewayLines[gateway] = number
+            tokenLines[token] = number
             entries.append(Entry(gateway: gateway, token: token))
         }
         return entries

@@ -17,20 +17,29 @@ struct GatewayTokensTests {
                             .init(gateway: "gw-2", token: Array("fedcba9876543210fedc".utf8))])
     }
 
+    @Test func crlfLinesAreLines() throws {
+        let entries = try GatewayTokens.parse("# tokens\r\ngw-1 0123456789abcdef\r\ngw-2 fedcba9876543210\r\n", file: "tokens")
+        #expect(entries.map(\.gateway) == ["gw-1", "gw-2"])
+        #expect(entries.map { String(decoding: $0.token, as: UTF8.self) } == ["0123456789abcdef", "fedcba9876543210"])
+    }
+
     @Test(arguments: [
         ("gw-1\n", "line 1: expected GATEWAY_ID TOKEN, found 1 fields"),
-        ("# ok\ngw-1 short\n", "line 2: the token for gw-1 has fewer than 16 characters"),
-        ("gw/1 0123456789abcdef\n", "line 1: 'gw/1' is not a valid gateway id"),
-        ("gw-1 0123456789abcdef\ngw-1 fedcba9876543210\n", "line 2: gateway gw-1 is listed twice"),
-        ("gw-1 0123456789abcdef\ngw-2 0123456789abcdef\n", "line 2: the token for gw-2 is another gateway's too"),
+        ("# ok\ngw-1 short\n", "line 2: the token has fewer than 16 characters"),
+        ("gw/1 0123456789abcdef\n", "line 1: the first field is not a valid gateway id (letters, digits, '-', '_', '.')"),
+        ("gw-1 0123456789abcdef\ngw-1 fedcba9876543210\n", "line 2: the same gateway id as line 1"),
+        ("gw-1 0123456789abcdef\n\ngw-2 0123456789abcdef\n", "line 3: the same token as line 1"),
         ("gw-1 0123456789abcdef extra\n", "line 1: expected GATEWAY_ID TOKEN, found 3 fields"),
+        // Columns swapped: the message must not repeat the token.
+        ("0123456789abcdef0123 gw-1\n", "line 1: the token has fewer than 16 characters"),
     ])
-    func badLinesAreNamed(_ text: String, _ expected: String) {
+    func badLinesAreNamedByNumberOnly(_ text: String, _ expected: String) {
         #expect(throws: AggregatorStartError.self) { try GatewayTokens.parse(text, file: "tokens") }
         do {
             _ = try GatewayTokens.parse(text, file: "tokens")
         } catch {
             #expect(error.message == "gateway_auth.token_file tokens \(expected)")
+            #expect(!error.message.contains("0123456789abcdef"))
         }
     }
 
@@ -47,12 +56,47 @@ struct GatewayTokensTests {
         #expect(tokens.authenticate(authorization: "Bearer 0123456789abcde") == .unknown)
     }
 
-    @Test func aMissingFileIsAStartError() {
+    @Test func aMissingOrEmptyFileIsAStartError() throws {
         #expect(throws: AggregatorStartError.self) { try GatewayTokens(path: "/nonexistent/tokens", logger: Logger(label: "test")) }
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try "# no gateways yet\n".write(toFile: dir.file("tokens"), atomically: true, encoding: .utf8)
+        #expect(throws: AggregatorStartError.self) { try GatewayTokens(path: dir.file("tokens"), logger: Logger(label: "test")) }
+    }
+
+    @Test func aChangedFileIsReadAgainAndABadOneKeepsTheTokensInForce() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("tokens")
+        try "gw-1 0123456789abcdef\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let tokens = try GatewayTokens(path: path, logger: Logger(label: "test"))
+        #expect(tokens.authenticate(authorization: "Bearer 0123456789abcdef") == .gateway("gw-1"))
+
+        try "gw-1 rotated-0123456789\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try await Task.sleep(for: .milliseconds(1100))
+        #expect(tokens.authenticate(authorization: "Bearer rotated-0123456789") == .gateway("gw-1"))
+        #expect(tokens.authenticate(authorization: "Bearer 0123456789abcdef") == .unknown)
+
+        // Broken, empty, gone: each leaves the last good tokens in force.
+        for damage in ["gw-1 short\n", "", nil] as [String?] {
+            if let damage {
+                try damage.write(toFile: path, atomically: true, encoding: .utf8)
+            } else {
+                try FileManager.default.removeItem(atPath: path)
+            }
+            try await Task.sleep(for: .milliseconds(1100))
+            #expect(tokens.authenticate(authorization: "Bearer rotated-0123456789") == .gateway("gw-1"), "after \(damage ?? "deletion")")
+        }
+        #expect(tokens.count == 1)
     }
 
     @Test func theSectionNeedsItsFile() throws {
-        #expect(throws: (any Error).self) { try AggregatorConfig.parse(yaml: "gateway_auth: {}\n", file: "a.yaml") }
+        do {
+            _ = try AggregatorConfig.parse(yaml: "gateway_auth:\n  other: 1\n", file: "a.yaml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.key == "gateway_auth.token_file", "\(error)")
+        }
         let config = try AggregatorConfig.parse(yaml: "gateway_auth:\n  token_file: /etc/tributary/gateway-tokens\n", file: "a.yaml")
         #expect(config.gatewayTokenFile == "/etc/tributary/gateway-tokens")
     }
