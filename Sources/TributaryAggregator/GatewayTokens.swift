@@ -18,10 +18,7 @@ public final class GatewayTokens: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
 
-    struct Entry: Sendable, Equatable {
-        let gateway: String
-        let token: [UInt8]
-    }
+    typealias Entry = GatewayTokenFile.Entry
 
     /// What identifies one version of the file: any of these changes when it is rewritten or
     /// replaced (a copy that keeps the modification time still gets a new inode or ctime).
@@ -124,30 +121,12 @@ public final class GatewayTokens: Sendable {
         return (entries, stamp)
     }
 
-    /// `GATEWAY_ID TOKEN` lines (LF or CRLF). Tokens are at least 16 characters without spaces
-    /// or `#`; a gateway or a token listed twice is an error (two gateways sharing a token could
-    /// write as each other).
+    /// The entries of the file's text (see `GatewayTokenFile`); errors name the file and line.
     static func parse(_ text: String, file: String) throws(AggregatorStartError) -> [Entry] {
-        var entries: [Entry] = []
-        var gatewayLines: [String: Int] = [:], tokenLines: [[UInt8]: Int] = [:]
-        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            let number = index + 1
-            func fail(_ reason: String) -> AggregatorStartError {
-                AggregatorStartError(message: "gateway_auth.token_file \(file) line \(number): \(reason)")
-            }
-            let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            if fields.isEmpty { continue }
-            guard fields.count == 2 else { throw fail("expected GATEWAY_ID TOKEN, found \(fields.count) fields") }
-            let gateway = String(fields[0]), token = Array(fields[1].utf8)
-            guard GatewayID.isValid(gateway) else { throw fail("the first field is not a valid gateway id (letters, digits, '-', '_', '.')") }
-            guard token.count >= 16 else { throw fail("the token has fewer than 16 characters") }
-            if let first = gatewayLines[gateway] { throw fail("the same gateway id as line \(first)") }
-            if let first = tokenLines[token] { throw fail("the same token as line \(first)") }
-            gatewayLines[gateway] = number
-            tokenLines[token] = number
-            entries.append(Entry(gateway: gateway, token: token))
+        do {
+            return try GatewayTokenFile.parse(text)
+        } catch {
+            throw AggregatorStartError(message: "gateway_auth.token_file \(file) \(error)")
         }
-        return entries
     }
 }

@@ -47,4 +47,33 @@ struct FleetSimulatorTests {
         #expect(fleet.gateways.reduce(0) { $0 + $1.readingsSynced } == UInt64(manifest.entries.count))
         await harness.stop(aggregator)
     }
+
+    /// An aggregator with gateway_auth: `--token-file` gives each virtual gateway its token and
+    /// the run verifies exactly; a file missing a gateway's token is refused before anything is sent.
+    @Test func gatewaysSendTheirTokens() async throws {
+        let dir = try TemporaryDirectory()
+        let tokenFile = dir.file("gateway-tokens")
+        let harness = try await ProcessHarness(gatewayID: "unused", aggregatorConfig: ["gateway_auth:", "  token_file: \(tokenFile)"], directory: dir)
+        defer { harness.dir.remove() }
+        let lines = (0..<20).map { "\(FleetSimulator.gatewayID(index: $0, prefix: "fleet")) token-\(String(format: "%04d", $0))-0123456789abcdef" }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let aggregator = try await harness.startAggregator()
+        let manifestPath = harness.dir.file("fleet.jsonl")
+        let arguments = ["fleet", "--aggregator", "http://127.0.0.1:\(harness.httpPort)", "--gateways", "20", "--batches", "2",
+                         "--batch-size", "50", "--rate", "500", "--manifest", manifestPath]
+
+        try (lines.dropLast().joined(separator: "\n") + "\n").write(toFile: dir.file("partial-tokens"), atomically: true, encoding: .utf8)
+        let (refused, refusal) = try await ProcessHarness.run(try ProcessHarness.executable("tributary-sim"),
+                                                              arguments + ["--token-file", dir.file("partial-tokens")], in: harness.dir.path)
+        #expect(refused != 0 && refusal.contains("no token for fleet-0020"), "\(refusal)")
+
+        let (code, output) = try await ProcessHarness.run(try ProcessHarness.executable("tributary-sim"),
+                                                          arguments + ["--token-file", tokenFile], in: harness.dir.path)
+        #expect(code == 0, "\(output)")
+        let manifest = try Manifest.read(from: manifestPath)
+        #expect(manifest.entries.count == 20 * 2 * 50)
+        let report = try await Verifier.verify(manifest, sink: harness.sink)
+        #expect(report.passed && report.found == manifest.entries.count, "\(report)")
+        await harness.stop(aggregator)
+    }
 }

@@ -14,6 +14,11 @@ import TributaryWire
 /// duplicates) and some restart (keeping their buffer, so resending their last batch, or
 /// wiping it, so starting a new epoch). The manifest holds every reading acknowledged.
 public struct FleetSimulator: Sendable {
+    /// The id of the gateway numbered `index` (from 0): `fleet-0001` and on.
+    public static func gatewayID(index: Int, prefix: String) -> String {
+        String(format: "%@-%04d", prefix, index + 1)
+    }
+
     public struct Options: Sendable {
         /// The aggregator, http://HOST:PORT.
         public var aggregator: String
@@ -39,6 +44,8 @@ public struct FleetSimulator: Sendable {
         public var connections = 256
         public var timeout: Duration = .seconds(30)
         public var seed: UInt64 = 1
+        /// Each gateway's token, for an aggregator with gateway_auth (by gateway id).
+        public var tokens: [String: String] = [:]
 
         public init(aggregator: String, gateways: Int) {
             self.aggregator = aggregator
@@ -214,10 +221,10 @@ struct VirtualGateway {
 
     init(index: Int, options: FleetSimulator.Options, http: HTTPClient, latency: LatencyRecorder) {
         self.latency = latency
-        id = String(format: "%@-%04d", options.gatewayPrefix, index + 1)
+        id = FleetSimulator.gatewayID(index: index, prefix: options.gatewayPrefix)
         self.options = options
         client = SyncClient(http: http, url: options.aggregator, encoding: options.compression,
-                            timeout: .nanoseconds(Int64(options.timeout.inSeconds * 1e9)), stats: stats)
+                            timeout: .nanoseconds(Int64(options.timeout.inSeconds * 1e9)), stats: stats, token: options.tokens[id])
         var generator = SeededGenerator(seed: options.seed &* 0x9E37_79B9 &+ UInt64(index))
         epoch = Self.newEpoch(&generator)
         let rate = options.rate * Double.random(in: 0.5...1.5, using: &generator)

@@ -174,6 +174,8 @@ struct Fleet: AsyncParsableCommand {
     @Option(help: "HTTP connections to the aggregator, all gateways together.") var connections = 256
     @Option(help: "Seed for rates, values and faults.") var seed: UInt64 = 1
     @Option(help: "Where to write the manifest (JSON lines).") var manifest: String
+    @Option(help: "Gateway tokens, GATEWAY_ID TOKEN lines (the aggregator's gateway_auth.token_file format); every gateway needs one.")
+    var tokenFile: String?
     @Flag(help: "Print the report as JSON.") var json = false
 
     func validate() throws {
@@ -200,6 +202,7 @@ struct Fleet: AsyncParsableCommand {
         options.compression = ContentEncoding(rawValue: compression) ?? .zstd
         options.connections = connections
         options.seed = seed
+        if let tokenFile { options.tokens = try Self.tokens(from: tokenFile, for: options) }
         let line = ProgressLine()
         let (result, report) = try await FleetSimulator(options: options, logger: logger).run { readings, elapsed in
             line.show(String(format: "%d readings acknowledged in %.0fs (%.0f/s)", readings, elapsed, Double(readings) / max(elapsed, 0.001)),
@@ -214,6 +217,24 @@ struct Fleet: AsyncParsableCommand {
         print(json ? report.json : report.description)
         if !json { print("manifest: \(manifest)") }
         if report.rejected > 0 || report.undelivered > 0 { throw ExitCode(1) }
+    }
+
+    /// The token of every virtual gateway, from a token file; a gateway without one is an error
+    /// (it would only collect 401s).
+    static func tokens(from path: String, for options: FleetSimulator.Options) throws -> [String: String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw Failure("--token-file: cannot read \(path)") }
+        let entries: [GatewayTokenFile.Entry]
+        do {
+            entries = try GatewayTokenFile.parse(text)
+        } catch {
+            throw Failure("--token-file \(path) \(error)")
+        }
+        let tokens = Dictionary(entries.map { ($0.gateway, String(decoding: $0.token, as: UTF8.self)) }, uniquingKeysWith: { first, _ in first })
+        let missing = (0..<options.gateways).map { FleetSimulator.gatewayID(index: $0, prefix: options.gatewayPrefix) }.filter { tokens[$0] == nil }
+        if let first = missing.first {
+            throw Failure("--token-file \(path) has no token for \(first)\(missing.count > 1 ? " and \(missing.count - 1) more gateways" : "")")
+        }
+        return tokens
     }
 }
 

@@ -1,0 +1,45 @@
+/// The gateway token file's format, shared by the aggregator (which checks tokens) and the
+/// fleet simulator (whose virtual gateways send them): one `GATEWAY_ID TOKEN` a line, LF or
+/// CRLF, `#` starting a comment, blank lines ignored. Tokens are at least 16 characters without
+/// spaces or `#`; a gateway or a token listed twice is an error (two gateways sharing a token
+/// could write as each other). Errors name the line, never its fields, which may be tokens in
+/// the wrong column.
+public enum GatewayTokenFile {
+    public struct Entry: Sendable, Equatable {
+        public let gateway: String
+        public let token: [UInt8]
+
+        public init(gateway: String, token: [UInt8]) {
+            self.gateway = gateway
+            self.token = token
+        }
+    }
+
+    public struct LineError: Error, Sendable, Equatable, CustomStringConvertible {
+        public let line: Int
+        public let reason: String
+        public var description: String { "line \(line): \(reason)" }
+    }
+
+    public static func parse(_ text: String) throws(LineError) -> [Entry] {
+        var entries: [Entry] = []
+        var gatewayLines: [String: Int] = [:], tokenLines: [[UInt8]: Int] = [:]
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let number = index + 1
+            func fail(_ reason: String) -> LineError { LineError(line: number, reason: reason) }
+            let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if fields.isEmpty { continue }
+            guard fields.count == 2 else { throw fail("expected GATEWAY_ID TOKEN, found \(fields.count) fields") }
+            let gateway = String(fields[0]), token = Array(fields[1].utf8)
+            guard GatewayID.isValid(gateway) else { throw fail("the first field is not a valid gateway id (letters, digits, '-', '_', '.')") }
+            guard token.count >= 16 else { throw fail("the token has fewer than 16 characters") }
+            if let first = gatewayLines[gateway] { throw fail("the same gateway id as line \(first)") }
+            if let first = tokenLines[token] { throw fail("the same token as line \(first)") }
+            gatewayLines[gateway] = number
+            tokenLines[token] = number
+            entries.append(Entry(gateway: gateway, token: token))
+        }
+        return entries
+    }
+}
