@@ -57,9 +57,22 @@ public struct AdminToken: Sendable {
 
     /// Checks an `Authorization` header; the comparison takes the same time wherever it differs.
     public func allows(authorization: String?) -> Bool {
-        guard let authorization, authorization.lowercased().hasPrefix("bearer ") else { return false }
-        let offered = Array(authorization.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8)
-        guard offered.count == value.count else { return false }
-        return zip(offered, value).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+        guard let offered = BearerToken.offered(in: authorization) else { return false }
+        return BearerToken.equalInConstantTime(offered, value)
+    }
+}
+
+/// `Authorization: Bearer TOKEN`, as the operator token and the gateway tokens read it.
+enum BearerToken {
+    /// The token's bytes, or nil without a bearer header.
+    static func offered(in authorization: String?) -> [UInt8]? {
+        guard let authorization, authorization.lowercased().hasPrefix("bearer ") else { return nil }
+        return Array(authorization.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8)
+    }
+
+    /// Equal or not, in the same time wherever they differ (only their lengths show).
+    static func equalInConstantTime(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

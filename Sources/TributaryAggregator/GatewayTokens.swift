@@ -69,18 +69,12 @@ public final class GatewayTokens: Sendable {
     /// Which gateway the `Authorization` header speaks for. Every token is compared, each in
     /// the same time wherever it differs, so timing tells nothing about which one came close.
     public func authenticate(authorization: String?) -> Authentication {
-        guard let authorization, authorization.lowercased().hasPrefix("bearer ") else { return .missing }
-        let offered = Array(authorization.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8)
+        guard let offered = BearerToken.offered(in: authorization) else { return .missing }
         var match: String?
-        for entry in currentEntries() where Self.equalInConstantTime(offered, entry.token) {
+        for entry in currentEntries() where BearerToken.equalInConstantTime(offered, entry.token) {
             match = entry.gateway
         }
         return match.map { .gateway($0) } ?? .unknown
-    }
-
-    private static func equalInConstantTime(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
     /// The entries, read again first when the file changed since the last look (a second ago or more).
