@@ -46,8 +46,11 @@ public final class Aggregator: Sendable {
         self.boundPort = boundPort
         let sink = self.sink
         let readiness = SinkReadiness(sink: sink, logger: logger)
+        let audit = try AuditLog(directory: config.auditDirectory ?? config.dataDirectory + "/audit",
+                                 retentionDays: config.auditRetentionDays, logger: logger)
+        logger.info("audit log", metadata: ["dir": "\(audit.directory)", "retention_days": "\(audit.retentionDays)"])
         let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token,
-                                 gatewayTokens: gatewayTokens, readiness: readiness)
+                                 gatewayTokens: gatewayTokens, audit: audit, readiness: readiness)
         application = Application(
             router: router,
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "tributary-aggregator"),
@@ -85,7 +88,7 @@ public final class Aggregator: Sendable {
     }
 
     static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor,
-                       token: AdminToken, gatewayTokens: GatewayTokens?, readiness: SinkReadiness) -> Router<BasicRequestContext> {
+                       token: AdminToken, gatewayTokens: GatewayTokens?, audit: AuditLog, readiness: SinkReadiness) -> Router<BasicRequestContext> {
         let router = Router()
         router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
             let receivedAtMs = WallClock.nowMs()
@@ -115,6 +118,7 @@ public final class Aggregator: Sendable {
                     body: Array(buffer: body), contentType: request.headers[.contentType],
                     contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs, authenticatedGateway: authenticated)
             }
+            audit.record(Self.auditEvent(result, authenticated: authenticated, tokensRequired: gatewayTokens != nil))
             var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
             if result.httpStatus == 401 { headers[.wwwAuthenticate] = "Bearer" }
             if let retryAfter = result.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
@@ -131,11 +135,11 @@ public final class Aggregator: Sendable {
         }
         // Operator endpoints: the token first, so nothing about the fleet leaks without it.
         router.get(RouterPath(WireProtocol.fleetPath)) { request, _ -> Response in
-            if let refusal = Self.unauthorized(request, token) { return refusal }
+            if let refusal = Self.unauthorized(request, token, audit) { return refusal }
             return try Self.json(try await fleetView())
         }
         router.get(RouterPath(WireProtocol.gatewaysPath + "/:id")) { request, context -> Response in
-            if let refusal = Self.unauthorized(request, token) { return refusal }
+            if let refusal = Self.unauthorized(request, token, audit) { return refusal }
             let id = context.parameters.get("id") ?? ""
             guard let detail = try await registry.gateway(id, nowMs: WallClock.nowMs(), staleAfterSeconds: config.staleAfterSeconds) else {
                 return Self.problem(.notFound, "no gateway '\(id.prefix(64))' has reported to this aggregator")
@@ -143,7 +147,7 @@ public final class Aggregator: Sendable {
             return try Self.json(detail)
         }
         router.get("/metrics") { request, _ -> Response in
-            if let refusal = Self.unauthorized(request, token) { return refusal }
+            if let refusal = Self.unauthorized(request, token, audit) { return refusal }
             // Up means both: the last write succeeded and the sink answers now.
             let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
             let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp)
@@ -162,15 +166,38 @@ public final class Aggregator: Sendable {
         return router
     }
 
-    /// 401 unless the request carries the operator token.
-    static func unauthorized(_ request: Request, _ token: AdminToken) -> Response? {
-        guard !token.allows(authorization: request.headers[.authorization]) else { return nil }
+    /// 401 unless the request carries the operator token; the audit log gets either way.
+    static func unauthorized(_ request: Request, _ token: AdminToken, _ audit: AuditLog) -> Response? {
+        let action = "GET \(Printable.clean(request.uri.path, maxLength: 200))"
+        guard !token.allows(authorization: request.headers[.authorization]) else {
+            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: 200, outcome: "allowed"))
+            return nil
+        }
         let reason = request.headers[.authorization] == nil
             ? "the admin API needs the operator token: Authorization: Bearer TOKEN (tributaryctl --token or --token-file)"
             : "the operator token is wrong"
+        audit.record(.init(kind: "operator", actor: "unauthenticated", action: action, httpStatus: 401, outcome: "refused", reason: reason))
         var response = problem(.unauthorized, reason)
         response.headers[.wwwAuthenticate] = "Bearer realm=\"tributary\""
         return response
+    }
+
+    /// What the audit log says of a request to /v1/batches.
+    static func auditEvent(_ result: BatchIngestor.Response, authenticated: String?, tokensRequired: Bool) -> AuditLog.Event {
+        let actor = authenticated.map { "gateway:\($0)" }
+            ?? (tokensRequired || result.claimedGateway.isEmpty ? "unauthenticated" : "claimed:\(Printable.clean(result.claimedGateway, maxLength: 128))")
+        let ack = result.ack
+        let outcome = switch ack.outcome {
+        case .accepted: "accepted"
+        case .duplicate: "duplicate"
+        case .heartbeat: "heartbeat"
+        case .retry: "retry"
+        case .rejected: "rejected"
+        default: "unknown"
+        }
+        let batch = ack.hasBatchID ? "\(ack.batchID.identity)" : nil
+        return .init(kind: "batch", actor: actor, action: "POST \(WireProtocol.batchesPath)", httpStatus: result.httpStatus, outcome: outcome,
+                     batch: batch, readings: ack.readingCount > 0 ? Int(ack.readingCount) : nil, reason: ack.reason)
     }
 
     static func problem(_ status: HTTPResponse.Status, _ reason: String) -> Response {

@@ -24,6 +24,10 @@ public struct AggregatorConfig: Sendable {
     /// `gateway_auth.token_file`: per-gateway bearer tokens for `/v1/batches` (see
     /// `GatewayTokens`). Nil (the default): batches are taken from anyone who reaches the port.
     public var gatewayTokenFile: String?
+    /// `audit.dir`: where the audit log's day files go. Default `<data_dir>/audit`.
+    public var auditDirectory: String?
+    /// `audit.retention_days`: day files older than this are deleted. Default 180.
+    public var auditRetentionDays = 180
     /// `text` (default) or `json`, one object per line.
     public var logFormat = LogFormat.text
 
@@ -154,6 +158,10 @@ public struct AggregatorConfig: Sendable {
         if let s = try root.section("gateway_auth") {
             guard let path = try s.string("token_file") else { throw s.error("token_file", "required: the file of GATEWAY_ID TOKEN lines") }
             config.gatewayTokenFile = path
+        }
+        if let s = try root.section("audit") {
+            config.auditDirectory = try s.string("dir")
+            config.auditRetentionDays = try s.int("retention_days", range: 1...36_500) ?? config.auditRetentionDays
         }
         let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
         config.logFormat = overrides.logFormat ?? fileLogFormat ?? .text

@@ -12,6 +12,9 @@ public final class BatchIngestor: Sendable {
     public struct Response: Sendable {
         public let httpStatus: Int
         public let ack: Tributary_V1_Ack
+        /// The gateway the request's status names (empty when it could not be decoded): who it
+        /// claims to be, for the audit log.
+        public var claimedGateway = ""
         /// For the Retry-After header.
         public var retryAfterSeconds: Int? { ack.retryAfterMs > 0 ? Int((ack.retryAfterMs + 999) / 1000) : nil }
     }
@@ -100,9 +103,19 @@ public final class BatchIngestor: Sendable {
     /// aggregator has no tokens): it may speak only for itself.
     func process(body: [UInt8], contentType: String?, contentEncoding: String?, receivedAtMs: Int64 = WallClock.nowMs(),
                  authenticatedGateway: String? = nil) async -> Response {
+        var claimed = ""
+        var response = await process(body: body, contentType: contentType, contentEncoding: contentEncoding, receivedAtMs: receivedAtMs,
+                                     authenticatedGateway: authenticatedGateway, claimed: &claimed)
+        response.claimedGateway = claimed
+        return response
+    }
+
+    private func process(body: [UInt8], contentType: String?, contentEncoding: String?, receivedAtMs: Int64,
+                         authenticatedGateway: String?, claimed: inout String) async -> Response {
         let request: Tributary_V1_SyncRequest
         do throws(RequestError) {
             request = try decode(body: body, contentType: contentType, contentEncoding: contentEncoding)
+            claimed = request.status.gatewayID
             try checkStatus(request)
             if let authenticatedGateway, !Self.sameID(request.status.gatewayID, authenticatedGateway) {
                 // Not recorded in the registry: the claimed gateway did not send it. 403: the

@@ -71,6 +71,36 @@ public enum Timestamp {
         return seconds * 1000 + fractionMs
     }
 
+    /// `2026-11-24T01:02:03.456Z` for ms since the epoch (proleptic Gregorian, UTC).
+    public static func iso8601(ms: Int64) -> String {
+        let seconds = ms.floorDiv(1000)
+        let days = seconds.floorDiv(86_400)
+        let secondOfDay = seconds - days * 86_400
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468
+        let era = z.floorDiv(146_097)
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        func pad(_ n: Int64, _ width: Int) -> String {
+            let s = String(n)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(ms - seconds * 1000, 3))Z"
+    }
+
+    /// Ms since the epoch of a `YYYY-MM-DD` day's start (UTC), or nil when it is not one.
+    public static func epochMsOfDay(_ text: String) -> Int64? {
+        let parts = text.split(separator: "-")
+        guard parts.count == 3, let y = Int64(parts[0]), let m = Int64(parts[1]), let d = Int64(parts[2]),
+              (1...12).contains(m), (1...31).contains(d) else { return nil }
+        return daysFromCivil(year: y, month: m, day: d) * 86_400_000
+    }
+
     /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
     static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
         let y = month <= 2 ? year - 1 : year
@@ -111,5 +141,13 @@ public enum Timestamp {
             if skip("-") { return -1 }
             return nil
         }
+    }
+}
+
+extension Int64 {
+    /// Division rounding toward negative infinity (times before 1970 stay on the right day).
+    func floorDiv(_ d: Int64) -> Int64 {
+        let q = self / d
+        return (self % d != 0 && (self < 0) != (d < 0)) ? q - 1 : q
     }
 }

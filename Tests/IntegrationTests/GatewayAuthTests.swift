@@ -69,6 +69,21 @@ struct GatewayAuthTests {
             let afterTypo = try await Self.post(Self.request(gateway: "gw-auth", sequence: 2, readingsOf: "gw-auth"), token: Self.tokenA2, to: url, http: http)
             #expect(afterTypo.status == 200, "\(afterTypo)")
             #expect(try Self.rawRows(harness) == 6)
+
+            // The audit log has every request: who, what, and the answer.
+            let auditDir = harness.directory.file("aggregator/audit")
+            let text = try FileManager.default.contentsOfDirectory(atPath: auditDir).sorted()
+                .map { try String(contentsOfFile: auditDir + "/" + $0, encoding: .utf8) }.joined()
+            let lines = text.split(separator: "\n")
+            func count(_ fragments: String...) -> Int { lines.filter { line in fragments.allSatisfy { line.contains($0) } }.count }
+            #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401", "only with the gateway's token") == 1)
+            // The unknown token, the old one after the rotation, and the new one while it was not read yet.
+            #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401", "not one this aggregator knows") >= 2)
+            #expect(count("\"actor\":\"gateway:gw-other\"", "\"http\":403") == 1)
+            #expect(count("\"actor\":\"gateway:gw-auth\"", "\"http\":422", "\"outcome\":\"rejected\"") == 1)
+            #expect(count("\"actor\":\"gateway:gw-auth\"", "\"outcome\":\"accepted\"", "\"batch\":\"gw-auth/raw/") == 2)
+            #expect(count("\"kind\":\"operator\"", "\"actor\":\"operator\"", "GET /v1/fleet") >= 1)
+            #expect(!text.contains(Self.tokenA) && !text.contains(Self.tokenA2) && !text.contains(Self.tokenOther))
         } catch {
             try? await http.shutdown()
             await harness.shutdown()

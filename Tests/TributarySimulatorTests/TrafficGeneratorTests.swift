@@ -153,10 +153,10 @@ struct TrafficGeneratorTests {
 
     @Test func isoTimestampsRoundTrip() throws {
         for ms: Int64 in [0, 951_782_400_123, startMs, 4_102_444_799_999, -1] {
-            let text = DeviceKind.iso8601(ms: ms)
+            let text = Timestamp.iso8601(ms: ms)
             if ms >= 0 { #expect(try Timestamp.epochMs(fromISO8601: text) == ms, "\(text)") }
         }
-        #expect(DeviceKind.iso8601(ms: 951_782_400_123) == "2000-02-29T00:00:00.123Z")
+        #expect(Timestamp.iso8601(ms: 951_782_400_123) == "2000-02-29T00:00:00.123Z")
     }
 }
 

@@ -73,35 +73,12 @@ public enum DeviceKind: String, Sendable, CaseIterable {
         case .plug:
             return "{\"ts\":\(timeMs),\"temperature\":\(v[0]),\"humidity\":\(v[1]),\"ENERGY\":{\"Power\":\(v[2]),\"Total\":\(v[3])},\"relay\":\(v[4])}"
         case .environment:
-            return "{\"ts\":\"\(Self.iso8601(ms: timeMs))\",\"SI7021\":{\"Temperature\":\(v[0]),\"Humidity\":\(v[1])},\"Battery\":\(v[2]),\"Door\":\(v[3])}"
+            return "{\"ts\":\"\(Timestamp.iso8601(ms: timeMs))\",\"SI7021\":{\"Temperature\":\(v[0]),\"Humidity\":\(v[1])},\"Battery\":\(v[2]),\"Door\":\(v[3])}"
         case .meter:
             return "{\"ts\":\(timeMs * 1000 + microseconds),\"energy\":{\"import_kwh\":\(v[0]),\"power_w\":\(v[1])},\"voltage\":[\(v[2]),\(v[3]),\(v[4])],\"state\":\(v[5])}"
         case .number, .sparkplug:
             preconditionFailure("\(self) is not a JSON kind")
         }
-    }
-
-
-    /// `2026-11-24T01:02:03.456Z` for ms since the epoch (proleptic Gregorian, UTC).
-    static func iso8601(ms: Int64) -> String {
-        let seconds = ms.floorDiv(1000)
-        let days = seconds.floorDiv(86_400)
-        let secondOfDay = seconds - days * 86_400
-        // Howard Hinnant's civil_from_days.
-        let z = days + 719_468
-        let era = z.floorDiv(146_097)
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ n: Int64, _ width: Int) -> String {
-            let s = String(n)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(ms - seconds * 1000, 3))Z"
     }
 }
 
@@ -118,10 +95,3 @@ extension ReadingValue {
     }
 }
 
-extension Int64 {
-    /// Division rounding toward negative infinity (times before 1970 stay on the right day).
-    func floorDiv(_ d: Int64) -> Int64 {
-        let q = self / d
-        return (self % d != 0 && (self < 0) != (d < 0)) ? q - 1 : q
-    }
-}

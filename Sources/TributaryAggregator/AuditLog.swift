@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+import Synchronization
+import TributaryCore
+
+/// The aggregator's audit trail: who sent or asked what, and what became of it, one JSON
+/// object a line, appended to `audit-YYYY-MM-DD.jsonl` (UTC days) in its directory. A day's
+/// file is never rewritten; files older than the retention are deleted when a new day starts
+/// (and at start). Lines are written before the answer goes out, without fsync: a power cut
+/// can lose the last moments, a crash of the aggregator cannot.
+public final class AuditLog: Sendable {
+    public struct Event: Sendable {
+        /// `batch` (a request to /v1/batches) or `operator` (the admin API and /metrics).
+        public var kind: String
+        /// `gateway:ID` (authenticated by its token), `claimed:ID` (no gateway tokens are
+        /// configured: the id is what the request says), `operator`, or `unauthenticated`.
+        public var actor: String
+        public var action: String
+        public var httpStatus: Int
+        public var outcome: String
+        public var batch: String?
+        public var readings: Int?
+        public var reason: String?
+
+        public init(kind: String, actor: String, action: String, httpStatus: Int, outcome: String,
+                    batch: String? = nil, readings: Int? = nil, reason: String? = nil) {
+            self.kind = kind
+            self.actor = actor
+            self.action = action
+            self.httpStatus = httpStatus
+            self.outcome = outcome
+            self.batch = batch
+            self.readings = readings
+            self.reason = reason
+        }
+    }
+
+    public let directory: String
+    public let retentionDays: Int
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        var day = ""
+        var fd: Int32 = -1
+        var failing = false
+    }
+
+    public init(directory: String, retentionDays: Int, logger: Logger) throws(AggregatorStartError) {
+        self.directory = directory
+        self.retentionDays = retentionDays
+        self.logger = logger
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw AggregatorStartError(message: "audit.dir: cannot create \(directory): \(error.localizedDescription)")
+        }
+        guard access(directory, W_OK) == 0 else { throw AggregatorStartError(message: "audit.dir: \(directory) is not writable") }
+    }
+
+    deinit {
+        state.withLock { if $0.fd >= 0 { close($0.fd) } }
+    }
+
+    /// Appends one line. A failing disk is logged (once until it works again), never thrown:
+    /// the request's fate is already decided.
+    public func record(_ event: Event, atMs: Int64 = WallClock.nowMs()) {
+        var fields = [
+            "\"at\":\(JSONValue.quoted(Timestamp.iso8601(ms: atMs)))", "\"kind\":\(JSONValue.quoted(event.kind))",
+            "\"actor\":\(JSONValue.quoted(event.actor))", "\"action\":\(JSONValue.quoted(event.action))",
+            "\"http\":\(event.httpStatus)", "\"outcome\":\(JSONValue.quoted(event.outcome))",
+        ]
+        if let batch = event.batch { fields.append("\"batch\":\(JSONValue.quoted(batch))") }
+        if let readings = event.readings { fields.append("\"readings\":\(readings)") }
+        if let reason = event.reason, !reason.isEmpty { fields.append("\"reason\":\(JSONValue.quoted(reason))") }
+        let line = Array(("{" + fields.joined(separator: ",") + "}\n").utf8)
+        let day = String(Timestamp.iso8601(ms: atMs).prefix(10))
+        state.withLock { s in
+            if s.day != day || s.fd < 0 {
+                if s.fd >= 0 { close(s.fd) }
+                s.fd = open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+                s.day = day
+                deleteExpired(today: day)
+            }
+            let written = s.fd >= 0 ? line.withUnsafeBytes { write(s.fd, $0.baseAddress, $0.count) } : -1
+            if written != line.count {
+                if !s.failing {
+                    logger.error("cannot write the audit log", metadata: ["file": "\(path(day: day))", "error": "\(String(cString: strerror(errno)))"])
+                }
+                s.failing = true
+                if s.fd >= 0 { close(s.fd) }
+                s.fd = -1  // opened again with the next line
+            } else if s.failing {
+                s.failing = false
+                logger.notice("audit log writable again", metadata: ["file": "\(path(day: day))"])
+            }
+        }
+    }
+
+    func path(day: String) -> String { "\(directory)/audit-\(day).jsonl" }
+
+    /// Deletes the day files older than the retention (their names sort by date).
+    private func deleteExpired(today: String) {
+        let oldestKeptMs = (Timestamp.epochMsOfDay(today) ?? 0) - Int64(retentionDays - 1) * 86_400_000
+        let oldestKept = "audit-" + String(Timestamp.iso8601(ms: oldestKeptMs).prefix(10)) + ".jsonl"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasPrefix("audit-") && name.hasSuffix(".jsonl") && name.count == oldestKept.count && name < oldestKept {
+            if unlink(directory + "/" + name) == 0 {
+                logger.info("audit file past its retention deleted", metadata: ["file": "\(name)", "retention_days": "\(retentionDays)"])
+            }
+        }
+    }
+}

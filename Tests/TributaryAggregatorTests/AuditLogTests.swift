@@ -1,0 +1,60 @@
+import Foundation
+import Logging
+import Testing
+@testable import TributaryAggregator
+import TributaryCore
+import TributaryTesting
+
+@Suite("audit log")
+struct AuditLogTests {
+    static let day0 = Timestamp.epochMsOfDay("2026-01-01")!
+
+    static func lines(_ path: String) throws -> [[String: JSONValue]] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { line in
+            guard case .object(let fields) = try JSONValue.parse(Array(line.utf8)) else { throw TestingError("not an object: \(line)") }
+            return Dictionary(fields, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
+    @Test func oneJSONLineAnEventInTheDaysFile() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 180, logger: Logger(label: "test"))
+        audit.record(.init(kind: "batch", actor: "gateway:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "accepted",
+                           batch: "gw-1/e/1", readings: 500), atMs: Self.day0 + 1000)
+        audit.record(.init(kind: "operator", actor: "unauthenticated", action: "GET /v1/fleet", httpStatus: 401, outcome: "refused",
+                           reason: "the \"operator\" token is wrong"), atMs: Self.day0 + 2000)
+        let lines = try Self.lines(dir.file("audit/audit-2026-01-01.jsonl"))
+        #expect(lines.count == 2)
+        #expect(lines[0]["at"] == .string("2026-01-01T00:00:01.000Z") && lines[0]["actor"] == .string("gateway:gw-1"))
+        #expect(lines[0]["http"] == .integer(200) && lines[0]["readings"] == .integer(500) && lines[0]["reason"] == nil)
+        #expect(lines[1]["reason"] == .string("the \"operator\" token is wrong") && lines[1]["batch"] == nil)
+        var info = stat()
+        #expect(stat(dir.file("audit/audit-2026-01-01.jsonl"), &info) == 0 && info.st_mode & 0o777 == 0o600)
+    }
+
+    @Test func aNewDayStartsAFileAndDeletesThoseBeyondTheRetention() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 3, logger: Logger(label: "test"))
+        let event = AuditLog.Event(kind: "batch", actor: "claimed:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "heartbeat")
+        for day in 0..<5 { audit.record(event, atMs: Self.day0 + Int64(day) * 86_400_000 + 5) }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.file("audit")).sorted()
+        #expect(files == ["audit-2026-01-03.jsonl", "audit-2026-01-04.jsonl", "audit-2026-01-05.jsonl"])
+        try "not ours\n".write(toFile: dir.file("audit/notes.txt"), atomically: true, encoding: .utf8)
+        audit.record(event, atMs: Self.day0 + 10 * 86_400_000)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("audit")).sorted() == ["audit-2026-01-11.jsonl", "notes.txt"])
+    }
+
+    @Test func theSectionIsRead() throws {
+        let config = try AggregatorConfig.parse(yaml: "audit:\n  dir: /var/log/tributary\n  retention_days: 400\n", file: "a.yaml")
+        #expect(config.auditDirectory == "/var/log/tributary" && config.auditRetentionDays == 400)
+        #expect(try AggregatorConfig.parse(yaml: "", file: "a.yaml").auditRetentionDays == 180)
+        do {
+            _ = try AggregatorConfig.parse(yaml: "audit:\n  retention_days: 0\n", file: "a.yaml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.key == "audit.retention_days", "\(error)")
+        }
+    }
+}
