@@ -135,24 +135,25 @@ public final class Aggregator: Sendable {
         }
         // Operator endpoints: the token first, so nothing about the fleet leaks without it.
         router.get(RouterPath(WireProtocol.fleetPath)) { request, _ -> Response in
-            if let refusal = Self.unauthorized(request, token, audit) { return refusal }
-            return try Self.json(try await fleetView())
+            try await Self.operatorRequest(request, token, audit) { try Self.json(try await fleetView()) }
         }
         router.get(RouterPath(WireProtocol.gatewaysPath + "/:id")) { request, context -> Response in
-            if let refusal = Self.unauthorized(request, token, audit) { return refusal }
-            let id = context.parameters.get("id") ?? ""
-            guard let detail = try await registry.gateway(id, nowMs: WallClock.nowMs(), staleAfterSeconds: config.staleAfterSeconds) else {
-                return Self.problem(.notFound, "no gateway '\(id.prefix(64))' has reported to this aggregator")
+            try await Self.operatorRequest(request, token, audit) {
+                let id = context.parameters.get("id") ?? ""
+                guard let detail = try await registry.gateway(id, nowMs: WallClock.nowMs(), staleAfterSeconds: config.staleAfterSeconds) else {
+                    return Self.problem(.notFound, "no gateway '\(id.prefix(64))' has reported to this aggregator")
+                }
+                return try Self.json(detail)
             }
-            return try Self.json(detail)
         }
         router.get("/metrics") { request, _ -> Response in
-            if let refusal = Self.unauthorized(request, token, audit) { return refusal }
-            // Up means both: the last write succeeded and the sink answers now.
-            let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
-            let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp)
-            return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
-                            body: .init(byteBuffer: ByteBuffer(string: text)))
+            try await Self.operatorRequest(request, token, audit) {
+                // Up means both: the last write succeeded and the sink answers now.
+                let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
+                let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp)
+                return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
+                                body: .init(byteBuffer: ByteBuffer(string: text)))
+            }
         }
         // Probes for service managers and load balancers: no token, nothing about the fleet.
         router.get("/healthz") { _, _ in "ok\n" }
@@ -166,17 +167,33 @@ public final class Aggregator: Sendable {
         return router
     }
 
-    /// 401 unless the request carries the operator token; the audit log gets either way.
-    static func unauthorized(_ request: Request, _ token: AdminToken, _ audit: AuditLog) -> Response? {
+    /// An operator endpoint: 401 without the operator token, else `body`; the audit log gets
+    /// the answer either way.
+    static func operatorRequest(_ request: Request, _ token: AdminToken, _ audit: AuditLog,
+                                _ body: () async throws -> Response) async throws -> Response {
         let action = "GET \(Printable.clean(request.uri.path, maxLength: 200))"
-        guard !token.allows(authorization: request.headers[.authorization]) else {
-            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: 200, outcome: "allowed"))
-            return nil
+        guard token.allows(authorization: request.headers[.authorization]) else {
+            let refusal = unauthorized(request)
+            audit.record(.init(kind: "operator", actor: "unauthenticated", action: action, httpStatus: 401, outcome: "refused",
+                               reason: request.headers[.authorization] == nil ? "no operator token" : "wrong operator token"))
+            return refusal
         }
+        do {
+            let response = try await body()
+            let code = response.status.code
+            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: code, outcome: code < 400 ? "answered" : "failed"))
+            return response
+        } catch {
+            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: 500, outcome: "failed", reason: "\(error)"))
+            throw error
+        }
+    }
+
+    /// The 401 for a request without the operator token.
+    static func unauthorized(_ request: Request) -> Response {
         let reason = request.headers[.authorization] == nil
             ? "the admin API needs the operator token: Authorization: Bearer TOKEN (tributaryctl --token or --token-file)"
             : "the operator token is wrong"
-        audit.record(.init(kind: "operator", actor: "unauthenticated", action: action, httpStatus: 401, outcome: "refused", reason: reason))
         var response = problem(.unauthorized, reason)
         response.headers[.wwwAuthenticate] = "Bearer realm=\"tributary\""
         return response

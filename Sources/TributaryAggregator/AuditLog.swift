@@ -7,7 +7,8 @@ import TributaryCore
 /// object a line, appended to `audit-YYYY-MM-DD.jsonl` (UTC days) in its directory. A day's
 /// file is never rewritten; files older than the retention are deleted when a new day starts
 /// (and at start). Lines are written before the answer goes out, without fsync: a power cut
-/// can lose the last moments, a crash of the aggregator cannot.
+/// can lose the last moments, a crash of the aggregator cannot. Known gap: a clock set far
+/// ahead deletes files by the wrong "today".
 public final class AuditLog: Sendable {
     public struct Event: Sendable {
         /// `batch` (a request to /v1/batches) or `operator` (the admin API and /metrics).
@@ -44,6 +45,8 @@ public final class AuditLog: Sendable {
         var day = ""
         var fd: Int32 = -1
         var failing = false
+        /// The last write stopped mid-line.
+        var partialLine = false
     }
 
     public init(directory: String, retentionDays: Int, logger: Logger) throws(AggregatorStartError) {
@@ -71,22 +74,36 @@ public final class AuditLog: Sendable {
             "\"actor\":\(JSONValue.quoted(event.actor))", "\"action\":\(JSONValue.quoted(event.action))",
             "\"http\":\(event.httpStatus)", "\"outcome\":\(JSONValue.quoted(event.outcome))",
         ]
-        if let batch = event.batch { fields.append("\"batch\":\(JSONValue.quoted(batch))") }
+        // Capped: the batch id and the reason can carry what a client sent.
+        if let batch = event.batch { fields.append("\"batch\":\(JSONValue.quoted(Printable.clean(batch, maxLength: 300)))") }
         if let readings = event.readings { fields.append("\"readings\":\(readings)") }
-        if let reason = event.reason, !reason.isEmpty { fields.append("\"reason\":\(JSONValue.quoted(reason))") }
+        if let reason = event.reason, !reason.isEmpty { fields.append("\"reason\":\(JSONValue.quoted(Printable.clean(reason, maxLength: 500)))") }
         let line = Array(("{" + fields.joined(separator: ",") + "}\n").utf8)
         let day = String(Timestamp.iso8601(ms: atMs).prefix(10))
         state.withLock { s in
-            if s.day != day || s.fd < 0 {
-                if s.fd >= 0 { close(s.fd) }
-                s.fd = open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            let newDay = s.day != day
+            if newDay {
                 s.day = day
                 deleteExpired(today: day)
             }
-            let written = s.fd >= 0 ? line.withUnsafeBytes { write(s.fd, $0.baseAddress, $0.count) } : -1
+            if s.fd < 0 || newDay {
+                if s.fd >= 0 { close(s.fd) }
+                s.fd = open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+                if s.fd < 0 && errno == ENOENT {
+                    // The directory was removed under us: make it again rather than lose every line.
+                    try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                             attributes: [.posixPermissions: 0o700])
+                    s.fd = open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+                }
+                // After a short write, end the broken line so this one starts on its own.
+                if s.fd >= 0 && s.partialLine { s.partialLine = !(writeOnce(s.fd, [UInt8(ascii: "\n")]) == 1) }
+            }
+            let written = s.fd >= 0 ? writeOnce(s.fd, line) : -1
+            let failure = errno
             if written != line.count {
+                if written > 0 { s.partialLine = true }
                 if !s.failing {
-                    logger.error("cannot write the audit log", metadata: ["file": "\(path(day: day))", "error": "\(String(cString: strerror(errno)))"])
+                    logger.error("cannot write the audit log", metadata: ["file": "\(path(day: day))", "error": "\(String(cString: strerror(failure)))"])
                 }
                 s.failing = true
                 if s.fd >= 0 { close(s.fd) }
@@ -100,9 +117,10 @@ public final class AuditLog: Sendable {
 
     func path(day: String) -> String { "\(directory)/audit-\(day).jsonl" }
 
-    /// Deletes the day files older than the retention (their names sort by date).
+    /// Deletes the day files whose day is more than `retentionDays` before today (their names
+    /// sort by date), so at least that many full days stay.
     private func deleteExpired(today: String) {
-        let oldestKeptMs = (Timestamp.epochMsOfDay(today) ?? 0) - Int64(retentionDays - 1) * 86_400_000
+        let oldestKeptMs = (Timestamp.epochMsOfDay(today) ?? 0) - Int64(retentionDays) * 86_400_000
         let oldestKept = "audit-" + String(Timestamp.iso8601(ms: oldestKeptMs).prefix(10)) + ".jsonl"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         for name in names where name.hasPrefix("audit-") && name.hasSuffix(".jsonl") && name.count == oldestKept.count && name < oldestKept {
@@ -111,4 +129,9 @@ public final class AuditLog: Sendable {
             }
         }
     }
+}
+
+/// write(2) of a whole buffer, once; the count written or -1.
+private func writeOnce(_ fd: Int32, _ bytes: [UInt8]) -> Int {
+    bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
 }

@@ -40,10 +40,23 @@ struct AuditLogTests {
         let event = AuditLog.Event(kind: "batch", actor: "claimed:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "heartbeat")
         for day in 0..<5 { audit.record(event, atMs: Self.day0 + Int64(day) * 86_400_000 + 5) }
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.file("audit")).sorted()
-        #expect(files == ["audit-2026-01-03.jsonl", "audit-2026-01-04.jsonl", "audit-2026-01-05.jsonl"])
+        // Today and the 3 full days before it.
+        #expect(files == ["audit-2026-01-02.jsonl", "audit-2026-01-03.jsonl", "audit-2026-01-04.jsonl", "audit-2026-01-05.jsonl"])
+        #expect(try Self.lines(dir.file("audit/audit-2026-01-05.jsonl")).count == 1, "each day's line went to its own day's file")
         try "not ours\n".write(toFile: dir.file("audit/notes.txt"), atomically: true, encoding: .utf8)
         audit.record(event, atMs: Self.day0 + 10 * 86_400_000)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("audit")).sorted() == ["audit-2026-01-11.jsonl", "notes.txt"])
+    }
+
+    @Test func aRemovedDirectoryIsMadeAgainAndLongFieldsAreCapped() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 180, logger: Logger(label: "test"))
+        try FileManager.default.removeItem(atPath: dir.file("audit"))
+        audit.record(.init(kind: "batch", actor: "unauthenticated", action: "POST /v1/batches", httpStatus: 400, outcome: "rejected",
+                           batch: String(repeating: "e", count: 100_000), reason: String(repeating: "r", count: 100_000)), atMs: Self.day0)
+        let line = try String(contentsOfFile: dir.file("audit/audit-2026-01-01.jsonl"), encoding: .utf8)
+        #expect(line.count < 1200 && line.hasSuffix("}\n"))
     }
 
     @Test func theSectionIsRead() throws {
