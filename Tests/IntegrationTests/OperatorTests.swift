@@ -190,7 +190,11 @@ struct OperatorTests {
                 return again.split(separator: "\n").first.map(String.init) != firstClock && again.contains("gw-watched")
             }
             try await tmux.sendKeys(session, quitKey)
-            try await eventually(timeout: .seconds(10), "watch exits on \(quitKey)") { try await tmux.capture(session).contains("EXIT=") }
+            // Until stty has printed the modes too: they come a moment after EXIT=.
+            try await eventually(timeout: .seconds(10), "watch exits on \(quitKey)") {
+                let screen = try await tmux.capture(session)
+                return screen.contains("EXIT=") && screen.contains("isig")
+            }
             screen = try await tmux.capture(session)
             #expect(screen.contains("EXIT=0"), "\(quitKey): \(screen)")
             #expect(!screen.contains("tributary fleet"), "the alternate screen is left: \(screen)")
@@ -209,7 +213,10 @@ struct OperatorTests {
         // The first two sessions' programs have exited, so this is the only watch left.
         let pid = try #require(Self.pid(of: "watch --aggregator http://127.0.0.1:\(harness.httpPort)"))
         #expect(kill(pid, SIGTERM) == 0)
-        try await eventually(timeout: .seconds(10), "watch exits on SIGTERM") { try await tmux.capture("killed").contains("EXIT=") }
+        try await eventually(timeout: .seconds(10), "watch exits on SIGTERM") {
+            let screen = try await tmux.capture("killed")
+            return screen.contains("EXIT=") && screen.contains("isig")
+        }
         let screen = try await tmux.capture("killed")
         #expect(screen.contains("EXIT=143"), "128 + SIGTERM: \(screen)")
         let mode = Set(screen.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
