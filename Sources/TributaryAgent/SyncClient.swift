@@ -42,13 +42,7 @@ public struct SyncClient: Sendable {
         } catch {
             return .rejected(reason: "cannot encode the request: \(error)")
         }
-        var http = HTTPClientRequest(url: url + WireProtocol.batchesPath)
-        http.method = .POST
-        http.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
-        http.headers.add(name: WireProtocol.versionHeader, value: WireProtocol.version)
-        if encoding != .identity { http.headers.add(name: "Content-Encoding", value: encoding.rawValue) }
-        if let token { http.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        http.body = .bytes(ByteBuffer(bytes: body))
+        let http = Self.batchRequest(url: url, body: ByteBuffer(bytes: body), encoding: encoding, token: token)
         let sentMs = WallClock.nowMs()
         let started = ContinuousClock.now
         defer { stats.requestSeconds.record(ContinuousClock.now - started) }
@@ -69,6 +63,19 @@ public struct SyncClient: Sendable {
             stats.count(.unreachable)
             return .retry(afterMs: 0, reason: "aggregator unreachable at \(url): \(error)")
         }
+    }
+
+    /// The POST of an encoded SyncRequest, with the headers the wire contract asks for (public
+    /// for the benchmark and tests that send prepared bodies).
+    public static func batchRequest(url: String, body: ByteBuffer, encoding: ContentEncoding, token: String?) -> HTTPClientRequest {
+        var http = HTTPClientRequest(url: url + WireProtocol.batchesPath)
+        http.method = .POST
+        http.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
+        http.headers.add(name: WireProtocol.versionHeader, value: WireProtocol.version)
+        if encoding != .identity { http.headers.add(name: "Content-Encoding", value: encoding.rawValue) }
+        if let token { http.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        http.body = .bytes(body)
+        return http
     }
 
     static func result(status: UInt, outcome: Outcome, heartbeat: Bool) -> AgentStats.RequestResult {

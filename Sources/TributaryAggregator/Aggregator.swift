@@ -104,19 +104,23 @@ public final class Aggregator: Sendable {
             // Admitted before the body is read, by its declared length: memory stays bounded
             // by max_in_flight_bytes however many agents send at once.
             let declared = request.headers[.contentLength].flatMap(Int.init) ?? config.limits.maxBodyBytes
-            let result = refused != nil ? refused! : declared > config.limits.maxBodyBytes
-                ? ingestor.refusal(413, reason: "body of \(declared) bytes exceeds \(config.limits.maxBodyBytes)")
-                : await ingestor.admitted(declaredBytes: declared) {
-                var request = request
-                let body: ByteBuffer
-                do {
-                    body = try await request.collectBody(upTo: config.limits.maxBodyBytes)
-                } catch {
-                    return ingestor.refusal(413, reason: "body exceeds \(config.limits.maxBodyBytes) bytes")
+            let result: BatchIngestor.Response = if let refused {
+                refused
+            } else if declared > config.limits.maxBodyBytes {
+                ingestor.refusal(413, reason: "body of \(declared) bytes exceeds \(config.limits.maxBodyBytes)")
+            } else {
+                await ingestor.admitted(declaredBytes: declared) {
+                    var request = request
+                    let body: ByteBuffer
+                    do {
+                        body = try await request.collectBody(upTo: config.limits.maxBodyBytes)
+                    } catch {
+                        return ingestor.refusal(413, reason: "body exceeds \(config.limits.maxBodyBytes) bytes")
+                    }
+                    return await ingestor.process(
+                        body: Array(buffer: body), contentType: request.headers[.contentType],
+                        contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs, authenticatedGateway: authenticated)
                 }
-                return await ingestor.process(
-                    body: Array(buffer: body), contentType: request.headers[.contentType],
-                    contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs, authenticatedGateway: authenticated)
             }
             audit.record(Self.auditEvent(result, authenticated: authenticated, tokensRequired: gatewayTokens != nil))
             var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]

@@ -54,8 +54,7 @@ public final class AuditLog: Sendable {
         self.retentionDays = retentionDays
         self.logger = logger
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try makeDirectory()
         } catch {
             throw AggregatorStartError(message: "audit.dir: cannot create \(directory): \(error.localizedDescription)")
         }
@@ -69,8 +68,9 @@ public final class AuditLog: Sendable {
     /// Appends one line. A failing disk is logged (once until it works again), never thrown:
     /// the request's fate is already decided.
     public func record(_ event: Event, atMs: Int64 = WallClock.nowMs()) {
+        let at = Timestamp.iso8601(ms: atMs)
         var fields = [
-            "\"at\":\(JSONValue.quoted(Timestamp.iso8601(ms: atMs)))", "\"kind\":\(JSONValue.quoted(event.kind))",
+            "\"at\":\(JSONValue.quoted(at))", "\"kind\":\(JSONValue.quoted(event.kind))",
             "\"actor\":\(JSONValue.quoted(event.actor))", "\"action\":\(JSONValue.quoted(event.action))",
             "\"http\":\(event.httpStatus)", "\"outcome\":\(JSONValue.quoted(event.outcome))",
         ]
@@ -79,7 +79,7 @@ public final class AuditLog: Sendable {
         if let readings = event.readings { fields.append("\"readings\":\(readings)") }
         if let reason = event.reason, !reason.isEmpty { fields.append("\"reason\":\(JSONValue.quoted(Printable.clean(reason, maxLength: 500)))") }
         let line = Array(("{" + fields.joined(separator: ",") + "}\n").utf8)
-        let day = String(Timestamp.iso8601(ms: atMs).prefix(10))
+        let day = String(at.prefix(10))
         state.withLock { s in
             let newDay = s.day != day
             if newDay {
@@ -88,12 +88,11 @@ public final class AuditLog: Sendable {
             }
             if s.fd < 0 || newDay {
                 if s.fd >= 0 { close(s.fd) }
-                s.fd = open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+                s.fd = openDayFile(day)
                 if s.fd < 0 && errno == ENOENT {
                     // The directory was removed under us: make it again rather than lose every line.
-                    try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                             attributes: [.posixPermissions: 0o700])
-                    s.fd = open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+                    try? makeDirectory()
+                    s.fd = openDayFile(day)
                 }
                 // After a short write, end the broken line so this one starts on its own.
                 if s.fd >= 0 && s.partialLine { s.partialLine = !(writeOnce(s.fd, [UInt8(ascii: "\n")]) == 1) }
@@ -115,13 +114,23 @@ public final class AuditLog: Sendable {
         }
     }
 
-    func path(day: String) -> String { "\(directory)/audit-\(day).jsonl" }
+    func path(day: String) -> String { "\(directory)/\(Self.fileName(day: day))" }
+
+    static func fileName(day: String) -> String { "audit-\(day).jsonl" }
+
+    private func openDayFile(_ day: String) -> Int32 {
+        open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+    }
+
+    private func makeDirectory() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
 
     /// Deletes the day files whose day is more than `retentionDays` before today (their names
     /// sort by date), so at least that many full days stay.
     private func deleteExpired(today: String) {
         let oldestKeptMs = (Timestamp.epochMsOfDay(today) ?? 0) - Int64(retentionDays) * 86_400_000
-        let oldestKept = "audit-" + String(Timestamp.iso8601(ms: oldestKeptMs).prefix(10)) + ".jsonl"
+        let oldestKept = Self.fileName(day: String(Timestamp.iso8601(ms: oldestKeptMs).prefix(10)))
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         for name in names where name.hasPrefix("audit-") && name.hasSuffix(".jsonl") && name.count == oldestKept.count && name < oldestKept {
             if unlink(directory + "/" + name) == 0 {

@@ -56,8 +56,8 @@ public final class GatewayTokens: Sendable {
     public init(path: String, logger: Logger) throws(AggregatorStartError) {
         self.path = path
         self.logger = logger
-        let (entries, stamp) = try Self.read(path)
-        state = Mutex(State(entries: entries, seen: stamp, checkedAt: .now))
+        let stamp = Stamp(path)
+        state = Mutex(State(entries: try Self.read(path), seen: stamp, checkedAt: .now))
         var info = stat()
         if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
             logger.warning("gateway token file is readable by other users; chmod 600 it", metadata: ["file": "\(path)"])
@@ -93,7 +93,7 @@ public final class GatewayTokens: Sendable {
             return entries
         }
         do {
-            let (fresh, _) = try Self.read(path)
+            let fresh = try Self.read(path)
             state.withLock { $0.entries = fresh }
             logger.notice("gateway tokens reloaded", metadata: ["file": "\(path)", "gateways": "\(fresh.count)"])
             return fresh
@@ -103,8 +103,7 @@ public final class GatewayTokens: Sendable {
         }
     }
 
-    private static func read(_ path: String) throws(AggregatorStartError) -> ([Entry], Stamp?) {
-        let stamp = Stamp(path)
+    private static func read(_ path: String) throws(AggregatorStartError) -> [Entry] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw AggregatorStartError(message: "gateway_auth.token_file: cannot read \(path)")
         }
@@ -112,7 +111,7 @@ public final class GatewayTokens: Sendable {
         guard !entries.isEmpty else {
             throw AggregatorStartError(message: "gateway_auth.token_file \(path) holds no GATEWAY_ID TOKEN line")
         }
-        return (entries, stamp)
+        return entries
     }
 
     /// The entries of the file's text (see `GatewayTokenFile`); errors name the file and line.

@@ -115,11 +115,7 @@ struct GatewayAuthTests {
     }
 
     static func post(_ request: Tributary_V1_SyncRequest, token: String?, to url: String, http: HTTPClient) async throws -> Answer {
-        var post = HTTPClientRequest(url: url + WireProtocol.batchesPath)
-        post.method = .POST
-        post.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
-        if let token { post.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        post.body = .bytes(ByteBuffer(bytes: try request.serializedBytes() as [UInt8]))
+        let post = SyncClient.batchRequest(url: url, body: ByteBuffer(bytes: try request.serializedBytes() as [UInt8]), encoding: .identity, token: token)
         let response = try await http.execute(post, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 1 << 20)
         let ack = try? Tributary_V1_Ack(serializedBytes: Array(buffer: body))

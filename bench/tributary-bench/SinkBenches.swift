@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import CSQLite
 import Foundation
 import NIOCore
+import TributaryAgent
 import TributaryAggregator
 import TributaryClickHouse
 import TributaryCore
@@ -76,12 +77,7 @@ struct SinkLoad {
 
     private static func send(_ request: Request, to url: String, http: HTTPClient) async throws {
         while true {
-            var post = HTTPClientRequest(url: url + WireProtocol.batchesPath)
-            post.method = .POST
-            post.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
-            post.headers.add(name: WireProtocol.versionHeader, value: WireProtocol.version)
-            post.headers.add(name: "Content-Encoding", value: ContentEncoding.zstd.rawValue)
-            post.body = .bytes(request.body)
+            let post = SyncClient.batchRequest(url: url, body: request.body, encoding: .zstd, token: nil)
             let response = try await http.execute(post, timeout: .seconds(120))
             let bytes = try await response.body.collect(upTo: 1 << 20)
             switch response.status.code {
