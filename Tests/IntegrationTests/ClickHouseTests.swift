@@ -240,15 +240,16 @@ struct ClickHouseTests {
     func tls() async throws {
         let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
         defer { dir.remove() }
-        let files = try await Self.makeCertificates(in: dir)
-        let server = try await ClickHouseServer(directory: dir.file("clickhouse"), tls: (files.certificate, files.key))
+        let pki = try await TestPKI(in: dir)
+        let serverFiles = try await pki.server()
+        let server = try await ClickHouseServer(directory: dir.file("clickhouse"), tls: (serverFiles.certificate, serverFiles.key))
         let url = server.url(secure: true)
 
         let (exitCode, log) = try await Self.runAggregator(in: dir, sink: url)
         #expect(exitCode == 1 && log.contains("TLS with ClickHouse") && log.contains("CERTIFICATE_VERIFY_FAILED"), "\(log)")
 
         let harness = try await ProcessHarness(gatewayID: "gw-ch-tls", aggregatorSettings: Self.fast,
-                                               aggregatorConfig: ["clickhouse:", "  ca_file: \(files.ca)"],
+                                               aggregatorConfig: ["clickhouse:", "  ca_file: \(pki.caFile)"],
                                                sinkURL: url, verifySinkURL: server.url())
         defer { harness.dir.remove() }
         let aggregator = try await harness.startAggregator()
@@ -256,27 +257,9 @@ struct ClickHouseTests {
         let manifest = try await harness.publish(500, rate: 500).value
         let report = try await harness.verifyWhenComplete(manifest)
         #expect(report.passed, "\(report)")
-        #expect(try await Verifier.verify(manifest, sink: url, caFile: files.ca).passed, "verify reads over TLS too")
+        #expect(try await Verifier.verify(manifest, sink: url, caFile: pki.caFile).passed, "verify reads over TLS too")
         await harness.stop(agent, aggregator)
         await server.stop()
-    }
-
-    /// A CA and a certificate for 127.0.0.1 signed by it, made with openssl for this test.
-    static func makeCertificates(in dir: TemporaryDirectory) async throws -> (ca: String, certificate: String, key: String) {
-        func openssl(_ arguments: [String]) async throws {
-            let process = try ChildProcess(executable: "/usr/bin/openssl", arguments: arguments, logFile: dir.file("openssl.log"))
-            guard ProcessHarness.exitCode(await process.wait()) == 0 else {
-                throw TestingError("openssl \(arguments.first ?? "") failed: \(ProcessHarness.tail(dir.file("openssl.log")))")
-            }
-        }
-        try "subjectAltName=IP:127.0.0.1\n".write(toFile: dir.file("san.cnf"), atomically: true, encoding: .utf8)
-        try await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("ca.key"), "-out", dir.file("ca.pem"),
-                     "-days", "2", "-subj", "/CN=Tributary test CA"])
-        try await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("server.key"), "-out", dir.file("server.csr"),
-                     "-subj", "/CN=127.0.0.1"])
-        try await openssl(["x509", "-req", "-in", dir.file("server.csr"), "-CA", dir.file("ca.pem"), "-CAkey", dir.file("ca.key"),
-                     "-CAcreateserial", "-out", dir.file("server.pem"), "-days", "2", "-extfile", dir.file("san.cnf")])
-        return (dir.file("ca.pem"), dir.file("server.pem"), dir.file("server.key"))
     }
 
     /// A file under `deploy/clickhouse/` of this checkout.
