@@ -27,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // Already built for hummingbird's dependencies; the aggregator reads gateway ids from
+        // client certificates with it.
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     ],
     targets: [
         // C libraries: each is imported by exactly one Swift module.
@@ -82,6 +85,12 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings),
+        // TLS settings from PEM files, checked at start: the aggregator's server side, and the
+        // clients that talk to it (agent, fleet simulator, tributaryctl).
+        .target(
+            name: "TributaryTLS",
+            dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")],
+            swiftSettings: swiftSettings),
         // Log output for the executables: text, or one JSON object per line.
         .target(
             name: "TributaryLogging",
@@ -91,8 +100,9 @@ let package = Package(
             name: "TributaryAgent",
             dependencies: [
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig", "TributaryLogging",
-                "TributarySparkplug",
+                "TributarySparkplug", "TributaryTLS",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -104,10 +114,14 @@ let package = Package(
             name: "TributaryAggregator",
             dependencies: [
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
+                "TributaryTLS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
@@ -117,6 +131,7 @@ let package = Package(
             dependencies: [
                 "TributaryCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings),
@@ -163,7 +178,7 @@ let package = Package(
         .executableTarget(
             name: "tributaryctl",
             dependencies: [
-                "TributaryCtl", "TributaryCore",
+                "TributaryCtl", "TributaryCore", "TributaryTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Executables/tributaryctl",
@@ -204,7 +219,7 @@ let package = Package(
         .testTarget(
             name: "TributaryAggregatorTests",
             dependencies: [
-                "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryClickHouse",
+                "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryClickHouse", "TributaryTLS",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),
@@ -225,6 +240,8 @@ let package = Package(
             dependencies: [
                 "TributaryAgent", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
                 "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
+                "TributaryTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

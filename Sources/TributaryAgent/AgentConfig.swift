@@ -106,8 +106,26 @@ public struct AgentConfig: Sendable {
         /// This gateway's token, sent as `Authorization: Bearer`, read from `token_file` at
         /// start. Nil: none sent (an aggregator without gateway_auth).
         public var token: String?
+        /// `aggregator.tls`, for an https:// URL. Nil: the system's CAs, no client certificate.
+        public var tls: ClientTLS?
 
         public init(url: String) { self.url = url }
+    }
+
+    /// How the agent checks the aggregator, and proves itself to one that asks for a client
+    /// certificate (whose subject common name must be this gateway's id).
+    public struct ClientTLS: Sendable, Equatable {
+        /// PEM: the CA(s) that signed the aggregator's certificate. Nil: the system's CAs.
+        public var caFile: String?
+        /// PEM: this gateway's certificate and key; both or neither.
+        public var certificateFile: String?
+        public var keyFile: String?
+
+        public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+            self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+        }
     }
 
     public init(gatewayID: String, dataDirectory: String, mqtt: MQTT, buffer: Buffer = .init(), aggregator: Aggregator) {
@@ -222,6 +240,17 @@ extension AgentConfig {
                     throw s.error("token_file", "\(path) must hold one token of at least 16 characters")
                 }
                 aggregator.token = token
+            }
+            if let t = try s.section("tls") {
+                guard url.hasPrefix("https://") else {
+                    throw s.error("tls", "the url \(url) is not https://, so this section would not be used")
+                }
+                let tls = ClientTLS(caFile: try t.readableFile("ca_file"), certificateFile: try t.readableFile("cert_file"),
+                                    keyFile: try t.readableFile("key_file"))
+                guard (tls.certificateFile == nil) == (tls.keyFile == nil) else {
+                    throw t.error(tls.certificateFile == nil ? "cert_file" : "key_file", "set cert_file and key_file together")
+                }
+                aggregator.tls = tls
             }
         }
         let fileStatusListen = try root.string("status_listen")

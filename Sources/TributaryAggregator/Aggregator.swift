@@ -2,6 +2,8 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import HummingbirdTLS
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import TributaryCore
@@ -14,7 +16,7 @@ public final class Aggregator: Sendable {
     public let sink: any Sink
     public let registry: FleetRegistry
     public let ingestor: BatchIngestor
-    private let application: Application<RouterResponder<BasicRequestContext>>
+    private let application: Application<RouterResponder<AggregatorRequestContext>>
     private let boundPort: BoundPort
     private let logger: Logger
 
@@ -39,8 +41,18 @@ public final class Aggregator: Sendable {
         let gatewayTokens = try config.gatewayTokenFile.map { path throws(AggregatorStartError) in try GatewayTokens(path: path, logger: logger) }
         if let gatewayTokens {
             logger.info("batches need their gateway's token", metadata: ["file": "\(gatewayTokens.path)", "gateways": "\(gatewayTokens.count)"])
-        } else {
-            logger.warning("no gateway_auth.token_file: batches are taken from anyone who can reach this port, for any gateway")
+        }
+        let tls = try config.tls.map { tls throws(AggregatorStartError) in try tls.serverConfiguration() }
+        if let settings = config.tls {
+            logger.info("HTTPS", metadata: [
+                "cert_file": "\(settings.certificateFile)",
+                "client_certificates": "\(settings.clientCAFile.map { "\(settings.clientCertificates.rawValue), signed by \($0)" } ?? "not asked for")",
+            ])
+        }
+        if gatewayTokens == nil && config.tls?.clientCAFile == nil {
+            logger.warning("neither gateway_auth.token_file nor tls.client_ca_file: batches are taken from anyone who can reach this port, for any gateway")
+        } else if config.tls == nil {
+            logger.warning("no tls section: gateway tokens and readings cross the network in clear")
         }
         let boundPort = BoundPort()
         self.boundPort = boundPort
@@ -53,6 +65,11 @@ public final class Aggregator: Sendable {
                                  gatewayTokens: gatewayTokens, audit: audit, readiness: readiness)
         application = Application(
             router: router,
+            server: try tls.map { configuration throws(AggregatorStartError) in
+                do { return try .tls(.http1(), tlsConfiguration: configuration) } catch {
+                    throw AggregatorStartError(message: "tls: \(error)")
+                }
+            } ?? .http1(),
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "tributary-aggregator"),
             onServerRunning: { channel in
                 boundPort.set(channel.localAddress?.port ?? 0)
@@ -88,18 +105,21 @@ public final class Aggregator: Sendable {
     }
 
     static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor,
-                       token: AdminToken, gatewayTokens: GatewayTokens?, audit: AuditLog, readiness: SinkReadiness) -> Router<BasicRequestContext> {
-        let router = Router()
+                       token: AdminToken, gatewayTokens: GatewayTokens?, audit: AuditLog, readiness: SinkReadiness) -> Router<AggregatorRequestContext> {
+        let router = Router(context: AggregatorRequestContext.self)
         router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
             let receivedAtMs = WallClock.nowMs()
-            // Who is talking, before anything else is read (nil: no tokens are configured).
+            // Who is talking, before anything else is read (nil: nothing is configured to say).
+            let certificate = config.tls?.clientCAFile == nil ? nil : await ClientCertificate.identity(on: context.channel)
+            let credentials = BatchCredentials.decide(certificate: certificate,
+                                                      token: gatewayTokens?.authenticate(authorization: request.headers[.authorization]),
+                                                      certificatesConfigured: config.tls?.clientCAFile != nil)
             var authenticated: String?
             var refused: BatchIngestor.Response?
-            switch gatewayTokens?.authenticate(authorization: request.headers[.authorization]) {
-            case .gateway(let id)?: authenticated = id
-            case .missing?: refused = ingestor.refusal(401, reason: "this aggregator takes batches only with the gateway's token (Authorization: Bearer TOKEN)")
-            case .unknown?: refused = ingestor.refusal(401, reason: "the token is not one this aggregator knows")
-            case nil: break
+            switch credentials {
+            case .gateway(let id, _): authenticated = id
+            case .refused(let status, let reason): refused = ingestor.refusal(status, reason: reason)
+            case .open: break
             }
             // Admitted before the body is read, by its declared length: memory stays bounded
             // by max_in_flight_bytes however many agents send at once.
@@ -122,7 +142,7 @@ public final class Aggregator: Sendable {
                         contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs, authenticatedGateway: authenticated)
                 }
             }
-            audit.record(Self.auditEvent(result, authenticated: authenticated, tokensRequired: gatewayTokens != nil))
+            audit.record(Self.auditEvent(result, authenticated: authenticated, credentialsRequired: credentials != .open))
             var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
             if result.httpStatus == 401 { headers[.wwwAuthenticate] = "Bearer" }
             if let retryAfter = result.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
@@ -204,9 +224,9 @@ public final class Aggregator: Sendable {
     }
 
     /// What the audit log says of a request to /v1/batches.
-    static func auditEvent(_ result: BatchIngestor.Response, authenticated: String?, tokensRequired: Bool) -> AuditLog.Event {
+    static func auditEvent(_ result: BatchIngestor.Response, authenticated: String?, credentialsRequired: Bool) -> AuditLog.Event {
         let actor = authenticated.map { "gateway:\($0)" }
-            ?? (tokensRequired || result.claimedGateway.isEmpty ? "unauthenticated" : "claimed:\(Printable.clean(result.claimedGateway, maxLength: 128))")
+            ?? (credentialsRequired || result.claimedGateway.isEmpty ? "unauthenticated" : "claimed:\(Printable.clean(result.claimedGateway, maxLength: 128))")
         let ack = result.ack
         let outcome = switch ack.outcome {
         case .accepted: "accepted"

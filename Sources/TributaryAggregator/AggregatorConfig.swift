@@ -24,6 +24,8 @@ public struct AggregatorConfig: Sendable {
     /// `gateway_auth.token_file`: per-gateway bearer tokens for `/v1/batches` (see
     /// `GatewayTokens`). Nil (the default): batches are taken from anyone who reaches the port.
     public var gatewayTokenFile: String?
+    /// The `tls:` section: HTTPS, and optionally gateway client certificates. Nil: plain HTTP.
+    public var tls: ServerTLS?
     /// `audit.dir`: where the audit log's day files go. Default `<data_dir>/audit`.
     public var auditDirectory: String?
     /// `audit.retention_days`: day files older than this are deleted. Default 180.
@@ -36,6 +38,31 @@ public struct AggregatorConfig: Sendable {
     public enum AdminTokenSource: Sendable, Equatable {
         case inline(String)
         case file(path: String, createIfMissing: Bool)
+    }
+
+    /// HTTPS for everything the aggregator serves, and, with `client_ca_file`, gateways that
+    /// prove who they are by a client certificate whose subject common name is their id.
+    public struct ServerTLS: Sendable, Equatable {
+        /// PEM: the aggregator's certificate, then any intermediates.
+        public var certificateFile: String
+        public var keyFile: String
+        /// PEM: the CA(s) that sign gateway certificates. Nil: no client certificates asked for.
+        public var clientCAFile: String?
+        public var clientCertificates = ClientCertificates.optional
+
+        public enum ClientCertificates: String, Sendable, CaseIterable {
+            /// Asked for and verified when presented; a connection without one may still be an
+            /// operator (tributaryctl, Prometheus) or a gateway with a token.
+            case optional
+            /// The handshake fails without a valid one: every client needs a certificate.
+            case required
+        }
+
+        public init(certificateFile: String, keyFile: String, clientCAFile: String? = nil) {
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.clientCAFile = clientCAFile
+        }
     }
 
     public struct Limits: Sendable {
@@ -159,6 +186,16 @@ public struct AggregatorConfig: Sendable {
             guard let path = try s.string("token_file") else { throw s.error("token_file", "required: the file of GATEWAY_ID TOKEN lines") }
             config.gatewayTokenFile = path
         }
+        if let s = try root.section("tls") {
+            guard let certificate = try s.readableFile("cert_file") else { throw s.error("cert_file", "required: the aggregator's certificate (PEM)") }
+            guard let key = try s.readableFile("key_file") else { throw s.error("key_file", "required: the key of cert_file (PEM)") }
+            var tls = ServerTLS(certificateFile: certificate, keyFile: key, clientCAFile: try s.readableFile("client_ca_file"))
+            if let mode = try s.choice("client_certificates", of: ServerTLS.ClientCertificates.self) {
+                guard tls.clientCAFile != nil else { throw s.error("client_certificates", "needs client_ca_file, the CA that signs gateway certificates") }
+                tls.clientCertificates = mode
+            }
+            config.tls = tls
+        }
         if let s = try root.section("audit") {
             config.auditDirectory = try s.string("dir")
             config.auditRetentionDays = try s.int("retention_days", range: 1...36_500) ?? config.auditRetentionDays
@@ -185,10 +222,7 @@ public struct AggregatorConfig: Sendable {
         if let seconds = try s.int("timeout_seconds", range: 1...3600) { clickHouse.timeout = .seconds(seconds) }
         clickHouse.maxInsertBatches = try s.int("max_insert_batches", range: 1...100_000) ?? clickHouse.maxInsertBatches
         clickHouse.maxInsertReadings = try s.int("max_insert_readings", range: 1...100_000_000) ?? clickHouse.maxInsertReadings
-        if let caFile = try s.string("ca_file") {
-            guard FileManager.default.isReadableFile(atPath: caFile) else { throw s.error("ca_file", "cannot read \(caFile)") }
-            clickHouse.caFile = caFile
-        }
+        if let caFile = try s.readableFile("ca_file") { clickHouse.caFile = caFile }
         guard case .clickhouse(var endpoint) = sink else { return }
         if let user {
             guard endpoint.user == nil else { throw s.error("user", "the sink URL names a user already; set it in one place") }

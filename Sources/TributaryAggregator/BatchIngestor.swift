@@ -99,8 +99,8 @@ public final class BatchIngestor: Sendable {
 
     /// Decodes, validates and writes an admitted request. `receivedAtMs` is when its first byte
     /// arrived (NTP's t2): stamped after a slow upload, it would bias the skew estimate.
-    /// `authenticatedGateway` is the gateway whose token the request carried (nil when the
-    /// aggregator has no tokens): it may speak only for itself.
+    /// `authenticatedGateway` is the gateway the request's certificate or token proved (nil when
+    /// the aggregator asks for neither): it may speak only for itself.
     func process(body: [UInt8], contentType: String?, contentEncoding: String?, receivedAtMs: Int64 = WallClock.nowMs(),
                  authenticatedGateway: String? = nil) async -> Response {
         var claimed = ""
@@ -120,7 +120,7 @@ public final class BatchIngestor: Sendable {
             if let authenticatedGateway, !Self.sameID(request.status.gatewayID, authenticatedGateway) {
                 // Not recorded in the registry: the claimed gateway did not send it. 403: the
                 // agent keeps its batches and retries (its token or id is misconfigured).
-                throw RequestError(status: 403, reason: "the token is gateway \(authenticatedGateway)'s; the request speaks for '\(Printable.clean(request.status.gatewayID, maxLength: 64))'")
+                throw RequestError(status: 403, reason: "the credentials are gateway \(authenticatedGateway)'s; the request speaks for '\(Printable.clean(request.status.gatewayID, maxLength: 64))'")
             }
         } catch {
             metrics.count(.rejected)

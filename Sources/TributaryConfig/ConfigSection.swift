@@ -112,6 +112,19 @@ public final class ConfigSection {
         }
     }
 
+    /// A path to a file this process can read now (certificates, keys, CA bundles): a file
+    /// that is missing or unreadable is an error naming the key, found at start, not at the
+    /// first connection.
+    public func readableFile(_ key: String) throws(ConfigError) -> String? {
+        guard let path = try string(key) else { return nil }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw error(key, "\(path) does not exist or is not a file")
+        }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw error(key, "cannot read \(path)") }
+        return path
+    }
+
     /// A value from a fixed set, e.g. a format name; the error lists the choices.
     public func choice<T: RawRepresentable & CaseIterable>(_ key: String, of: T.Type) throws(ConfigError) -> T? where T.RawValue == String {
         guard let text = try string(key) else { return nil }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOSSL
 import TributaryCore
 
 /// Reads an aggregator's admin API with the operator token.
@@ -13,10 +14,13 @@ public struct FleetClient: Sendable {
 
     public let base: String
     public let token: String?
+    /// For an https:// aggregator whose certificate the system's CAs do not vouch for.
+    public let tls: TLSConfiguration?
 
-    public init(aggregator: String, token: String?) {
+    public init(aggregator: String, token: String?, tls: TLSConfiguration? = nil) {
         base = aggregator.hasSuffix("/") ? String(aggregator.dropLast()) : aggregator
         self.token = token
+        self.tls = tls
     }
 
     /// The fleet view, and the JSON as received.
@@ -34,6 +38,7 @@ public struct FleetClient: Sendable {
 
     private func get(_ path: String) async throws(FetchError) -> Data {
         var request = HTTPClientRequest(url: base + path)
+        request.tlsConfiguration = tls
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOSSL
 import Testing
 import TributaryAgent
 import TributaryCore
@@ -71,10 +72,8 @@ struct GatewayAuthTests {
             #expect(try Self.rawRows(harness) == 6)
 
             // The audit log has every request: who, what, and the answer.
-            let auditDir = harness.directory.file("aggregator/audit")
-            let text = try FileManager.default.contentsOfDirectory(atPath: auditDir).sorted()
-                .map { try String(contentsOfFile: auditDir + "/" + $0, encoding: .utf8) }.joined()
-            let lines = text.split(separator: "\n")
+            let lines = try Self.auditLines(harness)
+            let text = lines.joined(separator: "\n")
             func count(_ fragments: String...) -> Int { lines.filter { line in fragments.allSatisfy { line.contains($0) } }.count }
             #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401", "only with the gateway's token") == 1)
             // The unknown token, the old one after the rotation, and the new one while it was not read yet.
@@ -114,12 +113,22 @@ struct GatewayAuthTests {
         var description: String { "HTTP \(status): \(reason)" }
     }
 
-    static func post(_ request: Tributary_V1_SyncRequest, token: String?, to url: String, http: HTTPClient) async throws -> Answer {
-        let post = SyncClient.batchRequest(url: url, body: ByteBuffer(bytes: try request.serializedBytes() as [UInt8]), encoding: .identity, token: token)
+    static func post(_ request: Tributary_V1_SyncRequest, token: String?, to url: String, http: HTTPClient,
+                     tls: TLSConfiguration? = nil) async throws -> Answer {
+        var post = SyncClient.batchRequest(url: url, body: ByteBuffer(bytes: try request.serializedBytes() as [UInt8]), encoding: .identity, token: token)
+        post.tlsConfiguration = tls
         let response = try await http.execute(post, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 1 << 20)
         let ack = try? Tributary_V1_Ack(serializedBytes: Array(buffer: body))
         return Answer(status: response.status.code, reason: ack?.reason ?? "", wwwAuthenticate: response.headers.first(name: "WWW-Authenticate"))
+    }
+
+    /// Every line of the aggregator's audit log, oldest day first.
+    static func auditLines(_ harness: Harness) throws -> [String] {
+        let auditDir = harness.directory.file("aggregator/audit")
+        return try FileManager.default.contentsOfDirectory(atPath: auditDir).sorted()
+            .map { try String(contentsOfFile: auditDir + "/" + $0, encoding: .utf8) }.joined()
+            .split(separator: "\n").map(String.init)
     }
 
     /// Readings the hand-made requests wrote.

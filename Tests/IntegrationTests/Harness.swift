@@ -4,6 +4,8 @@ import ServiceLifecycle
 import TributaryAgent
 import TributaryAggregator
 import TributaryTesting
+import TributaryTLS
+import NIOSSL
 
 /// Real parts for one test: a mosquitto broker, an aggregator with its SQLite sink, and
 /// agents started and stopped at will, all in a temporary directory on loopback ports.
@@ -12,14 +14,20 @@ final class Harness: @unchecked Sendable {
     let broker: MosquittoBroker
     let aggregator: Aggregator
     let aggregatorURL: String
+    /// What a client needs to trust the aggregator's certificate (nil: plain HTTP).
+    let clientTLS: TLSConfiguration?
     let logger: Logger
     private let aggregatorGroup: ServiceGroup
     private let aggregatorTask: Task<Void, any Error>
 
     /// With `gatewayTokens` (gateway id, token), the aggregator requires them
-    /// (`gateway_auth.token_file`, written to `gatewayTokenFile`).
-    init(gatewayTokens: [(String, String)]? = nil) async throws {
-        directory = try TemporaryDirectory()
+    /// (`gateway_auth.token_file`, written to `gatewayTokenFile`). With `tls`, it serves HTTPS
+    /// (its files made in `directory` by the caller, hence `directory` as a parameter).
+    init(gatewayTokens: [(String, String)]? = nil, tls: AggregatorConfig.ServerTLS? = nil, trusting caFile: String? = nil,
+         directory: TemporaryDirectory? = nil) async throws {
+        clientTLS = try caFile.map { try TLSFiles.trusting($0, key: "test CA") }
+        let directory = try directory ?? TemporaryDirectory()
+        self.directory = directory
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         self.logger = logger
@@ -32,11 +40,12 @@ final class Harness: @unchecked Sendable {
             try gatewayTokens.map { "\($0.0) \($0.1)\n" }.joined().write(toFile: directory.file("gateway-tokens"), atomically: true, encoding: .utf8)
             config.gatewayTokenFile = directory.file("gateway-tokens")
         }
+        config.tls = tls
         aggregator = try Aggregator(config: config, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [aggregator.service], logger: logger))
         aggregatorGroup = group
         aggregatorTask = Task { try await group.run() }
-        aggregatorURL = "http://127.0.0.1:\(await aggregator.port())"
+        aggregatorURL = "\(tls == nil ? "http" : "https")://127.0.0.1:\(await aggregator.port())"
     }
 
     var sinkURL: String { "sqlite:" + directory.file("aggregator/sink.sqlite") }

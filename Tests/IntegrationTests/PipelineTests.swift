@@ -101,5 +101,6 @@ struct PipelineTests {
 
 func fetchFleet(_ harness: Harness) async throws -> (view: FleetView, json: Data) {
     let token = try String(contentsOfFile: harness.directory.file("aggregator/admin-token"), encoding: .utf8)
-    return try await FleetClient(aggregator: harness.aggregatorURL, token: token.trimmingCharacters(in: .whitespacesAndNewlines)).fleet()
+    return try await FleetClient(aggregator: harness.aggregatorURL, token: token.trimmingCharacters(in: .whitespacesAndNewlines),
+                                 tls: harness.clientTLS).fleet()
 }

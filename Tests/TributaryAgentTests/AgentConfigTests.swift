@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TributaryConfig
 @testable import TributaryAgent
+import TributaryTesting
 
 @Suite("agent configuration")
 struct AgentConfigTests {
@@ -103,5 +104,33 @@ struct AgentConfigTests {
         #expect(try AgentConfig.parse(yaml: yaml, file: "a.yaml").aggregator.token == "0123456789abcdef0123")
         try "short\n".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(throws: ConfigError.self) { try AgentConfig.parse(yaml: yaml, file: "a.yaml") }
+    }
+
+    @Test func aggregatorTLSFilesAreCheckedAtStart() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let pki = try await TestPKI(in: dir)
+        let own = try await pki.client("gw-1")
+        func yaml(url: String = "https://127.0.0.1:8470", _ tls: String) -> String {
+            Self.issueExample.replacingOccurrences(of: "  url: http://127.0.0.1:8470", with: "  url: \(url)\n  tls:\n" + tls)
+        }
+        let config = try AgentConfig.parse(yaml: yaml("    ca_file: \(pki.caFile)\n    cert_file: \(own.certificate)\n    key_file: \(own.key)\n"), file: "a.yaml")
+        #expect(config.aggregator.tls == .init(caFile: pki.caFile, certificateFile: own.certificate, keyFile: own.key))
+        _ = try config.aggregator.tls?.clientConfiguration()
+
+        func refused(_ yaml: String, key: String, _ message: String) {
+            #expect {
+                _ = try AgentConfig.parse(yaml: yaml, file: "a.yaml")
+            } throws: { error in
+                (error as? ConfigError)?.key == key && "\(error)".contains(message) && "\(error)".contains("a.yaml")
+            }
+        }
+        refused(yaml(url: "http://127.0.0.1:8470", "    ca_file: \(pki.caFile)\n"), key: "aggregator.tls", "not https://")
+        refused(yaml("    ca_file: \(dir.file("nope.pem"))\n"), key: "aggregator.tls.ca_file", "nope.pem")
+        refused(yaml("    cert_file: \(own.certificate)\n"), key: "aggregator.tls.key_file", "together")
+        // A key that is not the certificate's: found when the agent starts, not at the first batch.
+        let other = try await pki.client("gw-2")
+        let mismatched = try AgentConfig.parse(yaml: yaml("    cert_file: \(own.certificate)\n    key_file: \(other.key)\n"), file: "a.yaml")
+        #expect { _ = try mismatched.aggregator.tls?.clientConfiguration() } throws: { "\($0)".contains("aggregator.tls") }
     }
 }

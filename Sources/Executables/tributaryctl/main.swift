@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TributaryCore
 import TributaryCtl
+import TributaryTLS
 
 @main
 struct Ctl: AsyncParsableCommand {
@@ -25,10 +26,14 @@ struct Connection: ParsableArguments {
     @Option(name: .long, help: "File holding the operator token (default: $TRIBUTARY_TOKEN_FILE, else the aggregator's own file when readable; an empty $TRIBUTARY_TOKEN_FILE turns that off).")
     var tokenFile: String?
 
+    @Option(name: .long, help: "PEM file of the CA that signed an https:// aggregator's certificate (default: $TRIBUTARY_CA_FILE, else the system's CAs).")
+    var caFile: String? = ProcessInfo.processInfo.environment["TRIBUTARY_CA_FILE"]
+
     func client() throws -> FleetClient {
         do {
             let token = try FleetClient.resolveToken(flag: token, file: tokenFile, environment: ProcessInfo.processInfo.environment)
-            return FleetClient(aggregator: aggregator, token: token)
+            return FleetClient(aggregator: aggregator, token: token,
+                               tls: try caFile.map { path throws(TLSFiles.Problem) in try TLSFiles.trusting(path, key: "--ca-file") })
         } catch {
             throw Failure("tributaryctl: \(error)")
         }

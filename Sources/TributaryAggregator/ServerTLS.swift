@@ -1,0 +1,69 @@
+import Hummingbird
+import NIOCore
+import NIOSSL
+import TributaryTLS
+import X509
+
+extension AggregatorConfig.ServerTLS {
+    /// NIOSSL's server side, checked now (see `TLSFiles`).
+    func serverConfiguration() throws(AggregatorStartError) -> TLSConfiguration {
+        do {
+            var tls = try TLSFiles.server(certificateFile: certificateFile, keyFile: keyFile, keyPrefix: "tls")
+            if let clientCAFile {
+                tls.trustRoots = .certificates(try TLSFiles.certificates(clientCAFile, key: "tls.client_ca_file"))
+                // Optional: a connection without a certificate gets through the handshake, and
+                // the batches route then asks for a token instead; one that shows a certificate
+                // has it verified (chain, dates) either way.
+                tls.certificateVerification = clientCertificates == .required ? .noHostnameVerification : .optionalVerification
+                tls.sendCANameList = true
+                tls = try TLSFiles.checked(tls, keyPrefix: "tls")
+            }
+            return tls
+        } catch {
+            throw AggregatorStartError(message: error.description)
+        }
+    }
+}
+
+/// A gateway's identity from its client certificate: the subject's common name, which must
+/// be there exactly once. The handshake has already verified the certificate against
+/// `tls.client_ca_file` (chain, dates), so whoever holds its key is that gateway.
+enum ClientCertificate {
+    enum Identity: Sendable, Equatable {
+        case gateway(String)
+        /// Verified, but it names no single gateway.
+        case unusable(reason: String)
+    }
+
+    static func identity(of certificate: NIOSSLCertificate) -> Identity {
+        let parsed: Certificate
+        do {
+            parsed = try Certificate(derEncoded: try certificate.toDERBytes())
+        } catch {
+            return .unusable(reason: "the client certificate cannot be read (\(error))")
+        }
+        let names = parsed.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }
+        guard names.count == 1, let name = String(names[0].value), !name.isEmpty else {
+            return .unusable(reason: "the client certificate's subject must hold exactly one common name, the gateway id; it holds \(names.count)")
+        }
+        return .gateway(name)
+    }
+
+    /// The identity shown on `channel`'s TLS connection; nil when it showed no certificate.
+    static func identity(on channel: any Channel) async -> Identity? {
+        guard let certificate = try? await channel.nioSSL_peerCertificate().get() else { return nil }
+        return identity(of: certificate)
+    }
+}
+
+/// Hummingbird's request context plus the connection, whose TLS handler holds the client
+/// certificate a gateway showed.
+public struct AggregatorRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}

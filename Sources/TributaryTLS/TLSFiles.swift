@@ -1,0 +1,71 @@
+import NIOSSL
+
+/// TLS settings built from PEM files named in a config, checked when they are read: a file
+/// that is not PEM, or a key that does not match its certificate, is reported at start with
+/// the config key named, not at the first handshake. Peers' names are always verified; there
+/// is no setting that turns verification off.
+public enum TLSFiles {
+    public struct Problem: Error, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// A client: trusts the CAs in `caFile` (nil: the system's), and shows a certificate when
+    /// given one. `keyPrefix` (e.g. `aggregator.tls`) names the keys in messages.
+    public static func client(caFile: String?, certificateFile: String?, keyFile: String?, keyPrefix: String) throws(Problem) -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let caFile { tls = try trusting(caFile, key: "\(keyPrefix).ca_file") }
+        if let certificateFile, let keyFile {
+            tls.certificateChain = try certificates(certificateFile, key: "\(keyPrefix).cert_file").map { .certificate($0) }
+            tls.privateKey = .privateKey(try privateKey(keyFile, key: "\(keyPrefix).key_file"))
+        }
+        return try checked(tls, keyPrefix: keyPrefix)
+    }
+
+    /// A client that trusts only the CAs in `caFile`; `key` is the setting or flag that named it.
+    public static func trusting(_ caFile: String, key: String) throws(Problem) -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates(try certificates(caFile, key: key))
+        return tls
+    }
+
+    /// A server showing `certificateFile` (its certificate, then intermediates).
+    public static func server(certificateFile: String, keyFile: String, keyPrefix: String) throws(Problem) -> TLSConfiguration {
+        let chain = try certificates(certificateFile, key: "\(keyPrefix).cert_file")
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
+                                                           privateKey: .privateKey(try privateKey(keyFile, key: "\(keyPrefix).key_file")))
+        tls.minimumTLSVersion = .tlsv12
+        return try checked(tls, keyPrefix: keyPrefix)
+    }
+
+    public static func certificates(_ path: String, key: String) throws(Problem) -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMFile(path)
+        } catch {
+            throw Problem(description: "\(key): cannot read certificates from \(path) (\(error))")
+        }
+        guard !certificates.isEmpty else { throw Problem(description: "\(key): \(path) holds no PEM certificate") }
+        return certificates
+    }
+
+    static func privateKey(_ path: String, key: String) throws(Problem) -> NIOSSLPrivateKey {
+        do {
+            return try NIOSSLPrivateKey(file: path, format: .pem)
+        } catch {
+            throw Problem(description: "\(key): \(path) holds no usable PEM private key (\(error)); encrypted keys are not supported")
+        }
+    }
+
+    /// Builds a context once, as the first connection would: this is where a key that does not
+    /// match its certificate shows.
+    public static func checked(_ tls: TLSConfiguration, keyPrefix: String) throws(Problem) -> TLSConfiguration {
+        do {
+            _ = try NIOSSLContext(configuration: tls)
+        } catch {
+            throw Problem(description: "\(keyPrefix): the certificate and key do not make a usable pair (\(error))")
+        }
+        return tls
+    }
+}
