@@ -70,7 +70,7 @@ struct AgentConfigTests {
         (issueExample + "\nbuffer:\n  synchronous: sometimes\n", "buffer.synchronous", "not one of"),
         (issueExample.replacingOccurrences(of: "format: number", with: "format: xml"), "mqtt.subscriptions[0].format", "not one of"),
         (issueExample.replacingOccurrences(of: "{metric}\"", with: "{metrik}\""), "mqtt.subscriptions[0].template", "unknown placeholder"),
-        (issueExample.replacingOccurrences(of: "mqtt://127.0.0.1:1883", with: "tcp://x:1"), "mqtt.broker", "only mqtt://"),
+        (issueExample.replacingOccurrences(of: "mqtt://127.0.0.1:1883", with: "tcp://x:1"), "mqtt.broker", "supported schemes are mqtt:// and mqtts://"),
         (issueExample + "\naggregator_typo: 1\n", "aggregator_typo", "unknown key"),
         ("gateway_id: gw\n", "mqtt.subscriptions", "at least one subscription"),
         (issueExample.replacingOccurrences(of: "gw-001", with: "gw 001!"), "gateway_id", "letters, digits"),
