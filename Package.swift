@@ -210,6 +210,8 @@ let package = Package(
         .testTarget(
             name: "TributaryCoreTests", dependencies: ["TributaryCore"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "TributaryMQTTTests", dependencies: ["TributaryMQTT"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "TributaryWireTests",
             dependencies: ["TributaryWire", "TributaryCore"], swiftSettings: swiftSettings),
         .testTarget(

@@ -31,7 +31,12 @@ public struct AgentConfig: Sendable {
         public var reconnectMinSeconds = 1
         public var reconnectMaxSeconds = 30
         public var username: String?
+        /// From `password`, or read from `password_file` at start (one of them, with `username`).
         public var password: String?
+        /// `tls:` for an `mqtts://` broker: the CA that signs the broker's certificate
+        /// (`ca_file`; without it the system's CAs) and a client certificate (`cert_file` and
+        /// `key_file`). Nil with `mqtts://`: the system's CAs, no client certificate.
+        public var tls: MQTTClient.TLS?
         public var subscriptions: [Subscription]
 
         public init(broker: MQTTBroker, subscriptions: [Subscription]) {
@@ -112,21 +117,10 @@ public struct AgentConfig: Sendable {
         public init(url: String) { self.url = url }
     }
 
-    /// How the agent checks the aggregator, and proves itself to one that asks for a client
-    /// certificate (whose subject common name must be this gateway's id).
-    public struct ClientTLS: Sendable, Equatable {
-        /// PEM: the CA(s) that signed the aggregator's certificate. Nil: the system's CAs.
-        public var caFile: String?
-        /// PEM: this gateway's certificate and key; both or neither.
-        public var certificateFile: String?
-        public var keyFile: String?
-
-        public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
-            self.caFile = caFile
-            self.certificateFile = certificateFile
-            self.keyFile = keyFile
-        }
-    }
+    /// How the agent checks the aggregator (`ca_file`; nil: the system's CAs), and proves
+    /// itself to one that asks for a client certificate, whose subject common name must be
+    /// this gateway's id (`cert_file`, `key_file`).
+    public typealias ClientTLS = ClientTLSFiles
 
     public init(gatewayID: String, dataDirectory: String, mqtt: MQTT, buffer: Buffer = .init(), aggregator: Aggregator) {
         self.gatewayID = gatewayID
@@ -197,8 +191,15 @@ extension AgentConfig {
             mqtt.reconnectMinSeconds = try s.int("reconnect_min_seconds", range: 1...3600) ?? mqtt.reconnectMinSeconds
             mqtt.reconnectMaxSeconds = try s.int("reconnect_max_seconds", range: 1...3600) ?? mqtt.reconnectMaxSeconds
             mqtt.username = try s.string("username")
-            mqtt.password = try s.string("password")
+            mqtt.password = try parsePassword(s)
+            if mqtt.password != nil && mqtt.username == nil {
+                throw s.error("username", "a password is set (password or password_file) but no username: MQTT 3.1.1 sends a password only with a username")
+            }
+            if let files = try s.section("tls")?.clientTLSFiles() {
+                mqtt.tls = MQTTClient.TLS(caFile: files.caFile, certificateFile: files.certificateFile, keyFile: files.keyFile)
+            }
         }
+        try checkTLS(mqtt, file: file)
 
         var buffer = Buffer()
         if let s = try root.section("buffer") {
@@ -245,12 +246,7 @@ extension AgentConfig {
                 guard url.hasPrefix("https://") else {
                     throw s.error("tls", "the url \(url) is not https://, so this section would not be used")
                 }
-                let tls = ClientTLS(caFile: try t.readableFile("ca_file"), certificateFile: try t.readableFile("cert_file"),
-                                    keyFile: try t.readableFile("key_file"))
-                guard (tls.certificateFile == nil) == (tls.keyFile == nil) else {
-                    throw t.error(tls.certificateFile == nil ? "cert_file" : "key_file", "set cert_file and key_file together")
-                }
-                aggregator.tls = tls
+                aggregator.tls = try t.clientTLSFiles()
             }
         }
         let fileStatusListen = try root.string("status_listen")
@@ -271,6 +267,54 @@ extension AgentConfig {
         config.statusListen = statusListen
         config.logFormat = logFormat
         return config
+    }
+
+    /// `password` inline, or `password_file`: the first line of a file only the agent can read
+    /// (one trailing newline dropped). The file's contents never appear in an error.
+    private static func parsePassword(_ s: ConfigSection) throws(ConfigError) -> String? {
+        let inline = try s.string("password")
+        guard let path = try s.string("password_file") else { return inline }
+        guard inline == nil else {
+            throw s.error("password_file", "give either password or password_file (\(path)), not both")
+        }
+        let attributes: [FileAttributeKey: Any]
+        do {
+            attributes = try FileManager.default.attributesOfItem(atPath: path)
+        } catch {
+            throw s.error("password_file", "\(path) does not exist or cannot be reached")
+        }
+        guard attributes[.type] as? FileAttributeType == .typeRegular else {
+            throw s.error("password_file", "\(path) is not a regular file")
+        }
+        // Readable by others, a password is a password for anyone on the gateway.
+        if let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue, mode & 0o007 != 0 {
+            throw s.error("password_file", "\(path) is readable or writable by other users (mode \(String(mode, radix: 8))): chmod 600 it")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw s.error("password_file", "cannot read \(path) (permission denied for this user?)")
+        }
+        var text = String(decoding: data, as: UTF8.self)
+        // "\r\n" is one Character in Swift, which removeLast drops whole.
+        if text.hasSuffix("\n") || text.hasSuffix("\r\n") { text.removeLast() }
+        guard !text.isEmpty else { throw s.error("password_file", "\(path) is empty") }
+        guard !text.contains(where: \.isNewline) else {
+            throw s.error("password_file", "\(path) must hold the password on a single line")
+        }
+        return text
+    }
+
+    /// A `tls:` section with a plain broker is a mistake, not a wish for plaintext: refuse it.
+    /// `mqtts://` without `ca_file` trusts the system's CAs, so they must be there.
+    private static func checkTLS(_ mqtt: MQTT, file: String?) throws(ConfigError) {
+        if mqtt.tls != nil && !mqtt.broker.tls {
+            throw ConfigError(file: file, key: "mqtt.tls",
+                              message: "TLS settings are given but the broker \(mqtt.broker) is plain MQTT: use mqtts://HOST[:8883], or remove tls")
+        }
+        if mqtt.broker.tls && mqtt.tls?.caFile == nil
+            && !FileManager.default.fileExists(atPath: MQTTClient.TLS.systemCADirectory) {
+            throw ConfigError(file: file, key: "mqtt.tls.ca_file",
+                              message: "the broker is mqtts:// and there are no system CAs (\(MQTTClient.TLS.systemCADirectory)) to verify it: set the CA file that signs its certificate")
+        }
     }
 
     private static func parseSubscription(_ s: ConfigSection, gatewayID: String) throws(ConfigError) -> Subscription {

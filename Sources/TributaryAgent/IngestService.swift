@@ -77,6 +77,9 @@ public final class IngestService: Service {
         handlers.onConnect = { _ in stats.brokerConnected = true }
         handlers.onDisconnect = { _ in stats.brokerConnected = false }
         handlers.onSubscribed = { stats.subscribed = true }
+        // The fleet view then shows why a gateway delivers nothing (a refused password, an
+        // untrusted certificate) without anyone reading its log.
+        handlers.onConnectFailed = { reason in stats.recordError("MQTT: \(reason)") }
 
         var options = MQTTClient.Options(clientID: config.mqttClientID, cleanSession: false)
         options.keepAliveSeconds = Int32(config.mqtt.keepAliveSeconds)
@@ -84,6 +87,7 @@ public final class IngestService: Service {
         options.reconnectDelayMax = UInt32(config.mqtt.reconnectMaxSeconds)
         options.username = config.mqtt.username
         options.password = config.mqtt.password
+        options.tls = config.mqtt.tls
         let client = try MQTTClient(broker: config.mqtt.broker, options: options, handlers: handlers, logger: logger)
         for subscription in config.mqtt.subscriptions {
             client.addSubscription(subscription.topic, qos: 1)

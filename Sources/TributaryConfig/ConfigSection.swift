@@ -118,11 +118,28 @@ public final class ConfigSection {
     public func readableFile(_ key: String) throws(ConfigError) -> String? {
         guard let path = try string(key) else { return nil }
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-            throw error(key, "\(path) does not exist or is not a file")
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw error(key, "\(path) does not exist")
         }
-        guard FileManager.default.isReadableFile(atPath: path) else { throw error(key, "cannot read \(path)") }
+        guard !isDirectory.boolValue else { throw error(key, "\(path) is a directory; a file is needed") }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw error(key, "cannot read \(path) (permission denied for this user?)")
+        }
         return path
+    }
+
+    /// A client's `tls:` section: `ca_file` (the CAs to verify the server against; nil: the
+    /// system's) and a client certificate, `cert_file` with its `key_file`, both or neither.
+    public func clientTLSFiles() throws(ConfigError) -> ClientTLSFiles {
+        let files = ClientTLSFiles(caFile: try readableFile("ca_file"), certificateFile: try readableFile("cert_file"),
+                                   keyFile: try readableFile("key_file"))
+        if files.certificateFile != nil && files.keyFile == nil {
+            throw error("key_file", "cert_file is set: a client certificate needs its key_file too")
+        }
+        if files.keyFile != nil && files.certificateFile == nil {
+            throw error("cert_file", "key_file is set: a client certificate needs its cert_file too")
+        }
+        return files
     }
 
     /// A value from a fixed set, e.g. a format name; the error lists the choices.
@@ -177,5 +194,18 @@ extension Node {
         case .sequence: "list"
         case .alias: "alias"
         }
+    }
+}
+
+/// The PEM files of a TLS client (see `ConfigSection.clientTLSFiles`).
+public struct ClientTLSFiles: Sendable, Equatable {
+    public var caFile: String?
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
     }
 }

@@ -1,24 +1,34 @@
-/// Where a broker listens, from a URL such as `mqtt://127.0.0.1:1883`.
+/// Where a broker listens, from a URL such as `mqtt://127.0.0.1:1883` or `mqtts://broker:8883`.
 public struct MQTTBroker: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int32
+    /// `mqtts://`: the connection is TLS, and the broker's certificate must name `host`.
+    public var tls: Bool
 
-    public init(host: String, port: Int32) {
+    public init(host: String, port: Int32, tls: Bool = false) {
         self.host = host
         self.port = port
+        self.tls = tls
     }
 
-    /// Parses `mqtt://HOST[:PORT]` (port 1883 when omitted); a bare `HOST:PORT` is accepted too.
+    public static let schemes = ["mqtt://", "mqtts://"]
+
+    /// Parses `mqtt://HOST[:PORT]` (port 1883 when omitted) and `mqtts://HOST[:PORT]` (8883);
+    /// a bare `HOST:PORT` is accepted too, as plain MQTT.
     public init(url: String) throws(MQTTBrokerURLError) {
         var rest = Substring(url)
-        if rest.hasPrefix("mqtt://") {
+        var tls = false
+        if rest.hasPrefix("mqtts://") {
+            rest = rest.dropFirst("mqtts://".count)
+            tls = true
+        } else if rest.hasPrefix("mqtt://") {
             rest = rest.dropFirst("mqtt://".count)
         } else if rest.contains("://") {
             throw .unsupportedScheme(url)
         }
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         var host = rest
-        var port: Int32 = 1883
+        var port: Int32 = tls ? 8883 : 1883
         if rest.hasPrefix("[") {  // [::1]:1883
             guard let close = rest.firstIndex(of: "]") else { throw .malformed(url) }
             host = rest[rest.index(after: rest.startIndex)..<close]
@@ -26,6 +36,8 @@ public struct MQTTBroker: Sendable, Hashable, CustomStringConvertible {
             if after.hasPrefix(":") {
                 guard let p = Int32(after.dropFirst()), (1...65535).contains(p) else { throw .malformed(url) }
                 port = p
+            } else if !after.isEmpty {
+                throw .malformed(url)
             }
         } else if let colon = rest.lastIndex(of: ":") {
             host = rest[..<colon]
@@ -35,9 +47,10 @@ public struct MQTTBroker: Sendable, Hashable, CustomStringConvertible {
         guard !host.isEmpty, !host.contains("/") else { throw .malformed(url) }
         self.host = String(host)
         self.port = port
+        self.tls = tls
     }
 
-    public var description: String { "mqtt://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+    public var description: String { "\(tls ? "mqtts" : "mqtt")://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
 }
 
 public enum MQTTBrokerURLError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -46,8 +59,10 @@ public enum MQTTBrokerURLError: Error, Sendable, Equatable, CustomStringConverti
 
     public var description: String {
         switch self {
-        case .unsupportedScheme(let url): "broker URL '\(url)': only mqtt:// is supported"
-        case .malformed(let url): "broker URL '\(url)' is not mqtt://HOST:PORT"
+        case .unsupportedScheme(let url):
+            "broker URL '\(url)': supported schemes are \(MQTTBroker.schemes.joined(separator: " and ")) (TLS)"
+        case .malformed(let url):
+            "broker URL '\(url)' is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
         }
     }
 }

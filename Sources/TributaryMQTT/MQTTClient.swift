@@ -1,15 +1,20 @@
 import CMosquitto
+import Dispatch
+import Foundation
 import Logging
 import Synchronization
 
-/// A libmosquitto client running its own network thread (`mosquitto_loop_start`).
+/// A libmosquitto client running its own network thread.
 ///
 /// Callbacks run on that thread. `onMessage` may block: while it blocks the client reads
 /// nothing more from the broker, which is how a full buffer pushes back (the broker keeps
-/// messages for a persistent session). libmosquitto reconnects by itself, with backoff.
+/// messages for a persistent session). A failed or lost connection is retried forever, with
+/// backoff from `reconnectDelayMin` to `reconnectDelayMax`; each failed attempt is logged with
+/// its reason (refused credentials, an untrusted certificate...) and passed to `onConnectFailed`.
 public final class MQTTClient: @unchecked Sendable {
     // @unchecked Sendable: `mosq` is only used through libmosquitto calls, which are thread-safe
-    // (libmosquitto built with threading, as Debian's is); Swift state lives behind `state`.
+    // once `mosquitto_threaded_set` is on (libmosquitto built with threading, as Debian's is);
+    // Swift state lives behind `state`.
 
     public struct Options: Sendable {
         public var clientID: String
@@ -20,6 +25,9 @@ public final class MQTTClient: @unchecked Sendable {
         public var reconnectDelayMax: UInt32 = 30
         public var username: String?
         public var password: String?
+        /// Certificates for an `mqtts://` broker; nil there means: trust the system's CAs, no
+        /// client certificate. Setting it for an `mqtt://` broker is an error at `init`.
+        public var tls: TLS?
         /// Messages libmosquitto keeps in flight towards the broker (QoS 1 publishes).
         public var maxInflight: UInt32 = 100
 
@@ -29,11 +37,33 @@ public final class MQTTClient: @unchecked Sendable {
         }
     }
 
+    /// How to verify the broker, and how to prove who we are. The broker's host name is always
+    /// checked against its certificate: there is no option to turn that off.
+    public struct TLS: Sendable, Equatable {
+        /// PEM file of the CA(s) the broker's certificate must chain to; nil: the system's CAs.
+        public var caFile: String?
+        /// A client certificate (PEM) and its unencrypted private key: both or neither.
+        public var certificateFile: String?
+        public var keyFile: String?
+
+        public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+            self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+        }
+
+        /// The system's trusted CAs (Debian's `ca-certificates`, hashed for OpenSSL), used
+        /// without a `caFile`: libmosquitto needs a CA file or directory to turn TLS on.
+        public static let systemCADirectory = "/etc/ssl/certs"
+    }
+
     /// Callbacks; set them before `start`.
     public struct Handlers: Sendable {
         public var onMessage: @Sendable (MQTTMessage) -> Void = { _ in }
         public var onConnect: @Sendable (_ sessionPresent: Bool) -> Void = { _ in }
         public var onDisconnect: @Sendable (_ reason: Int32) -> Void = { _ in }
+        /// A connection attempt failed, with the reason in an operator's words; a retry follows.
+        public var onConnectFailed: @Sendable (_ reason: String) -> Void = { _ in }
         public var onPublishAcknowledged: @Sendable (_ messageID: Int32) -> Void = { _ in }
         /// The broker confirmed every subscription made on the latest connect.
         public var onSubscribed: @Sendable () -> Void = {}
@@ -44,7 +74,14 @@ public final class MQTTClient: @unchecked Sendable {
         var subscriptions: [(String, Int32)] = []
         var connected = false
         var started = false
+        var stopping = false
         var awaitingSubacks = 0
+        /// What went wrong in the current connection attempt, as libmosquitto told us: the
+        /// broker's CONNACK refusal, or the last error it logged (OpenSSL's reasons arrive only so).
+        var refusal: Int32?
+        var libraryErrors: [String] = []
+        /// The broker accepted the current attempt (a CONNACK with success).
+        var accepted = false
     }
 
     public let broker: MQTTBroker
@@ -52,6 +89,7 @@ public final class MQTTClient: @unchecked Sendable {
     private let handlers: Handlers
     private let logger: Logger
     private let state = Mutex(State())
+    private let networkLoopEnded = DispatchSemaphore(value: 0)
     private let mosq: OpaquePointer
 
     private static let libraryInitialized: Bool = {
@@ -70,11 +108,26 @@ public final class MQTTClient: @unchecked Sendable {
         }
         self.mosq = mosq
         mosquitto_user_data_set(mosq, Unmanaged.passUnretained(self).toOpaque())
+        // Publishes come from other threads than the network loop's.
+        mosquitto_threaded_set(mosq, true)
         mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
         mosquitto_max_inflight_messages_set(mosq, options.maxInflight)
-        mosquitto_reconnect_delay_set(mosq, options.reconnectDelayMin, options.reconnectDelayMax, true)
         if let username = options.username {
-            mosquitto_username_pw_set(mosq, username, options.password)
+            let rc = mosquitto_username_pw_set(mosq, username, options.password)
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+                throw MQTTError(code: rc, operation: "set username and password", broker: broker.description,
+                                detail: "the username must be valid UTF-8 of at most 65535 bytes")
+            }
+        }
+        if broker.tls {
+            try configureTLS(options.tls ?? TLS())
+        } else if options.tls != nil {
+            throw MQTTError(code: MOSQ_ERR_INVAL.rawValue, operation: "set up TLS", broker: broker.description,
+                            detail: "TLS settings are given but the broker URL is mqtt:// (plain); use mqtts:// to connect with TLS")
+        }
+        mosquitto_log_callback_set(mosq) { _, userdata, level, text in
+            guard level & MOSQ_LOG_ERR != 0, let text else { return }
+            MQTTClient.from(userdata).libraryLogged(String(cString: text))
         }
         mosquitto_connect_with_flags_callback_set(mosq) { _, userdata, rc, flags in
             MQTTClient.from(userdata).didConnect(rc: rc, sessionPresent: flags & 1 != 0)
@@ -94,6 +147,38 @@ public final class MQTTClient: @unchecked Sendable {
         }
     }
 
+    private func configureTLS(_ tls: TLS) throws(MQTTError) {
+        func failure(_ rc: Int32, _ detail: String) -> MQTTError {
+            MQTTError(code: rc, operation: "set up TLS", broker: broker.description, detail: detail)
+        }
+        guard (tls.certificateFile == nil) == (tls.keyFile == nil) else {
+            throw failure(MOSQ_ERR_INVAL.rawValue, "a client certificate needs both its certificate file and its key file")
+        }
+        // libmosquitto only checks that it can open the files: say which one it could not.
+        for (what, path) in [("CA file", tls.caFile), ("client certificate file", tls.certificateFile), ("client key file", tls.keyFile)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                throw failure(MOSQ_ERR_INVAL.rawValue, "cannot read the \(what) \(path)")
+            }
+        }
+        // No callback for a key's passphrase would make OpenSSL ask on the terminal, and hang a
+        // service: answer "none", so an encrypted key fails at connect with a logged reason.
+        var rc = mosquitto_tls_set(mosq, tls.caFile, tls.caFile == nil ? TLS.systemCADirectory : nil,
+                                   tls.certificateFile, tls.keyFile) { _, _, _, _ in 0 }
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            throw failure(rc, "libmosquitto refused the CA, certificate or key file")
+        }
+        if tls.caFile == nil {
+            // Also OpenSSL's own default locations, where a distribution keeps them elsewhere.
+            mosquitto_int_option(mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1)
+        }
+        // Verify the broker's certificate (SSL_VERIFY_PEER = 1); "tlsv1.2" means 1.2 or newer.
+        rc = mosquitto_tls_opts_set(mosq, 1, "tlsv1.2", nil)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw failure(rc, "cannot require TLS 1.2 or newer") }
+        // The default, stated: the certificate must name the host we connect to.
+        rc = mosquitto_tls_insecure_set(mosq, false)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw failure(rc, "cannot turn on host name verification") }
+    }
+
     private static func from(_ userdata: UnsafeMutableRawPointer?) -> MQTTClient {
         Unmanaged<MQTTClient>.fromOpaque(userdata!).takeUnretainedValue()
     }
@@ -109,33 +194,42 @@ public final class MQTTClient: @unchecked Sendable {
         state.withLock { $0.subscriptions.append((filter, qos)) }
     }
 
-    /// Starts the network thread and connects in the background. A broker that is not up yet
-    /// is retried with backoff; `onConnect` reports success.
+    /// Starts the network thread and connects in the background. A broker that is not up yet,
+    /// or refuses us, is retried with backoff; `onConnect` reports success.
     public func start() throws(MQTTError) {
+        let first = state.withLock { s in
+            defer { s.started = true }
+            return !s.started
+        }
+        guard first else { return }
         let rc = mosquitto_connect_async(mosq, broker.host, broker.port, options.keepAliveSeconds)
-        if rc != MOSQ_ERR_SUCCESS.rawValue {
-            // Not fatal: the loop below reconnects. Say why once.
-            logger.warning("MQTT broker not reachable yet, will retry", metadata: [
-                "broker": "\(broker)", "error": "\(String(cString: mosquitto_strerror(rc)))",
-            ])
+        let errorNumber = errno
+        if rc == MOSQ_ERR_INVAL.rawValue {
+            state.withLock { $0.started = false }
+            throw MQTTError(code: rc, operation: "connect", broker: broker.description)
         }
-        let started = mosquitto_loop_start(mosq)
-        guard started == MOSQ_ERR_SUCCESS.rawValue else {
-            throw MQTTError(code: started, operation: "start network thread", broker: broker.description)
+        let thread = Thread { [self] in
+            runNetworkLoop(firstConnect: rc, errorNumber: errorNumber)
+            networkLoopEnded.signal()
         }
-        state.withLock { $0.started = true }
+        thread.name = "mqtt-network"
+        thread.start()
     }
 
     /// Disconnects cleanly and stops the network thread. Safe to call twice.
     public func stop() {
-        let wasStarted = state.withLock { s in
+        let wasRunning = state.withLock { s in
             defer { s.started = false }
+            s.stopping = s.started
             return s.started
         }
-        guard wasStarted else { return }
+        guard wasRunning else { return }
         mosquitto_disconnect(mosq)
-        mosquitto_loop_stop(mosq, false)
-        state.withLock { $0.connected = false }
+        networkLoopEnded.wait()
+        state.withLock {
+            $0.connected = false
+            $0.stopping = false
+        }
     }
 
     /// Queues a publish; returns its message id. QoS 1 completion is reported by
@@ -157,17 +251,103 @@ public final class MQTTClient: @unchecked Sendable {
         return mid
     }
 
+    // MARK: the network thread
+
+    /// Runs connections until `stop`. Ours rather than `mosquitto_loop_forever`, which gives up
+    /// for good after a TLS error or a refused CONNACK: an operator fixing a certificate or a
+    /// password on the broker must not have to restart every agent too.
+    private func runNetworkLoop(firstConnect: Int32, errorNumber: Int32) {
+        var connectResult = firstConnect
+        var connectErrno = errorNumber
+        var failuresInARow = 0
+        // A stop while connected waits this long, at most, for the DISCONNECT to go out.
+        let stopGrace: Duration = .seconds(2)
+        while !stopRequested {
+            var reached = false
+            if connectResult == MOSQ_ERR_SUCCESS.rawValue {
+                var rc: Int32 = MOSQ_ERR_SUCCESS.rawValue
+                var stopDeadline: ContinuousClock.Instant?
+                while rc == MOSQ_ERR_SUCCESS.rawValue {
+                    rc = mosquitto_loop(mosq, 1000, 1)
+                    connectErrno = errno
+                    let (stopping, connected) = state.withLock { ($0.stopping, $0.connected) }
+                    if stopping {
+                        let deadline = stopDeadline ?? .now + stopGrace
+                        stopDeadline = deadline
+                        if !connected || ContinuousClock.now >= deadline { return }
+                    }
+                }
+                reached = state.withLock { $0.accepted }
+                if stopRequested { return }
+                if !reached { reportFailure(rc: rc, errorNumber: connectErrno) }
+            } else {
+                reportFailure(rc: connectResult, errorNumber: connectErrno)
+            }
+            failuresInARow = reached ? 0 : failuresInARow + 1
+            guard sleepUnlessStopped(reconnectDelay(afterFailures: failuresInARow)) else { return }
+            state.withLock {
+                $0.refusal = nil
+                $0.libraryErrors = []
+                $0.accepted = false
+            }
+            connectResult = mosquitto_reconnect(mosq)
+            connectErrno = errno
+        }
+    }
+
+    private var stopRequested: Bool { state.withLock { $0.stopping } }
+
+    /// Exponential from the minimum to the maximum, as libmosquitto's own backoff.
+    private func reconnectDelay(afterFailures failures: Int) -> Duration {
+        let low = Double(max(options.reconnectDelayMin, 1))
+        let high = Double(max(options.reconnectDelayMax, options.reconnectDelayMin))
+        let seconds = min(high, low * pow(2, Double(max(failures - 1, 0))))
+        return .milliseconds(Int64(seconds * 1000))
+    }
+
+    /// Sleeps in short steps so `stop` is not kept waiting; false when stopped meanwhile.
+    private func sleepUnlessStopped(_ delay: Duration) -> Bool {
+        let end = ContinuousClock.now + delay
+        while ContinuousClock.now < end {
+            if stopRequested { return false }
+            Thread.sleep(forTimeInterval: min(0.1, Self.seconds(end - ContinuousClock.now)))
+        }
+        return !stopRequested
+    }
+
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    private func reportFailure(rc: Int32, errorNumber: Int32) {
+        let (refusal, libraryErrors) = state.withLock { ($0.refusal, $0.libraryErrors) }
+        let reason = MQTTConnectFailure.explain(rc: rc, errorNumber: errorNumber, refusal: refusal, libraryErrors: libraryErrors,
+                                                broker: broker, clientID: options.clientID,
+                                                hasClientCertificate: options.tls?.certificateFile != nil)
+        logger.error("MQTT connection to the broker failed; retrying", metadata: [
+            "broker": "\(broker)", "client_id": "\(options.clientID)", "reason": "\(reason)",
+        ])
+        handlers.onConnectFailed(reason)
+    }
+
     // MARK: callbacks, on the network thread
+
+    private func libraryLogged(_ text: String) {
+        // A few lines are enough to explain an attempt; more would only repeat.
+        state.withLock { s in
+            if s.libraryErrors.count < 4 { s.libraryErrors.append(text) }
+        }
+    }
 
     private func didConnect(rc: Int32, sessionPresent: Bool) {
         guard rc == 0 else {
-            logger.error("MQTT broker refused the connection", metadata: [
-                "broker": "\(broker)", "reason": "\(String(cString: mosquitto_connack_string(rc)))",
-            ])
+            // Explained, with what to check, when the attempt is reported as failed.
+            state.withLock { $0.refusal = rc }
             return
         }
         let subscriptions = state.withLock { s in
             s.connected = true
+            s.accepted = true
             s.awaitingSubacks = s.subscriptions.count
             return s.subscriptions
         }
@@ -197,8 +377,12 @@ public final class MQTTClient: @unchecked Sendable {
     }
 
     private func didDisconnect(rc: Int32) {
-        state.withLock { $0.connected = false }
-        if rc != 0 {
+        let (wasConnected, stopping) = state.withLock { s in
+            defer { s.connected = false }
+            return (s.connected, s.stopping)
+        }
+        // A connection that never came up is reported by the network loop, with its reason.
+        if wasConnected && rc != 0 && !stopping {
             logger.warning("MQTT connection lost, reconnecting", metadata: [
                 "broker": "\(broker)", "error": "\(String(cString: mosquitto_strerror(rc)))",
             ])

@@ -25,9 +25,10 @@ public struct TestPKI: Sendable {
                                in: directory)
     }
 
-    /// A server certificate for 127.0.0.1 and localhost.
-    public func server(_ file: String = "server") async throws -> Issued {
-        try await issue(file, commonName: "127.0.0.1", extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    /// A server certificate for 127.0.0.1 and localhost; `days: -1` makes one that expired yesterday.
+    public func server(_ file: String = "server", days: Int = 2) async throws -> Issued {
+        try await issue(file, commonName: "127.0.0.1", extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+                        days: days)
     }
 
     /// A client certificate whose subject common name is `commonName` (a gateway id).

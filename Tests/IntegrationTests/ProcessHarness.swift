@@ -26,13 +26,16 @@ struct ProcessHarness {
     /// config file. With `proxied`, the agent talks to the aggregator through `startProxy`.
     /// `sinkURL` replaces the default SQLite sink (e.g. a ClickHouse server's URL); the checks
     /// read `verifySinkURL` instead when it is given (the same sink, bypassing a fault proxy).
+    /// `brokerSecurity` gives the broker a TLS listener or passwords (the agent's URL is then
+    /// mqtts://), and `mqttSettings` are extra YAML lines for the agent's `mqtt:` section.
     /// Everything goes in `directory` (a new temporary one by default), which `dir.remove()` deletes.
     init(gatewayID: String, aggregatorSettings: [String] = [], bufferSettings: [String] = [],
          aggregatorConfig: [String] = [], proxied: Bool = false, brokerProxied: Bool = false,
-         sinkURL: String? = nil, verifySinkURL: String? = nil, directory: TemporaryDirectory? = nil) async throws {
+         sinkURL: String? = nil, verifySinkURL: String? = nil, directory: TemporaryDirectory? = nil,
+         brokerSecurity: MosquittoBroker.Security = .init(), mqttSettings: [String] = []) async throws {
         dir = try directory ?? TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir.file("broker"), withIntermediateDirectories: true)
-        broker = try await MosquittoBroker(directory: dir.file("broker"))
+        broker = try await MosquittoBroker(directory: dir.file("broker"), security: brokerSecurity)
         httpPort = try FreePort.allocate()
         agentTargetPort = proxied ? try FreePort.allocate() : httpPort
         agentBrokerPort = brokerProxied ? try FreePort.allocate() : broker.port
@@ -45,10 +48,11 @@ struct ProcessHarness {
             gateway_id: \(gatewayID)
             data_dir: \(dir.file("agent"))
             mqtt:
-              broker: mqtt://127.0.0.1:\(agentBrokerPort)
+              broker: \(brokerSecurity.tls == nil ? "mqtt" : "mqtts")://127.0.0.1:\(agentBrokerPort)
               keepalive_seconds: 5
               reconnect_min_seconds: 1
               reconnect_max_seconds: 2
+            \(mqttSettings.map { "  " + $0 }.joined(separator: "\n"))
               subscriptions:
             \(SensorSimulator.subscriptionYAML())
             buffer:

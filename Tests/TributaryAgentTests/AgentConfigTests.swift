@@ -71,7 +71,7 @@ struct AgentConfigTests {
         (issueExample + "\nbuffer:\n  synchronous: sometimes\n", "buffer.synchronous", "not one of"),
         (issueExample.replacingOccurrences(of: "format: number", with: "format: xml"), "mqtt.subscriptions[0].format", "not one of"),
         (issueExample.replacingOccurrences(of: "{metric}\"", with: "{metrik}\""), "mqtt.subscriptions[0].template", "unknown placeholder"),
-        (issueExample.replacingOccurrences(of: "mqtt://127.0.0.1:1883", with: "tcp://x:1"), "mqtt.broker", "only mqtt://"),
+        (issueExample.replacingOccurrences(of: "mqtt://127.0.0.1:1883", with: "tcp://x:1"), "mqtt.broker", "supported schemes are mqtt:// and mqtts://"),
         (issueExample + "\naggregator_typo: 1\n", "aggregator_typo", "unknown key"),
         ("gateway_id: gw\n", "mqtt.subscriptions", "at least one subscription"),
         (issueExample.replacingOccurrences(of: "gw-001", with: "gw 001!"), "gateway_id", "letters, digits"),
@@ -127,10 +127,102 @@ struct AgentConfigTests {
         }
         refused(yaml(url: "http://127.0.0.1:8470", "    ca_file: \(pki.caFile)\n"), key: "aggregator.tls", "not https://")
         refused(yaml("    ca_file: \(dir.file("nope.pem"))\n"), key: "aggregator.tls.ca_file", "nope.pem")
-        refused(yaml("    cert_file: \(own.certificate)\n"), key: "aggregator.tls.key_file", "together")
+        refused(yaml("    cert_file: \(own.certificate)\n"), key: "aggregator.tls.key_file", "needs its key_file")
         // A key that is not the certificate's: found when the agent starts, not at the first batch.
         let other = try await pki.client("gw-2")
         let mismatched = try AgentConfig.parse(yaml: yaml("    cert_file: \(own.certificate)\n    key_file: \(other.key)\n"), file: "a.yaml")
         #expect { _ = try mismatched.aggregator.tls?.clientConfiguration() } throws: { "\($0)".contains("aggregator.tls") }
+    }
+
+    // MARK: mqtt credentials and TLS
+
+    /// The issue example with `lines` added to its `mqtt:` section and, when given, its broker replaced.
+    static func withMQTT(_ lines: [String], broker: String? = nil) -> String {
+        var yaml = issueExample.replacingOccurrences(of: "  broker: mqtt://127.0.0.1:1883",
+                                                     with: (["  broker: \(broker ?? "mqtt://127.0.0.1:1883")"] + lines.map { "  " + $0 }).joined(separator: "\n"))
+        yaml += "\n"
+        return yaml
+    }
+
+    /// A directory of files for one test, removed by `remove()`.
+    struct Files {
+        let directory = NSTemporaryDirectory() + "agent-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        init() throws { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        func write(_ name: String, _ text: String, mode: Int = 0o600) throws -> String {
+            let path = directory + "/" + name
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+            return path
+        }
+        func remove() { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    @Test func thePasswordFileIsReadAtStartWithoutItsNewline() throws {
+        let files = try Files()
+        defer { files.remove() }
+        for (text, expected) in [("s3cret pass\n", "s3cret pass"), ("s3cret\r\n", "s3cret"), ("no-newline", "no-newline")] {
+            let path = try files.write("password", text)
+            let config = try AgentConfig.parse(yaml: Self.withMQTT(["username: gw-001", "password_file: \(path)"]), file: "a.yaml")
+            #expect(config.mqtt.username == "gw-001" && config.mqtt.password == expected)
+        }
+        let inline = try AgentConfig.parse(yaml: Self.withMQTT(["username: u", "password: p"]), file: nil)
+        #expect(inline.mqtt.password == "p" && inline.mqtt.tls == nil)
+    }
+
+    @Test func passwordFileErrorsNameTheKeyAndFileAndNeverTheContents() throws {
+        let files = try Files()
+        defer { files.remove() }
+        let secret = try files.write("password", "hunter2-secret\n")
+        let cases: [(yaml: String, key: String, message: String)] = [
+            (Self.withMQTT(["username: u", "password: p", "password_file: \(secret)"]), "mqtt.password_file", "either password or password_file (\(secret))"),
+            (Self.withMQTT(["username: u", "password_file: \(files.directory)/missing"]), "mqtt.password_file", "\(files.directory)/missing does not exist"),
+            (Self.withMQTT(["username: u", "password_file: \(try files.write("empty", "\n"))"]), "mqtt.password_file", "is empty"),
+            (Self.withMQTT(["username: u", "password_file: \(try files.write("two-lines", "hunter2-secret\nmore\n"))"]), "mqtt.password_file", "a single line"),
+            (Self.withMQTT(["username: u", "password_file: \(try files.write("shared", "hunter2-secret\n", mode: 0o644))"]), "mqtt.password_file", "chmod 600"),
+            (Self.withMQTT(["password_file: \(secret)"]), "mqtt.username", "no username"),
+        ]
+        for c in cases {
+            do {
+                _ = try AgentConfig.parse(yaml: c.yaml, file: "/etc/tributary/agent.yaml")
+                Issue.record("expected an error for \(c.key)")
+            } catch {
+                #expect(error.key == c.key && error.message.contains(c.message), "\(error)")
+                #expect(error.description.hasPrefix("/etc/tributary/agent.yaml: key '\(c.key)'"))
+                #expect(!error.description.contains("hunter2"), "the password never shows: \(error)")
+            }
+        }
+    }
+
+    @Test func tlsFilesAreCheckedAtStart() throws {
+        let files = try Files()
+        defer { files.remove() }
+        let ca = try files.write("ca.pem", "CA"), cert = try files.write("gw.pem", "CERT"), key = try files.write("gw.key", "KEY")
+        let config = try AgentConfig.parse(yaml: Self.withMQTT(["tls:", "  ca_file: \(ca)", "  cert_file: \(cert)", "  key_file: \(key)"],
+                                                               broker: "mqtts://broker.example.com"), file: nil)
+        #expect(config.mqtt.broker.tls && config.mqtt.broker.port == 8883)
+        #expect(config.mqtt.tls == .init(caFile: ca, certificateFile: cert, keyFile: key))
+        // mqtts:// alone: the system's CAs, no client certificate.
+        let systemCAs = try AgentConfig.parse(yaml: Self.withMQTT([], broker: "mqtts://broker.example.com:18883"), file: nil)
+        #expect(systemCAs.mqtt.broker.tls && systemCAs.mqtt.broker.port == 18883 && systemCAs.mqtt.tls == nil)
+
+        let mqtts = "mqtts://broker.example.com"
+        let cases: [(yaml: String, key: String, message: String)] = [
+            (Self.withMQTT(["tls:", "  ca_file: \(files.directory)/nope.pem"], broker: mqtts), "mqtt.tls.ca_file", "\(files.directory)/nope.pem does not exist"),
+            (Self.withMQTT(["tls:", "  ca_file: \(files.directory)"], broker: mqtts), "mqtt.tls.ca_file", "is a directory"),
+            (Self.withMQTT(["tls:", "  cert_file: \(cert)"], broker: mqtts), "mqtt.tls.key_file", "needs its key_file"),
+            (Self.withMQTT(["tls:", "  key_file: \(key)"], broker: mqtts), "mqtt.tls.cert_file", "needs its cert_file"),
+            (Self.withMQTT(["tls:", "  cert_file: \(cert)", "  key_file: \(files.directory)/gone.key"], broker: mqtts), "mqtt.tls.key_file", "gone.key does not exist"),
+            (Self.withMQTT(["tls:", "  ca_file: \(ca)"]), "mqtt.tls", "use mqtts://"),
+            (Self.withMQTT(["tls:", "  ca_file: \(ca)", "  insecure: true"], broker: mqtts), "mqtt.tls.insecure", "unknown key"),
+        ]
+        for c in cases {
+            do {
+                _ = try AgentConfig.parse(yaml: c.yaml, file: "/etc/tributary/agent.yaml")
+                Issue.record("expected an error for \(c.key)")
+            } catch {
+                #expect(error.key == c.key && error.message.contains(c.message), "\(error)")
+                #expect(error.description.hasPrefix("/etc/tributary/agent.yaml: key '\(c.key)'"))
+            }
+        }
     }
 }

@@ -34,6 +34,10 @@ public struct SensorSimulator: Sendable {
         public var faults = Faults()
         /// How many publishes may await their PUBACK at once.
         public var maxPending = 1000
+        /// Credentials and certificates for a broker that asks for them, as the agent has.
+        public var username: String?
+        public var password: String?
+        public var tls: MQTTClient.TLS?
 
         public init(broker: MQTTBroker, gatewayID: String, sensors: Int, rate: Double, count: Int? = nil, duration: Duration? = nil) {
             self.broker = broker
@@ -124,8 +128,11 @@ public struct SensorSimulator: Sendable {
             }
         }
         let clientID = "tributary-sim-\(options.gatewayID)-\(UInt32.random(in: 0...UInt32.max))"
-        let client = try MQTTClient(broker: options.broker, options: .init(clientID: clientID, cleanSession: true),
-                                    handlers: handlers, logger: logger)
+        var clientOptions = MQTTClient.Options(clientID: clientID, cleanSession: true)
+        clientOptions.username = options.username
+        clientOptions.password = options.password
+        clientOptions.tls = options.tls
+        let client = try MQTTClient(broker: options.broker, options: clientOptions, handlers: handlers, logger: logger)
         if let rebirthTopic = traffic.rebirthTopic { client.addSubscription(rebirthTopic, qos: 0) }
         try client.start()
         defer { client.stop() }

@@ -33,7 +33,12 @@ struct Sensors: AsyncParsableCommand {
             Faults are recorded in the manifest, so `verify` knows what must arrive once, what the agent must quarantine (verify --agent-buffer), and that silent sensors send nothing more.
             """)
 
-    @Option(help: "Broker, mqtt://HOST:PORT.") var broker = "mqtt://127.0.0.1:1883"
+    @Option(help: "Broker, mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS).") var broker = "mqtt://127.0.0.1:1883"
+    @Option(help: "MQTT username.") var username: String?
+    @Option(help: "File holding the MQTT password (its trailing newline dropped).") var passwordFile: String?
+    @Option(help: "mqtts: PEM file of the CA that signed the broker's certificate (default: the system's CAs).") var caFile: String?
+    @Option(help: "mqtts: client certificate (PEM), with --key-file.") var certFile: String?
+    @Option(help: "mqtts: the client certificate's unencrypted key (PEM).") var keyFile: String?
     @Option(help: "Gateway id put in the topics (the Sparkplug edge node id).") var gateway: String?
     @Option(help: "Number of sensors.") var sensors = 10
     @Option(help: "Messages per second, all sensors together.") var rate = 100.0
@@ -133,6 +138,15 @@ struct Sensors: AsyncParsableCommand {
             options.faults.outOfOrderShare = outOfOrder
             options.faults.clockSkewMs = try Self.duration(clockSkew, "--clock-skew") ?? 0
             options.faults.silentShare = silent
+            options.username = username
+            if let passwordFile {
+                var password = try String(contentsOfFile: passwordFile, encoding: .utf8)
+                if password.hasSuffix("\n") || password.hasSuffix("\r\n") { password.removeLast() }
+                options.password = password
+            }
+            if caFile != nil || certFile != nil || keyFile != nil {
+                options.tls = MQTTClient.TLS(caFile: caFile, certificateFile: certFile, keyFile: keyFile)
+            }
             let line = ProgressLine()
             let result = try await SensorSimulator(options: options, logger: logger).run { p in
                 line.show(String(format: "sent %d messages, %d readings in %.0fs (%.0f msg/s)", p.messages, p.readings, p.elapsedSeconds, p.rate),
