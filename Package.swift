@@ -140,7 +140,7 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
                 // The fleet simulator's virtual gateways send through the agent's SyncClient.
-                "TributaryAgent",
+                "TributaryAgent", "TributaryTLS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -50,17 +50,23 @@ struct FleetSimulatorTests {
 
     /// An aggregator with gateway_auth: `--token-file` gives each virtual gateway its token and
     /// the run verifies exactly; a file missing a gateway's token is refused before anything is sent.
+    /// Over HTTPS too: the aggregator executable reads its tls: section, the simulator trusts its CA.
     @Test func gatewaysSendTheirTokens() async throws {
         let dir = try TemporaryDirectory()
         let tokenFile = dir.file("gateway-tokens")
-        let harness = try await ProcessHarness(gatewayID: "unused", aggregatorConfig: ["gateway_auth:", "  token_file: \(tokenFile)"], directory: dir)
+        let pki = try await TestPKI(in: dir)
+        let server = try await pki.server()
+        let harness = try await ProcessHarness(gatewayID: "unused", aggregatorConfig: [
+            "gateway_auth:", "  token_file: \(tokenFile)",
+            "tls:", "  cert_file: \(server.certificate)", "  key_file: \(server.key)",
+        ], directory: dir)
         defer { harness.dir.remove() }
         let lines = (0..<20).map { "\(FleetSimulator.gatewayID(index: $0, prefix: "fleet")) token-\(String(format: "%04d", $0))-0123456789abcdef" }
         try (lines.joined(separator: "\n") + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
         let aggregator = try await harness.startAggregator()
         let manifestPath = harness.dir.file("fleet.jsonl")
-        let arguments = ["fleet", "--aggregator", "http://127.0.0.1:\(harness.httpPort)", "--gateways", "20", "--batches", "2",
-                         "--batch-size", "50", "--rate", "500", "--manifest", manifestPath]
+        let arguments = ["fleet", "--aggregator", "https://127.0.0.1:\(harness.httpPort)", "--ca-file", pki.caFile, "--gateways", "20",
+                         "--batches", "2", "--batch-size", "50", "--rate", "500", "--manifest", manifestPath]
 
         try (lines.dropLast().joined(separator: "\n") + "\n").write(toFile: dir.file("partial-tokens"), atomically: true, encoding: .utf8)
         let (refused, refusal) = try await ProcessHarness.run(try ProcessHarness.executable("tributary-sim"),
@@ -74,6 +80,14 @@ struct FleetSimulatorTests {
         #expect(manifest.entries.count == 20 * 2 * 50)
         let report = try await Verifier.verify(manifest, sink: harness.sink)
         #expect(report.passed && report.found == manifest.entries.count, "\(report)")
+
+        // tributaryctl reads the fleet over the same HTTPS, trusting the CA it is given.
+        let ctl = try ProcessHarness.executable("tributaryctl")
+        let common = ["gateways", "--aggregator", "https://127.0.0.1:\(harness.httpPort)", "--token-file", dir.file("aggregator/admin-token")]
+        let (listed, listing) = try await ProcessHarness.run(ctl, common + ["--ca-file", pki.caFile, "--json"], in: harness.dir.path)
+        #expect(listed == 0 && listing.contains("fleet-0020") && listing.contains("fleet-0001"), "\(listing)")
+        let (untrusted, untrustedOutput) = try await ProcessHarness.run(ctl, common, in: harness.dir.path)
+        #expect(untrusted != 0 && untrustedOutput.contains("cannot reach the aggregator"), "\(untrustedOutput)")
         await harness.stop(aggregator)
     }
 }

@@ -6,6 +6,7 @@ import NIOCore
 import Synchronization
 import TributaryAgent
 import TributaryCore
+import TributaryTLS
 import TributaryWire
 
 /// Thousands of virtual gateways posting batches straight to an aggregator, no broker: each
@@ -46,6 +47,8 @@ public struct FleetSimulator: Sendable {
         public var seed: UInt64 = 1
         /// Each gateway's token, for an aggregator with gateway_auth (by gateway id).
         public var tokens: [String: String] = [:]
+        /// PEM: the CA that signed an https:// aggregator's certificate. Nil: the system's CAs.
+        public var caFile: String?
 
         public init(aggregator: String, gateways: Int) {
             self.aggregator = aggregator
@@ -144,6 +147,7 @@ public struct FleetSimulator: Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60),
                                              concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, options.connections))
+        configuration.tlsConfiguration = try options.caFile.map { path throws(TLSFiles.Problem) in try TLSFiles.trusting(path, key: "--ca-file") }
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let acknowledged = ReadingCounter()
         // One histogram for all gateways: one each would be 150 KB a gateway.

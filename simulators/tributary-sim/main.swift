@@ -190,6 +190,8 @@ struct Fleet: AsyncParsableCommand {
     @Option(help: "Where to write the manifest (JSON lines).") var manifest: String
     @Option(help: "Gateway tokens, GATEWAY_ID TOKEN lines (the aggregator's gateway_auth.token_file format); every gateway needs one.")
     var tokenFile: String?
+    @Option(help: "PEM file of the CA that signed an https:// aggregator's certificate (default: the system's CAs).")
+    var caFile: String?
     @Flag(help: "Print the report as JSON.") var json = false
 
     func validate() throws {
@@ -217,6 +219,7 @@ struct Fleet: AsyncParsableCommand {
         options.connections = connections
         options.seed = seed
         if let tokenFile { options.tokens = try Self.tokens(from: tokenFile, for: options) }
+        options.caFile = caFile
         let line = ProgressLine()
         let (result, report) = try await FleetSimulator(options: options, logger: logger).run { readings, elapsed in
             line.show(String(format: "%d readings acknowledged in %.0fs (%.0f/s)", readings, elapsed, Double(readings) / max(elapsed, 0.001)),
