@@ -22,6 +22,9 @@ public final class Aggregator: Sendable {
 
     public init(config: AggregatorConfig, logger: Logger) throws {
         self.config = config
+        guard config.sinkIsAllowed else {
+            throw AggregatorStartError(message: "the sink \(config.sink) is not in sink_allow_list; the aggregator writes only to sinks named there")
+        }
         do {
             try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
         } catch {

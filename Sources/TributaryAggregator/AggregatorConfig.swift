@@ -24,6 +24,11 @@ public struct AggregatorConfig: Sendable {
     /// `gateway_auth.token_file`: per-gateway bearer tokens for `/v1/batches` (see
     /// `GatewayTokens`). Nil (the default): batches are taken from anyone who reaches the port.
     public var gatewayTokenFile: String?
+    /// `sink_allow_list`: the only sinks this aggregator may write to, as sink URLs (compared by
+    /// where the data goes: the SQLite file, or ClickHouse's scheme, host, port and database).
+    /// Nil: whatever `sink` or `--sink` names.
+    public var sinkAllowList: [SinkURL]?
+    public var sinkIsAllowed: Bool { sinkAllowList?.contains { $0.destination == sink.destination } ?? true }
     /// The `tls:` section: HTTPS, and optionally gateway client certificates. Nil: plain HTTP.
     public var tls: ServerTLS?
     /// `audit.dir`: where the audit log's day files go. Default `<data_dir>/audit`.
@@ -105,6 +110,17 @@ public struct AggregatorConfig: Sendable {
             case .clickhouse(let endpoint): endpoint.description
             }
         }
+
+        /// Where rows end up, whoever writes them: the SQLite file's absolute path, or
+        /// ClickHouse's scheme, host, port and database (not the user or password).
+        public var destination: String {
+            switch self {
+            case .sqlite(let path):
+                "sqlite:" + URL(fileURLWithPath: path).standardizedFileURL.path
+            case .clickhouse(let endpoint):
+                ClickHouseEndpoint(secure: endpoint.secure, host: endpoint.host.lowercased(), port: endpoint.port, database: endpoint.database).description
+            }
+        }
     }
 
     public struct SinkURLError: Error, CustomStringConvertible {
@@ -158,6 +174,21 @@ public struct AggregatorConfig: Sendable {
         }
         if let s = try root.section("clickhouse") {
             try config.applyClickHouseSection(s)
+        }
+        if let allowed = try root.strings("sink_allow_list") {
+            var list: [SinkURL] = []
+            for (index, text) in allowed.enumerated() {
+                do {
+                    list.append(try SinkURL(text))
+                } catch {
+                    throw ConfigError(file: file, key: "sink_allow_list[\(index)]", message: error.description)
+                }
+            }
+            config.sinkAllowList = list
+            guard config.sinkIsAllowed else {
+                throw ConfigError(file: file, key: "sink_allow_list",
+                                  message: "the sink \(config.sink) (from \(overrides.sink == nil ? fileSink == nil ? "the default" : "sink" : "--sink")) is not in this list; the aggregator writes only to sinks named there")
+            }
         }
         config.staleAfterSeconds = try root.int("stale_after_seconds", range: 1...86_400 * 30) ?? config.staleAfterSeconds
         if let s = try root.section("limits") {

@@ -160,6 +160,20 @@ public final class ConfigSection {
         return child
     }
 
+    /// A list of strings; each element's error names its index, e.g. `sink_allow_list[1]`.
+    public func strings(_ key: String) throws(ConfigError) -> [String]? {
+        guard let node = node(key) else { return nil }
+        guard let sequence = node.sequence else { throw error(key, "expected a list, found a \(node.kindName)") }
+        var result: [String] = []
+        for (index, element) in sequence.enumerated() {
+            guard let scalar = element.scalar else {
+                throw ConfigError(file: file, key: "\(keyPath(key))[\(index)]", message: "expected a string, found a \(element.kindName)")
+            }
+            result.append(scalar.string)
+        }
+        return result
+    }
+
     public func sections(_ key: String) throws(ConfigError) -> [ConfigSection]? {
         guard let node = node(key) else { return nil }
         guard let sequence = node.sequence else { throw error(key, "expected a list, found a \(node.kindName)") }

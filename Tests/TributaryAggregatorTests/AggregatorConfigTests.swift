@@ -36,4 +36,38 @@ struct AggregatorConfigTests {
             "\(error)".contains(key) && "\(error)".contains("agg.yaml")
         }
     }
+
+    @Test func theSinkMustBeOnTheAllowList() throws {
+        let list = """
+            data_dir: /var/lib/agg
+            sink_allow_list:
+              - sqlite:/var/lib/agg/sink.sqlite
+              - clickhouse://writer:secret@CH-1.example:8123/tributary
+            """
+        // The default sink, the same file spelled another way, and ClickHouse under another user.
+        #expect(try AggregatorConfig.parse(yaml: list, file: "agg.yaml").sinkAllowList?.count == 2)
+        #expect(try AggregatorConfig.parse(yaml: list, file: "agg.yaml", overrides: .init(sink: "sqlite:/var/lib/agg/../agg/sink.sqlite")).sinkIsAllowed)
+        #expect(try AggregatorConfig.parse(yaml: list, file: "agg.yaml", overrides: .init(sink: "clickhouse://reader@ch-1.example/tributary")).sinkIsAllowed)
+
+        for (sink, key) in [("sqlite:/tmp/elsewhere.sqlite", "sink_allow_list"), ("clickhouse://ch-1.example:8123/other", "sink_allow_list"),
+                            ("clickhouse://ch-2.example:8123/tributary", "sink_allow_list")] {
+            #expect {
+                _ = try AggregatorConfig.parse(yaml: list, file: "agg.yaml", overrides: .init(sink: sink))
+            } throws: { error in
+                let text = "\(error)"
+                return text.contains("agg.yaml") && text.contains(key) && text.contains("--sink") && !text.contains("secret")
+            }
+        }
+        #expect {
+            _ = try AggregatorConfig.parse(yaml: "sink_allow_list:\n  - postgres://x\n", file: "agg.yaml")
+        } throws: { "\($0)".contains("sink_allow_list[0]") }
+        #expect {
+            _ = try AggregatorConfig.parse(yaml: "sink_allow_list: sqlite:/x\n", file: "agg.yaml")
+        } throws: { "\($0)".contains("expected a list") }
+
+        // Set in code after parsing, the aggregator itself refuses to start.
+        var config = try AggregatorConfig.parse(yaml: list, file: "agg.yaml")
+        config.sink = .sqlite(path: "/tmp/elsewhere.sqlite")
+        #expect { _ = try Aggregator(config: config, logger: .init(label: "test")) } throws: { "\($0)".contains("sink_allow_list") }
+    }
 }
