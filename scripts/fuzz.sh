@@ -58,7 +58,9 @@ if ! swift build --package-path fuzz --scratch-path "$scratch" --product FuzzSyn
   exit 1
 fi
 binary="$scratch/debug/FuzzSyncRequest"
-readelf -S "$binary" | grep -q __sancov_cntrs || { echo "$binary has no coverage instrumentation" >&2; exit 1; }
+# Read whole first: grep -q quitting early would fail the pipe under pipefail.
+sections=$(readelf -S "$binary")
+grep -q __sancov_cntrs <<<"$sections" || { echo "$binary has no coverage instrumentation" >&2; exit 1; }
 
 if [ "$mode" = replay ]; then
   [ $# -gt 0 ] || { echo "usage: scripts/fuzz.sh --replay FILE..." >&2; exit 2; }
