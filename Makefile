@@ -1,5 +1,5 @@
 # Shortcuts; each target is a script under scripts/ that a new user can also run directly.
-.PHONY: build test demo proto bench clean
+.PHONY: build test demo proto bench fuzz clean
 
 build:
 	swift build
@@ -13,6 +13,11 @@ demo:
 # Benchmarks on a release build: a table, and JSON under bench/results/ (see README, Performance).
 bench:
 	./scripts/bench.sh
+
+# libFuzzer on the aggregator's request decoding for FUZZ_SECONDS (60); see README, Fuzzing.
+FUZZ_SECONDS ?= 60
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Regenerates Sources/TributaryWire/Generated from proto/ (needs protoc and protoc-gen-swift).
 proto:

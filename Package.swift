@@ -15,6 +15,8 @@ let package = Package(
         .executable(name: "tributaryctl", targets: ["tributaryctl"]),
         .executable(name: "tributary-sim", targets: ["tributary-sim"]),
         .executable(name: "tributary-bench", targets: ["tributary-bench"]),
+        // For the fuzz package in fuzz/, which can reach this package's code only through a product.
+        .library(name: "TributaryWire", targets: ["TributaryWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),

@@ -222,53 +222,24 @@ public final class BatchIngestor: Sendable {
     /// which the sink and its ledger would not.
     static func sameID(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 
-    struct RequestError: Error {
-        let status: Int
-        let reason: String
+    /// Refusals from the decoder and from `process`'s own checks alike.
+    typealias RequestError = RequestRefusal
+
+    /// The decoding is TributaryWire's, so the fuzz target (`fuzz/`) runs exactly this code.
+    private var decoder: SyncRequestDecoder {
+        SyncRequestDecoder(maxBodyBytes: limits.maxBodyBytes, maxDecompressedBytes: limits.maxDecompressedBytes, batchLimits: limits.batch)
     }
 
     private func decode(body: [UInt8], contentType: String?, contentEncoding: String?) throws(RequestError) -> Tributary_V1_SyncRequest {
-        let type = contentType?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        guard type == WireProtocol.protobufContentType else {
-            throw RequestError(status: 415, reason: "Content-Type must be \(WireProtocol.protobufContentType), not \(contentType ?? "missing")")
-        }
-        let encodingName = (contentEncoding ?? "identity").trimmingCharacters(in: .whitespaces).lowercased()
-        guard let encoding = ContentEncoding(rawValue: encodingName) else {
-            throw RequestError(status: 415, reason: "Content-Encoding '\(encodingName)' is not supported (identity, gzip, zstd)")
-        }
-        guard body.count <= limits.maxBodyBytes else {
-            throw RequestError(status: 413, reason: "body of \(body.count) bytes exceeds \(limits.maxBodyBytes)")
-        }
-        let raw: [UInt8]
-        do {
-            raw = try Compression.decompress(body, encoding: encoding, maxSize: limits.maxDecompressedBytes)
-        } catch {
-            throw RequestError(status: error == .tooLarge(limit: limits.maxDecompressedBytes) ? 413 : 400, reason: error.description)
-        }
-        do {
-            return try Tributary_V1_SyncRequest(serializedBytes: raw)
-        } catch {
-            throw RequestError(status: 400, reason: "body is not a tributary.v1.SyncRequest: \(error)")
-        }
+        try decoder.request(body: body, contentType: contentType, contentEncoding: contentEncoding)
     }
 
     private func checkStatus(_ request: Tributary_V1_SyncRequest) throws(RequestError) {
-        let gateway = request.status.gatewayID
-        guard request.hasStatus, GatewayID.isValid(gateway) else {
-            throw RequestError(status: 400, reason: "status.gateway_id '\(Printable.clean(gateway, maxLength: 64))' is missing or not a valid id")
-        }
+        try decoder.checkStatus(request)
     }
 
     private func checkBatch(_ request: Tributary_V1_SyncRequest) throws(RequestError) -> [Reading] {
-        let gateway = request.status.gatewayID
-        guard request.batch.id.gatewayID == gateway else {
-            throw RequestError(status: 400, reason: "batch belongs to '\(Printable.clean(request.batch.id.gatewayID, maxLength: 64))' but the status to '\(gateway)'")
-        }
-        do {
-            return try BatchCodec.decode(request.batch, limits: limits.batch)
-        } catch {
-            throw RequestError(status: 400, reason: "invalid batch: \(error)")
-        }
+        try decoder.readings(of: request)
     }
 
     /// A refusal decided outside `process` (e.g. by the HTTP layer), as an ack.

@@ -108,9 +108,23 @@ public enum Compression {
         return output
     }
 
+    /// The smallest zstd window log whose window holds `size` bytes, within what zstd accepts
+    /// (10) and what it allows by default (27, 128 MiB).
+    static func windowLog(covering size: Int) -> Int {
+        var log = 10
+        while log < 27 && (1 << log) < size { log += 1 }
+        return log
+    }
+
     private static func unzstd(_ input: [UInt8], maxSize: Int) throws(CompressionError) -> [UInt8] {
         guard let context = ZSTD_createDCtx() else { throw .corrupt(encoding: .zstd, detail: "cannot allocate a context") }
         defer { ZSTD_freeDCtx(context) }
+        // A frame header may ask for a window of up to 128 MiB, which the decoder allocates before
+        // producing a byte: a 50-byte body cost 134 MB whatever maxSize said (found by fuzz/).
+        // No honest frame needs a window larger than its output may be.
+        guard ZSTD_isError(ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, Int32(windowLog(covering: maxSize)))) == 0 else {
+            throw .corrupt(encoding: .zstd, detail: "cannot limit the window size")
+        }
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         let result: Result<Void, CompressionError> = input.withUnsafeBytes { src in
@@ -121,6 +135,10 @@ public enum Compression {
                     var outBuffer = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: 0)
                     let hint = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
                     return (hint, outBuffer.pos)
+                }
+                if ZSTD_getErrorCode(hint) == ZSTD_error_frameParameter_windowTooLarge {
+                    // The frame says it needs more than maxSize: a bomb, like one that inflates past it.
+                    return .failure(.tooLarge(limit: maxSize))
                 }
                 if ZSTD_isError(hint) != 0 {
                     return .failure(.corrupt(encoding: .zstd, detail: String(cString: ZSTD_getErrorName(hint))))

@@ -76,6 +76,20 @@ struct CompressionTests {
         }
     }
 
+    /// Found by the fuzz target: a zstd frame may declare a 128 MiB window, which the decoder
+    /// allocated up front whatever `maxSize` said. Windows past what `maxSize` needs are refused
+    /// as too large, before any allocation.
+    @Test func zstdWindowIsBoundedByTheLimit() throws {
+        let content = (0..<100).map { UInt8($0) }
+        // Magic; no content size, no checksum; window descriptor 0x88 = 2^27 bytes; one raw block of 100 bytes (last).
+        let frame: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x88, 0x21, 0x03, 0x00] + content
+        #expect(try Compression.decompress(frame, encoding: .zstd, maxSize: 1 << 27) == content)
+        #expect(throws: CompressionError.tooLarge(limit: 1 << 20)) { try Compression.decompress(frame, encoding: .zstd, maxSize: 1 << 20) }
+        // Frames made by our own encoder need no more window than their content.
+        let input = [UInt8](repeating: 7, count: (1 << 20) + 1)
+        #expect(try Compression.decompress(Compression.compress(input, encoding: .zstd), encoding: .zstd, maxSize: input.count) == input)
+    }
+
     @Test(arguments: [ContentEncoding.gzip, .zstd])
     func refusesCorruptAndTruncated(_ encoding: ContentEncoding) {
         let good = Compression.compress(Array("hello hello hello".utf8), encoding: encoding)
