@@ -32,6 +32,8 @@ let package = Package(
         // Already built for hummingbird's dependencies; the aggregator reads gateway ids from
         // client certificates with it.
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        // Also already built (swift-certificates needs it): SHA-256 for the batch hash chain.
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         // C libraries: each is imported by exactly one Swift module.
@@ -87,11 +89,15 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings),
-        // TLS settings from PEM files, checked at start: the aggregator's server side, and the
-        // clients that talk to it (agent, fleet simulator, tributaryctl).
+        // TLS settings from PEM files, checked at start (the aggregator's server side, and the
+        // clients that talk to it: agent, fleet simulator, tributaryctl), and the batches' hash
+        // chain. Kept out of TributaryWire so the fuzz build does not compile BoringSSL.
         .target(
-            name: "TributaryTLS",
-            dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")],
+            name: "TributaryCrypto",
+            dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings),
         // Log output for the executables: text, or one JSON object per line.
         .target(
@@ -102,7 +108,7 @@ let package = Package(
             name: "TributaryAgent",
             dependencies: [
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig", "TributaryLogging",
-                "TributarySparkplug", "TributaryTLS",
+                "TributarySparkplug", "TributaryCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -116,7 +122,7 @@ let package = Package(
             name: "TributaryAggregator",
             dependencies: [
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
-                "TributaryTLS",
+                "TributaryCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -142,7 +148,7 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
                 // The fleet simulator's virtual gateways send through the agent's SyncClient.
-                "TributaryAgent", "TributaryTLS",
+                "TributaryAgent", "TributaryCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -180,7 +186,7 @@ let package = Package(
         .executableTarget(
             name: "tributaryctl",
             dependencies: [
-                "TributaryCtl", "TributaryCore", "TributaryTLS",
+                "TributaryCtl", "TributaryCore", "TributaryCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Executables/tributaryctl",
@@ -218,12 +224,12 @@ let package = Package(
             dependencies: ["TributaryWire", "TributaryCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryAgentTests",
-            dependencies: ["TributaryAgent", "TributaryTesting", "TributaryCore", "TributaryWire"],
+            dependencies: ["TributaryAgent", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryCrypto"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryAggregatorTests",
             dependencies: [
-                "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryClickHouse", "TributaryTLS",
+                "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryClickHouse", "TributaryCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),
@@ -244,7 +250,7 @@ let package = Package(
             dependencies: [
                 "TributaryAgent", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
                 "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
-                "TributaryTLS",
+                "TributaryCrypto",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

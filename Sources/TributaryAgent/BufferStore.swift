@@ -3,6 +3,7 @@ import Synchronization
 import TributaryCore
 import TributarySQLite
 import TributaryWire
+import TributaryCrypto
 
 /// The agent's durable buffer: one SQLite file in WAL mode.
 ///
@@ -259,7 +260,10 @@ public final class BufferStore: Sendable {
                 guard !readings.isEmpty else { return 0 }
                 let sequence = try c.scalar("SELECT value FROM counters WHERE name = 'next_sequence'")?.int64 ?? 1
                 let identity = BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: UInt64(sequence))
-                let batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: nowMs)
+                var batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: nowMs)
+                // The chain's head moves in this transaction, with the batch that becomes it.
+                let head = try c.scalar("SELECT value FROM meta WHERE key = 'chain_head'")?.string
+                batch.previousDigest = Data(head.flatMap(BatchChain.bytes(hex:)) ?? [])
                 let payload: [UInt8]
                 do {
                     payload = try batch.serializedBytes()
@@ -267,6 +271,8 @@ public final class BufferStore: Sendable {
                     // Encoding a message we built cannot fail; if it ever does, keep the readings.
                     throw SQLiteError(code: 1, message: "cannot encode batch \(identity): \(error)", path: path, sql: nil)
                 }
+                try c.run("INSERT INTO meta VALUES ('chain_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                          BatchChain.hex(BatchChain.digest(of: payload)))
                 try c.run("INSERT INTO batches (sequence, payload, reading_count, oldest_received_ms, sealed_at_ms) VALUES (?, ?, ?, ?, ?)",
                           sequence, payload, readings.count, oldestReceived, nowMs)
                 try c.run("DELETE FROM readings WHERE id <= ?", lastID)

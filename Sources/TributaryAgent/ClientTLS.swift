@@ -1,5 +1,5 @@
 import NIOSSL
-import TributaryTLS
+import TributaryCrypto
 
 extension AgentConfig.ClientTLS {
     /// NIOSSL's client side for the aggregator, checked now (see `TLSFiles`).

@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import SwiftProtobuf
 import TributaryCore
+import TributaryCrypto
 import TributaryWire
 
 /// Handles one `POST /v1/batches` body: checks it, writes the batch to the sink through the
@@ -188,7 +189,8 @@ public final class BatchIngestor: Sendable {
         let event: FleetRegistry.Event
         switch result {
         case .accepted:
-            event = .accepted(identity, readings: readings.count)
+            event = .accepted(identity, readings: readings.count,
+                              chain: ChainLink(digest: BatchChain.hex(BatchChain.digest(of: batchBytes)), previous: BatchChain.hex(request.batch.previousDigest)))
             metrics.count(.accepted, readings: readings.count)
         case .duplicate:
             event = .duplicate(identity, readings: readings.count)

@@ -1,3 +1,4 @@
+import Foundation
 import SwiftProtobuf
 import TributaryCore
 import TributarySQLite
@@ -21,10 +22,25 @@ public final class FleetRegistry: Sendable {
     }
 
     /// Version 1 had only `gateways`; version 2 adds the round trip, the last batch time and
-    /// the history. `PRAGMA user_version` records which one the file has.
+    /// the history; version 3 the hash chains. `PRAGMA user_version` records which one the file has.
     private static func migrate(_ c: SQLiteConnection) throws(SQLiteError) {
         let version = try c.scalar("PRAGMA user_version")?.int64 ?? 0
-        guard version < 2 else { return }
+        if version < 2 { try migrateToVersion2(c) }
+        if version < 3 {
+            try c.execute("""
+                CREATE TABLE IF NOT EXISTS chains (
+                    gateway_id TEXT    NOT NULL,
+                    epoch      TEXT    NOT NULL,
+                    state      TEXT    NOT NULL,  -- ChainTracker, JSON
+                    updated_ms INTEGER NOT NULL,
+                    PRIMARY KEY (gateway_id, epoch)
+                ) WITHOUT ROWID;
+                PRAGMA user_version = 3;
+                """)
+        }
+    }
+
+    private static func migrateToVersion2(_ c: SQLiteConnection) throws(SQLiteError) {
         try c.transaction { () throws(SQLiteError) in
             try c.execute("""
                 CREATE TABLE IF NOT EXISTS gateways (
@@ -61,8 +77,12 @@ public final class FleetRegistry: Sendable {
         }
     }
 
+    /// Epochs whose chain is kept per gateway: an agent that wipes its buffer starts a new one.
+    static let chainEpochsPerGateway = 4
+
     public enum Event: Sendable {
-        case accepted(BatchIdentity, readings: Int)
+        /// Written to the sink; `chain` is the batch's link, for provenance.
+        case accepted(BatchIdentity, readings: Int, chain: ChainLink)
         case duplicate(BatchIdentity, readings: Int)
         case heartbeat
         /// The sink could not take the batch; the gateway still holds it.
@@ -81,7 +101,7 @@ public final class FleetRegistry: Sendable {
         let blob = try status.serializedBytes() as [UInt8]
         let (skew, roundTrip) = Self.clock(status, receivedAtMs: receivedAtMs)
         let (readings, batches, duplicates, batchTime): (Int, Int, Int, Int64) = switch event {
-        case .accepted(_, let n): (n, 1, 0, receivedAtMs)
+        case .accepted(_, let n, _): (n, 1, 0, receivedAtMs)
         case .duplicate: (0, 0, 1, 0)
         case .heartbeat, .refused, .rejected: (0, 0, 0, 0)
         }
@@ -116,8 +136,33 @@ public final class FleetRegistry: Sendable {
                     DELETE FROM sync_events WHERE gateway_id = ? AND id <=
                         (SELECT id FROM sync_events WHERE gateway_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
                     """, [status.gatewayID, status.gatewayID, prune])
+                if case .accepted(let identity, _, let link) = event {
+                    try Self.follow(c, identity: identity, link: link, atMs: receivedAtMs)
+                }
             }
         }
+    }
+
+    /// Moves the batch's epoch chain on by one batch (see `ChainTracker`), in the transaction
+    /// that records it.
+    private static func follow(_ c: SQLiteConnection, identity: BatchIdentity, link: ChainLink, atMs: Int64) throws(SQLiteError) {
+        let stored = try c.scalar("SELECT state FROM chains WHERE gateway_id = ? AND epoch = ?", identity.gatewayID, identity.epoch)?.string
+        var tracker: ChainTracker
+        if let stored, let decoded = try? JSONDecoder().decode(ChainTracker.self, from: Data(stored.utf8)) {
+            tracker = decoded
+            tracker.add(sequence: identity.sequence, link: link, atMs: atMs)
+        } else {
+            tracker = ChainTracker(epoch: identity.epoch, sequence: identity.sequence, link: link)
+        }
+        guard let encoded = try? JSONEncoder().encode(tracker) else { return }
+        _ = try c.run("""
+            INSERT INTO chains (gateway_id, epoch, state, updated_ms) VALUES (?, ?, ?, ?)
+            ON CONFLICT (gateway_id, epoch) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms
+            """, [identity.gatewayID, identity.epoch, String(decoding: encoded, as: UTF8.self), atMs])
+        _ = try c.run("""
+            DELETE FROM chains WHERE gateway_id = ? AND epoch NOT IN
+                (SELECT epoch FROM chains WHERE gateway_id = ? ORDER BY updated_ms DESC LIMIT ?)
+            """, [identity.gatewayID, identity.gatewayID, chainEpochsPerGateway])
     }
 
     /// The status as it is while the round's batches are still on the gateway. (Both figures
@@ -144,7 +189,7 @@ public final class FleetRegistry: Sendable {
 
     static func historyEntry(_ event: Event, atMs: Int64) -> SyncEvent {
         switch event {
-        case .accepted(let id, let n): SyncEvent(atMs: atMs, kind: .accepted, batch: "\(id)", readings: n)
+        case .accepted(let id, let n, _): SyncEvent(atMs: atMs, kind: .accepted, batch: "\(id)", readings: n)
         case .duplicate(let id, let n): SyncEvent(atMs: atMs, kind: .duplicate, batch: "\(id)", readings: n)
         case .heartbeat: SyncEvent(atMs: atMs, kind: .heartbeat)
         case .refused(let id, let n, let reason):
@@ -180,7 +225,8 @@ public final class FleetRegistry: Sendable {
             var views: [GatewayView] = []
             try c.forEach("""
                 SELECT gateway_id, last_seen_ms, status, readings_synced, batches_synced, duplicate_batches, clock_skew_ms,
-                       round_trip_ms, last_batch_ms
+                       round_trip_ms, last_batch_ms,
+                       (SELECT state FROM chains WHERE chains.gateway_id = gateways.gateway_id ORDER BY updated_ms DESC LIMIT 1)
                 FROM gateways \(clause) ORDER BY gateway_id
                 """, bindings) { row in
                 var view = GatewayView(gatewayID: row.string(0) ?? "")
@@ -192,6 +238,9 @@ public final class FleetRegistry: Sendable {
                 view.clockSkewMs = row.int64(6)
                 view.roundTripMs = row.int64(7)
                 view.lastBatchMs = row.int64(8)
+                if let state = row.string(9), let tracker = try? JSONDecoder().decode(ChainTracker.self, from: Data(state.utf8)) {
+                    view.chain = tracker.view(nowMs: nowMs)
+                }
                 if let status = try? Tributary_V1_GatewayStatus(serializedBytes: row[2].bytes ?? []) {
                     view.agentVersion = status.agentVersion
                     view.brokerConnected = status.brokerConnected

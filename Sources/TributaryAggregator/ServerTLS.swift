@@ -1,7 +1,7 @@
 import Hummingbird
 import NIOCore
 import NIOSSL
-import TributaryTLS
+import TributaryCrypto
 import X509
 
 extension AggregatorConfig.ServerTLS {

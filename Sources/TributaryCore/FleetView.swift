@@ -119,6 +119,9 @@ public struct GatewayView: Codable, Sendable, Equatable {
     public var roundTripMs: Int64
     /// When the aggregator last wrote a batch from this gateway; 0 if never.
     public var lastBatchMs: Int64
+    /// The provenance chain of its latest epoch; nil before its first batch (and from an
+    /// aggregator older than the chain).
+    public var chain: ChainView?
 
     public init(gatewayID: String) {
         self.gatewayID = gatewayID
@@ -182,5 +185,6 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case clockSkewMs = "clock_skew_ms"
         case roundTripMs = "round_trip_ms"
         case lastBatchMs = "last_batch_ms"
+        case chain
     }
 }

@@ -25,6 +25,10 @@ public enum FleetRendering {
         ]
         if t.fullBuffers > 0 { lines.append("buffer full  \(t.fullBuffers) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
         if t.withErrors > 0 { lines.append("errors       \(t.withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
+        let broken = view.gateways.filter { $0.chain?.broken == true }
+        if !broken.isEmpty {
+            lines.append("provenance   \(broken.count) gateway(s) with batches that never arrived or arrived altered, e.g. \(broken[0].gatewayID); see `tributaryctl gateway ID`")
+        }
         return Printable.lines(lines.joined(separator: "\n") + "\n")
     }
 
@@ -68,6 +72,7 @@ public enum FleetRendering {
                 ? "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (±\(HumanUnits.duration(ms: (g.roundTripMs + 1) / 2)), round trip \(HumanUnits.duration(ms: g.roundTripMs)))"
                 : "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (one-way estimate)"),
             "last error   " + (g.lastError.isEmpty ? "-" : "\(g.lastError) (\(HumanUnits.duration(ms: now.saturatingMinus(g.aggregatorTime(g.lastErrorMs)))) ago)"),
+            "chain        " + (g.chain.map { chain($0, nowMs: now) } ?? "no batch yet"),
             "",
             "recent sync history (newest first):",
         ]
@@ -81,6 +86,22 @@ public enum FleetRendering {
                 .split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         }
         return Printable.lines(lines.joined(separator: "\n") + "\n")
+    }
+
+    /// The hash chain of the gateway's latest epoch, in one line.
+    static func chain(_ c: ChainView, nowMs: Int64) -> String {
+        var parts = ["epoch \(c.epoch.prefix(12)): batches \(c.startSequence)-\(c.checkedThrough) checked"]
+        if c.waiting > 0 {
+            parts.append("\(c.waiting) missing after \(c.checkedThrough) for \(HumanUnits.duration(ms: nowMs.saturatingMinus(c.waitingSinceMs))) (in flight or retried; a gap after 10m)")
+        }
+        if c.gaps > 0 { parts.append("GAPS: \(c.gaps), \(HumanUnits.count(c.missingBatches)) batches never arrived") }
+        if c.mismatches > 0 { parts.append("ALTERED: \(c.mismatches) links do not match") }
+        if c.unchained > 0 { parts.append("\(HumanUnits.count(c.unchained)) batches unchained (sent without a previous digest)") }
+        if c.intact && c.waiting == 0 { parts.append("intact") }
+        if !c.lastProblem.isEmpty {
+            parts.append("last problem: \(c.lastProblem) (\(HumanUnits.duration(ms: nowMs.saturatingMinus(c.lastProblemMs))) ago)")
+        }
+        return parts.joined(separator: "; ")
     }
 
     static func state(_ g: GatewayView) -> String {

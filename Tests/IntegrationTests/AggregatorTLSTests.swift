@@ -9,7 +9,7 @@ import TributaryCore
 import TributaryMQTT
 import TributarySimulator
 import TributaryTesting
-import TributaryTLS
+import TributaryCrypto
 import TributaryWire
 
 /// The aggregator's `tls:` section, with certificates made at test time: a real agent verifies

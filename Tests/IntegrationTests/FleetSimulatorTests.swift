@@ -45,6 +45,10 @@ struct FleetSimulatorTests {
         let fleet = try await harness.fleet()
         #expect(fleet.gateways.filter { $0.gatewayID.hasPrefix("fleet-") }.count == 300)
         #expect(fleet.gateways.reduce(0) { $0 + $1.readingsSynced } == UInt64(manifest.entries.count))
+        // Lost acks, resends and restarts, and every virtual gateway's chain is whole.
+        let chains = fleet.gateways.compactMap(\.chain)
+        #expect(chains.count == 300 && chains.allSatisfy { $0.intact && $0.waiting == 0 && $0.startSequence == 1 },
+                "\(chains.filter { !$0.intact || $0.waiting > 0 || $0.startSequence != 1 }.prefix(3))")
         await harness.stop(aggregator)
     }
 

@@ -4,7 +4,7 @@ import ServiceLifecycle
 import TributaryAgent
 import TributaryAggregator
 import TributaryTesting
-import TributaryTLS
+import TributaryCrypto
 import NIOSSL
 
 /// Real parts for one test: a mosquitto broker, an aggregator with its SQLite sink, and

@@ -3,6 +3,7 @@ import Testing
 import TributaryCore
 import TributaryTesting
 import TributaryWire
+import TributaryCrypto
 @testable import TributaryAgent
 
 @Suite("buffer file")
@@ -81,6 +82,30 @@ struct BufferStoreTests {
         #expect(try buffer.quarantinedPayloads() == [bad])
         #expect(buffer.snapshot.quarantinedTotal == 1)
         buffer.close()
+    }
+
+    /// Each sealed batch names the digest of the one sealed before it, across a reopen.
+    @Test func sealedBatchesFormAHashChain() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("chain.sqlite")
+        var buffer = try BufferStore(path: path, gatewayID: "gw")
+        try buffer.append(Self.readings(30), quarantined: [])
+        _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)
+        buffer.close()
+        buffer = try BufferStore(path: path, gatewayID: "gw")
+        try buffer.append(Self.readings(10, from: 30), quarantined: [])
+        _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)
+        let batches = try buffer.claimBatches(limit: 10)
+        buffer.close()
+        #expect(batches.map(\.identity.sequence) == [1, 2, 3, 4])
+        let decoded = try batches.map { try Tributary_V1_Batch(serializedBytes: $0.payload) }
+        #expect(decoded[0].previousDigest.isEmpty, "the epoch's first batch has no previous")
+        for i in 1..<batches.count {
+            #expect(Array(decoded[i].previousDigest) == BatchChain.digest(of: batches[i - 1].payload), "batch \(i + 1)")
+        }
+        // What the aggregator hashes, the batch encoded again after decoding, is what was stored.
+        #expect(try decoded.map { try $0.serializedBytes() as [UInt8] } == batches.map(\.payload))
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import TributaryAggregator
 import TributaryTesting
-import TributaryTLS
+import TributaryCrypto
 
 /// Who a batch is from, for every mix of client certificate and token; and the `tls:` section.
 @Suite("batch credentials")

@@ -8,6 +8,7 @@ import TributaryWire
 @testable import TributaryAggregator
 
 @Suite struct FleetRegistryTests {
+    static let link = ChainLink(digest: "00", previous: "")
     static func status(_ gateway: String = "gw-1", backlog: UInt64, oldest: Int64, round: UInt64 = 0, roundOldest: Int64 = 0) -> Tributary_V1_GatewayStatus {
         var s = Tributary_V1_GatewayStatus()
         s.gatewayID = gateway
@@ -34,7 +35,7 @@ import TributaryWire
         #expect(view.readingsSynced == 0)
 
         try await registry.record(Self.status(backlog: 300, oldest: 5_000, round: 200, roundOldest: 1_000),
-                                  event: .accepted(id, readings: 200), receivedAtMs: 11_000)
+                                  event: .accepted(id, readings: 200, chain: Self.link), receivedAtMs: 11_000)
         view = try #require(try await registry.gateways(nowMs: 11_000, staleAfterSeconds: 60).first)
         #expect(view.backlogReadings == 300)
         #expect(view.oldestUnsentMs == 5_000)
@@ -56,7 +57,7 @@ import TributaryWire
         let extra = 15
         for i in 0..<(FleetRegistry.eventsPerGateway + extra) {
             let id = BatchIdentity(gatewayID: "gw-1", epoch: "e", sequence: UInt64(i))
-            try await registry.record(Self.status(backlog: 0, oldest: 0), event: .accepted(id, readings: 1), receivedAtMs: Int64(i))
+            try await registry.record(Self.status(backlog: 0, oldest: 0), event: .accepted(id, readings: 1, chain: Self.link), receivedAtMs: Int64(i))
         }
         try await registry.record(Self.status("gw-2", backlog: 0, oldest: 0), event: .heartbeat, receivedAtMs: 1)
         let history = try #require(try await registry.gateway("gw-1", nowMs: 0, staleAfterSeconds: 60)).history
@@ -112,7 +113,7 @@ import TributaryWire
         #expect(try await reopened.gateways(nowMs: 6, staleAfterSeconds: 60).map(\.readingsSynced) == [42])
         let check = try SQLiteDatabase(path: path, readOnly: true)
         defer { check.close() }
-        #expect(try check.withConnection { c throws(SQLiteError) in try c.scalar("PRAGMA user_version")?.int64 } == 2)
+        #expect(try check.withConnection { c throws(SQLiteError) in try c.scalar("PRAGMA user_version")?.int64 } == 3)
     }
 
     /// Heartbeats in a row are one history entry, so an idle gateway keeps its last refusals.
@@ -124,7 +125,7 @@ import TributaryWire
         let id = BatchIdentity(gatewayID: "gw-1", epoch: "e", sequence: 1)
         try await registry.record(Self.status(backlog: 1, oldest: 1), event: .refused(id, readings: 1, reason: "down"), receivedAtMs: 1)
         for t in 2...50 { try await registry.record(Self.status(backlog: 1, oldest: 1), event: .heartbeat, receivedAtMs: Int64(t)) }
-        try await registry.record(Self.status(backlog: 0, oldest: 0), event: .accepted(id, readings: 1), receivedAtMs: 51)
+        try await registry.record(Self.status(backlog: 0, oldest: 0), event: .accepted(id, readings: 1, chain: Self.link), receivedAtMs: 51)
         try await registry.record(Self.status(backlog: 0, oldest: 0), event: .heartbeat, receivedAtMs: 52)
         let history = try #require(try await registry.gateway("gw-1", nowMs: 52, staleAfterSeconds: 60)).history
         #expect(history.map(\.kind) == [.heartbeat, .accepted, .heartbeat, .refused])

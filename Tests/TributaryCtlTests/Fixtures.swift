@@ -40,6 +40,10 @@ enum Fixtures {
         behind.clockSkewMs = 2_400
         behind.roundTripMs = 80
         behind.lastBatchMs = nowMs - 260_000
+        var chain = ChainView(epoch: "5f2a", startSequence: 1)
+        chain.checkedThrough = 40
+        chain.highestSeen = 40
+        behind.chain = chain
 
         var silent = GatewayView(gatewayID: "gw-pump-3")
         silent.lastSeenMs = nowMs - 7_380_000

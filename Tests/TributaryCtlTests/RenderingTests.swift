@@ -34,6 +34,23 @@ import TributaryCore
         """)
     }
 
+    @Test func chainWithProblems() {
+        var chain = ChainView(epoch: "0f3c9a1e-77aa-4b", startSequence: 3)
+        chain.checkedThrough = 120
+        chain.highestSeen = 123
+        chain.waiting = 1
+        chain.waitingSinceMs = 95_000
+        chain.gaps = 1
+        chain.missingBatches = 2
+        chain.mismatches = 1
+        chain.lastProblem = "batches 50 to 51 never arrived"
+        chain.lastProblemMs = 40_000
+        #expect(FleetRendering.chain(chain, nowMs: 100_000) == """
+            epoch 0f3c9a1e-77a: batches 3-120 checked; 1 missing after 120 for 5s (in flight or retried; a gap after 10m); \
+            GAPS: 1, 2 batches never arrived; ALTERED: 1 links do not match; last problem: batches 50 to 51 never arrived (1m00s ago)
+            """)
+    }
+
     @Test func gatewayDetail() {
         #expect(FleetRendering.gatewayDetail(Fixtures.detail) == """
         gateway      gw-dam-07 (online; agent 0.1.0)
@@ -47,6 +64,7 @@ import TributaryCore
         losses       17 readings dropped, 2 payloads quarantined, 0 batches set aside
         clock        gateway +2.4s vs the aggregator (±40ms, round trip 80ms)
         last error   aggregator answered 503: sink unavailable: ClickHouse unreachable (7s ago)
+        chain        epoch 5f2a: batches 1-40 checked; intact
 
         recent sync history (newest first):
           WHEN       WHAT       BATCH              READINGS  DETAIL

@@ -6,7 +6,7 @@ import NIOCore
 import Synchronization
 import TributaryAgent
 import TributaryCore
-import TributaryTLS
+import TributaryCrypto
 import TributaryWire
 
 /// Thousands of virtual gateways posting batches straight to an aggregator, no broker: each
@@ -214,6 +214,9 @@ struct VirtualGateway {
     var generator: SeededGenerator
     var epoch: String
     var sequence: UInt64 = 1
+    /// Digest of the last batch sealed in this epoch, which the next one names (as the agent's
+    /// buffer does), so the aggregator checks virtual gateways' chains too.
+    var chainHead: [UInt8] = []
     var ingested: UInt64 = 0
     var acknowledged: UInt64 = 0
     var lastTimeMs: Int64 = 0
@@ -259,7 +262,9 @@ struct VirtualGateway {
             let readings = makeReadings()
             ingested += UInt64(readings.count)
             let identity = BatchIdentity(gatewayID: id, epoch: epoch, sequence: sequence)
-            let batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: readings.last?.timeMs ?? 0)
+            var batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: readings.last?.timeMs ?? 0)
+            batch.previousDigest = Data(chainHead)
+            chainHead = BatchChain.digest(of: (try? batch.serializedBytes()) ?? [])
             switch await deliver(batch, readings: readings, identity: identity, report: &report) {
             case .acknowledged:
                 acknowledged += UInt64(readings.count)
@@ -345,6 +350,7 @@ struct VirtualGateway {
             report.newEpochs += 1
             epoch = Self.newEpoch(&generator)
             sequence = 1
+            chainHead = []
             ingested = 0
             acknowledged = 0
         }

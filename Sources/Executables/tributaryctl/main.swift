@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import TributaryCore
 import TributaryCtl
-import TributaryTLS
+import TributaryCrypto
 
 @main
 struct Ctl: AsyncParsableCommand {

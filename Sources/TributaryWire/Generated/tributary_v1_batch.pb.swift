@@ -13,6 +13,11 @@
 /// delta-encoded. The whole SyncRequest is then compressed (gzip or zstd) by HTTP
 /// Content-Encoding.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -169,6 +174,11 @@ public nonisolated struct Tributary_V1_Batch: Sendable {
   public var readingCount: UInt32 = 0
 
   public var sealedAtMs: Int64 = 0
+
+  /// Provenance: SHA-256 of the previous batch of this gateway epoch (sequence - 1), as the
+  /// bytes of its Batch message encoded in field-number order (what swift-protobuf writes).
+  /// Empty for the first batch of an epoch, and from senders that do not chain.
+  public var previousDigest: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -364,7 +374,7 @@ nonisolated extension Tributary_V1_Series: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Tributary_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Batch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}base_time_ms\0\u{1}strings\0\u{1}series\0\u{3}reading_count\0\u{3}sealed_at_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}base_time_ms\0\u{1}strings\0\u{1}series\0\u{3}reading_count\0\u{3}sealed_at_ms\0\u{3}previous_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -378,6 +388,7 @@ nonisolated extension Tributary_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf._
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.series) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.readingCount) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.sealedAtMs) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.previousDigest) }()
       default: break
       }
     }
@@ -406,6 +417,9 @@ nonisolated extension Tributary_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf._
     if self.sealedAtMs != 0 {
       try visitor.visitSingularInt64Field(value: self.sealedAtMs, fieldNumber: 6)
     }
+    if !self.previousDigest.isEmpty {
+      try visitor.visitSingularBytesField(value: self.previousDigest, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -416,6 +430,7 @@ nonisolated extension Tributary_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.series != rhs.series {return false}
     if lhs.readingCount != rhs.readingCount {return false}
     if lhs.sealedAtMs != rhs.sealedAtMs {return false}
+    if lhs.previousDigest != rhs.previousDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

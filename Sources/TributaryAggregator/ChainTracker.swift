@@ -1,0 +1,107 @@
+import TributaryCore
+import TributaryWire
+
+/// A batch's place in its chain: its own digest and the one it names as its previous batch's
+/// (lowercase hex; `previous` empty when the sender does not chain).
+public struct ChainLink: Codable, Sendable, Equatable {
+    public let digest: String
+    public let previous: String
+
+    public init(digest: String, previous: String) {
+        self.digest = digest
+        self.previous = previous
+    }
+}
+
+/// One gateway epoch's hash chain as the aggregator follows it, batch by batch. Batches may
+/// arrive out of order (an agent sends several at once, and retries), so those past a hole wait
+/// in `pending` until the hole fills; a hole still open after `gapAfterMs`, or with more than
+/// `maxPending` batches past it, is declared a gap and checking goes on after it.
+/// Digests are kept as hex: the state is stored as JSON in the registry.
+struct ChainTracker: Codable, Sendable, Equatable {
+    static let maxPending = 64
+    static let gapAfterMs: Int64 = 10 * 60 * 1000
+
+    struct Pending: Codable, Sendable, Equatable {
+        var link: ChainLink
+        var arrivedMs: Int64
+    }
+
+    private(set) var view: ChainView
+    /// Digest of batch `checkedThrough`, which the next batch must carry.
+    private var head: String
+    /// What batch `startSequence` said came before it: an earlier batch arriving late extends
+    /// the start backwards when it matches.
+    private var startPrevious: String
+    private var pending: [UInt64: Pending] = [:]
+
+    /// The first batch seen of an epoch starts the chain, whatever its sequence: an aggregator
+    /// that joins late, or lost its registry, checks from there.
+    init(epoch: String, sequence: UInt64, link: ChainLink) {
+        view = ChainView(epoch: epoch, startSequence: sequence)
+        view.checkedThrough = sequence
+        view.highestSeen = sequence
+        head = link.digest
+        startPrevious = link.previous
+    }
+
+    /// Takes batch `sequence`, accepted by the sink.
+    mutating func add(sequence: UInt64, link: ChainLink, atMs: Int64) {
+        guard sequence > view.checkedThrough else {
+            if sequence + 1 == view.startSequence, !startPrevious.isEmpty {
+                guard link.digest == startPrevious else {
+                    return problem("batch \(sequence) is not the batch \(sequence + 1) names as its previous one: one of them was altered", atMs: atMs, mismatch: true)
+                }
+                view.startSequence = sequence
+                startPrevious = link.previous
+            }
+            return  // a resend of a batch already checked, or older than the start
+        }
+        view.highestSeen = max(view.highestSeen, sequence)
+        pending[sequence] = Pending(link: link, arrivedMs: atMs)
+        advance(nowMs: atMs)
+    }
+
+    private mutating func advance(nowMs: Int64) {
+        while true {
+            while let next = pending.removeValue(forKey: view.checkedThrough + 1) {
+                let sequence = view.checkedThrough + 1
+                if next.link.previous.isEmpty {
+                    view.unchained += 1
+                } else if next.link.previous != head {
+                    problem("batch \(sequence) names a previous batch that is not the batch \(sequence - 1) received: one of them was altered",
+                            atMs: next.arrivedMs, mismatch: true)
+                }
+                view.checkedThrough = sequence
+                head = next.link.digest
+            }
+            guard let oldest = pending.values.map(\.arrivedMs).min(), let lowest = pending.keys.min() else { break }
+            guard pending.count > Self.maxPending || nowMs - oldest > Self.gapAfterMs else { break }
+            // The hole is given up on: the batch after it starts the chain again, unchecked.
+            let missing = lowest - view.checkedThrough - 1
+            view.gaps += 1
+            view.missingBatches += missing
+            problem(missing == 1 ? "batch \(lowest - 1) never arrived"
+                                 : "batches \(view.checkedThrough + 1) to \(lowest - 1) never arrived", atMs: nowMs)
+            let after = pending.removeValue(forKey: lowest)!
+            view.checkedThrough = lowest
+            head = after.link.digest
+        }
+        view.waiting = (view.highestSeen - view.checkedThrough) - UInt64(pending.count)
+        view.waitingSinceMs = pending.values.map(\.arrivedMs).min() ?? 0
+    }
+
+    private mutating func problem(_ text: String, atMs: Int64, mismatch: Bool = false) {
+        if mismatch { view.mismatches += 1 }
+        view.lastProblem = text
+        view.lastProblemMs = atMs
+    }
+
+    /// The view as of `nowMs`: a hole is declared a gap once it is old enough, even if no
+    /// batch has come since to notice.
+    func view(nowMs: Int64) -> ChainView {
+        var copy = self
+        copy.advance(nowMs: nowMs)
+        return copy.view
+    }
+}
