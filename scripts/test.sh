@@ -7,3 +7,9 @@ cd "$root"
 "$root/scripts/install-deps.sh"
 swift build --build-tests
 swift test --skip-build
+# The fuzz target, briefly: proves on every run that it builds, that the committed corpus
+# (with every input that once crashed) still passes, and looks a little further.
+# TRIBUTARY_FUZZ_SECONDS=0 skips it.
+if [ "${TRIBUTARY_FUZZ_SECONDS:-30}" != 0 ]; then
+  ./scripts/fuzz.sh "${TRIBUTARY_FUZZ_SECONDS:-30}"
+fi
