@@ -21,6 +21,8 @@ public struct AgentConfig: Sendable {
     public var statusListen: (host: String, port: Int)?
     /// `text` (default) or `json`, one object per line.
     public var logFormat = LogFormat.text
+    /// `governance.hash_key_file`: the key of the subscriptions' `hash` rules, read at start.
+    public var hashKey: [UInt8]?
 
     public struct MQTT: Sendable {
         /// Default mqtt://127.0.0.1:1883.
@@ -54,6 +56,8 @@ public struct AgentConfig: Sendable {
         public var format: PayloadFormat
         /// The payload member holding the event time (json only).
         public var timeField: String?
+        /// `classification` and `rules`: applied in the agent before a reading is buffered.
+        public var policy = SubscriptionPolicy()
 
         public init(topic: String, template: TopicTemplate?, format: PayloadFormat, timeField: String? = nil) {
             self.topic = topic
@@ -181,8 +185,11 @@ extension AgentConfig {
             throw ConfigError(file: overrides.broker == nil ? file : nil, key: "mqtt.broker", message: error.description)
         }
         var subscriptions: [Subscription] = []
+        let hashKey = try root.section("governance").flatMap { g throws(ConfigError) in try parseHashKey(g) }
         for section in try mqttSection?.sections("subscriptions") ?? [] {
-            subscriptions.append(try parseSubscription(section, gatewayID: gatewayID))
+            var subscription = try parseSubscription(section, gatewayID: gatewayID)
+            subscription.policy = try parsePolicy(section, hashKey: hashKey)
+            subscriptions.append(subscription)
         }
         var mqtt = MQTT(broker: broker, subscriptions: subscriptions)
         if let s = mqttSection {
@@ -266,7 +273,39 @@ extension AgentConfig {
         var config = AgentConfig(gatewayID: gatewayID, dataDirectory: dataDirectory, mqtt: mqtt, buffer: buffer, aggregator: aggregator)
         config.statusListen = statusListen
         config.logFormat = logFormat
+        config.hashKey = hashKey
         return config
+    }
+
+    /// A subscription's `classification` and `rules` (each `match` a metric pattern, `action`
+    /// drop, mask or hash). A `hash` rule needs `governance.hash_key_file`.
+    private static func parsePolicy(_ s: ConfigSection, hashKey: [UInt8]?) throws(ConfigError) -> SubscriptionPolicy {
+        var policy = SubscriptionPolicy(classification: try s.choice("classification", of: SubscriptionPolicy.Classification.self))
+        for rule in try s.sections("rules") ?? [] {
+            guard let match = try rule.string("match"), !match.isEmpty else {
+                throw rule.error("match", "a metric name or pattern is required, e.g. owner.phone or owner.*")
+            }
+            guard let action = try rule.choice("action", of: SubscriptionPolicy.FieldRule.Action.self) else {
+                throw rule.error("action", "required: drop, mask or hash")
+            }
+            if action == .hash && hashKey == nil {
+                throw rule.error("action", "hash needs governance.hash_key_file, the key the pseudonyms are made with")
+            }
+            policy.rules.append(.init(match: match, action: action))
+        }
+        return policy
+    }
+
+    /// `governance.hash_key_file`: at least 16 bytes (a trailing newline is not part of it),
+    /// the same on every gateway whose pseudonyms must match. Never printed.
+    private static func parseHashKey(_ g: ConfigSection) throws(ConfigError) -> [UInt8]? {
+        guard let path = try g.readableFile("hash_key_file") else { return nil }
+        guard var key = FileManager.default.contents(atPath: path).map(Array.init) else {
+            throw g.error("hash_key_file", "cannot read \(path)")
+        }
+        while let last = key.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { key.removeLast() }
+        guard key.count >= 16 else { throw g.error("hash_key_file", "\(path) holds \(key.count) bytes; use at least 16 (e.g. openssl rand -hex 32)") }
+        return key
     }
 
     /// `password` inline, or `password_file`: the first line of a file only the agent can read

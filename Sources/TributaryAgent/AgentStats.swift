@@ -16,6 +16,7 @@ public final class AgentStats: Sendable {
         var recentExchanges: [ClockExchange] = []
         var requests: [RequestResult: UInt64] = [:]
         var sparkplug: [SparkplugEvent: UInt64] = [:]
+        var withheld: UInt64 = 0
     }
 
     /// What the Sparkplug B host side saw that operators should know of (counted since start).
@@ -64,6 +65,14 @@ public final class AgentStats: Sendable {
     }
 
     public var sparkplugCounts: [SparkplugEvent: UInt64] { state.withLock { $0.sparkplug } }
+
+    /// Readings a subscription's `drop` rule kept from the buffer, since start: withheld on
+    /// purpose, not lost, and counted so the fleet view can tell the two apart.
+    public func countWithheld(_ readings: Int) {
+        state.withLock { $0.withheld += UInt64(readings) }
+    }
+
+    public var withheldTotal: UInt64 { state.withLock { $0.withheld } }
 
     /// Keeps a request timed on both ends, for the skew estimate.
     public func recordExchange(_ exchange: ClockExchange) {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TributaryCore
+import TributaryCrypto
 import TributaryMQTT
 import TributarySparkplug
 
@@ -21,7 +22,8 @@ public final class IngestService: Service {
     private let buffer: BufferStore
     private let stats: AgentStats
     private let logger: Logger
-    private let routes: [(filter: TopicFilter, decoding: Decoding)]
+    private let routes: [(filter: TopicFilter, decoding: Decoding, policy: SubscriptionPolicy)]
+    private let pseudonymizer: Pseudonymizer?
     private let reserve: DiskReserve
 
     /// How a subscription's payloads become readings.
@@ -55,11 +57,12 @@ public final class IngestService: Service {
         self.logger = logger
         reserve = DiskReserve(config: config)
         routes = try config.mqtt.subscriptions.map { s in
-            if s.format == .sparkplug { return (TopicFilter(s.topic), .sparkplug) }
+            if s.format == .sparkplug { return (TopicFilter(s.topic), .sparkplug, s.policy) }
             guard let template = s.template else { throw PayloadDecoderConfigError.missingTemplate(format: s.format) }
             return (TopicFilter(s.topic), .payload(try PayloadDecoder(format: s.format, template: template, timeField: s.timeField,
-                                                                      defaultGatewayID: config.gatewayID)))
+                                                                      defaultGatewayID: config.gatewayID)), s.policy)
         }
+        pseudonymizer = config.hashKey.map(Pseudonymizer.init(key:))
     }
 
     public func run() async throws {
@@ -160,6 +163,12 @@ public final class IngestService: Service {
         }
         guard let route = routes.first(where: { $0.filter.matches(topic) }) else {
             return quarantine("no subscription matches the topic")
+        }
+        // The subscription's rules, on this message's readings only, before anything is buffered.
+        let start = readings.count
+        defer {
+            let withheld = route.policy.apply(to: &readings, from: start, pseudonymizer: pseudonymizer)
+            if withheld > 0 { stats.countWithheld(withheld) }
         }
         switch route.decoding {
         case .payload(let decoder):

@@ -71,6 +71,8 @@ public struct StatusServer: Sendable {
                  Double(c.acknowledgedTotal))
         p.single("tributary_agent_readings_dropped_total", .counter, help: "Readings given up under the drop_oldest quota policy.",
                  Double(c.droppedTotal))
+        p.single("tributary_agent_readings_withheld_total", .counter, help: "Readings a governance drop rule kept from the buffer, since start.",
+                 Double(stats.withheldTotal))
         p.single("tributary_agent_payloads_quarantined_total", .counter, help: "Payloads that could not be decoded, kept in quarantine.",
                  Double(c.quarantinedTotal))
         p.single("tributary_agent_redeliveries_total", .counter, help: "MQTT messages received again and not stored twice.",

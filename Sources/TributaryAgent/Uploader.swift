@@ -202,6 +202,7 @@ public final class Uploader: Service {
         status.acknowledgedTotal = UInt64(counters.acknowledgedTotal)
         status.quarantinedTotal = UInt64(counters.quarantinedTotal)
         status.droppedTotal = UInt64(counters.droppedTotal)
+        status.withheldTotal = stats.withheldTotal
         status.sealedBatches = UInt64(counters.sealedBatches)
         status.setAsideBatches = UInt64(counters.setAsideBatches)
         status.redeliveriesTotal = UInt64(counters.redeliveriesTotal)

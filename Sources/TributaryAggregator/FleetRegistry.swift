@@ -249,6 +249,7 @@ public final class FleetRegistry: Sendable {
                     view.oldestUnsentMs = status.oldestUnsentMs
                     view.quarantinedTotal = status.quarantinedTotal
                     view.droppedTotal = status.droppedTotal
+                    view.withheldTotal = status.withheldTotal
                     view.setAsideBatches = status.setAsideBatches
                     view.redeliveriesTotal = status.redeliveriesTotal
                     view.bufferFull = status.bufferFull

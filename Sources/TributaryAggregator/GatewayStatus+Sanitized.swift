@@ -16,7 +16,7 @@ extension Tributary_V1_GatewayStatus {
         s.agentVersion = Printable.clean(s.agentVersion, maxLength: 64)
         s.lastError = Printable.clean(s.lastError, maxLength: 512)
         for keyPath in [\Self.backlogReadings, \.backlogBytes, \.ingestedTotal, \.acknowledgedTotal, \.quarantinedTotal,
-                        \.droppedTotal, \.sealedBatches, \.setAsideBatches, \.redeliveriesTotal, \.roundReadings] {
+                        \.droppedTotal, \.sealedBatches, \.setAsideBatches, \.redeliveriesTotal, \.roundReadings, \.withheldTotal] {
             s[keyPath: keyPath] = Swift.min(s[keyPath: keyPath], Self.maxCount)
         }
         for keyPath in [\Self.oldestUnsentMs, \.lastErrorMs, \.clockMs, \.roundOldestMs] where !Self.plausibleMs.contains(s[keyPath: keyPath]) {

@@ -101,6 +101,8 @@ public struct GatewayView: Codable, Sendable, Equatable {
     public var quarantinedTotal: UInt64
     /// Readings given up under the `drop_oldest` quota policy.
     public var droppedTotal: UInt64
+    /// Readings a governance `drop` rule kept from the gateway's buffer on purpose, since its agent started.
+    public var withheldTotal: UInt64 = 0
     /// Batches the aggregator refused for good; kept on the gateway's disk.
     public var setAsideBatches: UInt64
     /// MQTT messages the gateway received again (QoS 1 redelivery) and did not store twice.
@@ -175,6 +177,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case duplicateBatches = "duplicate_batches"
         case quarantinedTotal = "quarantined_total"
         case droppedTotal = "dropped_total"
+        case withheldTotal = "withheld_total"
         case setAsideBatches = "set_aside_batches"
         case redeliveriesTotal = "redeliveries_total"
         case bufferFull = "buffer_full"

@@ -67,7 +67,8 @@ public enum FleetRendering {
             "lag          " + (g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) + " (oldest unsent reading)" : "none, caught up"),
             "rates        ingest \(HumanUnits.rate(g.ingestRate)), send \(HumanUnits.rate(g.sendRate))",
             "synced       \(HumanUnits.count(g.readingsSynced)) readings in \(HumanUnits.count(g.batchesSynced)) batches; \(HumanUnits.count(g.duplicateBatches)) resends answered duplicate",
-            "losses       \(HumanUnits.count(g.droppedTotal)) readings dropped, \(HumanUnits.count(g.quarantinedTotal)) payloads quarantined, \(HumanUnits.count(g.setAsideBatches)) batches set aside",
+            "losses       \(HumanUnits.count(g.droppedTotal)) readings dropped, \(HumanUnits.count(g.quarantinedTotal)) payloads quarantined, \(HumanUnits.count(g.setAsideBatches)) batches set aside"
+                + (g.withheldTotal > 0 ? "; \(HumanUnits.count(g.withheldTotal)) withheld by governance drop rules (on purpose)" : ""),
             "clock        " + (g.roundTripMs >= 0
                 ? "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (±\(HumanUnits.duration(ms: (g.roundTripMs + 1) / 2)), round trip \(HumanUnits.duration(ms: g.roundTripMs)))"
                 : "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (one-way estimate)"),

@@ -160,6 +160,12 @@ public nonisolated struct Tributary_V1_GatewayStatus: @unchecked Sendable {
     set {_uniqueStorage()._roundOldestMs = newValue}
   }
 
+  /// readings a governance drop rule kept from the buffer, since the agent started
+  public var withheldTotal: UInt64 {
+    get {_storage._withheldTotal}
+    set {_uniqueStorage()._withheldTotal = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -194,7 +200,7 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GatewayStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0")
 
   fileprivate class _StorageClass {
     var _gatewayID: String = String()
@@ -219,6 +225,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
     var _lastExchange: Tributary_V1_ClockExchange? = nil
     var _roundReadings: UInt64 = 0
     var _roundOldestMs: Int64 = 0
+    var _withheldTotal: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -251,6 +258,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       _lastExchange = source._lastExchange
       _roundReadings = source._roundReadings
       _roundOldestMs = source._roundOldestMs
+      _withheldTotal = source._withheldTotal
     }
   }
 
@@ -291,6 +299,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._lastExchange) }()
         case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._roundReadings) }()
         case 22: try { try decoder.decodeSingularInt64Field(value: &_storage._roundOldestMs) }()
+        case 23: try { try decoder.decodeSingularUInt64Field(value: &_storage._withheldTotal) }()
         default: break
         }
       }
@@ -369,6 +378,9 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       if _storage._roundOldestMs != 0 {
         try visitor.visitSingularInt64Field(value: _storage._roundOldestMs, fieldNumber: 22)
       }
+      if _storage._withheldTotal != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._withheldTotal, fieldNumber: 23)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -400,6 +412,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         if _storage._lastExchange != rhs_storage._lastExchange {return false}
         if _storage._roundReadings != rhs_storage._roundReadings {return false}
         if _storage._roundOldestMs != rhs_storage._roundOldestMs {return false}
+        if _storage._withheldTotal != rhs_storage._withheldTotal {return false}
         return true
       }
       if !storagesAreEqual {return false}
