@@ -68,6 +68,9 @@ public struct AgentConfig: Sendable {
     }
 
     public struct Buffer: Sendable {
+        /// `retention_hours`: readings not sent after this long are deleted from the buffer and
+        /// counted as dropped. Nil (the default): kept until sent, within the quota.
+        public var retentionHours: Int?
         /// SQLite `synchronous`: `normal` (default) survives a process crash; `full` also a power cut.
         public var synchronous: Synchronous = .normal
         /// A group commit closes after this long...
@@ -220,6 +223,7 @@ extension AgentConfig {
             }
             buffer.fullPolicy = try s.choice("full_policy", of: Buffer.FullPolicy.self) ?? buffer.fullPolicy
             buffer.diskReserveBytes = try s.bytes("disk_reserve_bytes") ?? buffer.diskReserveBytes
+            buffer.retentionHours = try s.int("retention_hours", range: 1...87_600)
         }
 
         let aggregatorSection = try root.section("aggregator")

@@ -400,6 +400,35 @@ public final class BufferStore: Sendable {
         return dropped
     }
 
+    /// The retention period: deletes unsealed readings received before `cutoffMs`, and sealed
+    /// batches whose oldest reading was, as long as they were never sent (one that was may have
+    /// been written by the aggregator with its answer lost: it stays and is resent). Counted as
+    /// dropped, in the same transaction. Returns (readings, batches) deleted.
+    public func expire(receivedBeforeMs cutoffMs: Int64) throws(SQLiteError) -> (readings: Int64, batches: Int64) {
+        let expired = try db.withConnection { c throws(SQLiteError) -> (readings: Int64, batches: Int64, sealed: Int64) in
+            let claimed = inFlight.withLock { $0 }
+            return try c.transaction { () throws(SQLiteError) -> (readings: Int64, batches: Int64, sealed: Int64) in
+                var victims: [(sequence: Int64, count: Int64)] = []
+                try c.forEach("SELECT sequence, reading_count FROM batches WHERE set_aside = 0 AND attempts = 0 AND oldest_received_ms < ? ORDER BY sequence",
+                              [cutoffMs]) { row in
+                    if !claimed.contains(UInt64(row.int64(0))) { victims.append((row.int64(0), row.int64(1))) }
+                }
+                for victim in victims { try c.run("DELETE FROM batches WHERE sequence = ?", victim.sequence) }
+                let sealed = victims.reduce(0) { $0 + $1.count }
+                let unsealed = Int64(try c.run("DELETE FROM readings WHERE received_ms < ?", cutoffMs))
+                try Self.bump(c, "dropped_total", by: Int(sealed + unsealed))
+                return (sealed + unsealed, Int64(victims.count), sealed)
+            }
+        }
+        counters.withLock {
+            $0.droppedTotal += expired.readings
+            $0.unsealedReadings -= expired.readings - expired.sealed
+            $0.sealedReadings -= expired.sealed
+            $0.sealedBatches -= expired.batches
+        }
+        return (expired.readings, expired.batches)
+    }
+
     /// Receive time of the oldest reading not yet acknowledged, or nil when there is none;
     /// `excluding` leaves out one batch (the one being sent).
     public func oldestUnacknowledgedMs(excluding sequences: Set<UInt64> = []) throws(SQLiteError) -> Int64? {

@@ -44,6 +44,22 @@ public final class Uploader: Service {
         }
     }
 
+    /// `buffer.retention_hours`, checked once a minute: what waited longer is deleted, counted
+    /// as dropped, and said in the log (the aggregator's chain shows the gap too).
+    private func expire(olderThanHours hours: Int) async {
+        let cutoff = WallClock.nowMs() - Int64(hours) * 3_600_000
+        do {
+            let expired = try await blocking { [buffer] in try buffer.expire(receivedBeforeMs: cutoff) }
+            guard expired.readings > 0 else { return }
+            logger.warning("readings past the buffer's retention period deleted unsent", metadata: [
+                "gateway": "\(config.gatewayID)", "readings": "\(expired.readings)", "batches": "\(expired.batches)",
+                "retention_hours": "\(hours)", "dropped_total": "\(buffer.snapshot.droppedTotal)",
+            ])
+        } catch {
+            reportBufferTrouble("cannot expire readings past retention", error)
+        }
+    }
+
     /// Rounds of up to `window` batches, oldest first, sent concurrently. After a round the
     /// aggregator fully acknowledged, the window grows by one and the next round starts at
     /// once (a backlog drains at full speed); after a 429, 503 or timeout it halves and the
@@ -56,7 +72,12 @@ public final class Uploader: Service {
         var heartbeatBackoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
         let idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
         var bufferTrouble = Backoff(initialMs: 100, maxMs: 5000)
+        var nextExpiryMs = Int64(0)
         while !Task.isCancelled {
+            if let hours = config.buffer.retentionHours, WallClock.nowMs() >= nextExpiryMs {
+                nextExpiryMs = WallClock.nowMs() + 60_000
+                await expire(olderThanHours: hours)
+            }
             // Sealing needs disk space; when the disk is full, batches sealed earlier still go
             // out, and their acknowledgements free the space.
             do {

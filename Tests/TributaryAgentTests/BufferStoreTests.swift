@@ -84,6 +84,25 @@ struct BufferStoreTests {
         buffer.close()
     }
 
+    /// The retention period: unsent readings received before the cutoff go, counted as dropped;
+    /// a batch that was ever sent stays (it may have been written, its answer lost).
+    @Test func expiryDeletesWhatWaitedTooLongButNeverASentBatch() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let buffer = try BufferStore(path: dir.file("expire.sqlite"), gatewayID: "gw")
+        defer { buffer.close() }
+        try buffer.append(Self.readings(30), quarantined: [])          // received at 0...29
+        _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0, nowMs: 100)  // batches 1, 2, 3
+        try buffer.recordAttempt(1, error: "timeout")                   // sent once, no answer
+        try buffer.append(Self.readings(10, from: 30), quarantined: []) // unsealed, received at 30...39
+        let expired = try buffer.expire(receivedBeforeMs: 35)
+        #expect(expired.readings == 25 && expired.batches == 2, "batches 2 and 3, and 5 unsealed readings")
+        #expect(buffer.snapshot.droppedTotal == 25 && buffer.snapshot.sealedBatches == 1 && buffer.snapshot.unsealedReadings == 5)
+        #expect(try buffer.claimBatches(limit: 10).map(\.identity.sequence) == [1])
+        let again = try buffer.expire(receivedBeforeMs: 35)
+        #expect(again.readings == 0 && again.batches == 0)
+    }
+
     /// Each sealed batch names the digest of the one sealed before it, across a reopen.
     @Test func sealedBatchesFormAHashChain() throws {
         let dir = try TemporaryDirectory()
