@@ -75,6 +75,9 @@ public struct AggregatorConfig: Sendable {
         public var maxBodyBytes = 16 << 20
         /// Largest body after decompression; a bomb is refused here. Default 64 MiB.
         public var maxDecompressedBytes = 64 << 20
+        /// Bodies decompressed and decoded at once, each taking up to about twice
+        /// `maxDecompressedBytes` meanwhile: this bounds that memory. Default 4.
+        public var maxConcurrentDecodes = 4
         /// Batches being written to the sink at once; past it, 429. Default 64.
         public var maxInFlightBatches = 64
         /// Bytes (compressed bodies) being written at once; past it, 429. Default 64 MiB.
@@ -194,6 +197,7 @@ public struct AggregatorConfig: Sendable {
         if let s = try root.section("limits") {
             config.limits.maxBodyBytes = try s.int("max_body_bytes", range: 1024...(1 << 30)) ?? config.limits.maxBodyBytes
             config.limits.maxDecompressedBytes = try s.int("max_decompressed_bytes", range: 1024...(1 << 31)) ?? config.limits.maxDecompressedBytes
+            config.limits.maxConcurrentDecodes = try s.int("max_concurrent_decodes", range: 1...256) ?? config.limits.maxConcurrentDecodes
             config.limits.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...100_000) ?? config.limits.maxInFlightBatches
             config.limits.maxInFlightBytes = try s.int("max_in_flight_bytes", range: 1024...(1 << 34)) ?? config.limits.maxInFlightBytes
             config.limits.batch.maxReadings = try s.int("max_readings_per_batch", range: 1...10_000_000) ?? config.limits.batch.maxReadings

@@ -30,6 +30,7 @@ public final class BatchIngestor: Sendable {
     private let sink: any Sink
     private let registry: FleetRegistry
     private let limits: AggregatorConfig.Limits
+    private let decodeGate: DecodeGate
     private let logger: Logger
     private let inFlight: Mutex<InFlight>
     public let metrics: AggregatorMetrics
@@ -39,6 +40,7 @@ public final class BatchIngestor: Sendable {
         self.metrics = metrics
         self.registry = registry
         self.limits = limits
+        decodeGate = DecodeGate(permits: limits.maxConcurrentDecodes)
         self.logger = logger
         var state = InFlight()
         state.stats.maxInFlightBatches = limits.maxInFlightBatches
@@ -115,7 +117,9 @@ public final class BatchIngestor: Sendable {
                          authenticatedGateway: String?, claimed: inout String) async -> Response {
         let request: Tributary_V1_SyncRequest
         do throws(RequestError) {
-            request = try decode(body: body, contentType: contentType, contentEncoding: contentEncoding)
+            request = try await decodeGate.run { () throws(RequestError) in
+                try decode(body: body, contentType: contentType, contentEncoding: contentEncoding)
+            }
             claimed = request.status.gatewayID
             try checkStatus(request)
             if let authenticatedGateway, !Self.sameID(request.status.gatewayID, authenticatedGateway) {

@@ -49,6 +49,11 @@ public struct SyncRequestDecoder: Sendable {
             throw RequestRefusal(status: error == .tooLarge(limit: maxDecompressedBytes) ? 413 : 400, reason: error.description)
         }
         do {
+            try WireShape.check(raw, maxElements: batchLimits.maxReadings)
+        } catch {
+            throw RequestRefusal(status: 413, reason: "the batch's \(error.field) would hold \(error.count) elements; the limit is \(error.limit)")
+        }
+        do {
             return try Tributary_V1_SyncRequest(serializedBytes: raw)
         } catch {
             throw RequestRefusal(status: 400, reason: "body is not a tributary.v1.SyncRequest: \(error)")
