@@ -45,7 +45,9 @@ enum WireShape {
                         }
                     default: break
                     }
-                    guard strings <= maxElements * 4 + 64 else { throw TooMany(field: "strings", count: strings, limit: maxElements * 4 + 64) }
+                    // An honest reading can bring several strings of its own (sensor, metric,
+                    // topic, unit, text value, labels): generous, but still bounded.
+                    guard strings <= maxElements * 16 + 64 else { throw TooMany(field: "strings", count: strings, limit: maxElements * 16 + 64) }
                     guard series <= maxElements else { throw TooMany(field: "series", count: series, limit: maxElements) }
                 }
             }
