@@ -221,7 +221,7 @@ let package = Package(
             name: "TributaryMQTTTests", dependencies: ["TributaryMQTT"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryWireTests",
-            dependencies: ["TributaryWire", "TributaryCore"], swiftSettings: swiftSettings),
+            dependencies: ["TributaryWire", "TributaryCore", "TributaryTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryAgentTests",
             dependencies: ["TributaryAgent", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryCrypto"],

@@ -17,6 +17,17 @@ import TributaryWire
 /// credential; clients that cannot prove who they are, or trust the wrong CA, write nothing.
 @Suite("aggregator TLS")
 struct AggregatorTLSTests {
+    /// A CA made now, the aggregator's certificate, and a tls: section asking gateways for theirs.
+    static func mutualTLS(_ mode: AggregatorConfig.ServerTLS.ClientCertificates) async throws
+        -> (pki: TestPKI, tls: AggregatorConfig.ServerTLS, directory: TemporaryDirectory) {
+        let directory = try TemporaryDirectory()
+        let pki = try await TestPKI(in: directory)
+        let server = try await pki.server()
+        var tls = AggregatorConfig.ServerTLS(certificateFile: server.certificate, keyFile: server.key, clientCAFile: pki.caFile)
+        tls.clientCertificates = mode
+        return (pki, tls, directory)
+    }
+
     /// A failed handshake comes back at once, instead of being retried until the deadline.
     static func client() -> HTTPClient {
         var configuration = HTTPClient.Configuration()
@@ -26,11 +37,7 @@ struct AggregatorTLSTests {
 
     @Test("mTLS: the agent's certificate is its identity; no certificate, another gateway's, an expired one or another CA's writes nothing")
     func clientCertificatesDecideWhoMayWrite() async throws {
-        let directory = try TemporaryDirectory()
-        let pki = try await TestPKI(in: directory)
-        let server = try await pki.server()
-        var tls = AggregatorConfig.ServerTLS(certificateFile: server.certificate, keyFile: server.key, clientCAFile: pki.caFile)
-        tls.clientCertificates = .optional
+        let (pki, tls, directory) = try await Self.mutualTLS(.optional)
         let harness = try await Harness(tls: tls, trusting: pki.caFile, directory: directory)
         let http = Self.client()
         do {
@@ -42,14 +49,7 @@ struct AggregatorTLSTests {
                     cert_file: \(own.certificate)
                     key_file: \(own.key)
                 """))
-            var options = SensorSimulator.Options(broker: try MQTTBroker(url: harness.broker.url), gatewayID: "gw-tls", sensors: 10, rate: 500, count: 400)
-            options.seed = 5
-            let manifest = try await SensorSimulator(options: options, logger: harness.logger).run()
-            var report = Verifier.Report()
-            try await eventually("the sink holds every reading the agent sent") {
-                report = try await Verifier.verify(manifest, sink: harness.sinkURL)
-                return report.found >= manifest.entries.count
-            }
+            let report = try await harness.publishAndVerify(gatewayID: "gw-tls", count: 400, rate: 500, seed: 5)
             #expect(report.passed, "\(report)")
             try await agent.stop()
 
@@ -107,11 +107,7 @@ struct AggregatorTLSTests {
 
     @Test("client_certificates: required refuses a client without one in the handshake; a token and a certificate must agree")
     func requiredCertificatesAndTokens() async throws {
-        let directory = try TemporaryDirectory()
-        let pki = try await TestPKI(in: directory)
-        let server = try await pki.server()
-        var tls = AggregatorConfig.ServerTLS(certificateFile: server.certificate, keyFile: server.key, clientCAFile: pki.caFile)
-        tls.clientCertificates = .required
+        let (pki, tls, directory) = try await Self.mutualTLS(.required)
         let token = "token-of-gw-tls-0123456789abcdef", otherToken = "token-of-gw-other-0123456789abcd"
         let harness = try await Harness(gatewayTokens: [("gw-tls", token), ("gw-other", otherToken)], tls: tls, trusting: pki.caFile, directory: directory)
         let http = Self.client()

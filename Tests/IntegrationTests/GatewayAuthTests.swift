@@ -29,14 +29,7 @@ struct GatewayAuthTests {
             // A real agent with its token file: everything it publishes arrives, exactly.
             try Self.tokenA.write(toFile: harness.directory.file("agent-token"), atomically: true, encoding: .utf8)
             let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-auth", extra: "  token_file: \(harness.directory.file("agent-token"))"))
-            var options = SensorSimulator.Options(broker: try MQTTBroker(url: harness.broker.url), gatewayID: "gw-auth", sensors: 10, rate: 500, count: 400)
-            options.seed = 3
-            let manifest = try await SensorSimulator(options: options, logger: harness.logger).run()
-            var report = Verifier.Report()
-            try await eventually("the sink holds every reading the agent sent") {
-                report = try await Verifier.verify(manifest, sink: harness.sinkURL)
-                return report.found >= manifest.entries.count
-            }
+            let report = try await harness.publishAndVerify(gatewayID: "gw-auth", count: 400, rate: 500, seed: 3)
             #expect(report.passed, "\(report)")
             try await agent.stop()
 

@@ -3,6 +3,8 @@ import Logging
 import ServiceLifecycle
 import TributaryAgent
 import TributaryAggregator
+import TributaryMQTT
+import TributarySimulator
 import TributaryTesting
 import TributaryCrypto
 import NIOSSL
@@ -86,6 +88,20 @@ final class Harness: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         return RunningAgent(agent: agent, group: group, task: task)
+    }
+
+    /// Publishes `count` simulated messages for `gatewayID` (10 sensors) and waits until the
+    /// sink holds every reading; returns the conservation report.
+    func publishAndVerify(gatewayID: String, count: Int, rate: Double = 500, seed: UInt64) async throws -> Verifier.Report {
+        var options = SensorSimulator.Options(broker: try MQTTBroker(url: broker.url), gatewayID: gatewayID, sensors: 10, rate: rate, count: count)
+        options.seed = seed
+        let manifest = try await SensorSimulator(options: options, logger: logger).run()
+        var report = Verifier.Report()
+        try await eventually("the sink holds every reading the agent sent") {
+            report = try await Verifier.verify(manifest, sink: sinkURL)
+            return report.found >= manifest.entries.count
+        }
+        return report
     }
 
     func shutdown() async {

@@ -13,16 +13,7 @@ import TributaryWire
 /// the agent's readings all arrive exactly once, and the aggregator's peak memory stays bounded.
 @Suite("hostile requests")
 struct HostileRequestTests {
-    static func varint(_ value: Int) -> [UInt8] {
-        var value = UInt64(value), out: [UInt8] = []
-        repeat {
-            out.append(UInt8(value & 0x7F) | (value >= 0x80 ? 0x80 : 0))
-            value >>= 7
-        } while value > 0
-        return out
-    }
-
-    static func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] { varint(number << 3 | 2) + varint(payload.count) + payload }
+    static func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] { ProtobufBytes.field(number, payload) }
 
     /// SyncRequest { batch { series { field 10: `count` zero varints, packed } } }: a few KB
     /// compressed, `count` Int64s decoded.

@@ -22,14 +22,7 @@ struct ProvenanceTests {
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-chain"))
-            var options = SensorSimulator.Options(broker: try MQTTBroker(url: harness.broker.url), gatewayID: "gw-chain", sensors: 10, rate: 1000, count: 1500)
-            options.seed = 9
-            let manifest = try await SensorSimulator(options: options, logger: harness.logger).run()
-            var report = Verifier.Report()
-            try await eventually("the sink holds every reading the agent sent") {
-                report = try await Verifier.verify(manifest, sink: harness.sinkURL)
-                return report.found >= manifest.entries.count
-            }
+            let report = try await harness.publishAndVerify(gatewayID: "gw-chain", count: 1500, rate: 1000, seed: 9)
             #expect(report.passed, "\(report)")
             try await agent.stop()
             let delivered = try #require(try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-chain" })

@@ -1,22 +1,14 @@
 import Foundation
 import Testing
 import TributaryCore
+import TributaryTesting
 @testable import TributaryWire
 
 /// The shape check before decoding refuses bodies that would decode into too many elements,
 /// and never an honest batch, even one of the most string-hungry kind at the reading limit.
 @Suite("wire shape")
 struct WireShapeTests {
-    static func varint(_ value: Int) -> [UInt8] {
-        var value = UInt64(value), out: [UInt8] = []
-        repeat {
-            out.append(UInt8(value & 0x7F) | (value >= 0x80 ? 0x80 : 0))
-            value >>= 7
-        } while value > 0
-        return out
-    }
-
-    static func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] { varint(number << 3 | 2) + varint(payload.count) + payload }
+    static func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] { ProtobufBytes.field(number, payload) }
 
     @Test func honestBatchesAtTheLimitPass() throws {
         // Every reading its own series with its own sensor, metric, topic, unit, text and labels.
