@@ -80,6 +80,7 @@ public final class BufferStore: Sendable {
             if tableCount == 0 {
                 try create(c, gatewayID: gatewayID)
             }
+            try addSentColumn(c)
             let meta = Dictionary(uniqueKeysWithValues: try c.query("SELECT key, value FROM meta").compactMap { row -> (String, String)? in
                 guard let k = row[0].string, let v = row[1].string else { return nil }
                 return (k, v)
@@ -122,6 +123,7 @@ public final class BufferStore: Sendable {
                     sealed_at_ms INTEGER NOT NULL,
                     attempts INTEGER NOT NULL DEFAULT 0,
                     set_aside INTEGER NOT NULL DEFAULT 0,
+                    sent INTEGER NOT NULL DEFAULT 0,  -- claimed for sending at least once
                     last_error TEXT);
                 -- Payloads that could not be decoded, kept for inspection.
                 CREATE TABLE quarantine (
@@ -133,6 +135,17 @@ public final class BufferStore: Sendable {
             for name in ["next_sequence", "ingested_total", "acknowledged_total", "quarantined_total", "dropped_total"] {
                 try c.run("INSERT INTO counters VALUES (?, ?)", name, name == "next_sequence" ? 1 : 0)
             }
+        }
+    }
+
+    /// Buffers made before `batches.sent` existed get it; a batch with attempts was sent.
+    private static func addSentColumn(_ c: SQLiteConnection) throws(SQLiteError) {
+        var columns: Set<String> = []
+        try c.forEach("PRAGMA table_info(batches)") { row in columns.insert(row.string(1) ?? "") }
+        guard !columns.contains("sent") else { return }
+        try c.transaction { () throws(SQLiteError) in
+            try c.execute("ALTER TABLE batches ADD COLUMN sent INTEGER NOT NULL DEFAULT 0")
+            try c.execute("UPDATE batches SET sent = 1 WHERE attempts > 0")
         }
     }
 
@@ -292,7 +305,9 @@ public final class BufferStore: Sendable {
 
     /// Claims up to `limit` of the oldest sealed batches not set aside and not already being
     /// sent, as they must be sent (unchanged on every resend). Each claim ends with `release`.
-    public func claimBatches(limit: Int) throws(SQLiteError) -> [SealedBatch] {
+    /// With `forSending`, they are marked sent before anyone sends them: from then on the
+    /// aggregator may hold them, so the quota and the retention period never drop them.
+    public func claimBatches(limit: Int, forSending: Bool = true) throws(SQLiteError) -> [SealedBatch] {
         // Claiming inside `withConnection` keeps it atomic with `dropOldest`, which runs there too.
         try db.withConnection { c throws(SQLiteError) in
             try inFlight.withLock { (claimed) throws(SQLiteError) -> [SealedBatch] in
@@ -305,6 +320,10 @@ public final class BufferStore: Sendable {
                         identity: BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: sequence),
                         payload: row[1].bytes ?? [], readingCount: Int(row.int64(2)), attempts: Int(row.int64(3)),
                         oldestReceivedMs: row.int64(4)))
+                }
+                if forSending, !batches.isEmpty {
+                    let list = batches.map { String($0.identity.sequence) }.joined(separator: ",")
+                    try c.execute("UPDATE batches SET sent = 1 WHERE sent = 0 AND sequence IN (\(list))")
                 }
                 claimed.formUnion(batches.map(\.identity.sequence))
                 return batches
@@ -319,14 +338,14 @@ public final class BufferStore: Sendable {
 
     /// The oldest sealed batch not set aside, without claiming it (tests and tools).
     public func oldestSealedBatch() throws(SQLiteError) -> SealedBatch? {
-        let batch = try claimBatches(limit: 1).first
+        let batch = try claimBatches(limit: 1, forSending: false).first
         if let batch { release([batch.identity.sequence]) }
         return batch
     }
 
     public func recordAttempt(_ sequence: UInt64, error: String?) throws(SQLiteError) {
         try db.withConnection { c throws(SQLiteError) in
-            try c.run("UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE sequence = ?", error, Int64(sequence))
+            try c.run("UPDATE batches SET attempts = attempts + 1, sent = 1, last_error = ? WHERE sequence = ?", error, Int64(sequence))
         }
     }
 
@@ -377,7 +396,7 @@ public final class BufferStore: Sendable {
                 // Never a batch that was ever sent: the aggregator may have committed it and the
                 // answer been lost, and a reading both delivered and counted dropped would make
                 // the count a lie.
-                try c.forEach("SELECT sequence, reading_count FROM batches WHERE set_aside = 0 AND attempts = 0 ORDER BY sequence LIMIT ?",
+                try c.forEach("SELECT sequence, reading_count FROM batches WHERE set_aside = 0 AND sent = 0 ORDER BY sequence LIMIT ?",
                               [claimed.count + 1]) { row in
                     if victim == nil, !claimed.contains(UInt64(row.int64(0))) { victim = (row.int64(0), row.int64(1)) }
                 }
@@ -409,7 +428,7 @@ public final class BufferStore: Sendable {
             let claimed = inFlight.withLock { $0 }
             return try c.transaction { () throws(SQLiteError) -> (readings: Int64, batches: Int64, sealed: Int64) in
                 var victims: [(sequence: Int64, count: Int64)] = []
-                try c.forEach("SELECT sequence, reading_count FROM batches WHERE set_aside = 0 AND attempts = 0 AND oldest_received_ms < ? ORDER BY sequence",
+                try c.forEach("SELECT sequence, reading_count FROM batches WHERE set_aside = 0 AND sent = 0 AND oldest_received_ms < ? ORDER BY sequence",
                               [cutoffMs]) { row in
                     if !claimed.contains(UInt64(row.int64(0))) { victims.append((row.int64(0), row.int64(1))) }
                 }

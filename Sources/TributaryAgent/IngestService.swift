@@ -36,7 +36,8 @@ public final class IngestService: Service {
 
     /// What became of one message.
     private enum Decoded {
-        case readings(count: Int, carriesEventTime: Bool)
+        /// `count` readings kept (appended), `withheld` dropped by the subscription's rules.
+        case readings(count: Int, withheld: Int, carriesEventTime: Bool)
         /// Recognised as a redelivery before decoding (stateful formats must not see it twice).
         case redelivery
         case quarantined
@@ -134,11 +135,13 @@ public final class IngestService: Service {
                 case .redelivery:
                     redelivered = true
                 // Only a payload that carries its own event time identifies its readings.
-                case .readings(let count, carriesEventTime: true)
+                case .readings(let count, _, carriesEventTime: true)
                     where state.redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.receivedAtMs):
                     readings.removeLast(count)
                     redelivered = true
-                case .readings, .quarantined:
+                case .readings(_, let withheld, _):
+                    if withheld > 0 { stats.countWithheld(withheld) }
+                case .quarantined:
                     break
                 }
                 if redelivered {
@@ -164,18 +167,19 @@ public final class IngestService: Service {
         guard let route = routes.first(where: { $0.filter.matches(topic) }) else {
             return quarantine("no subscription matches the topic")
         }
-        // The subscription's rules, on this message's readings only, before anything is buffered.
+        // The subscription's rules, on this message's readings only, before anything is buffered;
+        // the count returned is what was kept, so a redelivery takes back exactly that.
         let start = readings.count
-        defer {
+        func governed(carriesEventTime: Bool) -> Decoded {
             let withheld = route.policy.apply(to: &readings, from: start, pseudonymizer: pseudonymizer)
-            if withheld > 0 { stats.countWithheld(withheld) }
+            return .readings(count: readings.count - start, withheld: withheld, carriesEventTime: carriesEventTime)
         }
         switch route.decoding {
         case .payload(let decoder):
             do {
                 let decoded = try decoder.decodeMessage(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
                 readings += decoded.readings
-                return .readings(count: decoded.readings.count, carriesEventTime: decoded.carriesEventTime)
+                return governed(carriesEventTime: decoded.carriesEventTime)
             } catch {
                 return quarantine(error.description)
             }
@@ -189,7 +193,7 @@ public final class IngestService: Service {
             report(outcome, client: client)
             if let reason = outcome.quarantineReason { return quarantine(reason) }
             readings += outcome.readings
-            return .readings(count: outcome.readings.count, carriesEventTime: false)
+            return governed(carriesEventTime: false)
         }
     }
 

@@ -190,14 +190,14 @@ public final class BatchIngestor: Sendable {
                          retryAfterMs: min(30_000, 1000 << min(failures - 1, 5)), receivedAtMs: receivedAtMs)
         }
         inFlight.withLock { $0.stats.consecutiveSinkFailures = 0 }
+        let link = ChainLink(digest: BatchChain.hex(BatchChain.digest(of: batchBytes)), previous: BatchChain.hex(request.batch.previousDigest))
         let event: FleetRegistry.Event
         switch result {
         case .accepted:
-            event = .accepted(identity, readings: readings.count,
-                              chain: ChainLink(digest: BatchChain.hex(BatchChain.digest(of: batchBytes)), previous: BatchChain.hex(request.batch.previousDigest)))
+            event = .accepted(identity, readings: readings.count, chain: link)
             metrics.count(.accepted, readings: readings.count)
         case .duplicate:
-            event = .duplicate(identity, readings: readings.count)
+            event = .duplicate(identity, readings: readings.count, chain: link)
             metrics.count(.duplicate)
         case .conflict:
             metrics.count(.rejected)

@@ -34,6 +34,10 @@ struct ChainTracker: Codable, Sendable, Equatable {
     /// the start backwards when it matches.
     private var startPrevious: String
     private var pending: [UInt64: Pending] = [:]
+    /// Holes declared gaps, kept so a batch that arrives after all (a long retry) takes its
+    /// gap back; the oldest are forgotten past `maxDeclared`.
+    private var declared: [ClosedRange<UInt64>] = []
+    static let maxDeclared = 256
 
     /// The first batch seen of an epoch starts the chain, whatever its sequence: an aggregator
     /// that joins late, or lost its registry, checks from there.
@@ -54,6 +58,9 @@ struct ChainTracker: Codable, Sendable, Equatable {
                 }
                 view.startSequence = sequence
                 startPrevious = link.previous
+            }
+            if let index = declared.firstIndex(where: { $0.contains(sequence) }) {
+                retract(sequence, from: index, atMs: atMs)
             }
             return  // a resend of a batch already checked, or older than the start
         }
@@ -83,12 +90,26 @@ struct ChainTracker: Codable, Sendable, Equatable {
             view.missingBatches += missing
             problem(missing == 1 ? "batch \(lowest - 1) never arrived"
                                  : "batches \(view.checkedThrough + 1) to \(lowest - 1) never arrived", atMs: nowMs)
+            declared.append(view.checkedThrough + 1...lowest - 1)
+            if declared.count > Self.maxDeclared { declared.removeFirst() }
             let after = pending.removeValue(forKey: lowest)!
             view.checkedThrough = lowest
             head = after.link.digest
         }
         view.waiting = (view.highestSeen - view.checkedThrough) - UInt64(pending.count)
         view.waitingSinceMs = pending.values.map(\.arrivedMs).min() ?? 0
+    }
+
+    /// A batch of a declared gap arrived after all: it was late, not lost. (Its links were not
+    /// checked: its neighbours were taken without it.)
+    private mutating func retract(_ sequence: UInt64, from index: Int, atMs: Int64) {
+        let range = declared.remove(at: index)
+        if range.lowerBound < sequence { declared.append(range.lowerBound...sequence - 1) }
+        if sequence < range.upperBound { declared.append(sequence + 1...range.upperBound) }
+        view.missingBatches -= 1
+        if range.count == 1 { view.gaps -= 1 }
+        view.lastProblem = "batch \(sequence) arrived after its gap was declared"
+        view.lastProblemMs = atMs
     }
 
     private mutating func problem(_ text: String, atMs: Int64, mismatch: Bool = false) {

@@ -83,7 +83,9 @@ public final class FleetRegistry: Sendable {
     public enum Event: Sendable {
         /// Written to the sink; `chain` is the batch's link, for provenance.
         case accepted(BatchIdentity, readings: Int, chain: ChainLink)
-        case duplicate(BatchIdentity, readings: Int)
+        /// Already written; its link still counts for the chain (a batch whose first answer was
+        /// lost, or whose registry update failed, is known only from its resend).
+        case duplicate(BatchIdentity, readings: Int, chain: ChainLink)
         case heartbeat
         /// The sink could not take the batch; the gateway still holds it.
         case refused(BatchIdentity, readings: Int, reason: String)
@@ -136,8 +138,11 @@ public final class FleetRegistry: Sendable {
                     DELETE FROM sync_events WHERE gateway_id = ? AND id <=
                         (SELECT id FROM sync_events WHERE gateway_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
                     """, [status.gatewayID, status.gatewayID, prune])
-                if case .accepted(let identity, _, let link) = event {
+                switch event {
+                case .accepted(let identity, _, let link), .duplicate(let identity, _, let link):
                     try Self.follow(c, identity: identity, link: link, atMs: receivedAtMs)
+                case .heartbeat, .refused, .rejected:
+                    break
                 }
             }
         }
@@ -190,7 +195,7 @@ public final class FleetRegistry: Sendable {
     static func historyEntry(_ event: Event, atMs: Int64) -> SyncEvent {
         switch event {
         case .accepted(let id, let n, _): SyncEvent(atMs: atMs, kind: .accepted, batch: "\(id)", readings: n)
-        case .duplicate(let id, let n): SyncEvent(atMs: atMs, kind: .duplicate, batch: "\(id)", readings: n)
+        case .duplicate(let id, let n, _): SyncEvent(atMs: atMs, kind: .duplicate, batch: "\(id)", readings: n)
         case .heartbeat: SyncEvent(atMs: atMs, kind: .heartbeat)
         case .refused(let id, let n, let reason):
             SyncEvent(atMs: atMs, kind: .refused, batch: "\(id)", readings: n, detail: Printable.clean(reason, maxLength: 512))

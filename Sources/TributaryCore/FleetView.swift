@@ -151,6 +151,37 @@ public struct GatewayView: Codable, Sendable, Equatable {
         lastBatchMs = 0
     }
 
+    /// Fields added after the first release are optional in the JSON, so a newer tributaryctl
+    /// reads an older aggregator's answer.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(gatewayID: try c.decode(String.self, forKey: .gatewayID))
+        lastSeenMs = try c.decode(Int64.self, forKey: .lastSeenMs)
+        stale = try c.decode(Bool.self, forKey: .stale)
+        agentVersion = try c.decode(String.self, forKey: .agentVersion)
+        brokerConnected = try c.decode(Bool.self, forKey: .brokerConnected)
+        backlogReadings = try c.decode(UInt64.self, forKey: .backlogReadings)
+        backlogBytes = try c.decode(UInt64.self, forKey: .backlogBytes)
+        oldestUnsentMs = try c.decode(Int64.self, forKey: .oldestUnsentMs)
+        readingsSynced = try c.decode(UInt64.self, forKey: .readingsSynced)
+        batchesSynced = try c.decode(UInt64.self, forKey: .batchesSynced)
+        duplicateBatches = try c.decode(UInt64.self, forKey: .duplicateBatches)
+        quarantinedTotal = try c.decode(UInt64.self, forKey: .quarantinedTotal)
+        droppedTotal = try c.decode(UInt64.self, forKey: .droppedTotal)
+        withheldTotal = try c.decodeIfPresent(UInt64.self, forKey: .withheldTotal) ?? 0
+        setAsideBatches = try c.decode(UInt64.self, forKey: .setAsideBatches)
+        redeliveriesTotal = try c.decode(UInt64.self, forKey: .redeliveriesTotal)
+        bufferFull = try c.decode(Bool.self, forKey: .bufferFull)
+        ingestRate = try c.decode(Double.self, forKey: .ingestRate)
+        sendRate = try c.decode(Double.self, forKey: .sendRate)
+        lastError = try c.decode(String.self, forKey: .lastError)
+        lastErrorMs = try c.decode(Int64.self, forKey: .lastErrorMs)
+        clockSkewMs = try c.decode(Int64.self, forKey: .clockSkewMs)
+        roundTripMs = try c.decode(Int64.self, forKey: .roundTripMs)
+        lastBatchMs = try c.decode(Int64.self, forKey: .lastBatchMs)
+        chain = try c.decodeIfPresent(ChainView.self, forKey: .chain)
+    }
+
     /// How far behind the gateway is: the age of its oldest unacknowledged reading. That time is
     /// on the gateway's clock, so it is moved onto the aggregator's (`nowMs`) by the estimated
     /// skew first; otherwise a gateway with a slow clock would look behind while caught up.

@@ -74,6 +74,15 @@ public struct SyncRequestDecoder: Sendable {
         guard request.batch.id.gatewayID == gateway else {
             throw RequestRefusal(status: 400, reason: "batch belongs to '\(Printable.clean(request.batch.id.gatewayID, maxLength: 64))' but the status to '\(gateway)'")
         }
+        // Sequences count from 1 and fit the sinks' signed 64-bit columns; a chain digest is a
+        // SHA-256 or nothing.
+        let sequence = request.batch.id.sequence
+        guard sequence >= 1, sequence <= UInt64(Int64.max) else {
+            throw RequestRefusal(status: 400, reason: "batch sequence \(sequence) is out of range 1...\(Int64.max)")
+        }
+        guard [0, 32].contains(request.batch.previousDigest.count) else {
+            throw RequestRefusal(status: 400, reason: "previous_digest has \(request.batch.previousDigest.count) bytes; a SHA-256 has 32")
+        }
         do {
             return try BatchCodec.decode(request.batch, limits: batchLimits)
         } catch {

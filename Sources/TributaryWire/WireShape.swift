@@ -1,8 +1,9 @@
-/// A look at an encoded SyncRequest's shape before it is decoded: how many elements each
-/// repeated field would become. Decoding builds Swift arrays and strings, and a small body can
+/// A look at an encoded SyncRequest's shape before it is decoded: how many elements its
+/// repeated fields would become. Decoding builds Swift arrays and strings, and a small body can
 /// ask for a lot of them: 60 MiB of one-byte varints in one packed field is 60 million Int64s
 /// (480 MB), and 60 MiB of empty strings 30 million Strings. The counts come straight from the
-/// bytes, so such a request is refused (413) before anything is allocated for it.
+/// bytes, so such a request is refused (413) before anything is allocated for it. Every bound
+/// is one an honest batch of at most `maxElements` readings stays within, whatever its shape.
 /// Malformed bytes are left for the decoder to reject: the scan only counts what it can read.
 enum WireShape {
     struct TooMany: Error, Equatable {
@@ -11,14 +12,20 @@ enum WireShape {
         let limit: Int
     }
 
-    /// `maxElements`: the most any repeated field (series, strings, and each packed column of a
-    /// series) may hold, and an eighth of what all series' columns may hold together: a batch
-    /// holds at most that many readings, and each fills about three columns.
+    /// Series fields holding one element per reading of the series: time deltas, received
+    /// offsets, and the value columns (doubles, integers, booleans, texts, decimal deltas).
+    static let readingColumns = 10...16
+    /// Series fields holding the series' labels (key and value indexes).
+    static let labelColumns = 6...7
+    /// Labels a batch may carry, per reading it may hold.
+    static let labelsPerReading = 128
+
     static func check(_ bytes: [UInt8], maxElements: Int) throws(TooMany) {
         try bytes.withUnsafeBufferPointer { (all) throws(TooMany) in
             // SyncRequest: 1 batch. Counted across every occurrence: the decoder merges them.
-            var strings = 0, series = 0, elements = 0
-            let maxTotal = maxElements * 8
+            var strings = 0, series = 0, values = 0, labels = 0, texts = 0
+            // A reading fills a time delta, a received offset and one value: three elements.
+            let maxValues = maxElements * 3, maxLabels = maxElements * labelsPerReading
             for (number, _, value) in Fields(all) where number == 1 {
                 guard case .bytes(let batch) = value else { continue }
                 for (field, _, value) in Fields(batch) {
@@ -27,30 +34,41 @@ enum WireShape {
                     case 3: strings += 1
                     case 4:
                         series += 1
-                        // Per column: packed (one LEN field) or not (one field per element).
-                        var columns = [Int](repeating: 0, count: 32)
-                        for (column, wire, value) in Fields(inner) where column < columns.count {
+                        guard series <= maxElements else { throw TooMany(field: "series", count: series, limit: maxElements) }
+                        var perColumn = [Int](repeating: 0, count: readingColumns.upperBound + 1)
+                        for (column, wire, value) in Fields(inner) where readingColumns.contains(column) || labelColumns.contains(column) {
+                            // Packed (one length-delimited field) or not (one field per element).
                             let count = switch value {
                             case .scalar: 1
-                            case .bytes(let packed) where wire == 2 && column != 1:
+                            case .bytes(let packed) where wire == 2:
                                 column == 12 ? packed.count / 8 : packed.reduce(0) { $0 + ($1 & 0x80 == 0 ? 1 : 0) }
                             case .bytes: 0
                             }
-                            columns[column] += count
-                            elements += count
-                            guard columns[column] <= maxElements else {
-                                throw TooMany(field: "series field \(column)", count: columns[column], limit: maxElements)
+                            perColumn[column] += count
+                            if labelColumns.contains(column) {
+                                labels += count
+                                guard labels <= maxLabels else { throw TooMany(field: "labels", count: labels, limit: maxLabels) }
+                                continue
                             }
-                            guard elements <= maxTotal else { throw TooMany(field: "series", count: elements, limit: maxTotal) }
+                            if column == 15 { texts += count }
+                            values += count
+                            // One series holds at most every reading of the batch.
+                            guard perColumn[column] <= maxElements else {
+                                throw TooMany(field: "series field \(column)", count: perColumn[column], limit: maxElements)
+                            }
+                            guard values <= maxValues else { throw TooMany(field: "reading columns", count: values, limit: maxValues) }
                         }
                     default: break
                     }
-                    // An honest reading can bring several strings of its own (sensor, metric,
-                    // topic, unit, text value, labels): generous, but still bounded.
-                    guard strings <= maxElements * 16 + 64 else { throw TooMany(field: "strings", count: strings, limit: maxElements * 16 + 64) }
-                    guard series <= maxElements else { throw TooMany(field: "series", count: series, limit: maxElements) }
+                    // Interned strings: each series' gateway, sensor, metric, topic and unit, its
+                    // label keys and values, and text values. A crude early stop first.
+                    guard strings <= maxElements * (5 + labelsPerReading + 1) + 64 else {
+                        throw TooMany(field: "strings", count: strings, limit: maxElements * (5 + labelsPerReading + 1) + 64)
+                    }
                 }
             }
+            let honest = 5 * series + labels + texts + 64
+            guard strings <= honest else { throw TooMany(field: "strings", count: strings, limit: honest) }
         }
     }
 

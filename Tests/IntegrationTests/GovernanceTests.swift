@@ -36,11 +36,22 @@ struct GovernanceIntegrationTests {
                     """
                 try publisher.publish(topic: "sensors/gw-gov/meter\(i % 2)", payload: Array(payload.utf8))
             }
-            try await eventually("the sink holds every kept reading") {
-                try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-gov" }?.readingsSynced == 60
+            // Five more, each sent twice: the agent takes the second as a QoS 1 redelivery and
+            // takes back exactly what the first kept, no more (nor counts its secret twice).
+            for i in 20..<25 {
+                let payload = """
+                    {"ts": \(1_700_000_000 + i), "temperature": \(20 + i), "secret": "pin-\(i)",
+                     "owner": {"name": "Li Wei", "phone": "\(phones[i % 2])"}}
+                    """
+                for _ in 0..<2 { try publisher.publish(topic: "sensors/gw-gov/meter\(i % 2)", payload: Array(payload.utf8)) }
             }
+            try await eventually("the sink holds every kept reading") {
+                try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-gov" }?.readingsSynced == 75
+            }
+            try await Task.sleep(for: .milliseconds(500))
             let gateway = try #require(try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-gov" })
-            #expect(gateway.withheldTotal == 20, "the 20 secrets were withheld, and counted")
+            #expect(gateway.readingsSynced == 75 && gateway.redeliveriesTotal == 5, "\(gateway)")
+            #expect(gateway.withheldTotal == 25, "the 25 secrets were withheld, and counted once")
 
             let db = try SQLiteDatabase(path: harness.directory.file("aggregator/sink.sqlite"), readOnly: true)
             defer { db.close() }
@@ -51,7 +62,7 @@ struct GovernanceIntegrationTests {
                 }
                 return rows
             }
-            #expect(rows.count == 60)
+            #expect(rows.count == 75)
             let everything = rows.map { "\($0.0) \($0.1) \($0.2)" }.joined(separator: "\n")
             for raw in phones + ["Li Wei", "pin-"] { #expect(!everything.contains(raw), "the sink holds \(raw)") }
             #expect(!rows.contains { $0.0 == "secret" })

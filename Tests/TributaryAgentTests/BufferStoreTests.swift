@@ -93,12 +93,14 @@ struct BufferStoreTests {
         defer { buffer.close() }
         try buffer.append(Self.readings(30), quarantined: [])          // received at 0...29
         _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0, nowMs: 100)  // batches 1, 2, 3
-        try buffer.recordAttempt(1, error: "timeout")                   // sent once, no answer
+        let sending = try buffer.claimBatches(limit: 1)                 // batch 1 goes out...
+        buffer.release(sending.map(\.identity.sequence))                // ...and no answer comes
         try buffer.append(Self.readings(10, from: 30), quarantined: []) // unsealed, received at 30...39
         let expired = try buffer.expire(receivedBeforeMs: 35)
         #expect(expired.readings == 25 && expired.batches == 2, "batches 2 and 3, and 5 unsealed readings")
         #expect(buffer.snapshot.droppedTotal == 25 && buffer.snapshot.sealedBatches == 1 && buffer.snapshot.unsealedReadings == 5)
         #expect(try buffer.claimBatches(limit: 10).map(\.identity.sequence) == [1])
+        // Claimed, not yet answered, and the agent stopped: it was sent, so it stays too.
         let again = try buffer.expire(receivedBeforeMs: 35)
         #expect(again.readings == 0 && again.batches == 0)
     }

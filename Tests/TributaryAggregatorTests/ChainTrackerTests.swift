@@ -62,6 +62,20 @@ struct ChainTrackerTests {
         #expect(tracker.view.intact && tracker.view.checkedThrough == 5)
     }
 
+    @Test func aLateBatchTakesItsGapBack() {
+        let order: [UInt64] = [1, 2] + (5...UInt64(6 + ChainTracker.maxPending)).map { $0 }
+        var tracker = Self.tracker(feeding: order)
+        #expect(tracker.view.gaps == 1 && tracker.view.missingBatches == 2)
+        tracker.add(sequence: 4, link: Self.link(4), atMs: 2000)
+        #expect(tracker.view.gaps == 1 && tracker.view.missingBatches == 1, "batch 3 is still missing")
+        tracker.add(sequence: 3, link: Self.link(3), atMs: 2000)
+        #expect(tracker.view.gaps == 0 && tracker.view.missingBatches == 0 && tracker.view.intact)
+        #expect(tracker.view.lastProblem == "batch 3 arrived after its gap was declared")
+        // A resend of a batch checked long ago changes nothing.
+        tracker.add(sequence: 2, link: Self.link(2), atMs: 3000)
+        #expect(tracker.view.gaps == 0 && tracker.view.missingBatches == 0)
+    }
+
     @Test func tooManyBatchesPastAHoleDeclareItAtOnce() {
         let order: [UInt64] = [1, 2] + (5...UInt64(6 + ChainTracker.maxPending)).map { $0 }
         let view = Self.tracker(feeding: order).view

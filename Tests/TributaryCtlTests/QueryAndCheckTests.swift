@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TributaryCore
 @testable import TributaryCtl
@@ -99,5 +100,19 @@ import TributaryCore
         #expect(throws: FleetClient.FetchError.self) {
             try FleetClient.resolveToken(flag: nil, file: "/nonexistent/token", environment: [:])
         }
+    }
+
+    /// A newer tributaryctl reads an older aggregator's gateways: no withheld_total, no chain.
+    @Test func olderAggregatorJSONStillDecodes() throws {
+        let gateway = Fixtures.fleet.gateways[1]
+        var object = try #require(try JSONSerialization.jsonObject(with: try JSONEncoder().encode(gateway)) as? [String: Any])
+        object["withheld_total"] = nil
+        object["chain"] = nil
+        let decoded = try JSONDecoder().decode(GatewayView.self, from: try JSONSerialization.data(withJSONObject: object))
+        var expected = gateway
+        expected.withheldTotal = 0
+        expected.chain = nil
+        #expect(decoded == expected)
+        #expect(try JSONDecoder().decode(GatewayView.self, from: try JSONEncoder().encode(gateway)) == gateway)
     }
 }

@@ -12,12 +12,18 @@ struct WireShapeTests {
 
     @Test func honestBatchesAtTheLimitPass() throws {
         // Every reading its own series with its own sensor, metric, topic, unit, text and labels.
-        let readings = (0..<1000).map { i in
+        let readings = (0..<2000).map { i in
             Reading(gatewayID: "gw", sensorID: "s\(i)", metric: "m\(i)", topic: "t/\(i)", timeMs: Int64(i), receivedAtMs: Int64(i),
-                    value: .text("v\(i)"), unit: "u\(i)", labels: ["k\(i)": "l\(i)", "site": "x\(i)"])
-        } + (0..<1000).map { i in
-            Reading(gatewayID: "gw", sensorID: "same", metric: "n", topic: "t", timeMs: Int64(i), receivedAtMs: Int64(i), value: .double(Double(i) + 0.5))
+                    value: .text("v\(i)"), unit: "u\(i)", labels: ["k\(i)": "l\(i)", "site": "x\(i)", "line": "y\(i)"])
         }
+        try Self.check(readings)
+        // And every reading in one dense series.
+        try Self.check((0..<2000).map { i in
+            Reading(gatewayID: "gw", sensorID: "same", metric: "n", topic: "t", timeMs: Int64(i), receivedAtMs: Int64(i), value: .double(Double(i) + 0.5))
+        })
+    }
+
+    static func check(_ readings: [Reading]) throws {
         var request = Tributary_V1_SyncRequest()
         request.batch = BatchCodec.encode(identity: BatchIdentity(gatewayID: "gw", epoch: "e", sequence: 1), readings: readings, sealedAtMs: 1)
         try WireShape.check(try request.serializedBytes(), maxElements: readings.count)
@@ -36,7 +42,7 @@ struct WireShapeTests {
         #expect(throws: WireShape.TooMany.self) { try WireShape.check(split, maxElements: 1000) }
         // Many series of a column each: the total counts.
         let many = Self.field(1, (0..<900).flatMap { _ in Self.field(4, Self.field(10, [UInt8](repeating: 0, count: 999))) })
-        #expect { try WireShape.check(many, maxElements: 1000) } throws: { ($0 as? WireShape.TooMany)?.field == "series" }
+        #expect { try WireShape.check(many, maxElements: 1000) } throws: { ($0 as? WireShape.TooMany)?.field == "reading columns" }
         // Bytes it cannot read are left to the decoder.
         #expect(throws: Never.self) { try WireShape.check([0xFF, 0xFF, 0xFF], maxElements: 1) }
     }
