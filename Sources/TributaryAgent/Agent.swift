@@ -34,7 +34,7 @@ public final class Agent: Sendable {
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.connectionPool.retryConnectionEstablishment = false
         httpConfiguration.timeout.connect = .seconds(Int64(min(config.aggregator.requestTimeoutSeconds, 5)))
-        httpConfiguration.tlsConfiguration = try config.aggregator.tls?.clientConfiguration()
+        httpConfiguration.tlsConfiguration = try config.aggregator.tls?.clientConfiguration(gatewayID: config.gatewayID)
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         let ingest = try IngestService(config: config, buffer: buffer, stats: stats, logger: logger)
         let uploader = Uploader(config: config, buffer: buffer, stats: stats, http: http, logger: logger)

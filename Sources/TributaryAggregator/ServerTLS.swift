@@ -2,7 +2,6 @@ import Hummingbird
 import NIOCore
 import NIOSSL
 import TributaryCrypto
-import X509
 
 extension AggregatorConfig.ServerTLS {
     /// NIOSSL's server side, checked now (see `TLSFiles`).
@@ -36,17 +35,10 @@ enum ClientCertificate {
     }
 
     static func identity(of certificate: NIOSSLCertificate) -> Identity {
-        let parsed: Certificate
-        do {
-            parsed = try Certificate(derEncoded: try certificate.toDERBytes())
-        } catch {
-            return .unusable(reason: "the client certificate cannot be read (\(error))")
+        switch TLSFiles.commonName(of: certificate) {
+        case .success(let name): .gateway(name)
+        case .failure(let problem): .unusable(reason: problem.description)
         }
-        let names = parsed.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }
-        guard names.count == 1, let name = String(names[0].value), !name.isEmpty else {
-            return .unusable(reason: "the client certificate's subject must hold exactly one common name, the gateway id; it holds \(names.count)")
-        }
-        return .gateway(name)
     }
 
     /// The identity shown on `channel`'s TLS connection; nil when it showed no certificate.

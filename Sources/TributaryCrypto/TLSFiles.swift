@@ -1,4 +1,5 @@
 import NIOSSL
+import X509
 
 /// TLS settings built from PEM files named in a config, checked when they are read: a file
 /// that is not PEM, or a key that does not match its certificate, is reported at start with
@@ -64,8 +65,27 @@ public enum TLSFiles {
         do {
             _ = try NIOSSLContext(configuration: tls)
         } catch {
-            throw Problem(description: "\(keyPrefix): the certificate and key do not make a usable pair (\(error))")
+            throw Problem(description: "\(keyPrefix): the files given do not make a usable TLS setup; is the key the certificate's? (\(error))")
         }
         return tls
+    }
+
+    /// The subject's common name, which must be there exactly once: a gateway certificate's
+    /// gateway id.
+    public static func commonName(of certificate: NIOSSLCertificate) -> Result<String, Problem> {
+        let parsed: Certificate
+        do {
+            parsed = try Certificate(derEncoded: try certificate.toDERBytes())
+        } catch {
+            return .failure(Problem(description: "the certificate cannot be read (\(error))"))
+        }
+        let names = parsed.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }
+        guard names.count == 1 else {
+            return .failure(Problem(description: "the certificate's subject must hold exactly one common name, the gateway id; it holds \(names.count)"))
+        }
+        guard let name = String(names[0].value), !name.isEmpty else {
+            return .failure(Problem(description: "the certificate's common name is empty or not in a text encoding this reads (UTF8String, PrintableString, IA5String)"))
+        }
+        return .success(name)
     }
 }

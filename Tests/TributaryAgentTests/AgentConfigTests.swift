@@ -116,7 +116,8 @@ struct AgentConfigTests {
         }
         let config = try AgentConfig.parse(yaml: yaml("    ca_file: \(pki.caFile)\n    cert_file: \(own.certificate)\n    key_file: \(own.key)\n"), file: "a.yaml")
         #expect(config.aggregator.tls == .init(caFile: pki.caFile, certificateFile: own.certificate, keyFile: own.key))
-        _ = try config.aggregator.tls?.clientConfiguration()
+        _ = try config.aggregator.tls?.clientConfiguration(gatewayID: "gw-1")
+        #expect { _ = try config.aggregator.tls?.clientConfiguration(gatewayID: "gw-9") } throws: { "\($0)".contains("is gateway gw-1's certificate") }
 
         func refused(_ yaml: String, key: String, _ message: String) {
             #expect {
@@ -131,7 +132,7 @@ struct AgentConfigTests {
         // A key that is not the certificate's: found when the agent starts, not at the first batch.
         let other = try await pki.client("gw-2")
         let mismatched = try AgentConfig.parse(yaml: yaml("    cert_file: \(own.certificate)\n    key_file: \(other.key)\n"), file: "a.yaml")
-        #expect { _ = try mismatched.aggregator.tls?.clientConfiguration() } throws: { "\($0)".contains("aggregator.tls") }
+        #expect { _ = try mismatched.aggregator.tls?.clientConfiguration(gatewayID: "gw-1") } throws: { "\($0)".contains("aggregator.tls") }
     }
 
     // MARK: mqtt credentials and TLS

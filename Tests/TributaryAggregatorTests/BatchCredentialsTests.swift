@@ -70,7 +70,7 @@ struct BatchCredentialsTests {
         refused("tls:\n  cert_file: \(server.key)\n  key_file: \(server.key)\n", "tls.cert_file", "cannot read certificates")
         refused("tls:\n  cert_file: \(server.certificate)\n  key_file: \(server.certificate)\n", "tls.key_file")
         let other = try await pki.client("gw-1")
-        refused("tls:\n  cert_file: \(server.certificate)\n  key_file: \(other.key)\n", "do not make a usable pair")
+        refused("tls:\n  cert_file: \(server.certificate)\n  key_file: \(other.key)\n", "is the key the certificate")
     }
 
     @Test func commonNameIsTheGateway() async throws {
