@@ -322,7 +322,8 @@ extension AgentConfig {
         }
         let attributes: [FileAttributeKey: Any]
         do {
-            attributes = try FileManager.default.attributesOfItem(atPath: path)
+            // Of the file itself, not of a link to it: secret mounts (Kubernetes, Vault) are links.
+            attributes = try FileManager.default.attributesOfItem(atPath: URL(fileURLWithPath: path).resolvingSymlinksInPath().path)
         } catch {
             throw s.error("password_file", "\(path) does not exist or cannot be reached")
         }

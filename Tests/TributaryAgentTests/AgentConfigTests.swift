@@ -168,6 +168,12 @@ struct AgentConfigTests {
         }
         let inline = try AgentConfig.parse(yaml: Self.withMQTT(["username: u", "password: p"]), file: nil)
         #expect(inline.mqtt.password == "p" && inline.mqtt.tls == nil)
+        // A link to the file, as a secret mount makes: the target's type and mode count.
+        let target = try files.write("mounted", "via-link\n")
+        let link = files.directory + "/password-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        let linked = try AgentConfig.parse(yaml: Self.withMQTT(["username: u", "password_file: \(link)"]), file: nil)
+        #expect(linked.mqtt.password == "via-link")
     }
 
     @Test func passwordFileErrorsNameTheKeyAndFileAndNeverTheContents() throws {
