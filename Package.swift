@@ -76,7 +76,7 @@ let package = Package(
         // The only module that imports libmosquitto.
         .target(
             name: "TributaryMQTT",
-            dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CMosquitto", "TributaryCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // The only module that speaks ClickHouse's HTTP interface: used by the aggregator's sink
         // and by `tributary-sim verify`.

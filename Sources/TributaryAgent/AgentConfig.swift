@@ -205,9 +205,7 @@ extension AgentConfig {
             if mqtt.password != nil && mqtt.username == nil {
                 throw s.error("username", "a password is set (password or password_file) but no username: MQTT 3.1.1 sends a password only with a username")
             }
-            if let files = try s.section("tls")?.clientTLSFiles() {
-                mqtt.tls = MQTTClient.TLS(caFile: files.caFile, certificateFile: files.certificateFile, keyFile: files.keyFile)
-            }
+            mqtt.tls = try s.section("tls")?.clientTLSFiles()
         }
         try checkTLS(mqtt, file: file)
 
@@ -355,9 +353,9 @@ extension AgentConfig {
                               message: "TLS settings are given but the broker \(mqtt.broker) is plain MQTT: use mqtts://HOST[:8883], or remove tls")
         }
         if mqtt.broker.tls && mqtt.tls?.caFile == nil
-            && !FileManager.default.fileExists(atPath: MQTTClient.TLS.systemCADirectory) {
+            && !FileManager.default.fileExists(atPath: MQTTClient.systemCADirectory) {
             throw ConfigError(file: file, key: "mqtt.tls.ca_file",
-                              message: "the broker is mqtts:// and there are no system CAs (\(MQTTClient.TLS.systemCADirectory)) to verify it: set the CA file that signs its certificate")
+                              message: "the broker is mqtts:// and there are no system CAs (\(MQTTClient.systemCADirectory)) to verify it: set the CA file that signs its certificate")
         }
     }
 

@@ -210,16 +210,3 @@ extension Node {
         }
     }
 }
-
-/// The PEM files of a TLS client (see `ConfigSection.clientTLSFiles`).
-public struct ClientTLSFiles: Sendable, Equatable {
-    public var caFile: String?
-    public var certificateFile: String?
-    public var keyFile: String?
-
-    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
-        self.caFile = caFile
-        self.certificateFile = certificateFile
-        self.keyFile = keyFile
-    }
-}

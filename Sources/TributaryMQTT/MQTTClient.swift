@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import Synchronization
+import TributaryCore
 
 /// A libmosquitto client running its own network thread.
 ///
@@ -37,25 +38,14 @@ public final class MQTTClient: @unchecked Sendable {
         }
     }
 
-    /// How to verify the broker, and how to prove who we are. The broker's host name is always
-    /// checked against its certificate: there is no option to turn that off.
-    public struct TLS: Sendable, Equatable {
-        /// PEM file of the CA(s) the broker's certificate must chain to; nil: the system's CAs.
-        public var caFile: String?
-        /// A client certificate (PEM) and its unencrypted private key: both or neither.
-        public var certificateFile: String?
-        public var keyFile: String?
+    /// How to verify the broker (nil `caFile`: the system's CAs), and how to prove who we are.
+    /// The broker's host name is always checked against its certificate: there is no option to
+    /// turn that off.
+    public typealias TLS = ClientTLSFiles
 
-        public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
-            self.caFile = caFile
-            self.certificateFile = certificateFile
-            self.keyFile = keyFile
-        }
-
-        /// The system's trusted CAs (Debian's `ca-certificates`, hashed for OpenSSL), used
-        /// without a `caFile`: libmosquitto needs a CA file or directory to turn TLS on.
-        public static let systemCADirectory = "/etc/ssl/certs"
-    }
+    /// The system's trusted CAs (Debian's `ca-certificates`, hashed for OpenSSL), used
+    /// without a `caFile`: libmosquitto needs a CA file or directory to turn TLS on.
+    public static let systemCADirectory = "/etc/ssl/certs"
 
     /// Callbacks; set them before `start`.
     public struct Handlers: Sendable {
@@ -162,7 +152,7 @@ public final class MQTTClient: @unchecked Sendable {
         }
         // No callback for a key's passphrase would make OpenSSL ask on the terminal, and hang a
         // service: answer "none", so an encrypted key fails at connect with a logged reason.
-        var rc = mosquitto_tls_set(mosq, tls.caFile, tls.caFile == nil ? TLS.systemCADirectory : nil,
+        var rc = mosquitto_tls_set(mosq, tls.caFile, tls.caFile == nil ? Self.systemCADirectory : nil,
                                    tls.certificateFile, tls.keyFile) { _, _, _, _ in 0 }
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw failure(rc, "libmosquitto refused the CA, certificate or key file")
