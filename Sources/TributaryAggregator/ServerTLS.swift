@@ -4,20 +4,13 @@ import NIOSSL
 import TributaryCrypto
 
 extension AggregatorConfig.ServerTLS {
-    /// NIOSSL's server side, checked now (see `TLSFiles`).
+    /// NIOSSL's server side, checked now (see `TLSFiles`). `optional` client certificates let
+    /// a connection without one through the handshake; the batches route then asks for a token.
     func serverConfiguration() throws(AggregatorStartError) -> TLSConfiguration {
         do {
-            var tls = try TLSFiles.server(certificateFile: certificateFile, keyFile: keyFile, keyPrefix: "tls")
-            if let clientCAFile {
-                tls.trustRoots = .certificates(try TLSFiles.certificates(clientCAFile, key: "tls.client_ca_file"))
-                // Optional: a connection without a certificate gets through the handshake, and
-                // the batches route then asks for a token instead; one that shows a certificate
-                // has it verified (chain, dates) either way.
-                tls.certificateVerification = clientCertificates == .required ? .noHostnameVerification : .optionalVerification
-                tls.sendCANameList = true
-                tls = try TLSFiles.checked(tls, keyPrefix: "tls")
-            }
-            return tls
+            return try TLSFiles.server(certificateFile: certificateFile, keyFile: keyFile,
+                                       clientCertificates: clientCAFile.map { .init(caFile: $0, required: clientCertificates == .required) },
+                                       keyPrefix: "tls")
         } catch {
             throw AggregatorStartError(message: error.description)
         }

@@ -13,9 +13,8 @@ public enum TLSFiles {
     /// A client: trusts the CAs in `caFile` (nil: the system's), and shows a certificate when
     /// given one. `keyPrefix` (e.g. `aggregator.tls`) names the keys in messages.
     public static func client(caFile: String?, certificateFile: String?, keyFile: String?, keyPrefix: String) throws(Problem) -> TLSConfiguration {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        if let caFile { tls = try trusting(caFile, key: "\(keyPrefix).ca_file") }
+        var tls = clientBase()
+        if let caFile { tls.trustRoots = .certificates(try certificates(caFile, key: "\(keyPrefix).ca_file")) }
         if let certificateFile, let keyFile {
             tls.certificateChain = try certificates(certificateFile, key: "\(keyPrefix).cert_file").map { .certificate($0) }
             tls.privateKey = .privateKey(try privateKey(keyFile, key: "\(keyPrefix).key_file"))
@@ -25,18 +24,43 @@ public enum TLSFiles {
 
     /// A client that trusts only the CAs in `caFile`; `key` is the setting or flag that named it.
     public static func trusting(_ caFile: String, key: String) throws(Problem) -> TLSConfiguration {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
+        var tls = clientBase()
         tls.trustRoots = .certificates(try certificates(caFile, key: key))
         return tls
     }
 
-    /// A server showing `certificateFile` (its certificate, then intermediates).
-    public static func server(certificateFile: String, keyFile: String, keyPrefix: String) throws(Problem) -> TLSConfiguration {
+    private static func clientBase() -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        return tls
+    }
+
+    /// Client certificates a server asks for: signed by the CAs in `caFile`; `required` fails
+    /// the handshake without one, otherwise one shown is verified (chain, dates) and one not
+    /// shown lets the connection through.
+    public struct ClientCertificates: Sendable {
+        public var caFile: String
+        public var required: Bool
+
+        public init(caFile: String, required: Bool) {
+            self.caFile = caFile
+            self.required = required
+        }
+    }
+
+    /// A server showing `certificateFile` (its certificate, then intermediates), asking for
+    /// `clientCertificates` when given. `keyPrefix` (e.g. `tls`) names the keys in messages.
+    public static func server(certificateFile: String, keyFile: String, clientCertificates: ClientCertificates? = nil,
+                              keyPrefix: String) throws(Problem) -> TLSConfiguration {
         let chain = try certificates(certificateFile, key: "\(keyPrefix).cert_file")
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
                                                            privateKey: .privateKey(try privateKey(keyFile, key: "\(keyPrefix).key_file")))
         tls.minimumTLSVersion = .tlsv12
+        if let clientCertificates {
+            tls.trustRoots = .certificates(try certificates(clientCertificates.caFile, key: "\(keyPrefix).client_ca_file"))
+            tls.certificateVerification = clientCertificates.required ? .noHostnameVerification : .optionalVerification
+            tls.sendCANameList = true
+        }
         return try checked(tls, keyPrefix: keyPrefix)
     }
 
