@@ -113,10 +113,11 @@ public final class Aggregator: Sendable {
         router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
             let receivedAtMs = WallClock.nowMs()
             // Who is talking, before anything else is read (nil: nothing is configured to say).
-            let certificate = config.tls?.clientCAFile == nil ? nil : await ClientCertificate.identity(on: context.channel)
+            let certificatesConfigured = config.tls?.clientCAFile != nil
+            let certificate = certificatesConfigured ? await ClientCertificate.identity(on: context.channel) : nil
             let credentials = BatchCredentials.decide(certificate: certificate,
                                                       token: gatewayTokens?.authenticate(authorization: request.headers[.authorization]),
-                                                      certificatesConfigured: config.tls?.clientCAFile != nil)
+                                                      certificatesConfigured: certificatesConfigured)
             var authenticated: String?
             var refused: BatchIngestor.Response?
             switch credentials {

@@ -153,17 +153,22 @@ public final class FleetRegistry: Sendable {
     private static func follow(_ c: SQLiteConnection, identity: BatchIdentity, link: ChainLink, atMs: Int64) throws(SQLiteError) {
         let stored = try c.scalar("SELECT state FROM chains WHERE gateway_id = ? AND epoch = ?", identity.gatewayID, identity.epoch)?.string
         var tracker: ChainTracker
+        let newEpoch: Bool
         if let stored, let decoded = try? JSONDecoder().decode(ChainTracker.self, from: Data(stored.utf8)) {
             tracker = decoded
             tracker.add(sequence: identity.sequence, link: link, atMs: atMs)
+            newEpoch = false
         } else {
             tracker = ChainTracker(epoch: identity.epoch, sequence: identity.sequence, link: link)
+            newEpoch = true
         }
         guard let encoded = try? JSONEncoder().encode(tracker) else { return }
         _ = try c.run("""
             INSERT INTO chains (gateway_id, epoch, state, updated_ms) VALUES (?, ?, ?, ?)
             ON CONFLICT (gateway_id, epoch) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms
             """, [identity.gatewayID, identity.epoch, String(decoding: encoded, as: UTF8.self), atMs])
+        // Only a new epoch can push the gateway past its epochs kept.
+        guard newEpoch else { return }
         _ = try c.run("""
             DELETE FROM chains WHERE gateway_id = ? AND epoch NOT IN
                 (SELECT epoch FROM chains WHERE gateway_id = ? ORDER BY updated_ms DESC LIMIT ?)
