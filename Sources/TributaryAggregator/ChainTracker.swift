@@ -51,8 +51,10 @@ struct ChainTracker: Codable, Sendable, Equatable {
 
     /// Takes batch `sequence`, accepted by the sink.
     mutating func add(sequence: UInt64, link: ChainLink, atMs: Int64) {
+        // The decoder refuses sequences past Int64.max; this keeps every `+ 1` below safe whoever calls.
+        guard sequence < UInt64.max else { return }
         guard sequence > view.checkedThrough else {
-            if sequence + 1 == view.startSequence, !startPrevious.isEmpty {
+            if sequence == view.startSequence.subtractingClamped(1), !startPrevious.isEmpty {
                 guard link.digest == startPrevious else {
                     return problem("batch \(sequence) is not the batch \(sequence + 1) names as its previous one: one of them was altered", atMs: atMs, mismatch: true)
                 }
@@ -74,7 +76,7 @@ struct ChainTracker: Codable, Sendable, Equatable {
             while let next = pending.removeValue(forKey: view.checkedThrough + 1) {
                 let sequence = view.checkedThrough + 1
                 if next.link.previous.isEmpty {
-                    view.unchained += 1
+                    view.unchained = view.unchained.addingClamped(1)
                 } else if next.link.previous != head {
                     problem("batch \(sequence) names a previous batch that is not the batch \(sequence - 1) received: one of them was altered",
                             atMs: next.arrivedMs, mismatch: true)
@@ -83,11 +85,11 @@ struct ChainTracker: Codable, Sendable, Equatable {
                 head = next.link.digest
             }
             guard let oldest = pending.values.map(\.arrivedMs).min(), let lowest = pending.keys.min() else { break }
-            guard pending.count > Self.maxPending || nowMs - oldest > Self.gapAfterMs else { break }
+            guard pending.count > Self.maxPending || nowMs.saturatingMinus(oldest) > Self.gapAfterMs else { break }
             // The hole is given up on: the batch after it starts the chain again, unchecked.
-            let missing = lowest - view.checkedThrough - 1
-            view.gaps += 1
-            view.missingBatches += missing
+            let missing = lowest.subtractingClamped(view.checkedThrough).subtractingClamped(1)
+            view.gaps = view.gaps.addingClamped(1)
+            view.missingBatches = view.missingBatches.addingClamped(missing)
             problem(missing == 1 ? "batch \(lowest - 1) never arrived"
                                  : "batches \(view.checkedThrough + 1) to \(lowest - 1) never arrived", atMs: nowMs)
             declared.append(view.checkedThrough + 1...lowest - 1)
@@ -96,24 +98,38 @@ struct ChainTracker: Codable, Sendable, Equatable {
             view.checkedThrough = lowest
             head = after.link.digest
         }
-        view.waiting = (view.highestSeen - view.checkedThrough) - UInt64(pending.count)
+        view.waiting = view.highestSeen.subtractingClamped(view.checkedThrough).subtractingClamped(UInt64(pending.count))
         view.waitingSinceMs = pending.values.map(\.arrivedMs).min() ?? 0
     }
 
     /// A batch of a declared gap arrived after all: it was late, not lost. (Its links were not
-    /// checked: its neighbours were taken without it.)
+    /// checked: its neighbours were taken without it.) `gaps` counts the holes still open, so a
+    /// hole filled in its middle becomes two, and one filled whole is gone.
     private mutating func retract(_ sequence: UInt64, from index: Int, atMs: Int64) {
         let range = declared.remove(at: index)
-        if range.lowerBound < sequence { declared.append(range.lowerBound...sequence - 1) }
-        if sequence < range.upperBound { declared.append(sequence + 1...range.upperBound) }
-        view.missingBatches -= 1
-        if range.count == 1 { view.gaps -= 1 }
+        var remaining = 0
+        if range.lowerBound < sequence {
+            declared.append(range.lowerBound...sequence - 1)
+            remaining += 1
+        }
+        if sequence < range.upperBound {
+            declared.append(sequence + 1...range.upperBound)
+            remaining += 1
+        }
+        // Saturating: the counts come from what clients sent (and from stored state), and no
+        // arrival order may trap the aggregator.
+        view.missingBatches = view.missingBatches.subtractingClamped(1)
+        switch remaining {
+        case 0: view.gaps = view.gaps.subtractingClamped(1)
+        case 2: view.gaps = view.gaps.addingClamped(1)
+        default: break
+        }
         view.lastProblem = "batch \(sequence) arrived after its gap was declared"
         view.lastProblemMs = atMs
     }
 
     private mutating func problem(_ text: String, atMs: Int64, mismatch: Bool = false) {
-        if mismatch { view.mismatches += 1 }
+        if mismatch { view.mismatches = view.mismatches.addingClamped(1) }
         view.lastProblem = text
         view.lastProblemMs = atMs
     }
@@ -124,5 +140,15 @@ struct ChainTracker: Codable, Sendable, Equatable {
         var copy = self
         copy.advance(nowMs: nowMs)
         return copy.view
+    }
+}
+
+extension UInt64 {
+    /// `self - other`, or 0 where that would go below zero.
+    func subtractingClamped(_ other: UInt64) -> UInt64 { self >= other ? self - other : 0 }
+    /// `self + other`, or `UInt64.max` where that would overflow.
+    func addingClamped(_ other: UInt64) -> UInt64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
     }
 }

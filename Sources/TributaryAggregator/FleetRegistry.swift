@@ -241,10 +241,10 @@ public final class FleetRegistry: Sendable {
                 """, bindings) { row in
                 var view = GatewayView(gatewayID: row.string(0) ?? "")
                 view.lastSeenMs = row.int64(1)
-                view.stale = nowMs - view.lastSeenMs > Int64(staleAfterSeconds) * 1000
-                view.readingsSynced = UInt64(row.int64(3))
-                view.batchesSynced = UInt64(row.int64(4))
-                view.duplicateBatches = UInt64(row.int64(5))
+                view.stale = nowMs.saturatingMinus(view.lastSeenMs) > Int64(staleAfterSeconds) * 1000
+                view.readingsSynced = UInt64(clamping: row.int64(3))
+                view.batchesSynced = UInt64(clamping: row.int64(4))
+                view.duplicateBatches = UInt64(clamping: row.int64(5))
                 view.clockSkewMs = row.int64(6)
                 view.roundTripMs = row.int64(7)
                 view.lastBatchMs = row.int64(8)

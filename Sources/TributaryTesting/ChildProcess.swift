@@ -6,7 +6,8 @@ import Synchronization
 public final class ChildProcess: Sendable {
     public let pid: pid_t
     public let executable: String
-    private let reaped = Mutex(false)
+    /// The wait status, once reaped.
+    private let reaped = Mutex<Int32?>(nil)
 
     /// Starts `executable` with `arguments`; stdout and stderr go to `logFile` (or /dev/null).
     public init(executable: String, arguments: [String], logFile: String? = nil) throws {
@@ -46,20 +47,29 @@ public final class ChildProcess: Sendable {
 
     /// Waits for the process to exit (polling waitpid, so no thread blocks).
     public func wait() async -> Int32 {
-        var status: Int32 = 0
         while true {
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid || result < 0 {
-                reaped.withLock { $0 = true }
-                return status
-            }
+            if let status = exitStatus { return status }
             try? await Task.sleep(for: .milliseconds(10))
         }
     }
 
+    /// The wait status if the process has exited (it is reaped then), nil while it runs.
+    public var exitStatus: Int32? {
+        reaped.withLock { reaped in
+            if let reaped { return reaped }
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            guard result == pid || result < 0 else { return nil }
+            reaped = status
+            return status
+        }
+    }
+
+    public var isRunning: Bool { exitStatus == nil }
+
     /// A test that failed half-way must not leave its servers running.
     deinit {
-        if !reaped.withLock({ $0 }) {
+        if reaped.withLock({ $0 }) == nil {
             kill(pid, SIGKILL)
             var status: Int32 = 0
             waitpid(pid, &status, 0)

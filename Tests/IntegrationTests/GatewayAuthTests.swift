@@ -124,6 +124,13 @@ struct GatewayAuthTests {
             .split(separator: "\n").map(String.init)
     }
 
+    /// Every reading in a SQLite sink.
+    static func rows(inSink path: String) throws -> Int64 {
+        let db = try SQLiteDatabase(path: path, readOnly: true)
+        defer { db.close() }
+        return try db.withConnection { c throws(SQLiteError) in try c.scalar("SELECT count(*) FROM readings")?.int64 ?? 0 }
+    }
+
     /// Readings the hand-made requests wrote.
     static func rawRows(_ harness: Harness) throws -> Int64 {
         let db = try SQLiteDatabase(path: harness.directory.file("aggregator/sink.sqlite"), readOnly: true)

@@ -87,4 +87,52 @@ struct ProvenanceTests {
         try await http.shutdown()
         await harness.shutdown()
     }
+
+    /// Issue 23, item 1: a gap of three batches declared (64 batches past it), then its batches
+    /// late, middle first. The aggregator trapped on `gaps -= 1` after the sink committed batch 4,
+    /// and again on every resend of it: every gateway stalled. Against the real executable.
+    @Test("late batches of a declared gap, middle first, are taken and the aggregator lives on")
+    func lateBatchesAfterADeclaredGap() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-late")
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let http = HTTPClient.shared
+        let batches = try Self.sealedBatches(gatewayID: "gw-late", count: 69, in: harness.dir)
+        let url = "http://127.0.0.1:\(harness.httpPort)"
+        for sequence in [1] + Array(5...69) + [3, 2, 4] {
+            let answer = try await GatewayAuthTests.post(Self.request(batches[sequence - 1]), token: nil, to: url, http: http)
+            #expect(answer.status == 200, "batch \(sequence): \(answer)")
+        }
+        // The resend that used to trap it again, then a look from the operator's side.
+        let resend = try await GatewayAuthTests.post(Self.request(batches[3]), token: nil, to: url, http: http)
+        #expect(resend.status == 200 && aggregator.isRunning, "\(resend)\n\(ProcessHarness.tail(harness.dir.file("aggregator.log")))")
+        let chain = try #require(try await harness.fleet().gateways.first { $0.gatewayID == "gw-late" }?.chain)
+        #expect(chain.gaps == 0 && chain.missingBatches == 0 && chain.checkedThrough == 69 && chain.mismatches == 0, "\(chain)")
+        #expect(try GatewayAuthTests.rows(inSink: harness.sinkPath) == 69 * 5)
+        await harness.stop(aggregator)
+    }
+
+    /// `count` batches of five readings for `gatewayID`, sealed and chained by the agent's own
+    /// buffer code, in sequence order.
+    static func sealedBatches(gatewayID: String, count: Int, in dir: TemporaryDirectory) throws -> [Tributary_V1_Batch] {
+        let buffer = try BufferStore(path: dir.file("sealer-\(gatewayID).sqlite"), gatewayID: gatewayID)
+        defer { buffer.close() }
+        let now = WallClock.nowMs()
+        try buffer.append((0..<count * 5).map { i in
+            Reading(gatewayID: gatewayID, sensorID: "s\(i % 5)", metric: "t", topic: "t/\(i % 5)", timeMs: now + Int64(i),
+                    receivedAtMs: now + Int64(i), value: .double(Double(i)))
+        }, quarantined: [])
+        _ = try buffer.sealDueBatches(maxReadings: 5, maxAgeMs: 0)
+        return try buffer.claimBatches(limit: count).map { try Tributary_V1_Batch(serializedBytes: $0.payload) }
+    }
+
+    /// A batch with the status its gateway would send.
+    static func request(_ batch: Tributary_V1_Batch) -> Tributary_V1_SyncRequest {
+        var request = Tributary_V1_SyncRequest()
+        request.batch = batch
+        request.status.gatewayID = batch.id.gatewayID
+        request.status.agentVersion = "test"
+        request.status.clockMs = WallClock.nowMs()
+        return request
+    }
 }
