@@ -118,7 +118,8 @@ public final class AgentStats: Sendable {
     }
 
     /// Updates the rates from running totals; samples closer than a second apart are ignored.
-    public func rates(ingested: Int64, acknowledged: Int64, nowMs: Int64) -> (ingest: Double, send: Double) {
+    /// `monotonicMs` is a `MonotonicClock` reading, so a clock step cannot make a rate negative.
+    public func rates(ingested: Int64, acknowledged: Int64, monotonicMs nowMs: Int64) -> (ingest: Double, send: Double) {
         state.withLock { s in
             if let sample = s.rateSample {
                 let elapsed = Double(nowMs - sample.timeMs) / 1000

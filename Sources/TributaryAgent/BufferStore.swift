@@ -21,6 +21,11 @@ public final class BufferStore: Sendable {
     public let epoch: String
     private let db: SQLiteDatabase
     private let counters: Mutex<Counters>
+    /// When groups of unsealed readings arrived, on the monotonic clock: (the group's highest
+    /// row id, arrival), oldest first. Sealing by age uses it, so a wall clock stepped back
+    /// cannot hold readings unsealed until it catches up. Readings from an earlier run have no
+    /// entry and are due at once.
+    private let arrivals = Mutex<[(lastID: Int64, atMs: Int64)]>([])
     /// Sequences the uploader is sending right now. `dropOldest` never frees these: a batch
     /// counted as dropped must never reach the sink.
     private let inFlight = Mutex<Set<UInt64>>([])
@@ -187,9 +192,9 @@ public final class BufferStore: Sendable {
     /// of redelivered messages that were recognised and not stored again, and the Sparkplug
     /// sessions when the group's births or deaths changed them (so both survive together).
     public func append(_ readings: [Reading], quarantined: [QuarantinedPayload], redeliveries: Int = 0,
-                       sparkplugSessions: String? = nil) throws(SQLiteError) {
+                       sparkplugSessions: String? = nil, monotonicNowMs: Int64 = MonotonicClock.nowMs()) throws(SQLiteError) {
         guard !readings.isEmpty || !quarantined.isEmpty || redeliveries > 0 || sparkplugSessions != nil else { return }
-        try db.withConnection { c throws(SQLiteError) in
+        let lastID = try db.withConnection { c throws(SQLiteError) -> Int64 in
             try c.transaction { () throws(SQLiteError) in
                 if let sparkplugSessions {
                     try c.run("INSERT OR REPLACE INTO meta (key, value) VALUES ('sparkplug_sessions', ?)", sparkplugSessions)
@@ -213,6 +218,7 @@ public final class BufferStore: Sendable {
                     row.bind(r.unit)
                     row.bind(LabelsJSON.encode(r.labels))
                 }
+                let lastID = c.lastInsertRowID
                 for q in quarantined {
                     try c.run("INSERT INTO quarantine (topic, payload, reason, received_ms) VALUES (?, ?, ?, ?)",
                               q.topic, q.payload, q.reason, q.receivedAtMs)
@@ -220,8 +226,10 @@ public final class BufferStore: Sendable {
                 try Self.bump(c, "ingested_total", by: readings.count)
                 try Self.bump(c, "quarantined_total", by: quarantined.count)
                 try Self.bump(c, "redeliveries_total", by: redeliveries)
+                return lastID
             }
         }
+        if !readings.isEmpty { arrivals.withLock { $0.append((lastID, monotonicNowMs)) } }
         counters.withLock {
             $0.redeliveriesTotal += Int64(redeliveries)
             $0.unsealedReadings += Int64(readings.count)
@@ -231,21 +239,32 @@ public final class BufferStore: Sendable {
     }
 
     /// Seals batches while the unsealed readings are due: at least `maxReadings` of them, or
-    /// the oldest has waited `maxAgeMs`. Returns how many batches were sealed.
+    /// the oldest has waited `maxAgeMs` (on the monotonic clock). Returns how many batches
+    /// were sealed.
     @discardableResult
-    public func sealDueBatches(maxReadings: Int, maxAgeMs: Int, nowMs: Int64 = WallClock.nowMs()) throws(SQLiteError) -> Int {
+    public func sealDueBatches(maxReadings: Int, maxAgeMs: Int, monotonicNowMs: Int64 = MonotonicClock.nowMs()) throws(SQLiteError) -> Int {
         var sealed = 0
         while true {
             let unsealed = counters.withLock { $0.unsealedReadings }
             guard unsealed > 0 else { return sealed }
             if unsealed < maxReadings {
-                let oldest = try db.withConnection { c throws(SQLiteError) in
-                    try c.scalar("SELECT received_ms FROM readings ORDER BY id LIMIT 1")?.int64
+                let oldestID = try db.withConnection { c throws(SQLiteError) in
+                    try c.scalar("SELECT id FROM readings ORDER BY id LIMIT 1")?.int64
                 }
-                guard let oldest, nowMs - oldest >= maxAgeMs else { return sealed }
+                guard let oldestID, monotonicNowMs.saturatingMinus(arrival(ofRow: oldestID)) >= maxAgeMs else { return sealed }
             }
-            guard try sealOne(maxReadings: maxReadings, nowMs: nowMs) > 0 else { return sealed }
+            guard try sealOne(maxReadings: maxReadings, nowMs: WallClock.nowMs()) > 0 else { return sealed }
             sealed += 1
+        }
+    }
+
+    /// When the group holding row `id` arrived (monotonic), forgetting older groups (sealed,
+    /// dropped or expired); `Int64.min` for readings of an earlier run.
+    private func arrival(ofRow id: Int64) -> Int64 {
+        arrivals.withLock { arrivals in
+            let gone = arrivals.prefix { $0.lastID < id }.count
+            arrivals.removeFirst(gone)
+            return arrivals.first?.atMs ?? .min
         }
     }
 

@@ -15,7 +15,10 @@ import TributarySparkplug
 public final class IngestService: Service {
     private struct Received: Sendable {
         let message: MQTTMessage
+        /// Wall time: stored with the readings.
         let receivedAtMs: Int64
+        /// Monotonic time: for the redelivery filter's window, which a clock step must not stretch or shrink.
+        let monotonicMs: Int64
     }
 
     private let config: AgentConfig
@@ -76,7 +79,7 @@ public final class IngestService: Service {
         var handlers = MQTTClient.Handlers()
         let stats = self.stats
         handlers.onMessage = { message in
-            queue.push(Received(message: message, receivedAtMs: WallClock.nowMs()))
+            queue.push(Received(message: message, receivedAtMs: WallClock.nowMs(), monotonicMs: MonotonicClock.nowMs()))
         }
         handlers.onConnect = { _ in stats.brokerConnected = true }
         handlers.onDisconnect = { _ in stats.brokerConnected = false }
@@ -112,8 +115,11 @@ public final class IngestService: Service {
         ])
 
         try? await gracefulShutdown()
-        // Stop reading first, while the committer still drains the queue, so a callback
-        // blocked on a full queue can finish; then let the committer commit what is left.
+        // Draining first: a callback blocked on a full queue (the buffer at its quota, or the
+        // disk full, so the committer waits) can then finish, and the committer stops waiting
+        // for room. Otherwise `client.stop()` waits for that callback forever and the SIGKILL
+        // that follows loses the queue. Then stop reading, and commit what is left.
+        queue.drain()
         client.stop()
         stats.brokerConnected = false
         queue.close()
@@ -123,9 +129,8 @@ public final class IngestService: Service {
 
     /// Runs on the committer thread until the queue is closed and empty.
     private func commitLoop(_ queue: IngestQueue<Received>, client: MQTTClient) {
-        let window = Double(config.buffer.commitIntervalMs) / 1000
         var state = CommitterState(sparkplug: restoredSparkplugSessions())
-        while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, window: window) {
+        while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, windowMs: config.buffer.commitIntervalMs) {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []
             var redeliveries = 0
@@ -136,7 +141,7 @@ public final class IngestService: Service {
                     redelivered = true
                 // Only a payload that carries its own event time identifies its readings.
                 case .readings(let count, _, carriesEventTime: true)
-                    where state.redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.receivedAtMs):
+                    where state.redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.monotonicMs):
                     readings.removeLast(count)
                     redelivered = true
                 case .readings(_, let withheld, _):
@@ -186,7 +191,7 @@ public final class IngestService: Service {
         case .sparkplug:
             // Every Sparkplug payload carries its seq, so the same bytes again are a redelivery;
             // checked first, or the repeat would read as a sequence gap.
-            if state.redeliveryFilter.isRedelivery(topic: topic, payload: item.message.payload, nowMs: item.receivedAtMs) {
+            if state.redeliveryFilter.isRedelivery(topic: topic, payload: item.message.payload, nowMs: item.monotonicMs) {
                 return .redelivery
             }
             let outcome = state.sparkplug.receive(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
@@ -271,7 +276,7 @@ public final class IngestService: Service {
             } catch {
                 logger.error("cannot check the buffer quota; retrying", metadata: ["gateway": "\(config.gatewayID)", "error": "\(error)"])
             }
-            if queue.isClosed {
+            if queue.isShuttingDown {
                 // Shutting down: what we received is already acknowledged to the broker, so
                 // keeping it a little over the quota beats losing it.
                 logger.warning("shutting down while the buffer is full: committing the last group over the quota")
@@ -282,12 +287,17 @@ public final class IngestService: Service {
         }
     }
 
+    /// How long a stopping agent keeps trying to commit what it holds when the buffer cannot
+    /// be written.
+    static let shutdownCommitMs: Int64 = 10_000
+
     /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
     /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
     private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int, sparkplugSessions: String?,
                         queue: IngestQueue<Received>, state: inout CommitterState) {
         var delay = 0.1
         var stalled = false
+        var shutdownDeadline: Int64?
         defer {
             if stalled {
                 stats.bufferFull = false
@@ -307,15 +317,23 @@ public final class IngestService: Service {
                     "gateway": "\(config.gatewayID)", "error": "\(error)",
                 ])
                 stats.recordError("\(what): \(error)")
-                if queue.isClosed {
-                    // Shutting down: no waiting for space that may never come.
-                    abandonOnShutdown(readings.count, state: &state)
-                    return
-                }
                 reserve.releaseIfDiskFull(error, logger: logger, gateway: config.gatewayID)
-                if error.isDiskFull { waitForFreedSpace(queue) }
+                if queue.isShuttingDown {
+                    // What we hold was acknowledged to the broker: the released reserve may
+                    // make room, so try a little longer, but never past a service manager's
+                    // stop timeout (30 s in our unit); then give up and say exactly what.
+                    let now = MonotonicClock.nowMs()
+                    let deadline = shutdownDeadline ?? now + Self.shutdownCommitMs
+                    shutdownDeadline = deadline
+                    if now >= deadline {
+                        abandonOnShutdown(readings.count, state: &state)
+                        return
+                    }
+                } else if error.isDiskFull {
+                    waitForFreedSpace(queue)
+                }
                 Thread.sleep(forTimeInterval: delay)
-                delay = min(delay * 2, 5)
+                delay = min(delay * 2, queue.isShuttingDown ? 1 : 5)
             }
         }
     }
@@ -326,7 +344,7 @@ public final class IngestService: Service {
     private func waitForFreedSpace(_ queue: IngestQueue<Received>) {
         let needed: Int64 = 256 << 10
         var delay = 0.05
-        while !queue.isClosed {
+        while !queue.isShuttingDown {
             let inFile = (try? buffer.freeBytesInFile()) ?? 0
             let onDisk = DiskReserve.availableBytes(near: buffer.path) ?? 0
             let nothingToFree = buffer.snapshot.sealedBatches == 0
@@ -339,7 +357,7 @@ public final class IngestService: Service {
     /// Takes the disk reserve again once the disk has room for it: checked after a stall and
     /// otherwise every few seconds (the uploader may have released it).
     private func retakeReserveNowAndThen(force: Bool, state: inout CommitterState) {
-        let now = WallClock.nowMs()
+        let now = MonotonicClock.nowMs()
         guard reserve.bytes > 0, force || now - state.lastReserveCheckMs >= 5000 else { return }
         state.lastReserveCheckMs = now
         guard !reserve.isHeld else { return }

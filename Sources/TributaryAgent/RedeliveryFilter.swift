@@ -7,7 +7,8 @@
 /// `21.5`) can repeat legitimately and are never filtered.
 ///
 /// Redeliveries arrive right after a reconnect, so a window of the most recent messages is
-/// enough; it is bounded in count and in age, and lives on the committer thread only.
+/// enough; it is bounded in count and in age (on the monotonic clock: `nowMs` is a
+/// `MonotonicClock` reading), and lives on the committer thread only.
 struct RedeliveryFilter {
     /// A message, hashed once on the way in: the dictionary then hashes only the 64-bit
     /// digest (it would otherwise run SipHash over topic and payload on every lookup, insert

@@ -67,15 +67,17 @@ public final class Uploader: Service {
     private func loop() async throws {
         var backoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
         var window = InFlightWindow(limit: config.aggregator.maxInFlightBatches)
-        var lastContactMs = Int64(0)
-        var nextHeartbeatMs = Int64(0)
+        var lastContactMs = Int64.min / 2
+        var nextHeartbeatMs = Int64.min / 2
         var heartbeatBackoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
         let idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
         var bufferTrouble = Backoff(initialMs: 100, maxMs: 5000)
-        var nextExpiryMs = Int64(0)
+        var nextExpiryMs = Int64.min / 2
+        // Intervals and deadlines on the monotonic clock: a clock stepped back must not stop
+        // heartbeats or retention for hours, nor one stepped forward fire them all at once.
         while !Task.isCancelled {
-            if let hours = config.buffer.retentionHours, WallClock.nowMs() >= nextExpiryMs {
-                nextExpiryMs = WallClock.nowMs() + 60_000
+            if let hours = config.buffer.retentionHours, MonotonicClock.nowMs() >= nextExpiryMs {
+                nextExpiryMs = MonotonicClock.nowMs() + 60_000
                 await expire(olderThanHours: hours)
             }
             // Sealing needs disk space; when the disk is full, batches sealed earlier still go
@@ -96,7 +98,7 @@ public final class Uploader: Service {
                 try await Task.sleep(for: .milliseconds(bufferTrouble.next()))
                 continue
             }
-            let now = WallClock.nowMs()
+            let now = MonotonicClock.nowMs()
             guard !batches.isEmpty else {
                 if now - lastContactMs >= Int64(config.aggregator.heartbeatSeconds) * 1000, now >= nextHeartbeatMs {
                     switch await sendHeartbeat() {
@@ -211,7 +213,7 @@ public final class Uploader: Service {
         let sequences = Set(batches.map(\.identity.sequence))
         let facts = try? await blocking { [buffer] in (try buffer.oldestUnacknowledgedMs(excluding: sequences), try buffer.sizeBytes()) }
         let now = WallClock.nowMs()
-        let rates = stats.rates(ingested: counters.ingestedTotal, acknowledged: counters.acknowledgedTotal, nowMs: now)
+        let rates = stats.rates(ingested: counters.ingestedTotal, acknowledged: counters.acknowledgedTotal, monotonicMs: MonotonicClock.nowMs())
         var status = Tributary_V1_GatewayStatus()
         status.gatewayID = config.gatewayID
         status.agentVersion = Self.agentVersion

@@ -10,7 +10,8 @@ public final class ChildProcess: Sendable {
     private let reaped = Mutex<Int32?>(nil)
 
     /// Starts `executable` with `arguments`; stdout and stderr go to `logFile` (or /dev/null).
-    public init(executable: String, arguments: [String], logFile: String? = nil) throws {
+    /// `environment` adds to (or replaces in) this process's environment.
+    public init(executable: String, arguments: [String], logFile: String? = nil, environment: [String: String] = [:]) throws {
         self.executable = executable
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -33,7 +34,11 @@ public final class ChildProcess: Sendable {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for arg in argv { free(arg) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        var variables = ProcessInfo.processInfo.environment
+        variables.merge(environment) { $1 }
+        let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for variable in envp { free(variable) } }
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard rc == 0 else { throw TestingError("cannot start \(executable): \(String(cString: strerror(rc)))") }
         self.pid = pid
     }

@@ -121,13 +121,18 @@ struct ProcessHarness {
 
     /// Starts the agent; with `waitForSubscription`, returns once this run's subscriptions
     /// are confirmed by the broker (so the broker keeps its messages from then on).
-    func startAgent(waitForSubscription: Bool = true) async throws -> ChildProcess {
+    func startAgent(waitForSubscription: Bool = true, environment: [String: String] = [:]) async throws -> ChildProcess {
         let before = agentLog.components(separatedBy: "subscriptions confirmed").count
         let agent = try ChildProcess(executable: try Self.executable("tributary-agent"),
-                                     arguments: ["--config", dir.file("agent.yaml")], logFile: dir.file("agent.log"))
+                                     arguments: ["--config", dir.file("agent.yaml")], logFile: dir.file("agent.log"),
+                                     environment: environment)
         if waitForSubscription {
-            try await eventually(timeout: .seconds(30), "the agent subscribes") {
-                agentLog.components(separatedBy: "subscriptions confirmed").count > before
+            do {
+                try await eventually(timeout: .seconds(30), "the agent subscribes") {
+                    agentLog.components(separatedBy: "subscriptions confirmed").count > before
+                }
+            } catch {
+                throw TestingError("\(error); agent log:\n\(Self.tail(dir.file("agent.log")))")
             }
         }
         return agent

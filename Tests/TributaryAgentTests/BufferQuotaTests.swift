@@ -15,7 +15,7 @@ struct BufferQuotaTests {
         let path = dir.file("b.sqlite")
         var buffer = try BufferStore(path: path, gatewayID: "gw")
         try buffer.append(BufferStoreTests.readings(450), quarantined: [])
-        try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, nowMs: 0)  // batches 1-4, 50 unsealed
+        try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, monotonicNowMs: 0)  // batches 1-4, 50 unsealed
         // Batch 4 was sent once without an answer: the aggregator may hold it, so it is never dropped.
         try buffer.recordAttempt(4, error: "timed out")
 
@@ -44,7 +44,7 @@ struct BufferQuotaTests {
         defer { dir.remove() }
         let buffer = try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw")
         try buffer.append(BufferStoreTests.readings(500), quarantined: [])
-        try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, nowMs: 0)
+        try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, monotonicNowMs: 0)
         let first = try buffer.claimBatches(limit: 2).map(\.identity.sequence)
         let second = try buffer.claimBatches(limit: 2).map(\.identity.sequence)
         #expect(first == [1, 2] && second == [3, 4])
@@ -60,7 +60,7 @@ struct BufferQuotaTests {
         let buffer = try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw")
         let empty = try buffer.sizeBytes()
         try buffer.append(BufferStoreTests.readings(5000), quarantined: [])
-        try buffer.sealDueBatches(maxReadings: 1000, maxAgeMs: 60_000, nowMs: 0)
+        try buffer.sealDueBatches(maxReadings: 1000, maxAgeMs: 60_000, monotonicNowMs: 0)
         let full = try buffer.sizeBytes()
         #expect(full > empty)
         while try buffer.dropOldest().total > 0 {}

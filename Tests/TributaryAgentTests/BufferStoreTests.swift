@@ -21,7 +21,7 @@ struct BufferStoreTests {
         var buffer = try BufferStore(path: path, gatewayID: "gw")
         let epoch = buffer.epoch
         try buffer.append(Self.readings(250), quarantined: [])
-        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, nowMs: 0) == 2, "only full batches are due")
+        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, monotonicNowMs: 0) == 2, "only full batches are due")
         let first = try #require(try buffer.oldestSealedBatch())
         #expect(first.identity == BatchIdentity(gatewayID: "gw", epoch: epoch, sequence: 1))
         #expect(first.readingCount == 100)
@@ -41,7 +41,7 @@ struct BufferStoreTests {
         #expect(buffer.snapshot.acknowledgedTotal == 100)
         #expect(try buffer.oldestSealedBatch()?.identity.sequence == 2)
         // The age rule seals the partial rest; sequence numbers keep counting.
-        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 10, nowMs: 1_000_000) == 1)
+        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 10, monotonicNowMs: MonotonicClock.nowMs() + 1_000_000) == 1)
         try buffer.setAside(2, reason: "test")
         let third = try #require(try buffer.oldestSealedBatch())
         #expect(third.identity.sequence == 3 && third.readingCount == 60)
@@ -92,7 +92,7 @@ struct BufferStoreTests {
         let buffer = try BufferStore(path: dir.file("expire.sqlite"), gatewayID: "gw")
         defer { buffer.close() }
         try buffer.append(Self.readings(30), quarantined: [])          // received at 0...29
-        _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0, nowMs: 100)  // batches 1, 2, 3
+        _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)  // batches 1, 2, 3
         let sending = try buffer.claimBatches(limit: 1)                 // batch 1 goes out...
         buffer.release(sending.map(\.identity.sequence))                // ...and no answer comes
         try buffer.append(Self.readings(10, from: 30), quarantined: []) // unsealed, received at 30...39

@@ -12,8 +12,11 @@ struct AgentCommand: AsyncParsableCommand {
         abstract: "Collects MQTT readings on a gateway, buffers them in SQLite, and syncs them to an aggregator.",
         discussion: "Flags override the configuration file. SIGTERM or SIGINT stops reading, commits what was received, and exits 0.")
 
-    @Option(name: .long, help: "YAML configuration file.")
+    @Option(name: .long, help: "YAML configuration file (or the environment variable TRIBUTARY_AGENT_CONFIG).")
     var config: String?
+
+    /// The flag, else the environment (flags over environment over file over defaults).
+    var configFile: String? { config ?? ProcessInfo.processInfo.environment["TRIBUTARY_AGENT_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } }
 
     @Option(name: .long, help: "This gateway's id (overrides gateway_id).")
     var gatewayId: String?
@@ -39,12 +42,13 @@ struct AgentCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let settings = try AgentConfig.load(
-                file: config,
+                file: configFile,
                 overrides: .init(gatewayID: gatewayId, broker: broker, aggregatorURL: aggregator, dataDirectory: dataDir,
                                  statusListen: statusListen, logFormat: logFormat))
             settings.logFormat.bootstrap()
             var logger = Logger(label: "tributary-agent")
             logger.logLevel = logLevel
+            WallClockFault.followIfRequested(logger: logger)
             let agent = try Agent(config: settings, logger: logger)
             let group = ServiceGroup(configuration: .init(
                 services: agent.services.map { .init(service: $0) },

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import ServiceLifecycle
 import TributaryAggregator
@@ -11,8 +12,11 @@ struct AggregatorCommand: AsyncParsableCommand {
         abstract: "Receives batches from gateway agents, deduplicates them, and writes them to a sink.",
         discussion: "Flags override the configuration file. Batches are acknowledged only after the sink committed them.")
 
-    @Option(name: .long, help: "YAML configuration file.")
+    @Option(name: .long, help: "YAML configuration file (or the environment variable TRIBUTARY_AGGREGATOR_CONFIG).")
     var config: String?
+
+    /// The flag, else the environment (flags over environment over file over defaults).
+    var configFile: String? { config ?? ProcessInfo.processInfo.environment["TRIBUTARY_AGGREGATOR_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } }
 
     @Option(name: .long, help: "Address to listen on, HOST:PORT (overrides listen; default 127.0.0.1:8470).")
     var listen: String?
@@ -35,7 +39,7 @@ struct AggregatorCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let settings = try AggregatorConfig.load(
-                file: config, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink, logFormat: logFormat))
+                file: configFile, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink, logFormat: logFormat))
             settings.logFormat.bootstrap()
             var logger = Logger(label: "tributary-aggregator")
             logger.logLevel = logLevel
