@@ -14,6 +14,7 @@ public final class Agent: Sendable {
     private let http: HTTPClient
     private let logger: Logger
     private let statusPort = BoundPort()
+    private let lock: DataDirectoryLock
 
     /// The status listener's port once it listens (useful with port 0); only with `status_listen`.
     public func statusListenerPort() async -> Int { await statusPort.wait() }
@@ -26,6 +27,8 @@ public final class Agent: Sendable {
         } catch {
             throw AgentStartError(message: "cannot create data_dir \(config.dataDirectory): \(error.localizedDescription)")
         }
+        // Before the buffer is even opened: a second agent must not touch it.
+        lock = try DataDirectoryLock(directory: config.dataDirectory, program: "tributary-agent")
         buffer = try BufferStore(path: config.bufferPath, gatewayID: config.gatewayID, synchronous: config.buffer.synchronous)
         stats = AgentStats()
         // A refused connection must reach the uploader at once, so its own backoff (with
@@ -57,6 +60,7 @@ public final class Agent: Sendable {
             logger.warning("HTTP client did not shut down cleanly", metadata: ["error": "\(error)"])
         }
         buffer.close()
+        lock.release()
     }
 }
 

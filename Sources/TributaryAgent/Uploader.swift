@@ -218,17 +218,19 @@ public final class Uploader: Service {
         status.gatewayID = config.gatewayID
         status.agentVersion = Self.agentVersion
         let roundReadings = batches.reduce(0) { $0 + $1.readingCount }
-        status.backlogReadings = UInt64(max(0, counters.unsealedReadings + counters.sealedReadings - Int64(roundReadings)))
-        status.backlogBytes = UInt64(max(0, facts?.1 ?? 0))
+        // Clamped, not converted: a count that went below zero (it never should) must not trap
+        // the agent, as it did with two agents on one buffer.
+        status.backlogReadings = UInt64(clamping: counters.unsealedReadings + counters.sealedReadings - Int64(roundReadings))
+        status.backlogBytes = UInt64(clamping: facts?.1 ?? 0)
         status.oldestUnsentMs = facts?.0 ?? 0
-        status.ingestedTotal = UInt64(counters.ingestedTotal)
-        status.acknowledgedTotal = UInt64(counters.acknowledgedTotal)
-        status.quarantinedTotal = UInt64(counters.quarantinedTotal)
-        status.droppedTotal = UInt64(counters.droppedTotal)
+        status.ingestedTotal = UInt64(clamping: counters.ingestedTotal)
+        status.acknowledgedTotal = UInt64(clamping: counters.acknowledgedTotal)
+        status.quarantinedTotal = UInt64(clamping: counters.quarantinedTotal)
+        status.droppedTotal = UInt64(clamping: counters.droppedTotal)
         status.withheldTotal = stats.withheldTotal
-        status.sealedBatches = UInt64(counters.sealedBatches)
-        status.setAsideBatches = UInt64(counters.setAsideBatches)
-        status.redeliveriesTotal = UInt64(counters.redeliveriesTotal)
+        status.sealedBatches = UInt64(clamping: counters.sealedBatches)
+        status.setAsideBatches = UInt64(clamping: counters.setAsideBatches)
+        status.redeliveriesTotal = UInt64(clamping: counters.redeliveriesTotal)
         status.bufferFull = stats.bufferFull
         if let error = stats.lastError {
             status.lastError = error.message

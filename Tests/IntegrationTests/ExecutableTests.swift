@@ -39,4 +39,28 @@ struct ExecutableTests {
         #expect(output.contains("\(dir.file("bad.yaml")): key 'mqtt.subscriptons': unknown key"), "\(output)")
         #expect(output.split(separator: "\n").count == 1, "one clear line: \(output)")
     }
+
+    /// Issue 23, item 7: a second agent started by hand on the service's data dir. Both sealed
+    /// and sent the same buffer's batches: 35 duplicates of 12,725, and one agent trapped.
+    @Test("a second agent on the same data dir exits at once naming the PID that holds it; nothing doubles")
+    func secondAgentOnOneDataDir() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-twice", aggregatorSettings: FaultTests.fast)
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let agent = try await harness.startAgent()
+        let publishing = try harness.publish(3000, rate: 600)
+        try await Task.sleep(for: .seconds(1))
+        let second = try ChildProcess(executable: try ProcessHarness.executable("tributary-agent"),
+                                      arguments: ["--config", harness.dir.file("agent.yaml")], logFile: harness.dir.file("second.log"))
+        // A bound on a hang, not a speed.
+        try? await eventually(timeout: .seconds(20), "the second agent exits") { !second.isRunning }
+        let status = second.exitStatus
+        if status == nil { await second.stop(signal: SIGKILL) }
+        let output = (try? String(contentsOfFile: harness.dir.file("second.log"), encoding: .utf8)) ?? ""
+        #expect(status.map(ProcessHarness.exitCode) == 1, "the second agent still ran: \(output)")
+        #expect(output.contains("another tributary-agent (PID \(agent.pid)) is using data_dir"), "\(output)")
+        let report = try await harness.verifyWhenComplete(try await publishing.value)
+        #expect(report.passed, "\(report)")
+        await harness.stop(agent, aggregator)
+    }
 }
