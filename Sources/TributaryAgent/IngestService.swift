@@ -28,6 +28,9 @@ public final class IngestService: Service {
     private let routes: [(filter: TopicFilter, decoding: Decoding, policy: SubscriptionPolicy)]
     private let pseudonymizer: Pseudonymizer?
     private let reserve: DiskReserve
+    /// What the aggregator takes of one reading (the defaults: an aggregator configured with a
+    /// larger `max_string_bytes` still gets text values of at most the default).
+    private let readingLimits = ReadingLimits()
 
     /// How a subscription's payloads become readings.
     private enum Decoding {
@@ -177,6 +180,14 @@ public final class IngestService: Service {
         let start = readings.count
         func governed(carriesEventTime: Bool) -> Decoded {
             let withheld = route.policy.apply(to: &readings, from: start, pseudonymizer: pseudonymizer)
+            // A reading the aggregator would refuse is never buffered: sealed into a batch, it
+            // would have the whole batch set aside. Its message is quarantined whole (so a replay
+            // after a fix brings all of it back) and the rest of the stream is unharmed.
+            for reading in readings[start...] {
+                guard let problem = readingLimits.violation(of: reading) else { continue }
+                readings.removeSubrange(start...)
+                return quarantine("reading \(Printable.clean(reading.sensorID, maxLength: 64))/\(Printable.clean(reading.metric, maxLength: 64)): \(problem)")
+            }
             return .readings(count: readings.count - start, withheld: withheld, carriesEventTime: carriesEventTime)
         }
         switch route.decoding {

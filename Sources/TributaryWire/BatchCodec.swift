@@ -69,6 +69,13 @@ public enum BatchCodec {
     /// Checks every index and length, then expands the batch into readings.
     public static func decode(_ batch: Tributary_V1_Batch, limits: BatchLimits = .init()) throws(BatchDecodingError) -> [Reading] {
         guard batch.hasID, !batch.id.gatewayID.isEmpty, !batch.id.epoch.isEmpty else { throw .missingIdentity }
+        // The identity is copied into every row the batch writes: bounded like any identifier.
+        guard batch.id.epoch.utf8.count <= ReadingLimits.maxEpochBytes else {
+            throw .badIdentity("the epoch has \(batch.id.epoch.utf8.count) bytes; the limit is \(ReadingLimits.maxEpochBytes)")
+        }
+        guard batch.id.gatewayID.utf8.count <= ReadingLimits.maxGatewayIDBytes else {
+            throw .badIdentity("the gateway id has \(batch.id.gatewayID.utf8.count) bytes; the limit is \(ReadingLimits.maxGatewayIDBytes)")
+        }
         guard Int(batch.readingCount) <= limits.maxReadings else {
             throw .tooManyReadings(count: Int(batch.readingCount), limit: limits.maxReadings)
         }
@@ -118,13 +125,16 @@ public enum BatchCodec {
             let metric = try string(s.metric, "metric")
             let topic = try string(s.topic, "topic")
             let unit = try string(s.unit, "unit")
-            guard !sensor.isEmpty, !metric.isEmpty, !gateway.isEmpty else {
-                throw .badSeries(number: number, detail: "empty gateway, sensor or metric")
+            var labelPairs: [(String, String)] = []
+            for (k, v) in zip(s.labelKeys, s.labelValues) {
+                labelPairs.append((try string(k, "label key"), try string(v, "label value")))
+            }
+            // The same bounds the agent checked before it buffered the readings.
+            if let problem = ReadingLimits.violation(gateway: gateway, sensor: sensor, metric: metric, topic: topic, unit: unit, labels: labelPairs) {
+                throw .badSeries(number: number, detail: problem)
             }
             var labels: [String: String] = [:]
-            for (k, v) in zip(s.labelKeys, s.labelValues) {
-                labels[try string(k, "label key")] = try string(v, "label value")
-            }
+            for (k, v) in labelPairs { labels[k] = v }
             var time = batch.baseTimeMs
             for i in 0..<count {
                 let (t, overflow) = time.addingReportingOverflow(s.timeDeltaMs[i])
@@ -203,15 +213,19 @@ enum DecimalCoding {
     }
 }
 
-/// What one batch may hold; the aggregator refuses more.
+/// What one batch may hold; the aggregator refuses more. Each reading's own bounds are
+/// `ReadingLimits`, shared with the agent.
 public struct BatchLimits: Sendable {
     public var maxReadings = 100_000
-    public var maxStringBytes = 4096
+    /// The longest string a batch may hold, which is the longest text value (identifiers have
+    /// smaller bounds of their own): `limits.max_string_bytes`.
+    public var maxStringBytes = ReadingLimits.defaultMaxTextBytes
     public init() {}
 }
 
 public enum BatchDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
     case missingIdentity
+    case badIdentity(String)
     case tooManyReadings(count: Int, limit: Int)
     case stringTooLong(length: Int, limit: Int)
     case badStringIndex(field: String, index: UInt32)
@@ -221,6 +235,7 @@ public enum BatchDecodingError: Error, Sendable, Equatable, CustomStringConverti
     public var description: String {
         switch self {
         case .missingIdentity: "batch has no identity (gateway id, epoch, sequence)"
+        case .badIdentity(let detail): "batch identity: \(detail)"
         case .tooManyReadings(let count, let limit): "batch declares \(count) readings; the limit is \(limit)"
         case .stringTooLong(let length, let limit): "a string of \(length) bytes exceeds the limit of \(limit)"
         case .badStringIndex(let field, let index): "\(field) refers to string \(index), which the batch does not have"

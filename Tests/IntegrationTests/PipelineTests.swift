@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import TributarySQLite
 import TributaryAgent
 import TributaryCore
 import TributaryMQTT
@@ -96,6 +97,49 @@ struct PipelineTests {
             throw error
         }
         await harness.shutdown()
+    }
+}
+
+/// Issue 23, item 3: a reading the aggregator's contract refuses (a 5,000-byte text, an empty
+/// or a 300-byte JSON key) was sealed with 100 good ones, and the whole batch was set aside: 0
+/// reached the sink. The agent now quarantines such a payload and seals the rest.
+@Suite("readings within the aggregator's limits")
+struct ReadingLimitTests {
+    @Test("a payload the aggregator would refuse is quarantined with its reason; every other reading arrives")
+    func outOfBoundsPayloadsAreQuarantined() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-limits", aggregatorSettings: FaultTests.fast)
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let agent = try await harness.startAgent()
+        let publisher = try MQTTClient(broker: try MQTTBroker(url: harness.broker.url),
+                                       options: .init(clientID: "limits-publisher", cleanSession: true), handlers: .init(), logger: harness.logger)
+        try publisher.start()
+        try await eventually(timeout: .seconds(20), "the publisher connects") { publisher.isConnected }
+        let base: Int64 = 1_790_000_000
+        let bad = [
+            "{\"ts\": \(base + 1000), \"note\": \"\(String(repeating: "x", count: 5000))\"}",
+            "{\"ts\": \(base + 1001), \"\": 7}",
+            "{\"ts\": \(base + 1002), \"\(String(repeating: "k", count: 300))\": 7}",
+        ]
+        var entries: [Manifest.Entry] = []
+        for i in 0..<100 {
+            try publisher.publish(topic: "sensors/gw-limits/s\(i % 4)", payload: Array("{\"ts\": \(base + Int64(i)), \"temperature\": \(i)}".utf8))
+            entries.append(.init(gatewayID: "gw-limits", sensorID: "s\(i % 4)", metric: "temperature", timeMs: (base + Int64(i)) * 1000, value: .integer(Int64(i))))
+            if i % 30 == 10 { try publisher.publish(topic: "sensors/gw-limits/s9", payload: Array(bad[i / 30].utf8)) }
+        }
+        let report = try await harness.verifyWhenComplete(Manifest(messagesPublished: 103, entries: entries))
+        #expect(report.passed, "\(report)")
+        let gateway = try #require(try await harness.gateway())
+        #expect(gateway.setAsideBatches == 0 && gateway.quarantinedTotal == 3, "\(gateway)")
+        let db = try SQLiteDatabase(path: harness.dir.file("agent/buffer.sqlite"), readOnly: true)
+        let reasons = try db.withConnection { c throws(SQLiteError) in
+            try c.query("SELECT reason FROM quarantine ORDER BY id").compactMap { $0[0].string }
+        }
+        db.close()
+        #expect(reasons.count == 3 && reasons[0].contains("text value of 5000 bytes") && reasons[1].contains("metric name is empty")
+                && reasons[2].contains("metric name has 300 bytes"), "\(reasons)")
+        publisher.stop()
+        await harness.stop(agent, aggregator)
     }
 }
 

@@ -56,6 +56,44 @@ struct BatchCodecTests {
         #expect(throws: BatchDecodingError.self) { try BatchCodec.decode(batch) }
         #expect(throws: BatchDecodingError.missingIdentity) { try BatchCodec.decode(Tributary_V1_Batch()) }
     }
+
+    /// The bounds of `ReadingLimits`, the ones the agent checks before it buffers: a batch that
+    /// breaks them was not made by an honest agent and is refused whole.
+    @Test(arguments: ["empty metric", "long sensor", "long unit", "many labels", "long label value", "big labels"])
+    func readingsOutOfBoundsAreRefused(_ what: String) throws {
+        var readings = Self.readings(8)
+        let reason: String
+        switch what {
+        case "empty metric": readings[3].metric = ""; reason = "metric name is empty"
+        case "long sensor": readings[3].sensorID = String(repeating: "s", count: 257); reason = "sensor id has 257 bytes"
+        case "long unit": readings[3].unit = String(repeating: "u", count: 65); reason = "unit has 65 bytes"
+        case "many labels":
+            readings[3].labels = Dictionary(uniqueKeysWithValues: (0...32).map { ("k\($0)", "v") }); reason = "more than 32 labels"
+        case "long label value": readings[3].labels = ["room": String(repeating: "v", count: 513)]; reason = "label 'room' has 513 bytes"
+        default:
+            readings[3].labels = Dictionary(uniqueKeysWithValues: (0..<10).map { ("k\($0)", String(repeating: "v", count: 500)) })
+            reason = "take 5"
+        }
+        #expect(ReadingLimits().violation(of: readings[3])?.contains(reason) == true, "\(what): \(ReadingLimits().violation(of: readings[3]) ?? "none")")
+        let batch = BatchCodec.encode(identity: .init(gatewayID: "gw", epoch: "e", sequence: 1), readings: readings, sealedAtMs: 0)
+        do {
+            _ = try BatchCodec.decode(batch)
+            Issue.record("\(what): accepted")
+        } catch {
+            #expect(error.description.contains(reason), "\(what): \(error)")
+        }
+    }
+
+    @Test func anEpochOrGatewayPastItsBoundIsRefused() throws {
+        for identity in [BatchIdentity(gatewayID: "gw", epoch: String(repeating: "e", count: 65), sequence: 1),
+                         BatchIdentity(gatewayID: String(repeating: "g", count: 129), epoch: "e", sequence: 1)] {
+            let batch = BatchCodec.encode(identity: identity, readings: Self.readings(2), sealedAtMs: 0)
+            #expect(throws: BatchDecodingError.self) { try BatchCodec.decode(batch) }
+        }
+        let atTheBound = BatchCodec.encode(identity: .init(gatewayID: "gw", epoch: String(repeating: "e", count: 64), sequence: 1),
+                                           readings: Self.readings(2), sealedAtMs: 0)
+        #expect(try BatchCodec.decode(atTheBound).count == 2)
+    }
 }
 
 @Suite("compression")
