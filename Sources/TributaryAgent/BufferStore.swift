@@ -17,8 +17,12 @@ public final class BufferStore: Sendable {
 
     public let path: String
     public let gatewayID: String
-    /// Random id made when the file was created; part of every batch identity.
-    public let epoch: String
+    /// Random id made when the file was created, and again when the aggregator shows that the
+    /// buffer was rolled back (see `renewEpoch`); part of every batch identity sealed now.
+    public var epoch: String { currentEpoch.withLock { $0 } }
+    private let currentEpoch: Mutex<String>
+    /// `synchronous: normal` still seals durably (see `sealOne`).
+    private let synchronous: AgentConfig.Buffer.Synchronous
     private let db: SQLiteDatabase
     private let counters: Mutex<Counters>
     /// When groups of unsealed readings arrived, on the monotonic clock: (the group's highest
@@ -46,12 +50,13 @@ public final class BufferStore: Sendable {
     public init(path: String, gatewayID: String, synchronous: AgentConfig.Buffer.Synchronous = .normal) throws(BufferError) {
         self.path = path
         self.gatewayID = gatewayID
+        self.synchronous = synchronous
         do {
             db = try SQLiteDatabase(path: path)
             let (epoch, counters) = try db.withConnection { (c) throws(SQLiteError) -> Result<(String, Counters), BufferError> in
                 Result { () throws(BufferError) in try Self.prepare(c, path: path, gatewayID: gatewayID, synchronous: synchronous) }
             }.get()
-            self.epoch = epoch
+            currentEpoch = Mutex(epoch)
             self.counters = Mutex(counters)
         } catch let error as BufferError {
             throw error
@@ -96,6 +101,7 @@ public final class BufferStore: Sendable {
                 throw BufferError.notABuffer(path: path, detail: "meta table lacks gateway_id or epoch")
             }
             guard owner == gatewayID else { throw BufferError.foreignGateway(path: path, owner: owner, expected: gatewayID) }
+            try addEpochColumn(c, epoch: epoch)
             return (epoch, try loadCounters(c))
         } catch let error as BufferError {
             throw error
@@ -119,9 +125,10 @@ public final class BufferStore: Sendable {
                     time_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,
                     value_type INTEGER NOT NULL, value_real REAL, value_int INTEGER, value_text TEXT,
                     unit TEXT, labels TEXT);
-                -- Sealed batches: identity and encoded contents fixed until acknowledged.
+                -- Sealed batches: identity (gateway, epoch, sequence) and encoded contents fixed until acknowledged.
                 CREATE TABLE batches (
                     sequence INTEGER PRIMARY KEY,
+                    epoch TEXT NOT NULL,
                     payload BLOB NOT NULL,
                     reading_count INTEGER NOT NULL,
                     oldest_received_ms INTEGER NOT NULL,
@@ -140,6 +147,17 @@ public final class BufferStore: Sendable {
             for name in ["next_sequence", "ingested_total", "acknowledged_total", "quarantined_total", "dropped_total"] {
                 try c.run("INSERT INTO counters VALUES (?, ?)", name, name == "next_sequence" ? 1 : 0)
             }
+        }
+    }
+
+    /// Buffers made before `batches.epoch` existed get it: their batches are all of the one epoch.
+    private static func addEpochColumn(_ c: SQLiteConnection, epoch: String) throws(SQLiteError) {
+        var columns: Set<String> = []
+        try c.forEach("PRAGMA table_info(batches)") { row in columns.insert(row.string(1) ?? "") }
+        guard !columns.contains("epoch") else { return }
+        try c.transaction { () throws(SQLiteError) in
+            try c.execute("ALTER TABLE batches ADD COLUMN epoch TEXT")
+            try c.run("UPDATE batches SET epoch = ?", epoch)
         }
     }
 
@@ -268,10 +286,13 @@ public final class BufferStore: Sendable {
         }
     }
 
-    /// Seals the oldest unsealed readings (up to `maxReadings`) into one batch.
+    /// Seals the oldest unsealed readings (up to `maxReadings`) into one batch. The seal is
+    /// durable before anyone can send the batch, whatever `synchronous` says: a power cut that
+    /// rolled back a sealed and delivered batch would have the buffer reuse its identity for
+    /// other readings (one fsync per batch; `normal` otherwise skips them).
     private func sealOne(maxReadings: Int, nowMs: Int64) throws(SQLiteError) -> Int {
         let count = try db.withConnection { c throws(SQLiteError) -> Int in
-            try c.transaction { () throws(SQLiteError) -> Int in
+            try durably(c) { () throws(SQLiteError) -> Int in try c.transaction { () throws(SQLiteError) -> Int in
                 var readings: [Reading] = []
                 var lastID: Int64 = 0
                 var oldestReceived = Int64.max
@@ -290,27 +311,10 @@ public final class BufferStore: Sendable {
                         unit: row.string(11), labels: LabelsJSON.decode(row.string(12))))
                 }
                 guard !readings.isEmpty else { return 0 }
-                let sequence = try c.scalar("SELECT value FROM counters WHERE name = 'next_sequence'")?.int64 ?? 1
-                let identity = BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: UInt64(sequence))
-                var batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: nowMs)
-                // The chain's head moves in this transaction, with the batch that becomes it.
-                let head = try c.scalar("SELECT value FROM meta WHERE key = 'chain_head'")?.string
-                batch.previousDigest = Data(head.flatMap(BatchChain.bytes(hex:)) ?? [])
-                let payload: [UInt8]
-                do {
-                    payload = try batch.serializedBytes()
-                } catch {
-                    // Encoding a message we built cannot fail; if it ever does, keep the readings.
-                    throw SQLiteError(code: 1, message: "cannot encode batch \(identity): \(error)", path: path, sql: nil)
-                }
-                try c.run("INSERT INTO meta VALUES ('chain_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                          BatchChain.hex(BatchChain.digest(of: payload)))
-                try c.run("INSERT INTO batches (sequence, payload, reading_count, oldest_received_ms, sealed_at_ms) VALUES (?, ?, ?, ?, ?)",
-                          sequence, payload, readings.count, oldestReceived, nowMs)
+                try seal(c, readings, epoch: epoch, oldestReceivedMs: oldestReceived, nowMs: nowMs)
                 try c.run("DELETE FROM readings WHERE id <= ?", lastID)
-                try Self.bump(c, "next_sequence", by: 1)
                 return readings.count
-            }
+            } }
         }
         if count > 0 {
             counters.withLock {
@@ -322,6 +326,101 @@ public final class BufferStore: Sendable {
         return count
     }
 
+    /// Makes `readings` the next batch of the current epoch, inside the caller's transaction:
+    /// the next sequence, chained to the epoch's head, which moves to it.
+    private func seal(_ c: SQLiteConnection, _ readings: [Reading], epoch: String, oldestReceivedMs: Int64, nowMs: Int64) throws(SQLiteError) {
+        let sequence = try c.scalar("SELECT value FROM counters WHERE name = 'next_sequence'")?.int64 ?? 1
+        let identity = BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: UInt64(sequence))
+        var batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: nowMs)
+        // The chain's head moves in this transaction, with the batch that becomes it.
+        let head = try c.scalar("SELECT value FROM meta WHERE key = 'chain_head'")?.string
+        batch.previousDigest = Data(head.flatMap(BatchChain.bytes(hex:)) ?? [])
+        let payload: [UInt8]
+        do {
+            payload = try batch.serializedBytes()
+        } catch {
+            // Encoding a message we built cannot fail; if it ever does, keep the readings.
+            throw SQLiteError(code: 1, message: "cannot encode batch \(identity): \(error)", path: path, sql: nil)
+        }
+        try c.run("INSERT INTO meta VALUES ('chain_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                  BatchChain.hex(BatchChain.digest(of: payload)))
+        try c.run("INSERT INTO batches (sequence, epoch, payload, reading_count, oldest_received_ms, sealed_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                  sequence, epoch, payload, readings.count, oldestReceivedMs, nowMs)
+        try Self.bump(c, "next_sequence", by: 1)
+    }
+
+    /// Runs `body` with `synchronous = FULL`, so its commit is on disk when it returns.
+    private func durably<T>(_ c: SQLiteConnection, _ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        guard synchronous == .normal else { return try body() }
+        try c.execute("PRAGMA synchronous = FULL")
+        defer { _ = try? c.execute("PRAGMA synchronous = NORMAL") }
+        return try body()
+    }
+
+    /// What `renewEpoch` did.
+    public struct EpochRenewal: Sendable, Equatable {
+        /// The epoch started now, nil when the current one was already new (an earlier batch's
+        /// refusal renewed it).
+        public var newEpoch: String?
+        /// The batches resealed, as (old identity, new identity), in their old order.
+        public var resealed: [(old: BatchIdentity, new: BatchIdentity)]
+
+        public static func == (a: Self, b: Self) -> Bool {
+            a.newEpoch == b.newEpoch && a.resealed.map(\.old) == b.resealed.map(\.old) && a.resealed.map(\.new) == b.resealed.map(\.new)
+        }
+    }
+
+    /// The aggregator holds other readings under batch `sequence`'s identity (409): the buffer
+    /// was rolled back to an earlier state (an image restored, a VM snapshot, a power cut
+    /// before the seal reached the disk) after the aggregator had written batches it no longer
+    /// has, and is reusing their identities. Every identity of this epoch from here on may be
+    /// taken, so a new epoch starts, and this batch and the epoch's batches never sent are
+    /// resealed under it with the same readings. Batches sent already stay as they are: the
+    /// aggregator may have them, and each one it refuses comes back here. Returns nil when the
+    /// batch is gone (acknowledged or set aside meanwhile).
+    public func renewEpoch(resealing sequence: UInt64, nowMs: Int64 = WallClock.nowMs()) throws(SQLiteError) -> EpochRenewal? {
+        let renewal = try db.withConnection { c throws(SQLiteError) -> EpochRenewal? in
+            try durably(c) { () throws(SQLiteError) -> EpochRenewal? in try c.transaction { () throws(SQLiteError) -> EpochRenewal? in
+                guard let refusedEpoch = try c.scalar("SELECT epoch FROM batches WHERE sequence = ? AND set_aside = 0", Int64(sequence))?.string else {
+                    return nil
+                }
+                var victims: [Int64] = [Int64(sequence)]
+                var renewal = EpochRenewal(newEpoch: nil, resealed: [])
+                var target = epoch
+                if refusedEpoch == target {
+                    let fresh = UUID().uuidString.lowercased()
+                    try c.run("UPDATE meta SET value = ? WHERE key = 'epoch'", fresh)
+                    // The new epoch is a new chain.
+                    try c.run("DELETE FROM meta WHERE key = 'chain_head'")
+                    try Self.bump(c, "epoch_renewals", by: 1)
+                    try c.forEach("SELECT sequence FROM batches WHERE epoch = ? AND sent = 0 AND set_aside = 0 AND sequence != ? ORDER BY sequence",
+                                  [refusedEpoch, Int64(sequence)]) { row in victims.append(row.int64(0)) }
+                    victims.sort()
+                    target = fresh
+                    renewal.newEpoch = fresh
+                }
+                for victim in victims {
+                    guard let row = try c.query("SELECT epoch, payload, oldest_received_ms FROM batches WHERE sequence = ?", victim).first else { continue }
+                    let readings: [Reading]
+                    do {
+                        readings = try BatchCodec.decode(try Tributary_V1_Batch(serializedBytes: row[1].bytes ?? []))
+                    } catch {
+                        throw SQLiteError(code: 1, message: "cannot reseal batch \(victim): it does not decode: \(error)", path: path, sql: nil)
+                    }
+                    let next = try c.scalar("SELECT value FROM counters WHERE name = 'next_sequence'")?.int64 ?? 1
+                    try c.run("DELETE FROM batches WHERE sequence = ?", victim)
+                    try seal(c, readings, epoch: target, oldestReceivedMs: row[2].int64 ?? nowMs, nowMs: nowMs)
+                    renewal.resealed.append((BatchIdentity(gatewayID: gatewayID, epoch: row[0].string ?? "", sequence: UInt64(victim)),
+                                             BatchIdentity(gatewayID: gatewayID, epoch: target, sequence: UInt64(next))))
+                }
+                return renewal
+            } }
+        }
+        // Only once committed: a failed transaction leaves the stored epoch as it was.
+        if let fresh = renewal?.newEpoch { currentEpoch.withLock { $0 = fresh } }
+        return renewal
+    }
+
     /// Claims up to `limit` of the oldest sealed batches not set aside and not already being
     /// sent, as they must be sent (unchanged on every resend). Each claim ends with `release`.
     /// With `forSending`, they are marked sent before anyone sends them: from then on the
@@ -331,12 +430,12 @@ public final class BufferStore: Sendable {
         try db.withConnection { c throws(SQLiteError) in
             try inFlight.withLock { (claimed) throws(SQLiteError) -> [SealedBatch] in
                 var batches: [SealedBatch] = []
-                try c.forEach("SELECT sequence, payload, reading_count, attempts, oldest_received_ms FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT ?",
+                try c.forEach("SELECT sequence, payload, reading_count, attempts, oldest_received_ms, epoch FROM batches WHERE set_aside = 0 ORDER BY sequence LIMIT ?",
                               [limit + claimed.count]) { row in
                     let sequence = UInt64(row.int64(0))
                     guard batches.count < limit, !claimed.contains(sequence) else { return }
                     batches.append(SealedBatch(
-                        identity: BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: sequence),
+                        identity: BatchIdentity(gatewayID: gatewayID, epoch: row.string(5) ?? epoch, sequence: sequence),
                         payload: row[1].bytes ?? [], readingCount: Int(row.int64(2)), attempts: Int(row.int64(3)),
                         oldestReceivedMs: row.int64(4)))
                 }

@@ -16,6 +16,10 @@ public struct SyncClient: Sendable {
         case retry(afterMs: Int, reason: String)
         /// Not written, and resending the same batch cannot help.
         case rejected(reason: String)
+        /// 409: the aggregator holds other readings under this batch's identity. The sender's
+        /// buffer was rolled back and reuses identities: the batch must be sealed again under a
+        /// new epoch (`BufferStore.renewEpoch`), never set aside.
+        case identityTaken(reason: String)
     }
 
     let http: HTTPClient
@@ -106,6 +110,8 @@ public struct SyncClient: Sendable {
             case .rejected: return .rejected(reason: reason)
             default: return .retry(afterMs: retryAfterMs, reason: "aggregator: \(reason)")
             }
+        case 409:
+            return .identityTaken(reason: "aggregator answered 409: \(reason)")
         case 401, 403, 404:
             // Wrong credentials or URL: a configuration problem, not this batch's fault.
             return .retry(afterMs: retryAfterMs, reason: "aggregator answered \(status.code): \(reason)")

@@ -108,7 +108,7 @@ public final class Uploader: Service {
                     case .retry(let afterMs, _):
                         // A busy or absent aggregator is not asked again every poll.
                         nextHeartbeatMs = now + Int64(heartbeatBackoff.next(floorMs: afterMs))
-                    case .rejected:
+                    case .rejected, .identityTaken:
                         nextHeartbeatMs = now + Int64(config.aggregator.heartbeatSeconds) * 1000
                     }
                 }
@@ -175,6 +175,8 @@ public final class Uploader: Service {
                 logger.warning("batch not delivered; will retry", metadata: [
                     "batch": "\(batch.identity)", "reason": "\(reason)", "attempts": "\(batch.attempts + 1)",
                 ])
+            case .identityTaken(let reason):
+                try await renewEpoch(after: batch, reason: reason)
             case .rejected(let reason):
                 stats.recordError(reason)
                 try await blocking { [buffer] in try buffer.setAside(batch.identity.sequence, reason: reason) }
@@ -183,6 +185,21 @@ public final class Uploader: Service {
                 ])
             }
         }
+    }
+
+    /// The aggregator holds other readings under this batch's identity: this buffer was rolled
+    /// back. Its readings are sealed again under a new epoch and sent in the next round; the
+    /// fleet view shows the new epoch's chain and, as the last error, why.
+    private func renewEpoch(after batch: SealedBatch, reason: String) async throws {
+        guard let renewal = try await blocking({ [buffer] in try buffer.renewEpoch(resealing: batch.identity.sequence) }) else { return }
+        let message = "batch \(batch.identity) is already in the aggregator with other readings: this buffer was rolled back "
+            + "(restored from an image or snapshot, or a power cut undid its last seals). "
+            + (renewal.newEpoch.map { "New epoch \($0): " } ?? "") + "\(renewal.resealed.count) batch(es) sealed again under it"
+        stats.recordError(message)
+        logger.error("buffer rolled back: batch identities reused; resealed under a new epoch", metadata: [
+            "gateway": "\(config.gatewayID)", "batch": "\(batch.identity)", "new_epoch": "\(renewal.newEpoch ?? buffer.epoch)",
+            "resealed": "\(renewal.resealed.count)", "reason": "\(reason)",
+        ])
     }
 
     private func send(_ batch: SealedBatch, status: Tributary_V1_GatewayStatus) async -> SyncClient.Outcome {

@@ -14,6 +14,39 @@ struct BufferStoreTests {
         }
     }
 
+    /// A 409 for a reused identity: a new epoch, the refused batch and the epoch's unsent ones
+    /// sealed again under it in their order with the same readings; batches sent already stay.
+    @Test func aRefusedIdentityRenewsTheEpoch() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let buffer = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw")
+        let first = buffer.epoch
+        try buffer.append(Self.readings(50), quarantined: [])
+        _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)  // batches 1-5
+        let sent = try buffer.claimBatches(limit: 2)                   // 1 and 2 go out
+        buffer.release(sent.map(\.identity.sequence))
+        let renewal = try #require(try buffer.renewEpoch(resealing: 2))
+        let second = try #require(renewal.newEpoch)
+        #expect(second != first && buffer.epoch == second)
+        #expect(renewal.resealed.map(\.old.sequence) == [2, 3, 4, 5] && renewal.resealed.map(\.new.sequence) == [6, 7, 8, 9])
+        #expect(renewal.resealed.allSatisfy { $0.old.epoch == first && $0.new.epoch == second })
+        let all = try buffer.claimBatches(limit: 10, forSending: false)
+        #expect(all.map(\.identity) == [BatchIdentity(gatewayID: "gw", epoch: first, sequence: 1)]
+                + (6...9).map { BatchIdentity(gatewayID: "gw", epoch: second, sequence: UInt64($0)) })
+        let decoded = try all.flatMap { try BatchCodec.decode(try Tributary_V1_Batch(serializedBytes: $0.payload)) }
+        #expect(decoded.map(\.timeMs).sorted() == (0..<50).map { Int64($0) }, "the same readings, once each")
+        let firstOfNew = try Tributary_V1_Batch(serializedBytes: all[1].payload)
+        #expect(firstOfNew.previousDigest.isEmpty, "the new epoch is a new chain")
+        #expect(buffer.snapshot.sealedBatches == 5 && buffer.snapshot.sealedReadings == 50)
+        // Batch 1 (sent in the old epoch) refused too: resealed into the current epoch, no new one.
+        let again = try #require(try buffer.renewEpoch(resealing: 1))
+        #expect(again.newEpoch == nil && again.resealed.map(\.new) == [BatchIdentity(gatewayID: "gw", epoch: second, sequence: 10)])
+        buffer.close()
+        let reopened = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw")
+        #expect(reopened.epoch == second)
+        reopened.close()
+    }
+
     @Test func sealedBatchesAreFixedAndSurviveReopening() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

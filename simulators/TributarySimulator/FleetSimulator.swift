@@ -328,7 +328,8 @@ struct VirtualGateway {
                 let wait = Double(afterMs > 0 ? afterMs : backoffMs) * Double.random(in: 1...1.5, using: &generator)
                 backoffMs = min(backoffMs * 2, 5_000)
                 try? await Task.sleep(for: .milliseconds(Int64(wait)))
-            case .rejected(let reason):
+            case .rejected(let reason), .identityTaken(let reason):
+                // A virtual gateway never rolls its buffer back, so a 409 is as wrong as a 400.
                 report.rejected += 1
                 FileHandle.standardError.write(Data("gateway \(id): batch \(identity) rejected: \(reason)\n".utf8))
                 // Refused on a resend after a "lost" acknowledgement: the first answer stands.
