@@ -91,6 +91,8 @@ public final class BufferStore: Sendable {
                 try create(c, gatewayID: gatewayID)
             }
             try addSentColumn(c)
+            // The last payload stored per topic, for retained messages (see `IngestService`).
+            try c.execute("CREATE TABLE IF NOT EXISTS topic_payloads (topic TEXT PRIMARY KEY, digest INTEGER NOT NULL) WITHOUT ROWID")
             let meta = Dictionary(uniqueKeysWithValues: try c.query("SELECT key, value FROM meta").compactMap { row -> (String, String)? in
                 guard let k = row[0].string, let v = row[1].string else { return nil }
                 return (k, v)
@@ -197,6 +199,44 @@ public final class BufferStore: Sendable {
         return counters
     }
 
+    /// The digest of the last payload stored from each of `topics` that has one.
+    public func lastPayloadDigests(_ topics: some Sequence<String>) throws(SQLiteError) -> [String: Int64] {
+        try db.withConnection { c throws(SQLiteError) in
+            var found: [String: Int64] = [:]
+            for topic in topics {
+                if let digest = try c.scalar("SELECT digest FROM topic_payloads WHERE topic = ?", topic)?.int64 { found[topic] = digest }
+            }
+            return found
+        }
+    }
+
+    /// The filters the broker's persistent session for `clientID` held when they were last
+    /// confirmed, or nil when unknown (never recorded, or recorded for another client id).
+    public func sessionSubscriptions(clientID: String) throws(SQLiteError) -> Set<String>? {
+        let stored = try db.withConnection { c throws(SQLiteError) in
+            try c.scalar("SELECT value FROM meta WHERE key = 'mqtt_session'")?.string
+        }
+        guard let stored, let session = try? JSONDecoder().decode(MQTTSession.self, from: Data(stored.utf8)),
+              session.clientID == clientID else { return nil }
+        return Set(session.filters)
+    }
+
+    public func setSessionSubscriptions(_ filters: Set<String>, clientID: String) throws(SQLiteError) {
+        let json = (try? JSONEncoder().encode(MQTTSession(clientID: clientID, filters: filters.sorted()))).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        try db.withConnection { c throws(SQLiteError) in
+            try c.run("INSERT INTO meta (key, value) VALUES ('mqtt_session', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", json)
+        }
+    }
+
+    private struct MQTTSession: Codable {
+        var clientID: String
+        var filters: [String]
+        enum CodingKeys: String, CodingKey {
+            case clientID = "client_id"
+            case filters
+        }
+    }
+
     /// The Sparkplug sessions last committed with `append`, if any.
     public func sparkplugSessions() throws(SQLiteError) -> String? {
         try db.withConnection { c throws(SQLiteError) in
@@ -209,9 +249,12 @@ public final class BufferStore: Sendable {
     /// Commits a group of readings and quarantined payloads in one transaction, with the count
     /// of redelivered messages that were recognised and not stored again, and the Sparkplug
     /// sessions when the group's births or deaths changed them (so both survive together).
+    /// `payloadDigests` (topic -> digest) are the payloads this group processed, kept per topic
+    /// in the same transaction so a retained message can be recognised later.
     public func append(_ readings: [Reading], quarantined: [QuarantinedPayload], redeliveries: Int = 0,
-                       sparkplugSessions: String? = nil, monotonicNowMs: Int64 = MonotonicClock.nowMs()) throws(SQLiteError) {
-        guard !readings.isEmpty || !quarantined.isEmpty || redeliveries > 0 || sparkplugSessions != nil else { return }
+                       sparkplugSessions: String? = nil, payloadDigests: [String: Int64] = [:],
+                       monotonicNowMs: Int64 = MonotonicClock.nowMs()) throws(SQLiteError) {
+        guard !readings.isEmpty || !quarantined.isEmpty || redeliveries > 0 || sparkplugSessions != nil || !payloadDigests.isEmpty else { return }
         let lastID = try db.withConnection { c throws(SQLiteError) -> Int64 in
             try c.transaction { () throws(SQLiteError) in
                 if let sparkplugSessions {
@@ -237,6 +280,11 @@ public final class BufferStore: Sendable {
                     row.bind(LabelsJSON.encode(r.labels))
                 }
                 let lastID = c.lastInsertRowID
+                try c.runForEach("INSERT INTO topic_payloads (topic, digest) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET digest = excluded.digest",
+                                 payloadDigests) { row, entry in
+                    row.bind(entry.key)
+                    row.bind(entry.value)
+                }
                 for q in quarantined {
                     try c.run("INSERT INTO quarantine (topic, payload, reason, received_ms) VALUES (?, ?, ?, ?)",
                               q.topic, q.payload, q.reason, q.receivedAtMs)

@@ -98,6 +98,19 @@ public final class IngestService: Service {
         options.username = config.mqtt.username
         options.password = config.mqtt.password
         options.tls = config.mqtt.tls
+        do {
+            options.sessionSubscriptions = try buffer.sessionSubscriptions(clientID: config.mqttClientID)
+        } catch {
+            logger.warning("cannot read the broker session's subscriptions from the buffer; subscribing to every filter", metadata: ["error": "\(error)"])
+        }
+        let buffer = self.buffer, clientID = config.mqttClientID, logger = self.logger
+        handlers.onSessionSubscriptionsChanged = { filters in
+            do {
+                try buffer.setSessionSubscriptions(filters, clientID: clientID)
+            } catch {
+                logger.warning("cannot record the broker session's subscriptions; the next start subscribes to every filter again", metadata: ["error": "\(error)"])
+            }
+        }
         let client = try MQTTClient(broker: config.mqtt.broker, options: options, handlers: handlers, logger: logger)
         for subscription in config.mqtt.subscriptions {
             client.addSubscription(subscription.topic, qos: 1)
@@ -137,9 +150,23 @@ public final class IngestService: Service {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []
             var redeliveries = 0
+            // The last payload processed per topic, stored with the group: what a retained
+            // message is compared with.
+            var digests = storedDigests(forRetainedIn: group)
             for item in group {
+                let digest = Self.payloadDigest(item.message.payload)
+                // A retained message comes with a new subscription: the broker's last-known value
+                // of its topic, not a new reading. Stored only if it is not what this topic last
+                // brought (a first subscription, or a value published while the agent was away).
+                if item.message.retain, digests[item.message.topic] == digest {
+                    redeliveries += 1
+                    logger.info("retained MQTT message already stored; not stored again", metadata: ["topic": "\(item.message.topic)"])
+                    continue
+                }
                 var redelivered = false
-                switch decode(item, into: &readings, quarantined: &quarantined, state: &state, client: client) {
+                let decoded = decode(item, into: &readings, quarantined: &quarantined, state: &state, client: client)
+                if case .quarantined = decoded {} else { digests[item.message.topic] = digest }
+                switch decoded {
                 case .redelivery:
                     redelivered = true
                 // Only a payload that carries its own event time identifies its readings.
@@ -159,8 +186,26 @@ public final class IngestService: Service {
             }
             waitForRoom(queue)
             let sessions = state.sparkplug.takeDefinitions()
-            commit(readings, quarantined, redeliveries: redeliveries, sparkplugSessions: sessions, queue: queue, state: &state)
+            commit(readings, quarantined, redeliveries: redeliveries, sparkplugSessions: sessions, payloadDigests: digests, queue: queue, state: &state)
         }
+    }
+
+    /// What the buffer holds of the topics of the group's retained messages (usually none).
+    private func storedDigests(forRetainedIn group: [Received]) -> [String: Int64] {
+        let topics = Set(group.lazy.filter(\.message.retain).map(\.message.topic))
+        guard !topics.isEmpty else { return [:] }
+        do {
+            return try buffer.lastPayloadDigests(topics)
+        } catch {
+            // Then a retained message is stored, perhaps again: the safe side of the choice.
+            logger.warning("cannot read the payloads last stored; retained messages are stored as they come", metadata: ["error": "\(error)"])
+            return [:]
+        }
+    }
+
+    /// 64 bits of the payload's SHA-256: stable across runs, unlike Swift's hashing.
+    static func payloadDigest(_ payload: [UInt8]) -> Int64 {
+        BatchChain.digest(of: payload).prefix(8).reduce(Int64(0)) { $0 << 8 | Int64($1) }
     }
 
     /// Appends the item's readings or quarantines it.
@@ -305,7 +350,7 @@ public final class IngestService: Service {
     /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
     /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
     private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int, sparkplugSessions: String?,
-                        queue: IngestQueue<Received>, state: inout CommitterState) {
+                        payloadDigests: [String: Int64], queue: IngestQueue<Received>, state: inout CommitterState) {
         var delay = 0.1
         var stalled = false
         var shutdownDeadline: Int64?
@@ -317,7 +362,8 @@ public final class IngestService: Service {
         }
         while true {
             do {
-                try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries, sparkplugSessions: sparkplugSessions)
+                try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries, sparkplugSessions: sparkplugSessions,
+                                  payloadDigests: payloadDigests)
                 retakeReserveNowAndThen(force: stalled, state: &state)
                 return
             } catch {

@@ -31,6 +31,12 @@ public final class MQTTClient: @unchecked Sendable {
         public var tls: TLS?
         /// Messages libmosquitto keeps in flight towards the broker (QoS 1 publishes).
         public var maxInflight: UInt32 = 100
+        /// The filters the broker's persistent session for this client id held when the last
+        /// run ended (`onSessionSubscriptionsChanged` reported them), nil when unknown. With a
+        /// session present on connect, only filters it lacks are subscribed (subscribing again
+        /// makes the broker send every retained message again) and filters no longer wanted are
+        /// unsubscribed (or their messages would keep coming).
+        public var sessionSubscriptions: Set<String>?
 
         public init(clientID: String, cleanSession: Bool) {
             self.clientID = clientID
@@ -57,6 +63,9 @@ public final class MQTTClient: @unchecked Sendable {
         public var onPublishAcknowledged: @Sendable (_ messageID: Int32) -> Void = { _ in }
         /// The broker confirmed every subscription made on the latest connect.
         public var onSubscribed: @Sendable () -> Void = {}
+        /// The broker's session now holds exactly these filters (after its SUBACKs and UNSUBACKs):
+        /// keep them for `Options.sessionSubscriptions` next time.
+        public var onSessionSubscriptionsChanged: @Sendable (Set<String>) -> Void = { _ in }
         public init() {}
     }
 
@@ -66,6 +75,8 @@ public final class MQTTClient: @unchecked Sendable {
         var started = false
         var stopping = false
         var awaitingSubacks = 0
+        /// What the broker's session holds, as far as we know (nil: unknown).
+        var sessionSubscriptions: Set<String>?
         /// What went wrong in the current connection attempt, as libmosquitto told us: the
         /// broker's CONNACK refusal, or the last error it logged (OpenSSL's reasons arrive only so).
         var refusal: Int32?
@@ -97,6 +108,7 @@ public final class MQTTClient: @unchecked Sendable {
             throw MQTTError(code: MOSQ_ERR_NOMEM.rawValue, operation: "create client", broker: broker.description)
         }
         self.mosq = mosq
+        state.withLock { $0.sessionSubscriptions = options.sessionSubscriptions }
         mosquitto_user_data_set(mosq, Unmanaged.passUnretained(self).toOpaque())
         // Publishes come from other threads than the network loop's.
         mosquitto_threaded_set(mosq, true)
@@ -130,6 +142,9 @@ public final class MQTTClient: @unchecked Sendable {
             MQTTClient.from(userdata).didReceive(message.pointee)
         }
         mosquitto_subscribe_callback_set(mosq) { _, userdata, _, _, _ in
+            MQTTClient.from(userdata).didSubscribe()
+        }
+        mosquitto_unsubscribe_callback_set(mosq) { _, userdata, _ in
             MQTTClient.from(userdata).didSubscribe()
         }
         mosquitto_publish_callback_set(mosq) { _, userdata, mid in
@@ -179,7 +194,8 @@ public final class MQTTClient: @unchecked Sendable {
 
     public var isConnected: Bool { state.withLock { $0.connected } }
 
-    /// Subscriptions are (re)made on every connect, so they survive reconnects.
+    /// Subscriptions are made on connect when the broker's session lacks them, so they survive
+    /// reconnects and a broker that lost its sessions.
     public func addSubscription(_ filter: String, qos: Int32 = 1) {
         state.withLock { $0.subscriptions.append((filter, qos)) }
     }
@@ -335,13 +351,20 @@ public final class MQTTClient: @unchecked Sendable {
             state.withLock { $0.refusal = rc }
             return
         }
-        let subscriptions = state.withLock { s in
+        // A new session holds nothing. A present one holds what the last run left, when we know
+        // it; when we do not (a first run after an upgrade), everything is subscribed again once.
+        let (subscribe, unsubscribe) = state.withLock { s in
             s.connected = true
             s.accepted = true
-            s.awaitingSubacks = s.subscriptions.count
-            return s.subscriptions
+            let held: Set<String>? = sessionPresent ? s.sessionSubscriptions : []
+            s.sessionSubscriptions = held
+            let wanted = Set(s.subscriptions.map(\.0))
+            let subscribe = s.subscriptions.filter { held?.contains($0.0) != true }
+            let unsubscribe = held.map { $0.subtracting(wanted).sorted() } ?? []
+            s.awaitingSubacks = subscribe.count + unsubscribe.count
+            return (subscribe, unsubscribe)
         }
-        for (filter, qos) in subscriptions {
+        for (filter, qos) in subscribe {
             let result = mosquitto_subscribe(mosq, nil, filter, qos)
             if result != MOSQ_ERR_SUCCESS.rawValue {
                 logger.error("MQTT subscribe failed", metadata: [
@@ -350,19 +373,39 @@ public final class MQTTClient: @unchecked Sendable {
                 ])
             }
         }
+        for filter in unsubscribe {
+            let result = mosquitto_unsubscribe(mosq, nil, filter)
+            logger.notice("MQTT unsubscribing from a filter no longer configured (the broker's session still held it)", metadata: [
+                "broker": "\(broker)", "topic": "\(filter)",
+                "error": "\(result == MOSQ_ERR_SUCCESS.rawValue ? "none" : String(cString: mosquitto_strerror(result)))",
+            ])
+        }
         logger.info("MQTT connected", metadata: [
             "broker": "\(broker)", "client_id": "\(options.clientID)", "session_present": "\(sessionPresent)",
+            "subscribing": "\(subscribe.count)", "unsubscribing": "\(unsubscribe.count)",
         ])
         handlers.onConnect(sessionPresent)
+        if subscribe.isEmpty && unsubscribe.isEmpty { subscriptionsSettled() }
     }
 
+    /// A SUBACK or an UNSUBACK.
     private func didSubscribe() {
         let done = state.withLock { s in
             s.awaitingSubacks -= 1
             return s.awaitingSubacks == 0
         }
-        guard done else { return }
+        if done { subscriptionsSettled() }
+    }
+
+    /// The broker's session now holds exactly the configured filters.
+    private func subscriptionsSettled() {
+        let held = state.withLock { s in
+            let held = Set(s.subscriptions.map(\.0))
+            s.sessionSubscriptions = held
+            return held
+        }
         logger.info("MQTT subscriptions confirmed", metadata: ["broker": "\(broker)", "client_id": "\(options.clientID)"])
+        handlers.onSessionSubscriptionsChanged(held)
         handlers.onSubscribed()
     }
 
