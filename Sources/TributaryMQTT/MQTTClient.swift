@@ -230,7 +230,8 @@ public final class MQTTClient: @unchecked Sendable {
             return s.started
         }
         guard wasRunning else { return }
-        mosquitto_disconnect(mosq)
+        // The network thread sends the DISCONNECT itself, after the PUBACKs it owes (see
+        // `disconnectAfterFlushing`), and stops on its own.
         networkLoopEnded.wait()
         state.withLock {
             $0.connected = false
@@ -272,15 +273,13 @@ public final class MQTTClient: @unchecked Sendable {
             var reached = false
             if connectResult == MOSQ_ERR_SUCCESS.rawValue {
                 var rc: Int32 = MOSQ_ERR_SUCCESS.rawValue
-                var stopDeadline: ContinuousClock.Instant?
                 while rc == MOSQ_ERR_SUCCESS.rawValue {
-                    rc = mosquitto_loop(mosq, 1000, 1)
+                    rc = mosquitto_loop(mosq, 200, 1)
                     connectErrno = errno
                     let (stopping, connected) = state.withLock { ($0.stopping, $0.connected) }
                     if stopping {
-                        let deadline = stopDeadline ?? .now + stopGrace
-                        stopDeadline = deadline
-                        if !connected || ContinuousClock.now >= deadline { return }
+                        if connected { disconnectAfterFlushing(within: stopGrace) }
+                        return
                     }
                 }
                 reached = state.withLock { $0.accepted }
@@ -302,6 +301,26 @@ public final class MQTTClient: @unchecked Sendable {
     }
 
     private var stopRequested: Bool { state.withLock { $0.stopping } }
+
+    /// A clean stop, on the network thread: nothing more is read, the PUBACKs of the messages
+    /// already handed to `onMessage` are written, then the DISCONNECT. (libmosquitto writes a
+    /// PUBACK on the loop turn after the one that read its message; a message read after
+    /// `mosquitto_disconnect` is a protocol error that closes the socket with those PUBACKs
+    /// still queued, and the broker then sent the stored messages again after a restart:
+    /// duplicates. Unread messages stay with the broker for the next session.)
+    private func disconnectAfterFlushing(within grace: Duration) {
+        let deadline = ContinuousClock.now + grace
+        func flush() {
+            while mosquitto_want_write(mosq), ContinuousClock.now < deadline {
+                let rc = mosquitto_loop_write(mosq, 1)
+                guard rc == MOSQ_ERR_SUCCESS.rawValue else { return }
+                if mosquitto_want_write(mosq) { Thread.sleep(forTimeInterval: 0.005) }  // the socket buffer is full
+            }
+        }
+        flush()
+        mosquitto_disconnect(mosq)
+        flush()
+    }
 
     /// Exponential from the minimum to the maximum, as libmosquitto's own backoff.
     private func reconnectDelay(afterFailures failures: Int) -> Duration {
