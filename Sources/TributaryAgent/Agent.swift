@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TributaryCore
+import TributarySQLite
 
 /// The agent, assembled: the buffer file, the ingest service and the uploader.
 /// The executable runs `services` in a ServiceGroup; tests do the same.
@@ -23,7 +24,10 @@ public final class Agent: Sendable {
         self.config = config
         self.logger = logger
         do {
-            try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
+            // Mode 0700 when made here; an existing one others can enter is only reported.
+            if try PrivateFiles.makeDirectory(config.dataDirectory) {
+                logger.warning("data_dir is open to other users; its files are made 0600, but chmod 700 (or 750) it", metadata: ["dir": "\(config.dataDirectory)"])
+            }
         } catch {
             throw AgentStartError(message: "cannot create data_dir \(config.dataDirectory): \(error.localizedDescription)")
         }

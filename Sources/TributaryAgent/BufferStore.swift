@@ -102,7 +102,7 @@ public final class BufferStore: Sendable {
             guard let owner = meta["gateway_id"], let epoch = meta["epoch"] else {
                 throw BufferError.notABuffer(path: path, detail: "meta table lacks gateway_id or epoch")
             }
-            guard owner == gatewayID else { throw BufferError.foreignGateway(path: path, owner: owner, expected: gatewayID) }
+            guard GatewayID.same(owner, gatewayID) else { throw BufferError.foreignGateway(path: path, owner: owner, expected: gatewayID) }
             try addEpochColumn(c, epoch: epoch)
             return (epoch, try loadCounters(c))
         } catch let error as BufferError {
@@ -344,19 +344,28 @@ public final class BufferStore: Sendable {
                 var readings: [Reading] = []
                 var lastID: Int64 = 0
                 var oldestReceived = Int64.max
+                var expanded = 0, full = false
                 try c.forEach("""
                     SELECT id, gateway_id, sensor_id, metric, topic, time_ms, received_ms,
                            value_type, value_real, value_int, value_text, unit, labels
                     FROM readings ORDER BY id LIMIT ?
                     """, [maxReadings]) { row in
-                    lastID = row.int64(0)
+                    guard !full else { return }
                     let received = row.int64(6)
-                    oldestReceived = min(oldestReceived, received)
-                    readings.append(Reading(
+                    let reading = Reading(
                         gatewayID: row.string(1) ?? "", sensorID: row.string(2) ?? "", metric: row.string(3) ?? "",
                         topic: row.string(4) ?? "", timeMs: row.int64(5), receivedAtMs: received,
                         value: Self.value(type: row.int64(7), real: row.double(8), int: row.int64(9), text: row.string(10)),
-                        unit: row.string(11), labels: LabelsJSON.decode(row.string(12))))
+                        unit: row.string(11), labels: LabelsJSON.decode(row.string(12)))
+                    // Within what an aggregator takes of one batch as rows, however long the readings.
+                    expanded += ReadingLimits.expandedBytes(of: reading)
+                    if expanded > BatchLimits.agentMaxExpandedBytes && !readings.isEmpty {
+                        full = true
+                        return
+                    }
+                    lastID = row.int64(0)
+                    oldestReceived = min(oldestReceived, received)
+                    readings.append(reading)
                 }
                 guard !readings.isEmpty else { return 0 }
                 try seal(c, readings, epoch: epoch, oldestReceivedMs: oldestReceived, nowMs: nowMs)

@@ -14,12 +14,19 @@ public struct AdminToken: Sendable {
 
     /// Reads the token; the default file is created with a fresh random token (mode 0600) when
     /// missing, so a new aggregator is never open to anyone who can reach its port.
+    ///
+    /// The default file, `<data_dir>/admin-token`, is one the aggregator made: one that is a
+    /// symbolic link, not owned by this user, or open to other users is refused, since in a data
+    /// directory others can write to it could have been planted, and its token would open the
+    /// fleet to whoever planted it. A `token_file` the operator names may be a symbolic link (a
+    /// mounted secret) but not readable by other users.
     public static func resolve(_ source: AggregatorConfig.AdminTokenSource) throws -> AdminToken {
         switch source {
         case .inline(let token):
             return AdminToken(value: token, origin: "admin.token")
         case .file(let path, let createIfMissing):
             if createIfMissing, let created = try create(path) { return created }
+            if createIfMissing { try checkDefaultFile(path) } else { try checkNamedFile(path) }
             let text: String
             do {
                 text = try String(contentsOfFile: path, encoding: .utf8)
@@ -30,9 +37,36 @@ public struct AdminToken: Sendable {
             guard token.count >= 16 else {
                 throw AggregatorStartError(message: "admin.token_file: \(path) holds fewer than 16 characters")
             }
-            var info = stat()
-            let loose = stat(path, &info) == 0 && info.st_mode & 0o077 != 0
-            return AdminToken(value: token, origin: path + (loose ? " (WARNING: readable by other users; chmod 600 it)" : ""))
+            return AdminToken(value: token, origin: path)
+        }
+    }
+
+    private static func checkDefaultFile(_ path: String) throws(AggregatorStartError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }  // reading it says why
+        let remedy = "remove it and restart: the aggregator makes a new token (or name your own with admin.token_file)"
+        if info.st_mode & S_IFMT == S_IFLNK {
+            throw AggregatorStartError(message: "the operator token file \(path) is a symbolic link, not the file this aggregator made; \(remedy)")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw AggregatorStartError(message: "the operator token file \(path) is not a regular file; \(remedy)")
+        }
+        guard info.st_uid == geteuid() else {
+            throw AggregatorStartError(message: "the operator token file \(path) belongs to uid \(info.st_uid), not to this aggregator's user (uid \(geteuid())); \(remedy)")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            throw AggregatorStartError(message: "the operator token file \(path) has mode \(String(info.st_mode & 0o777, radix: 8)): others may read or change it; chmod 600 it, or \(remedy)")
+        }
+    }
+
+    private static func checkNamedFile(_ path: String) throws(AggregatorStartError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return }  // reading it says why
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw AggregatorStartError(message: "admin.token_file: \(path) is not a regular file")
+        }
+        guard info.st_mode & 0o007 == 0 else {
+            throw AggregatorStartError(message: "admin.token_file: \(path) has mode \(String(info.st_mode & 0o777, radix: 8)): every user on this host can read the operator token; chmod 640 (or 600) it")
         }
     }
 

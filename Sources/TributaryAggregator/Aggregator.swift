@@ -3,10 +3,12 @@ import Hummingbird
 import Logging
 import NIOCore
 import HummingbirdTLS
+import HummingbirdCore
 import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import TributaryCore
+import TributarySQLite
 import TributaryWire
 
 /// The aggregator, assembled: sink, fleet registry, and the HTTP server.
@@ -19,6 +21,7 @@ public final class Aggregator: Sendable {
     private let application: Application<RouterResponder<AggregatorRequestContext>>
     private let boundPort: BoundPort
     private let logger: Logger
+    private let audit: AuditLog
 
     public init(config: AggregatorConfig, logger: Logger) throws {
         self.config = config
@@ -26,7 +29,10 @@ public final class Aggregator: Sendable {
             throw AggregatorStartError(message: "the sink \(config.sink) is not in sink_allow_list; the aggregator writes only to sinks named there")
         }
         do {
-            try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
+            // Mode 0700 when made here; an existing one others can enter is only reported.
+            if try PrivateFiles.makeDirectory(config.dataDirectory) {
+                logger.warning("data_dir is open to other users; its files are made 0600, but chmod 700 (or 750) it", metadata: ["dir": "\(config.dataDirectory)"])
+            }
         } catch {
             throw AggregatorStartError(message: "cannot create data_dir \(config.dataDirectory): \(error.localizedDescription)")
         }
@@ -62,17 +68,20 @@ public final class Aggregator: Sendable {
         let sink = self.sink
         let readiness = SinkReadiness(sink: sink, logger: logger)
         let audit = try AuditLog(directory: config.auditDirectory ?? config.dataDirectory + "/audit",
-                                 retentionDays: config.auditRetentionDays, logger: logger)
+                                 retentionDays: config.auditRetentionDays, maxBytes: config.auditMaxBytes, logger: logger)
+        self.audit = audit
         logger.info("audit log", metadata: ["dir": "\(audit.directory)", "retention_days": "\(audit.retentionDays)"])
+        let connectionLimits = ConnectionLimits(settings: config.limits.connections, logger: logger)
+        Self.raiseOpenFileLimit(toServe: config.limits.connections.maxConnections, logger: logger)
         let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token,
-                                 gatewayTokens: gatewayTokens, audit: audit, readiness: readiness)
+                                 gatewayTokens: gatewayTokens, audit: audit, readiness: readiness, connectionLimits: connectionLimits)
+        if let tls {
+            // Checked here, where the error can name the section; the server builds it again.
+            do { _ = try NIOSSLContext(configuration: tls) } catch { throw AggregatorStartError(message: "tls: \(error)") }
+        }
         application = Application(
             router: router,
-            server: try tls.map { configuration throws(AggregatorStartError) in
-                do { return try .tls(.http1(), tlsConfiguration: configuration) } catch {
-                    throw AggregatorStartError(message: "tls: \(error)")
-                }
-            } ?? .http1(),
+            server: Self.server(tls: tls, limits: connectionLimits, maxBodyBytes: config.limits.maxBodyBytes),
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "tributary-aggregator"),
             onServerRunning: { channel in
                 boundPort.set(channel.localAddress?.port ?? 0)
@@ -81,6 +90,37 @@ public final class Aggregator: Sendable {
                 ])
             },
             logger: logger)
+    }
+
+    /// Hummingbird's HTTP1 server, guarded (see `GuardedChannels.swift`): connections counted
+    /// per address, each request's head and body timed, idle connections closed.
+    static func server(tls: TLSConfiguration?, limits: ConnectionLimits, maxBodyBytes: Int) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            let http = HTTP1Channel(responder: responder, configuration: .init(
+                additionalChannelHandlers: [BodyDeadlineHandler(limits: limits, maxBodyBytes: maxBodyBytes)],
+                idleTimeout: limits.settings.idleTimeout))
+            let timed = RequestTimingChannel(base: http, limits: limits)
+            guard let tls else { return AddressLimitChannel(base: timed, limits: limits) }
+            return AddressLimitChannel(base: try TLSChannel(timed, tlsConfiguration: tls), limits: limits)
+        }
+    }
+
+    /// Each connection is a file descriptor: the soft limit is raised to the hard one, and a
+    /// warning says when even that is below what `limits.max_connections` needs.
+    static func raiseOpenFileLimit(toServe connections: Int, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        let needed = UInt64(connections) + 256
+        if limit.rlim_cur < needed {
+            logger.warning("the open-file limit is below what limits.max_connections needs; raise LimitNOFILE or lower max_connections", metadata: [
+                "open_file_limit": "\(limit.rlim_cur)", "max_connections": "\(connections)",
+            ])
+        }
     }
 
     /// Checks the sink before serving. A sink that is unreachable is only logged: the
@@ -103,12 +143,14 @@ public final class Aggregator: Sendable {
     public func port() async -> Int { await boundPort.wait() }
 
     public func shutdown() async {
+        audit.flush()
         await sink.close()
         registry.close()
     }
 
     static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor,
-                       token: AdminToken, gatewayTokens: GatewayTokens?, audit: AuditLog, readiness: SinkReadiness) -> Router<AggregatorRequestContext> {
+                       token: AdminToken, gatewayTokens: GatewayTokens?, audit: AuditLog, readiness: SinkReadiness,
+                       connectionLimits: ConnectionLimits) -> Router<AggregatorRequestContext> {
         let router = Router(context: AggregatorRequestContext.self)
         router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
             let receivedAtMs = WallClock.nowMs()
@@ -128,25 +170,35 @@ public final class Aggregator: Sendable {
             // Admitted before the body is read, by its declared length: memory stays bounded
             // by max_in_flight_bytes however many agents send at once.
             let declared = request.headers[.contentLength].flatMap(Int.init) ?? config.limits.maxBodyBytes
-            let result: BatchIngestor.Response = if let refused {
-                refused
+            // One address may not take every place in admission control (a few slow or stuck
+            // clients, or one gateway sending too much at once).
+            let address = ConnectionLimits.address(of: context.channel)
+            let result: BatchIngestor.Response
+            if let refused {
+                result = refused
             } else if declared > config.limits.maxBodyBytes {
-                ingestor.refusal(413, reason: "body of \(declared) bytes exceeds \(config.limits.maxBodyBytes)")
+                result = ingestor.refusal(413, reason: "body of \(declared) bytes exceeds \(config.limits.maxBodyBytes)")
+            } else if !connectionLimits.admit(from: address) {
+                result = ingestor.busy(reason: "too many requests in flight from \(address) (limits.max_in_flight_per_address)")
             } else {
-                await ingestor.admitted(declaredBytes: declared) {
+                defer { connectionLimits.finish(from: address) }
+                result = await ingestor.admitted(declaredBytes: declared) {
                     var request = request
                     let body: ByteBuffer
                     do {
                         body = try await request.collectBody(upTo: config.limits.maxBodyBytes)
                     } catch {
-                        return ingestor.refusal(413, reason: "body exceeds \(config.limits.maxBodyBytes) bytes")
+                        // Past the limit, or the connection closed: cut off as too slow, or gone.
+                        return context.channel.isActive
+                            ? ingestor.refusal(413, reason: "body exceeds \(config.limits.maxBodyBytes) bytes")
+                            : ingestor.refusal(408, reason: "the body did not arrive in time, or the connection closed")
                     }
                     return await ingestor.process(
                         body: Array(buffer: body), contentType: request.headers[.contentType],
                         contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs, authenticatedGateway: authenticated)
                 }
             }
-            audit.record(Self.auditEvent(result, authenticated: authenticated, credentialsRequired: credentials != .open))
+            audit.record(Self.auditEvent(result, authenticated: authenticated, credentialsRequired: credentials != .open, peer: address))
             var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
             if result.httpStatus == 401 { headers[.wwwAuthenticate] = "Bearer" }
             if let retryAfter = result.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
@@ -158,15 +210,22 @@ public final class Aggregator: Sendable {
         @Sendable func fleetView() async throws -> FleetView {
             let now = WallClock.nowMs()
             let gateways = try await registry.gateways(nowMs: now, staleAfterSeconds: config.staleAfterSeconds)
+            var admission = ingestor.admissionStats
+            let connections = connectionLimits.counts
+            admission.openConnections = connections.openConnections
+            admission.connectionsRefused = connections.connectionsRefused
+            admission.addressBusyRefusals = connections.addressBusyRefusals
+            admission.headTimeouts = connections.headTimeouts
+            admission.bodyTimeouts = connections.bodyTimeouts
             return FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
-                             admission: ingestor.admissionStats, sinkWrites: sink.writeStats, gateways: gateways)
+                             admission: admission, sinkWrites: sink.writeStats, gateways: gateways)
         }
         // Operator endpoints: the token first, so nothing about the fleet leaks without it.
-        router.get(RouterPath(WireProtocol.fleetPath)) { request, _ -> Response in
-            try await Self.operatorRequest(request, token, audit) { try Self.json(try await fleetView()) }
+        router.get(RouterPath(WireProtocol.fleetPath)) { request, context -> Response in
+            try await Self.operatorRequest(request, context, token, audit) { try Self.json(try await fleetView()) }
         }
         router.get(RouterPath(WireProtocol.gatewaysPath + "/:id")) { request, context -> Response in
-            try await Self.operatorRequest(request, token, audit) {
+            try await Self.operatorRequest(request, context, token, audit) {
                 let id = context.parameters.get("id") ?? ""
                 guard let detail = try await registry.gateway(id, nowMs: WallClock.nowMs(), staleAfterSeconds: config.staleAfterSeconds) else {
                     return Self.problem(.notFound, "no gateway '\(id.prefix(64))' has reported to this aggregator")
@@ -174,11 +233,11 @@ public final class Aggregator: Sendable {
                 return try Self.json(detail)
             }
         }
-        router.get("/metrics") { request, _ -> Response in
-            try await Self.operatorRequest(request, token, audit) {
+        router.get("/metrics") { request, context -> Response in
+            try await Self.operatorRequest(request, context, token, audit) {
                 // Up means both: the last write succeeded and the sink answers now.
                 let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
-                let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp)
+                let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp, auditUnwritten: audit.unwrittenEvents)
                 return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
                                 body: .init(byteBuffer: ByteBuffer(string: text)))
             }
@@ -197,22 +256,24 @@ public final class Aggregator: Sendable {
 
     /// An operator endpoint: 401 without the operator token, else `body`; the audit log gets
     /// the answer either way.
-    static func operatorRequest(_ request: Request, _ token: AdminToken, _ audit: AuditLog,
+    static func operatorRequest(_ request: Request, _ context: AggregatorRequestContext, _ token: AdminToken, _ audit: AuditLog,
                                 _ body: () async throws -> Response) async throws -> Response {
         let action = "GET \(Printable.clean(request.uri.path, maxLength: 200))"
+        let peer = ConnectionLimits.address(of: context.channel)
         guard token.allows(authorization: request.headers[.authorization]) else {
             let refusal = unauthorized(request)
             audit.record(.init(kind: "operator", actor: "unauthenticated", action: action, httpStatus: 401, outcome: "refused",
-                               reason: request.headers[.authorization] == nil ? "no operator token" : "wrong operator token"))
+                               reason: request.headers[.authorization] == nil ? "no operator token" : "wrong operator token", peer: peer))
             return refusal
         }
         do {
             let response = try await body()
             let code = response.status.code
-            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: code, outcome: code < 400 ? "answered" : "failed"))
+            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: code, outcome: code < 400 ? "answered" : "failed",
+                               peer: peer))
             return response
         } catch {
-            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: 500, outcome: "failed", reason: "\(error)"))
+            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: 500, outcome: "failed", reason: "\(error)", peer: peer))
             throw error
         }
     }
@@ -228,7 +289,7 @@ public final class Aggregator: Sendable {
     }
 
     /// What the audit log says of a request to /v1/batches.
-    static func auditEvent(_ result: BatchIngestor.Response, authenticated: String?, credentialsRequired: Bool) -> AuditLog.Event {
+    static func auditEvent(_ result: BatchIngestor.Response, authenticated: String?, credentialsRequired: Bool, peer: String? = nil) -> AuditLog.Event {
         let actor = authenticated.map { "gateway:\($0)" }
             ?? (credentialsRequired || result.claimedGateway.isEmpty ? "unauthenticated" : "claimed:\(Printable.clean(result.claimedGateway, maxLength: 128))")
         let ack = result.ack
@@ -241,8 +302,10 @@ public final class Aggregator: Sendable {
         default: "unknown"
         }
         let batch = ack.hasBatchID ? "\(ack.batchID.identity)" : nil
+        // Who it said it was, when that was not proven: refused senders are found by it.
+        let claimed = authenticated == nil && !result.claimedGateway.isEmpty ? Printable.clean(result.claimedGateway, maxLength: 128) : nil
         return .init(kind: "batch", actor: actor, action: "POST \(WireProtocol.batchesPath)", httpStatus: result.httpStatus, outcome: outcome,
-                     batch: batch, readings: ack.readingCount > 0 ? Int(ack.readingCount) : nil, reason: ack.reason)
+                     batch: batch, readings: ack.readingCount > 0 ? Int(ack.readingCount) : nil, reason: ack.reason, peer: peer, claimed: claimed)
     }
 
     static func problem(_ status: HTTPResponse.Status, _ reason: String) -> Response {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import TributaryClickHouse
 import TributaryConfig
 import TributaryLogging
@@ -35,6 +36,9 @@ public struct AggregatorConfig: Sendable {
     public var auditDirectory: String?
     /// `audit.retention_days`: day files older than this are deleted. Default 180.
     public var auditRetentionDays = 180
+    /// `audit.max_bytes`: the audit directory's cap; past it events are counted, not written,
+    /// and an error logged. Default 20 GiB.
+    public var auditMaxBytes: Int64 = 20 << 30
     /// `text` (default) or `json`, one object per line.
     public var logFormat = LogFormat.text
 
@@ -83,6 +87,8 @@ public struct AggregatorConfig: Sendable {
         /// Bytes (compressed bodies) being written at once; past it, 429. Default 64 MiB.
         public var maxInFlightBytes = 64 << 20
         public var batch = BatchLimits()
+        /// Connections, requests per address, and how slow a request may arrive.
+        public var connections = ConnectionLimits.Settings()
         public init() {}
     }
 
@@ -202,6 +208,15 @@ public struct AggregatorConfig: Sendable {
             config.limits.maxInFlightBytes = try s.int("max_in_flight_bytes", range: 1024...(1 << 34)) ?? config.limits.maxInFlightBytes
             config.limits.batch.maxReadings = try s.int("max_readings_per_batch", range: 1...10_000_000) ?? config.limits.batch.maxReadings
             config.limits.batch.maxStringBytes = try s.int("max_string_bytes", range: 16...(1 << 20)) ?? config.limits.batch.maxStringBytes
+            var c = config.limits.connections
+            c.maxConnections = try s.int("max_connections", range: 16...1_000_000) ?? c.maxConnections
+            c.maxConnectionsPerAddress = try s.int("max_connections_per_address", range: 1...1_000_000) ?? c.maxConnectionsPerAddress
+            c.maxInFlightPerAddress = try s.int("max_in_flight_per_address", range: 1...100_000) ?? c.maxInFlightPerAddress
+            if let seconds = try s.int("header_timeout_seconds", range: 1...3600) { c.headerTimeout = .seconds(Int64(seconds)) }
+            if let seconds = try s.int("body_timeout_seconds", range: 1...3600) { c.bodyTimeout = .seconds(Int64(seconds)) }
+            c.minBodyBytesPerSecond = try s.int("min_body_bytes_per_second", range: 1...(1 << 30)) ?? c.minBodyBytesPerSecond
+            if let seconds = try s.int("idle_timeout_seconds", range: 1...86_400) { c.idleTimeout = .seconds(Int64(seconds)) }
+            config.limits.connections = c
         }
         if let s = try root.section("admin") {
             let token = try s.string("token"), tokenFile = try s.string("token_file")
@@ -234,6 +249,10 @@ public struct AggregatorConfig: Sendable {
         if let s = try root.section("audit") {
             config.auditDirectory = try s.string("dir")
             config.auditRetentionDays = try s.int("retention_days", range: 1...36_500) ?? config.auditRetentionDays
+            if let bytes = try s.bytes("max_bytes") {
+                guard bytes >= 1 << 20 else { throw s.error("max_bytes", "at least 1 MiB") }
+                config.auditMaxBytes = bytes
+            }
         }
         let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
         config.logFormat = overrides.logFormat ?? fileLogFormat ?? .text

@@ -35,7 +35,7 @@ public final class AggregatorMetrics: Sendable {
     }
 
     /// The exposition for `GET /metrics`.
-    public func render(_ view: FleetView, sinkUp: Bool) -> String {
+    public func render(_ view: FleetView, sinkUp: Bool, auditUnwritten: UInt64 = 0) -> String {
         let c = counts.withLock { $0 }
         var p = PrometheusText()
         p.family("tributary_requests_total", .counter, help: "Batch and heartbeat requests by outcome.")
@@ -52,6 +52,16 @@ public final class AggregatorMetrics: Sendable {
         p.single("tributary_in_flight_bytes", .gauge, help: "Request bytes admitted toward the sink and not yet answered.", Double(a.inFlightBytes))
         p.single("tributary_max_in_flight_batches", .gauge, help: "Admission bound on batches in flight (limits.max_in_flight_batches).",
                  Double(a.maxInFlightBatches))
+        p.single("tributary_connections_open", .gauge, help: "HTTP connections open now.", Double(a.openConnections))
+        p.single("tributary_audit_unwritten_total", .counter,
+                 help: "Audit events not written because the audit directory reached audit.max_bytes (alert on any).", Double(auditUnwritten))
+        p.single("tributary_connections_refused_total", .counter,
+                 help: "Connections closed at once: past limits.max_connections or limits.max_connections_per_address.", Double(a.connectionsRefused))
+        p.single("tributary_address_busy_refusals_total", .counter,
+                 help: "Requests answered 429 because their address had limits.max_in_flight_per_address in flight.", Double(a.addressBusyRefusals))
+        p.family("tributary_requests_cut_off_total", .counter, help: "Requests whose head or body arrived too slowly; their connection was closed.")
+        p.sample("tributary_requests_cut_off_total", ["part": "head"], UInt64(a.headTimeouts))
+        p.sample("tributary_requests_cut_off_total", ["part": "body"], UInt64(a.bodyTimeouts))
 
         let now = view.generatedAtMs
         let totals = FleetTotals(view)

@@ -155,10 +155,12 @@ public final class BatchIngestor: Sendable {
         } catch {
             // The status is sound, so the gateway is known: its history shows the refusal.
             metrics.count(.rejected)
-            logger.warning("batch refused", metadata: ["gateway": "\(status.gatewayID)", "batch": "\(identity)",
+            // The identity is what the client sent: echoed and kept only within its bounds.
+            let shown = identity.isWithinBounds ? identity : nil
+            logger.warning("batch refused", metadata: ["gateway": "\(status.gatewayID)", "batch": "\(Printable.clean("\(identity)", maxLength: 256))",
                                                        "status": "\(error.status)", "reason": "\(error.reason)"])
-            await recordStatus(status, .rejected(identity, reason: error.reason), receivedAtMs: receivedAtMs)
-            return reply(error.status, .rejected, identity: identity, reason: error.reason, receivedAtMs: receivedAtMs)
+            await recordStatus(status, .rejected(shown, reason: error.reason), receivedAtMs: receivedAtMs)
+            return reply(error.status, .rejected, identity: shown, reason: error.reason, receivedAtMs: receivedAtMs)
         }
 
         let batchBytes: [UInt8]
@@ -226,14 +228,17 @@ public final class BatchIngestor: Sendable {
 
     /// Byte for byte: String equality would take two Unicode spellings of one id as the same,
     /// which the sink and its ledger would not.
-    static func sameID(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+    static func sameID(_ a: String, _ b: String) -> Bool { GatewayID.same(a, b) }
 
     /// Refusals from the decoder and from `process`'s own checks alike.
     typealias RequestError = RequestRefusal
 
     /// The decoding is TributaryWire's, so the fuzz target (`fuzz/`) runs exactly this code.
     private var decoder: SyncRequestDecoder {
-        SyncRequestDecoder(maxBodyBytes: limits.maxBodyBytes, maxDecompressedBytes: limits.maxDecompressedBytes, batchLimits: limits.batch)
+        // Rows may take what a decompressed body may: the memory already accounted for it.
+        var batch = limits.batch
+        batch.maxExpandedBytes = limits.maxDecompressedBytes
+        return SyncRequestDecoder(maxBodyBytes: limits.maxBodyBytes, maxDecompressedBytes: limits.maxDecompressedBytes, batchLimits: batch)
     }
 
     private func decode(body: [UInt8], contentType: String?, contentEncoding: String?) throws(RequestError) -> Tributary_V1_SyncRequest {
@@ -246,6 +251,12 @@ public final class BatchIngestor: Sendable {
 
     private func checkBatch(_ request: Tributary_V1_SyncRequest) throws(RequestError) -> [Reading] {
         try decoder.readings(of: request)
+    }
+
+    /// 429 decided outside admission (too much in flight from one address): retried soon.
+    func busy(reason: String) -> Response {
+        metrics.count(.busy)
+        return reply(429, .retry, reason: reason, retryAfterMs: 1000)
     }
 
     /// A refusal decided outside `process` (e.g. by the HTTP layer), as an ack.

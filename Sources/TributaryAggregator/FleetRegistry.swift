@@ -199,11 +199,12 @@ public final class FleetRegistry: Sendable {
 
     static func historyEntry(_ event: Event, atMs: Int64) -> SyncEvent {
         switch event {
-        case .accepted(let id, let n, _): SyncEvent(atMs: atMs, kind: .accepted, batch: "\(id)", readings: n)
-        case .duplicate(let id, let n, _): SyncEvent(atMs: atMs, kind: .duplicate, batch: "\(id)", readings: n)
+        // Identities are client text: cleaned before they are stored, as every other field.
+        case .accepted(let id, let n, _): SyncEvent(atMs: atMs, kind: .accepted, batch: Printable.clean("\(id)", maxLength: 256), readings: n)
+        case .duplicate(let id, let n, _): SyncEvent(atMs: atMs, kind: .duplicate, batch: Printable.clean("\(id)", maxLength: 256), readings: n)
         case .heartbeat: SyncEvent(atMs: atMs, kind: .heartbeat)
         case .refused(let id, let n, let reason):
-            SyncEvent(atMs: atMs, kind: .refused, batch: "\(id)", readings: n, detail: Printable.clean(reason, maxLength: 512))
+            SyncEvent(atMs: atMs, kind: .refused, batch: Printable.clean("\(id)", maxLength: 256), readings: n, detail: Printable.clean(reason, maxLength: 512))
         case .rejected(let id, let reason):
             SyncEvent(atMs: atMs, kind: .rejected, batch: id.map { Printable.clean("\($0)", maxLength: 256) } ?? "",
                       detail: Printable.clean(reason, maxLength: 512))

@@ -12,4 +12,11 @@ public struct BatchIdentity: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(gatewayID)/\(epoch)/\(sequence)" }
+
+    /// Within the bounds a stored identity has (`ReadingLimits`): only such an identity is
+    /// echoed in an answer or kept in the registry; a client's 1 MB epoch is not sent back.
+    public var isWithinBounds: Bool {
+        !gatewayID.isEmpty && gatewayID.utf8.count <= ReadingLimits.maxGatewayIDBytes
+            && !epoch.isEmpty && epoch.utf8.count <= ReadingLimits.maxEpochBytes
+    }
 }

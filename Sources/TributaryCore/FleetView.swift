@@ -65,8 +65,37 @@ public struct AdmissionStats: Codable, Sendable, Equatable {
     /// Failed sink writes since the last good one: 0 means the sink is healthy.
     public var consecutiveSinkFailures = 0
     public var lastSinkError = ""
+    /// Connections open now, and those closed at once past `limits.max_connections` or
+    /// `limits.max_connections_per_address`.
+    public var openConnections = 0
+    public var connectionsRefused = 0
+    /// Requests answered 429 because their address had `limits.max_in_flight_per_address` in flight.
+    public var addressBusyRefusals = 0
+    /// Requests cut off (connection closed) because their head or body arrived too slowly.
+    public var headTimeouts = 0
+    public var bodyTimeouts = 0
 
     public init() {}
+
+    /// An older aggregator's JSON lacks the connection figures: they read as 0.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        inFlightBatches = try c.decode(Int.self, forKey: .inFlightBatches)
+        inFlightBytes = try c.decode(Int.self, forKey: .inFlightBytes)
+        maxInFlightBatches = try c.decode(Int.self, forKey: .maxInFlightBatches)
+        maxInFlightBytes = try c.decode(Int.self, forKey: .maxInFlightBytes)
+        peakInFlightBatches = try c.decode(Int.self, forKey: .peakInFlightBatches)
+        peakInFlightBytes = try c.decode(Int.self, forKey: .peakInFlightBytes)
+        busyRefusals = try c.decode(Int.self, forKey: .busyRefusals)
+        sinkFailures = try c.decode(Int.self, forKey: .sinkFailures)
+        consecutiveSinkFailures = try c.decode(Int.self, forKey: .consecutiveSinkFailures)
+        lastSinkError = try c.decode(String.self, forKey: .lastSinkError)
+        openConnections = try c.decodeIfPresent(Int.self, forKey: .openConnections) ?? 0
+        connectionsRefused = try c.decodeIfPresent(Int.self, forKey: .connectionsRefused) ?? 0
+        addressBusyRefusals = try c.decodeIfPresent(Int.self, forKey: .addressBusyRefusals) ?? 0
+        headTimeouts = try c.decodeIfPresent(Int.self, forKey: .headTimeouts) ?? 0
+        bodyTimeouts = try c.decodeIfPresent(Int.self, forKey: .bodyTimeouts) ?? 0
+    }
 
     enum CodingKeys: String, CodingKey {
         case inFlightBatches = "in_flight_batches"
@@ -79,6 +108,11 @@ public struct AdmissionStats: Codable, Sendable, Equatable {
         case sinkFailures = "sink_failures"
         case consecutiveSinkFailures = "consecutive_sink_failures"
         case lastSinkError = "last_sink_error"
+        case openConnections = "open_connections"
+        case connectionsRefused = "connections_refused"
+        case addressBusyRefusals = "address_busy_refusals"
+        case headTimeouts = "head_timeouts"
+        case bodyTimeouts = "body_timeouts"
     }
 }
 

@@ -233,7 +233,9 @@ extension JSONValue {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
+            // Other control characters, and bidirectional overrides, as escapes: valid JSON
+            // either way, and a log or a terminal then shows them instead of obeying them.
+            case _ where Printable.isControl(scalar):
                 let hex = String(scalar.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: out.unicodeScalars.append(scalar)

@@ -1,6 +1,7 @@
 /// Text that came from a gateway, made safe to store and to print: control characters (C0, DEL,
 /// C1) would otherwise let anyone who can post a status write escape sequences into an
-/// operator's terminal.
+/// operator's terminal or start a forged line in a log, and bidirectional overrides (U+202E)
+/// would make text read as something else.
 public enum Printable {
     /// Control characters become `?`; at most `maxLength` characters are kept.
     public static func clean(_ text: String, maxLength: Int = 1024) -> String {
@@ -20,8 +21,30 @@ public enum Printable {
         return out
     }
 
-    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+    /// Every character `clean` would replace becomes a visible escape (`\u{1B}`, `\u{202E}`),
+    /// and `\` becomes `\\`, so one log line is one line and shows what was sent.
+    public static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { isControl($0) || $0 == "\\" }) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar == "\\" {
+                out += "\\\\"
+            } else if isControl(scalar) {
+                out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    /// C0 and C1 control characters, DEL, the line and paragraph separators, and the marks and
+    /// overrides of bidirectional text.
+    public static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0..<0x20, 0x7F...0x9F, 0x061C, 0x200E, 0x200F, 0x2028...0x202E, 0x2066...0x2069: true
+        default: false
+        }
     }
 }
 

@@ -66,4 +66,18 @@ public struct ReadingLimits: Sendable, Equatable {
         }
         return nil
     }
+
+    /// What the rest of a stored row takes: times, value columns, references.
+    public static let rowOverheadBytes = 64
+
+    /// What one reading costs a sink that writes a row per reading with its whole description
+    /// (ClickHouse's insert, the fleet simulator's manifests): ids, topic, unit, labels, the
+    /// text value and the rest of the row.
+    public static func expandedBytes(of reading: Reading) -> Int {
+        var bytes = rowOverheadBytes + reading.gatewayID.utf8.count + reading.sensorID.utf8.count + reading.metric.utf8.count
+            + reading.topic.utf8.count + (reading.unit?.utf8.count ?? 0)
+        for (key, value) in reading.labels { bytes += key.utf8.count + value.utf8.count + 6 }
+        if case .text(let text) = reading.value { bytes += text.utf8.count }
+        return bytes
+    }
 }

@@ -11,12 +11,12 @@ public enum FleetRendering {
             : "FAILING, \(a.consecutiveSinkFailures) writes in a row: \(a.lastSinkError.prefix(80))"
         var lines = [
             "aggregator   \(aggregator)",
-            "sink         \(view.sink) (\(sinkHealth))",
+            "sink         \(one(view.sink)) (\(one(sinkHealth)))",
             "sink writes  \(HumanUnits.count(UInt64(view.sinkWrites.batches))) batches in \(HumanUnits.count(UInt64(view.sinkWrites.writes))) writes since start (up to \(view.sinkWrites.largestWriteBatches) batches coalesced in one)",
             "in flight    \(a.inFlightBatches)/\(a.maxInFlightBatches) batches, \(HumanUnits.bytes(a.inFlightBytes))/\(HumanUnits.bytes(a.maxInFlightBytes)) toward the sink; \(a.busyRefusals) refused busy (429) since start",
             "gateways     \(t.gateways) total, \(t.online) online, \(t.stale) stale (silent > \(HumanUnits.duration(ms: Int64(view.staleAfterSeconds) * 1000)))",
             "backlog      \(HumanUnits.count(t.backlogReadings)) readings",
-            "worst lag    " + (t.worst.map { "\(HumanUnits.duration(ms: $0.lagMs)) (\($0.gatewayID))" } ?? "-"),
+            "worst lag    " + (t.worst.map { "\(HumanUnits.duration(ms: $0.lagMs)) (\(one($0.gatewayID)))" } ?? "-"),
             "ingest       \(HumanUnits.rate(t.ingestRate))",
             "synced       \(HumanUnits.count(t.readingsSynced)) readings",
             "quarantined  \(HumanUnits.count(t.quarantined)) payloads",
@@ -27,7 +27,7 @@ public enum FleetRendering {
         if t.withErrors > 0 { lines.append("errors       \(t.withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
         let broken = view.gateways.filter { $0.chain?.broken == true }
         if !broken.isEmpty {
-            lines.append("provenance   \(broken.count) gateway(s) with batches that never arrived or arrived altered, e.g. \(broken[0].gatewayID); see `tributaryctl gateway ID`")
+            lines.append("provenance   \(broken.count) gateway(s) with batches that never arrived or arrived altered, e.g. \(one(broken[0].gatewayID)); see `tributaryctl gateway ID`")
         }
         return Printable.lines(lines.joined(separator: "\n") + "\n")
     }
@@ -59,7 +59,7 @@ public enum FleetRendering {
     public static func gatewayDetail(_ detail: GatewayDetail) -> String {
         let g = detail.gateway, now = detail.generatedAtMs
         var lines = [
-            "gateway      \(g.gatewayID) (\(state(g)); agent \(g.agentVersion.isEmpty ? "?" : g.agentVersion))",
+            "gateway      \(one(g.gatewayID)) (\(state(g)); agent \(g.agentVersion.isEmpty ? "?" : one(g.agentVersion)))",
             "last seen    \(lastSeen(g, nowMs: now)); stale after \(HumanUnits.duration(ms: Int64(detail.staleAfterSeconds) * 1000)) of silence",
             "last batch   " + (g.lastBatchMs > 0 ? HumanUnits.duration(ms: now.saturatingMinus(g.lastBatchMs)) + " ago" : "never"),
             "broker       " + (g.brokerConnected ? "connected" : "NOT connected"),
@@ -72,8 +72,8 @@ public enum FleetRendering {
             "clock        " + (g.roundTripMs >= 0
                 ? "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (±\(HumanUnits.duration(ms: (g.roundTripMs + 1) / 2)), round trip \(HumanUnits.duration(ms: g.roundTripMs)))"
                 : "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (one-way estimate)"),
-            "last error   " + (g.lastError.isEmpty ? "-" : "\(g.lastError) (\(HumanUnits.duration(ms: now.saturatingMinus(g.aggregatorTime(g.lastErrorMs)))) ago)"),
-            "chain        " + (g.chain.map { chain($0, nowMs: now) } ?? "no batch yet"),
+            "last error   " + (g.lastError.isEmpty ? "-" : "\(one(g.lastError)) (\(HumanUnits.duration(ms: now.saturatingMinus(g.aggregatorTime(g.lastErrorMs)))) ago)"),
+            "chain        " + (g.chain.map { one(chain($0, nowMs: now)) } ?? "no batch yet"),
             "",
             "recent sync history (newest first):",
         ]
@@ -105,6 +105,10 @@ public enum FleetRendering {
         return parts.joined(separator: "; ")
     }
 
+    /// A value from a gateway, on one line of its own: what `Printable.clean` makes of it
+    /// (the whole rendering is cleaned again, but that keeps line breaks).
+    static func one(_ text: String) -> String { Printable.clean(text) }
+
     static func state(_ g: GatewayView) -> String {
         g.stale ? "stale" : g.bufferFull ? "full" : "online"
     }
@@ -113,9 +117,10 @@ public enum FleetRendering {
         g.lastSeenMs > 0 ? HumanUnits.duration(ms: nowMs.saturatingMinus(g.lastSeenMs)) + " ago" : "never"
     }
 
-    /// Aligned columns. The callers clean the whole rendering of control characters once
-    /// (`Printable.lines`), tables included.
+    /// Aligned columns. Each cell is one line: a newline, an escape sequence or a bidirectional
+    /// override a gateway sent becomes `?` here, so it cannot start a fake row.
     static func table(header: [String], rows: [[String]]) -> String {
+        let rows = rows.map { $0.map { Printable.clean($0) } }
         var widths = header.map(\.count)
         for row in rows {
             for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) }

@@ -8,7 +8,7 @@ public enum LogFormat: String, Sendable, CaseIterable {
     /// Installs the format for the whole process; call once, before the first log line.
     public func bootstrap() {
         switch self {
-        case .text: LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        case .text: LoggingSystem.bootstrap { TextLogHandler(label: $0) }
         case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
         }
     }

@@ -73,6 +73,9 @@ public enum BatchCodec {
         guard batch.id.epoch.utf8.count <= ReadingLimits.maxEpochBytes else {
             throw .badIdentity("the epoch has \(batch.id.epoch.utf8.count) bytes; the limit is \(ReadingLimits.maxEpochBytes)")
         }
+        guard !batch.id.epoch.unicodeScalars.contains(where: Printable.isControl) else {
+            throw .badIdentity("the epoch holds control characters")
+        }
         guard batch.id.gatewayID.utf8.count <= ReadingLimits.maxGatewayIDBytes else {
             throw .badIdentity("the gateway id has \(batch.id.gatewayID.utf8.count) bytes; the limit is \(ReadingLimits.maxGatewayIDBytes)")
         }
@@ -89,6 +92,8 @@ public enum BatchCodec {
         }
         var readings: [Reading] = []
         readings.reserveCapacity(Int(batch.readingCount))
+        var costs: [(descriptionBytes: Int, readings: Int)] = []
+        var textBytes = 0
         for (number, s) in batch.series.enumerated() {
             let count = s.timeDeltaMs.count
             guard readings.count + count <= Int(batch.readingCount) else {
@@ -135,6 +140,8 @@ public enum BatchCodec {
             }
             var labels: [String: String] = [:]
             for (k, v) in labelPairs { labels[k] = v }
+            costs.append((gateway.utf8.count + sensor.utf8.count + metric.utf8.count + topic.utf8.count + unit.utf8.count
+                          + labelPairs.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 6 }, count))
             var time = batch.baseTimeMs
             for i in 0..<count {
                 let (t, overflow) = time.addingReportingOverflow(s.timeDeltaMs[i])
@@ -145,7 +152,10 @@ public enum BatchCodec {
                 case .double: value = .double(decimals.isEmpty ? s.doubles[i] : decimals[i])
                 case .integer: value = .integer(s.integers[i])
                 case .boolean: value = .boolean(s.booleans[i])
-                default: value = .text(try string(s.texts[i], "text value"))
+                default:
+                    let text = try string(s.texts[i], "text value")
+                    textBytes += text.utf8.count
+                    value = .text(text)
                 }
                 let offset = s.receivedOffsetMs.isEmpty ? 0 : s.receivedOffsetMs[i]
                 readings.append(Reading(
@@ -157,7 +167,27 @@ public enum BatchCodec {
         guard readings.count == Int(batch.readingCount) else {
             throw .countMismatch(declared: Int(batch.readingCount), actual: readings.count)
         }
+        try checkCost(series: costs, textBytes: textBytes, readingCount: readings.count, strings: strings, limits: limits)
         return readings
+    }
+
+    /// The bounds on what the batch becomes in a sink (see `BatchLimits`): `descriptions` is
+    /// each series' ids, topic, unit and labels in bytes, `readings` its readings.
+    static func checkCost(series: [(descriptionBytes: Int, readings: Int)], textBytes: Int, readingCount: Int, strings: [String],
+                          limits: BatchLimits) throws(BatchDecodingError) {
+        var expanded = textBytes, stored = textBytes + ReadingLimits.rowOverheadBytes * readingCount
+        for s in series {
+            expanded += s.readings * (s.descriptionBytes + ReadingLimits.rowOverheadBytes)
+            stored += s.descriptionBytes
+        }
+        guard expanded <= limits.maxExpandedBytes else {
+            throw .tooExpensive("its rows would take \(expanded) bytes in a sink; the limit is \(limits.maxExpandedBytes): send fewer readings per batch")
+        }
+        let carried = strings.reduce(0) { $0 + $1.utf8.count } + 16 * readingCount
+        let allowed = limits.storedFactor * carried + limits.storedSlackBytes
+        guard stored <= allowed else {
+            throw .tooExpensive("it would take \(stored) bytes to store, more than \(limits.storedFactor) times the \(carried) it carries")
+        }
     }
 }
 
@@ -215,11 +245,26 @@ enum DecimalCoding {
 
 /// What one batch may hold; the aggregator refuses more. Each reading's own bounds are
 /// `ReadingLimits`, shared with the agent.
+///
+/// A batch names each string once and each reading by a few bytes, so what it becomes in a
+/// sink can be far more than what it carries: 300 readings of one series with a 1 MB epoch
+/// grew a SQLite sink by 600 MB. Two bounds keep that a small multiple:
+/// - as rows with their whole description (ClickHouse's insert), at most `maxExpandedBytes`;
+/// - as the SQLite sink stores it (descriptions once, texts per reading), at most
+///   `storedFactor` times what the batch carries (its strings, and 16 bytes per reading) plus
+///   `storedSlackBytes`.
 public struct BatchLimits: Sendable {
     public var maxReadings = 100_000
     /// The longest string a batch may hold, which is the longest text value (identifiers have
     /// smaller bounds of their own): `limits.max_string_bytes`.
     public var maxStringBytes = ReadingLimits.defaultMaxTextBytes
+    /// The aggregator's `limits.max_decompressed_bytes` (64 MiB by default).
+    public var maxExpandedBytes = 64 << 20
+    public var storedFactor = 8
+    public var storedSlackBytes = 1 << 20
+    /// What an agent puts in one batch at most, as rows (`ReadingLimits.expandedBytes`): a
+    /// quarter of the aggregator's default bound, so it holds for an aggregator with less.
+    public static let agentMaxExpandedBytes = 16 << 20
     public init() {}
 }
 
@@ -231,6 +276,8 @@ public enum BatchDecodingError: Error, Sendable, Equatable, CustomStringConverti
     case badStringIndex(field: String, index: UInt32)
     case badSeries(number: Int, detail: String)
     case countMismatch(declared: Int, actual: Int)
+    /// Valid, but it would cost a sink far more than it carries.
+    case tooExpensive(String)
 
     public var description: String {
         switch self {
@@ -241,6 +288,7 @@ public enum BatchDecodingError: Error, Sendable, Equatable, CustomStringConverti
         case .badStringIndex(let field, let index): "\(field) refers to string \(index), which the batch does not have"
         case .badSeries(let number, let detail): "series \(number): \(detail)"
         case .countMismatch(let declared, let actual): "batch declares \(declared) readings but holds \(actual)"
+        case .tooExpensive(let detail): "batch too large for what it carries: \(detail)"
         }
     }
 }

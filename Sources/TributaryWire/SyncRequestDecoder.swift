@@ -71,7 +71,7 @@ public struct SyncRequestDecoder: Sendable {
     /// The batch's readings, every index and limit checked; the batch must be the status's gateway's.
     public func readings(of request: Tributary_V1_SyncRequest) throws(RequestRefusal) -> [Reading] {
         let gateway = request.status.gatewayID
-        guard request.batch.id.gatewayID == gateway else {
+        guard GatewayID.same(request.batch.id.gatewayID, gateway) else {
             throw RequestRefusal(status: 400, reason: "batch belongs to '\(Printable.clean(request.batch.id.gatewayID, maxLength: 64))' but the status to '\(gateway)'")
         }
         // Sequences count from 1 and fit the sinks' signed 64-bit columns; a chain digest is a
@@ -86,6 +86,8 @@ public struct SyncRequestDecoder: Sendable {
         do {
             return try BatchCodec.decode(request.batch, limits: batchLimits)
         } catch {
+            // Too costly for what it carries is a size refusal; anything else a malformed batch.
+            if case .tooExpensive = error { throw RequestRefusal(status: 413, reason: "\(error)") }
             throw RequestRefusal(status: 400, reason: "invalid batch: \(error)")
         }
     }

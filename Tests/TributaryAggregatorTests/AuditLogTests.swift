@@ -70,4 +70,60 @@ struct AuditLogTests {
             #expect(error.key == "audit.retention_days", "\(error)")
         }
     }
+
+    /// Issue 25, item 2: one client's refusals wrote a line each (1 MB a second, 89 GB a day).
+    /// The same refusal is written once, then counted for a minute, and written as one line.
+    @Test func repeatedRefusalsAreCountedNotWritten() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 180, logger: Logger(label: "test"))
+        func refusal(_ peer: String) -> AuditLog.Event {
+            .init(kind: "batch", actor: "unauthenticated", action: "POST /v1/batches", httpStatus: 401, outcome: "rejected",
+                  batch: "gw-x/e/1", reason: "wrong token", peer: peer, claimed: "gw-x")
+        }
+        for i in 0..<3000 { audit.record(refusal("10.0.0.1"), atMs: Self.day0 + Int64(i)) }
+        audit.record(refusal("10.0.0.2"), atMs: Self.day0 + 3000)
+        let path = dir.file("audit/audit-2026-01-01.jsonl")
+        var lines = try Self.lines(path)
+        #expect(lines.count == 2, "one line per address so far")
+        #expect(lines[0]["peer"] == .string("10.0.0.1") && lines[0]["claimed"] == .string("gw-x") && lines[0]["repeats"] == nil)
+        // The minute is over: the next event writes the count.
+        audit.record(.init(kind: "batch", actor: "gateway:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "accepted"),
+                     atMs: Self.day0 + 61_000)
+        lines = try Self.lines(path)
+        #expect(lines.count == 4, "\(lines)")
+        let summary = try #require(lines.first { $0["repeats"] != nil })
+        #expect(summary["repeats"] == .integer(2999) && summary["peer"] == .string("10.0.0.1"))
+        #expect(summary["first_repeat"] == .string("2026-01-01T00:00:00.001Z") && summary["last_repeat"] == .string("2026-01-01T00:00:02.999Z"))
+        // Accepted batches are each written.
+        for i in 0..<3 {
+            audit.record(.init(kind: "batch", actor: "gateway:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "accepted"),
+                         atMs: Self.day0 + 62_000 + Int64(i))
+        }
+        #expect(try Self.lines(path).count == 7)
+    }
+
+    @Test func theDirectoryIsCappedAndWhatIsNotWrittenIsCounted() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 180, maxBytes: 1000, logger: Logger(label: "test"))
+        for i in 0..<20 {
+            audit.record(.init(kind: "batch", actor: "gateway:gw-\(i)", action: "POST /v1/batches", httpStatus: 200, outcome: "accepted"),
+                         atMs: Self.day0 + Int64(i))
+        }
+        let size = try FileManager.default.attributesOfItem(atPath: dir.file("audit/audit-2026-01-01.jsonl"))[.size] as? Int ?? 0
+        #expect(size <= 1000 && size > 800)
+        #expect(audit.unwrittenEvents > 0 && audit.unwrittenEvents < 20)
+    }
+
+    /// Issue 25, item 6: an audit file planted as a symbolic link is not written through.
+    @Test func aSymlinkedDayFileIsNotFollowed() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 180, logger: Logger(label: "test"))
+        try "precious\n".write(toFile: dir.file("victim"), atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir.file("audit/audit-2026-01-01.jsonl"), withDestinationPath: dir.file("victim"))
+        audit.record(.init(kind: "batch", actor: "gateway:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "accepted"), atMs: Self.day0)
+        #expect(try String(contentsOfFile: dir.file("victim"), encoding: .utf8) == "precious\n")
+    }
 }

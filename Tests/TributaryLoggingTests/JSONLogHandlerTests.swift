@@ -34,6 +34,32 @@ import Testing
     }
 }
 
+/// Issue 25, item 3: client text (a batch's epoch, a topic, a reason) in a log line must not
+/// start a forged line, drive the terminal, or reverse what follows it.
+@Suite("log lines hold client text safely")
+struct LogEscapingTests {
+    static let hostile = "e\u{1B}[2J\r\nFORGED line\u{202E}txet\\u{1B}"
+
+    @Test func theTextFormatShowsEscapesInsteadOfObeyingThem() {
+        let lines = LineCollector()
+        let logger = Logger(label: "t") { TextLogHandler(label: $0, write: lines.append) }
+        logger.warning("batch \(Self.hostile) refused", metadata: ["batch": "\(Self.hostile)"])
+        let line = lines.all[0]
+        #expect(line.split(separator: "\n").count == 1 && line.hasSuffix("\n"))
+        #expect(!line.unicodeScalars.contains { $0.value == 0x1B || $0 == "\r" || $0.value == 0x202E }, "\(line)")
+        #expect(line.contains("e\\u{1B}[2J\\u{D}\\u{A}FORGED line\\u{202E}txet\\\\u{1B}"), "\(line)")
+        #expect(line.contains(" warning t: batch=") && line.contains("] batch e\\u{1B}"))
+    }
+
+    @Test func theJSONFormatEscapesThemToo() throws {
+        let line = JSONLogHandler.line(level: .warning, label: "t", message: Self.hostile, metadata: ["batch": "\(Self.hostile)"], date: Date())
+        #expect(line.split(separator: "\n").count == 1)
+        #expect(!line.unicodeScalars.contains { $0.value == 0x1B || $0 == "\r" || $0.value == 0x202E }, "\(line)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        #expect(object["msg"] == Self.hostile && object["batch"] == Self.hostile, "the text survives, escaped")
+    }
+}
+
 final class LineCollector: Sendable {
     private let lines = Mutex<[String]>([])
     var all: [String] { lines.withLock { $0 } }

@@ -32,6 +32,8 @@ final class BareSQLite {
         return stmt
     }
 
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(db) }
+
     func step(_ stmt: OpaquePointer) throws {
         guard sqlite3_step(stmt) == SQLITE_DONE else { throw BenchError("insert: \(String(cString: sqlite3_errmsg(db)))") }
         sqlite3_reset(stmt)

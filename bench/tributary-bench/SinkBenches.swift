@@ -202,33 +202,51 @@ private func countRows(sqlite path: String) throws -> Int {
 }
 
 /// The direct insert: sqlite3_prepare once, bind and step per row, one transaction, into the
-/// sink's table with the sink's pragmas.
+/// sink's tables with the sink's pragmas: each series' description once (looked up in a
+/// dictionary, as the sink does per batch), a batch row per 500 readings, a row per reading.
 private func directSQLiteInsert(path: String, _ readings: [Reading]) throws -> Double {
     let db = try BareSQLite(path: path)
     try db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
-    let stmt = try db.prepare("""
-        INSERT INTO readings (gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int, value_text, value_type, unit,
-            labels, topic, batch_gateway_id, batch_epoch, batch_seq) VALUES (?,?,?,?,?,?,?,?,?,NULL,NULL,?,?,?,?)
+    let series = try db.prepare("INSERT INTO series (gateway_id, sensor_id, metric, topic, unit, labels) VALUES (?,?,?,?,'','')")
+    let batches = try db.prepare("INSERT INTO batches (gateway_id, epoch, sequence) VALUES (?, 'bench-epoch', ?)")
+    let rows = try db.prepare("""
+        INSERT INTO reading_rows (series_id, batch_id, time_ms, received_ms, value, value_int, value_text, value_type) VALUES (?,?,?,?,?,?,?,?)
         """)
-    defer { sqlite3_finalize(stmt) }
+    defer { for stmt in [series, batches, rows] { sqlite3_finalize(stmt) } }
     let transient = BareSQLite.transient
     return try timed {
         try db.exec("BEGIN IMMEDIATE")
+        var seriesIDs: [String: Int64] = [:]
+        var batchID: Int64 = 0
         for (index, r) in readings.enumerated() {
-            sqlite3_bind_text(stmt, 1, r.gatewayID, -1, transient)
-            sqlite3_bind_text(stmt, 2, r.sensorID, -1, transient)
-            sqlite3_bind_text(stmt, 3, r.metric, -1, transient)
-            sqlite3_bind_int64(stmt, 4, r.timeMs)
-            sqlite3_bind_int64(stmt, 5, r.receivedAtMs)
-            if let number = r.value.numericValue { sqlite3_bind_double(stmt, 6, number) } else { sqlite3_bind_null(stmt, 6) }
-            if let integer = r.value.exactIntegerValue { sqlite3_bind_int64(stmt, 7, integer) } else { sqlite3_bind_null(stmt, 7) }
-            if let text = r.value.textValue { sqlite3_bind_text(stmt, 8, text, -1, transient) } else { sqlite3_bind_null(stmt, 8) }
-            sqlite3_bind_text(stmt, 9, r.value.typeName, -1, transient)
-            sqlite3_bind_text(stmt, 10, r.topic, -1, transient)
-            sqlite3_bind_text(stmt, 11, r.gatewayID, -1, transient)
-            sqlite3_bind_text(stmt, 12, "bench-epoch", -1, transient)
-            sqlite3_bind_int64(stmt, 13, Int64(index / 500 + 1))  // one batch per 500 rows, as in the load
-            try db.step(stmt)
+            if index % 500 == 0 {
+                sqlite3_bind_text(batches, 1, r.gatewayID, -1, transient)
+                sqlite3_bind_int64(batches, 2, Int64(index / 500 + 1))  // one batch per 500 rows, as in the load
+                try db.step(batches)
+                batchID = db.lastInsertRowID
+            }
+            let key = r.gatewayID + "\u{1F}" + r.sensorID + "\u{1F}" + r.metric + "\u{1F}" + r.topic
+            let seriesID: Int64
+            if let known = seriesIDs[key] {
+                seriesID = known
+            } else {
+                sqlite3_bind_text(series, 1, r.gatewayID, -1, transient)
+                sqlite3_bind_text(series, 2, r.sensorID, -1, transient)
+                sqlite3_bind_text(series, 3, r.metric, -1, transient)
+                sqlite3_bind_text(series, 4, r.topic, -1, transient)
+                try db.step(series)
+                seriesID = db.lastInsertRowID
+                seriesIDs[key] = seriesID
+            }
+            sqlite3_bind_int64(rows, 1, seriesID)
+            sqlite3_bind_int64(rows, 2, batchID)
+            sqlite3_bind_int64(rows, 3, r.timeMs)
+            sqlite3_bind_int64(rows, 4, r.receivedAtMs)
+            if let number = r.value.numericValue { sqlite3_bind_double(rows, 5, number) } else { sqlite3_bind_null(rows, 5) }
+            if let integer = r.value.exactIntegerValue { sqlite3_bind_int64(rows, 6, integer) } else { sqlite3_bind_null(rows, 6) }
+            if let text = r.value.textValue { sqlite3_bind_text(rows, 7, text, -1, transient) } else { sqlite3_bind_null(rows, 7) }
+            sqlite3_bind_text(rows, 8, r.value.typeName, -1, transient)
+            try db.step(rows)
         }
         try db.exec("COMMIT")
     }

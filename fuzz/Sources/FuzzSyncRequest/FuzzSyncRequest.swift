@@ -19,6 +19,8 @@ let decoder = SyncRequestDecoder(maxBodyBytes: 8 << 10, maxDecompressedBytes: 1 
     var limits = BatchLimits()
     limits.maxReadings = 10_000
     limits.maxStringBytes = 256
+    limits.maxExpandedBytes = 1 << 20
+    limits.storedSlackBytes = 4096
     return limits
 }())
 
@@ -39,6 +41,7 @@ public func fuzzSyncRequest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt 
         // The aggregator re-encodes the batch for its digest: that must not fail (it answers 500).
         let _: [UInt8] = try! request.batch.serializedBytes()
         checkRoundTrip(readings, identity: request.batch.id.identity)
+        checkStoredSize(readings, strings: request.batch.strings)
     } catch {
         precondition((400..<500).contains(error.status) && !error.reason.isEmpty, "refusal \(error.status) without a 4xx status or a reason")
     }
@@ -97,4 +100,28 @@ struct Point: Hashable {
             doubleBits = nil
         }
     }
+}
+
+/// What an accepted request costs a sink stays a small multiple of what it carries (issue 25,
+/// item 1: a 1 KB request once grew the SQLite sink by 600 MB): as the SQLite sink stores it
+/// (each distinct series once, a row per reading with its text), and as rows with their whole
+/// description (ClickHouse's insert). Computed here apart from the decoder's own accounting.
+func checkStoredSize(_ readings: [Reading], strings: [String]) {
+    let limits = decoder.batchLimits
+    var series = Set<Reading>()
+    var stored = 0, expanded = 0
+    for r in readings {
+        let row = ReadingLimits.expandedBytes(of: r)
+        expanded += row
+        if series.insert(seriesKey(r)).inserted { stored += row - ReadingLimits.rowOverheadBytes - textBytes(r) }
+        stored += ReadingLimits.rowOverheadBytes + textBytes(r)
+    }
+    let carried = strings.reduce(0) { $0 + $1.utf8.count } + 16 * readings.count
+    precondition(stored <= limits.storedFactor * carried + limits.storedSlackBytes, "stored \(stored) bytes for \(carried) carried")
+    precondition(expanded <= limits.maxExpandedBytes, "\(expanded) bytes of rows")
+}
+
+func textBytes(_ r: Reading) -> Int {
+    if case .text(let text) = r.value { return text.utf8.count }
+    return 0
 }

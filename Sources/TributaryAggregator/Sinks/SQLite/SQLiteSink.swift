@@ -17,29 +17,62 @@ public final class SQLiteSink: Sink {
         try db.withConnection { c throws(SQLiteError) in
             try c.execute("PRAGMA journal_mode = WAL")
             try c.execute("PRAGMA synchronous = NORMAL")
-            try c.execute(Self.schema)
+            try Self.migrate(c)
+        }
+    }
+
+    /// Version 2 keeps each series' description (ids, topic, unit, labels) and each batch's
+    /// identity once, in `series` and `batches`, and a reading row points at them: a request
+    /// can no longer make the sink store its long strings once per reading (a 1 KB request
+    /// grew a version-1 file by 600 MB). `readings` is a view with the version-1 columns, so
+    /// queries do not change. A version-1 file keeps its rows in `readings_v1`, which the view
+    /// includes.
+    static let schemaVersion: Int64 = 2
+
+    private static func migrate(_ c: SQLiteConnection) throws(SQLiteError) {
+        let version = try c.scalar("PRAGMA user_version")?.int64 ?? 0
+        guard version < schemaVersion else { return }
+        try c.transaction { () throws(SQLiteError) in
+            let oldTable = try c.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'readings'")?.int64 ?? 0
+            if oldTable > 0 { try c.execute("ALTER TABLE readings RENAME TO readings_v1") }
+            try c.execute(schema)
+            let version1Rows = try c.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'readings_v1'")?.int64 ?? 0
+            try c.execute(view(withVersion1Rows: version1Rows > 0))
+            try c.execute("PRAGMA user_version = \(schemaVersion)")
         }
     }
 
     static let schema = """
-        CREATE TABLE IF NOT EXISTS readings (
-            gateway_id  TEXT    NOT NULL,
-            sensor_id   TEXT    NOT NULL,
-            metric      TEXT    NOT NULL,
+        -- What a series is: stored once, whatever the number of its readings.
+        CREATE TABLE IF NOT EXISTS series (
+            id         INTEGER PRIMARY KEY,
+            gateway_id TEXT NOT NULL,
+            sensor_id  TEXT NOT NULL,
+            metric     TEXT NOT NULL,
+            topic      TEXT NOT NULL,
+            unit       TEXT NOT NULL,       -- '' for none
+            labels     TEXT NOT NULL,       -- JSON object, '' for none
+            UNIQUE (gateway_id, sensor_id, metric, topic, unit, labels)
+        );
+        -- The batches written, one row each: the identity their readings came in.
+        CREATE TABLE IF NOT EXISTS batches (
+            id         INTEGER PRIMARY KEY,
+            gateway_id TEXT    NOT NULL,
+            epoch      TEXT    NOT NULL,
+            sequence   INTEGER NOT NULL,
+            UNIQUE (gateway_id, epoch, sequence)
+        );
+        CREATE TABLE IF NOT EXISTS reading_rows (
+            series_id   INTEGER NOT NULL,   -- series.id
+            batch_id    INTEGER NOT NULL,   -- batches.id
             time_ms     INTEGER NOT NULL,   -- event time, ms since the Unix epoch
             received_ms INTEGER NOT NULL,   -- when the agent received it
             value       REAL,               -- numeric readings (number and integer)
             value_int   INTEGER,            -- integer and boolean (0/1) readings, exact
             value_text  TEXT,               -- text readings
-            value_type  TEXT    NOT NULL,   -- number | integer | boolean | text
-            unit        TEXT,
-            labels      TEXT,               -- JSON object, or NULL
-            topic       TEXT    NOT NULL,
-            batch_gateway_id TEXT NOT NULL, -- the identity of the batch that carried it
-            batch_epoch TEXT    NOT NULL,
-            batch_seq   INTEGER NOT NULL
+            value_type  TEXT    NOT NULL    -- number | integer | boolean | text
         );
-        CREATE INDEX IF NOT EXISTS readings_by_series ON readings (gateway_id, sensor_id, metric, time_ms);
+        CREATE INDEX IF NOT EXISTS reading_rows_by_series ON reading_rows (series_id, time_ms);
         -- The dedup ledger: one row per batch identity ever written.
         CREATE TABLE IF NOT EXISTS batch_ledger (
             gateway_id    TEXT    NOT NULL,
@@ -51,6 +84,21 @@ public final class SQLiteSink: Sink {
             PRIMARY KEY (gateway_id, epoch, sequence)
         ) WITHOUT ROWID;
         """
+
+    /// Every reading with its series and batch, in the columns of version 1.
+    static func view(withVersion1Rows: Bool) -> String {
+        let current = """
+            SELECT s.gateway_id, s.sensor_id, s.metric, r.time_ms, r.received_ms, r.value, r.value_int, r.value_text,
+                   r.value_type, nullif(s.unit, '') AS unit, nullif(s.labels, '') AS labels, s.topic,
+                   b.gateway_id AS batch_gateway_id, b.epoch AS batch_epoch, b.sequence AS batch_seq
+            FROM reading_rows r JOIN series s ON s.id = r.series_id JOIN batches b ON b.id = r.batch_id
+            """
+        let old = """
+            SELECT gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int, value_text, value_type, unit, labels,
+                   topic, batch_gateway_id, batch_epoch, batch_seq FROM readings_v1
+            """
+        return "DROP VIEW IF EXISTS readings; CREATE VIEW readings AS " + current + (withVersion1Rows ? " UNION ALL " + old : "") + ";"
+    }
 
     /// The file was opened and its tables created in `init`.
     public func prepare() async throws(SinkError) {}
@@ -85,26 +133,34 @@ public final class SQLiteSink: Sink {
                                          id.gatewayID, id.epoch, Int64(bitPattern: id.sequence))?.int64 {
                 return digest == Int64(bitPattern: batch.digest) ? .duplicate : .conflict
             }
+            try c.run("INSERT INTO batches (gateway_id, epoch, sequence) VALUES (?, ?, ?)", id.gatewayID, id.epoch, Int64(bitPattern: id.sequence))
+            let batchID = c.lastInsertRowID
+            // Each distinct series once: looked up (or added) for the first of its readings.
+            var seriesIDs: [SeriesKey: Int64] = [:]
+            for r in batch.readings {
+                let key = SeriesKey(r)
+                guard seriesIDs[key] == nil else { continue }
+                try c.run("INSERT INTO series (gateway_id, sensor_id, metric, topic, unit, labels) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                          key.gateway, key.sensor, key.metric, key.topic, key.unit, key.labels)
+                guard let existing = try c.scalar("""
+                    SELECT id FROM series WHERE gateway_id = ? AND sensor_id = ? AND metric = ? AND topic = ? AND unit = ? AND labels = ?
+                    """, key.gateway, key.sensor, key.metric, key.topic, key.unit, key.labels)?.int64 else {
+                    throw SQLiteError(code: 1, message: "series not found after insert", path: "", sql: nil)
+                }
+                seriesIDs[key] = existing
+            }
             try c.runForEach("""
-                INSERT INTO readings (gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int,
-                    value_text, value_type, unit, labels, topic, batch_gateway_id, batch_epoch, batch_seq)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO reading_rows (series_id, batch_id, time_ms, received_ms, value, value_int, value_text, value_type)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, batch.readings) { row, r in
-                row.bind(r.gatewayID)
-                row.bind(r.sensorID)
-                row.bind(r.metric)
+                row.bind(seriesIDs[SeriesKey(r)] ?? 0)
+                row.bind(batchID)
                 row.bind(r.timeMs)
                 row.bind(r.receivedAtMs)
                 row.bind(r.value.numericValue)
                 row.bind(r.value.exactIntegerValue)
                 row.bind(r.value.textValue)
                 row.bind(r.value.typeName)
-                row.bind(r.unit)
-                row.bind(LabelsJSON.encode(r.labels))
-                row.bind(r.topic)
-                row.bind(id.gatewayID)
-                row.bind(id.epoch)
-                row.bind(Int64(bitPattern: id.sequence))
             }
             try c.run("INSERT INTO batch_ledger VALUES (?, ?, ?, ?, ?, ?)",
                       id.gatewayID, id.epoch, Int64(bitPattern: id.sequence), Int64(bitPattern: batch.digest),
@@ -115,5 +171,19 @@ public final class SQLiteSink: Sink {
 
     public func close() async {
         db.close()
+    }
+}
+
+/// A reading's series as the `series` table keys it.
+private struct SeriesKey: Hashable {
+    let gateway: String, sensor: String, metric: String, topic: String, unit: String, labels: String
+
+    init(_ r: Reading) {
+        gateway = r.gatewayID
+        sensor = r.sensorID
+        metric = r.metric
+        topic = r.topic
+        unit = r.unit ?? ""
+        labels = LabelsJSON.encode(r.labels) ?? ""
     }
 }

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributarySQLite
+import TributaryTesting
+@testable import TributaryAggregator
+
+@Suite("SQLite sink schema")
+struct SQLiteSinkTests {
+    static func batch(_ sequence: UInt64, epoch: String = "e", labels: [String: String] = [:]) -> IncomingBatch {
+        let readings: [Reading] = (0..<3).map { (i: Int) -> Reading in
+            let value: ReadingValue = i == 2 ? .text("on") : .double(Double(i))
+            let unit: String? = i == 0 ? "C" : nil
+            return Reading(gatewayID: "gw", sensorID: "s\(i % 2)", metric: "m", topic: "t", timeMs: Int64(i), receivedAtMs: Int64(i) + 1,
+                           value: value, unit: unit, labels: labels)
+        }
+        return IncomingBatch(identity: BatchIdentity(gatewayID: "gw", epoch: epoch, sequence: sequence), readings: readings,
+                             digest: sequence, receivedAtMs: 0)
+    }
+
+    static func rows(_ path: String) throws -> [[SQLiteValue]] {
+        let db = try SQLiteDatabase(path: path, readOnly: true)
+        defer { db.close() }
+        return try db.withConnection { c throws(SQLiteError) in
+            try c.query("SELECT gateway_id, sensor_id, metric, time_ms, received_ms, value, value_text, value_type, unit, labels, topic, batch_epoch, batch_seq FROM readings ORDER BY batch_seq, time_ms")
+        }
+    }
+
+    /// A series' description is stored once; `readings` shows every reading with it, in the
+    /// columns queries always had.
+    @Test func descriptionsAreStoredOnceAndTheViewKeepsTheColumns() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let sink = try SQLiteSink(path: dir.file("sink.sqlite"))
+        for sequence in 1...3 { #expect(try await sink.write(Self.batch(UInt64(sequence), labels: ["room": "a"])) == .accepted) }
+        #expect(try await sink.write(Self.batch(3, labels: ["room": "a"])) == .duplicate)
+        await sink.close()
+        let rows = try Self.rows(dir.file("sink.sqlite"))
+        #expect(rows.count == 9)
+        #expect(rows[0] == [.text("gw"), .text("s0"), .text("m"), .integer(0), .integer(1), .real(0), .null, .text("number"), .text("C"),
+                            .text("{\"room\":\"a\"}"), .text("t"), .text("e"), .integer(1)])
+        #expect(rows[2][6] == .text("on") && rows[2][8] == .null)
+        let db = try SQLiteDatabase(path: dir.file("sink.sqlite"), readOnly: true)
+        defer { db.close() }
+        let (series, batches) = try db.withConnection { c throws(SQLiteError) in
+            (try c.scalar("SELECT count(*) FROM series")?.int64, try c.scalar("SELECT count(*) FROM batches")?.int64)
+        }
+        #expect(series == 3 && batches == 3, "three series (s0 with and without a unit, s1), three batches")
+    }
+
+    /// A file written by the version-1 sink keeps its rows: they move to `readings_v1`, and the
+    /// view shows old and new together.
+    @Test func aVersion1FileKeepsItsRows() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("sink.sqlite")
+        let old = try SQLiteDatabase(path: path)
+        try old.withConnection { c throws(SQLiteError) in
+            try c.execute("""
+                CREATE TABLE readings (gateway_id TEXT NOT NULL, sensor_id TEXT NOT NULL, metric TEXT NOT NULL, time_ms INTEGER NOT NULL,
+                    received_ms INTEGER NOT NULL, value REAL, value_int INTEGER, value_text TEXT, value_type TEXT NOT NULL, unit TEXT,
+                    labels TEXT, topic TEXT NOT NULL, batch_gateway_id TEXT NOT NULL, batch_epoch TEXT NOT NULL, batch_seq INTEGER NOT NULL);
+                CREATE TABLE batch_ledger (gateway_id TEXT NOT NULL, epoch TEXT NOT NULL, sequence INTEGER NOT NULL, digest INTEGER NOT NULL,
+                    reading_count INTEGER NOT NULL, written_ms INTEGER NOT NULL, PRIMARY KEY (gateway_id, epoch, sequence)) WITHOUT ROWID;
+                INSERT INTO readings VALUES ('gw', 's9', 'm', 5, 6, 1.5, NULL, NULL, 'number', NULL, NULL, 't', 'gw', 'old', 7);
+                INSERT INTO batch_ledger VALUES ('gw', 'old', 7, 42, 1, 0);
+                """)
+        }
+        old.close()
+        let sink = try SQLiteSink(path: path)
+        #expect(try await sink.write(IncomingBatch(identity: BatchIdentity(gatewayID: "gw", epoch: "old", sequence: 7), readings: [],
+                                                   digest: 42, receivedAtMs: 0)) == .duplicate, "the old ledger still answers")
+        #expect(try await sink.write(Self.batch(1)) == .accepted)
+        await sink.close()
+        let rows = try Self.rows(path)
+        #expect(rows.count == 4 && rows.contains { $0[1] == .text("s9") && $0[11] == .text("old") })
+        // Opened again: nothing moves twice.
+        let again = try SQLiteSink(path: path)
+        await again.close()
+        #expect(try Self.rows(path).count == 4)
+    }
+}
