@@ -11,6 +11,9 @@ public enum Verifier {
         public var missing = 0
         /// In the sink more often than in the manifest (extra copies).
         public var duplicates = 0
+        /// Of `duplicates`, copies of readings published without an event time: the one kind a
+        /// QoS 1 redelivery can store twice (README, Durability).
+        public var untimedDuplicates = 0
         /// In the sink for the manifest's sensors, but never published.
         public var unexpected = 0
         /// Malformed messages the manifest says the agent must quarantine, and how many of
@@ -32,7 +35,8 @@ public enum Verifier {
 
         public var description: String {
             let quarantine = quarantineFound.map { ", quarantined \($0) of \(quarantineExpected) malformed" } ?? ""
-            var text = "expected \(expected), found \(found), missing \(missing), duplicates \(duplicates), unexpected \(unexpected)\(quarantine): "
+            let untimed = untimedDuplicates > 0 ? " (\(untimedDuplicates) without an event time)" : ""
+            var text = "expected \(expected), found \(found), missing \(missing), duplicates \(duplicates)\(untimed), unexpected \(unexpected)\(quarantine): "
                 + (passed ? "OK" : "FAILED")
             for example in examples { text += "\n  " + example }
             return text
@@ -88,6 +92,7 @@ public enum Verifier {
                     if report.examples.count < 5 { report.examples.append("missing: " + key.replacingOccurrences(of: "\u{1F}", with: " ")) }
                 } else if have > count {
                     report.duplicates += have - count
+                    if key.contains("\u{1F}*\u{1F}") { report.untimedDuplicates += have - count }
                     if report.examples.count < 5 { report.examples.append("duplicate: " + key.replacingOccurrences(of: "\u{1F}", with: " ")) }
                 }
             }
