@@ -10,11 +10,11 @@ test:
 demo:
 	./scripts/demo.sh
 
-# Benchmarks on a release build: a table, and JSON under bench/results/ (see README, Performance).
+# Benchmarks on a release build: a table, and JSON under bench/results/ (see docs/performance.md).
 bench:
 	./scripts/bench.sh
 
-# libFuzzer on the aggregator's request decoding for FUZZ_SECONDS (60); see README, Fuzzing.
+# libFuzzer on the aggregator's request decoding for FUZZ_SECONDS (60); see docs/fuzzing.md.
 FUZZ_SECONDS ?= 60
 fuzz:
 	./scripts/fuzz.sh $(FUZZ_SECONDS)
