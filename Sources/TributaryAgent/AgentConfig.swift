@@ -80,6 +80,10 @@ public struct AgentConfig: Sendable {
         /// Messages handed from the MQTT thread to the committer, at most. When full the MQTT
         /// thread waits, so the broker holds further messages.
         public var queueCapacity = 10_000
+        /// `redelivery_window`: how many recent messages the redelivery filter remembers (about
+        /// 64 bytes each). Default 65,536: a broker that crashed replays what it delivered since
+        /// its last autosave, and the replay is recognised within this many messages.
+        public var redeliveryWindow = RedeliveryFilter.defaultCapacity
         /// Disk quota for the buffer file's live pages, in bytes; 0 means no quota (the disk is the limit).
         public var maxBytes: Int64 = 1 << 30
         /// What happens at the quota: `block` stops reading from the broker, which holds
@@ -215,6 +219,7 @@ extension AgentConfig {
             buffer.commitIntervalMs = try s.int("commit_interval_ms", range: 1...10_000) ?? buffer.commitIntervalMs
             buffer.commitMaxMessages = try s.int("commit_max_messages", range: 1...100_000) ?? buffer.commitMaxMessages
             buffer.queueCapacity = try s.int("queue_capacity", range: 1...1_000_000) ?? buffer.queueCapacity
+            buffer.redeliveryWindow = try s.int("redelivery_window", range: 256...16_777_216) ?? buffer.redeliveryWindow
             buffer.maxBytes = try s.bytes("max_bytes") ?? buffer.maxBytes
             if buffer.maxBytes != 0 && buffer.maxBytes < 65_536 {
                 throw s.error("max_bytes", "\(buffer.maxBytes) is too small for a buffer: use 0 (no quota) or at least 65536")

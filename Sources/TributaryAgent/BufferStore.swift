@@ -344,7 +344,7 @@ public final class BufferStore: Sendable {
                 var readings: [Reading] = []
                 var lastID: Int64 = 0
                 var oldestReceived = Int64.max
-                var expanded = 0, full = false
+                var cost = BatchCost(), full = false
                 try c.forEach("""
                     SELECT id, gateway_id, sensor_id, metric, topic, time_ms, received_ms,
                            value_type, value_real, value_int, value_text, unit, labels
@@ -357,9 +357,9 @@ public final class BufferStore: Sendable {
                         topic: row.string(4) ?? "", timeMs: row.int64(5), receivedAtMs: received,
                         value: Self.value(type: row.int64(7), real: row.double(8), int: row.int64(9), text: row.string(10)),
                         unit: row.string(11), labels: LabelsJSON.decode(row.string(12)))
-                    // Within what an aggregator takes of one batch as rows, however long the readings.
-                    expanded += ReadingLimits.expandedBytes(of: reading)
-                    if expanded > BatchLimits.agentMaxExpandedBytes && !readings.isEmpty {
+                    // Within what an aggregator takes of one batch (rows, and stored against
+                    // carried), however long or repetitive the readings.
+                    guard cost.add(reading, within: Self.batchLimits) else {
                         full = true
                         return
                     }
@@ -383,12 +383,24 @@ public final class BufferStore: Sendable {
         return count
     }
 
+    /// The bounds a sealed batch keeps: the aggregator's defaults, rows within a quarter of its
+    /// default (so an aggregator configured lower takes them too).
+    static let batchLimits: BatchLimits = {
+        var limits = BatchLimits()
+        limits.maxExpandedBytes = BatchLimits.agentMaxExpandedBytes
+        return limits
+    }()
+
     /// Makes `readings` the next batch of the current epoch, inside the caller's transaction:
     /// the next sequence, chained to the epoch's head, which moves to it.
     private func seal(_ c: SQLiteConnection, _ readings: [Reading], epoch: String, oldestReceivedMs: Int64, nowMs: Int64) throws(SQLiteError) {
         let sequence = try c.scalar("SELECT value FROM counters WHERE name = 'next_sequence'")?.int64 ?? 1
         let identity = BatchIdentity(gatewayID: gatewayID, epoch: epoch, sequence: UInt64(sequence))
-        var batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: nowMs)
+        // The batch's own sealed_at is its newest reading's receive time, not the clock: the same
+        // readings sealed again under the same identity (a buffer file put back to a copy taken
+        // before they were sealed) are then the same bytes, answered duplicate, not 409.
+        let sealedAt = readings.map(\.receivedAtMs).max() ?? nowMs
+        var batch = BatchCodec.encode(identity: identity, readings: readings, sealedAtMs: sealedAt)
         // The chain's head moves in this transaction, with the batch that becomes it.
         let head = try c.scalar("SELECT value FROM meta WHERE key = 'chain_head'")?.string
         batch.previousDigest = Data(head.flatMap(BatchChain.bytes(hex:)) ?? [])

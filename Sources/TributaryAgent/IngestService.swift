@@ -51,7 +51,7 @@ public final class IngestService: Service {
 
     /// What the committer thread keeps between groups (it alone touches it).
     private struct CommitterState {
-        var redeliveryFilter = RedeliveryFilter()
+        var redeliveryFilter: RedeliveryFilter
         var sparkplug: SparkplugHost
         var lastReserveCheckMs: Int64 = 0
         var abandonedOnShutdown = 0
@@ -145,7 +145,8 @@ public final class IngestService: Service {
 
     /// Runs on the committer thread until the queue is closed and empty.
     private func commitLoop(_ queue: IngestQueue<Received>, client: MQTTClient) {
-        var state = CommitterState(sparkplug: restoredSparkplugSessions())
+        var state = CommitterState(redeliveryFilter: RedeliveryFilter(capacity: config.buffer.redeliveryWindow),
+                                   sparkplug: restoredSparkplugSessions())
         while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, windowMs: config.buffer.commitIntervalMs) {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []

@@ -1,49 +1,47 @@
+import Crypto
+
 /// Recognises MQTT messages the agent has already stored.
 ///
 /// QoS 1 is at-least-once: when the broker restarts, it sends again what was in flight to the
-/// agent, and a publisher resends what the broker had not acknowledged. A message on the same
-/// topic with byte-identical payload that carries its own event time is the same reading
-/// again, so it is counted and not stored twice. Payloads without an event time (a plain
-/// `21.5`) can repeat legitimately and are never filtered.
+/// agent; a broker that crashed sends again everything it delivered since it last saved its
+/// state (every `autosave_interval`), which during a backlog's drain is tens of thousands of
+/// messages; and a publisher resends what the broker had not acknowledged. A message on the same
+/// topic with byte-identical payload that carries its own event time is the same reading again,
+/// so it is counted and not stored twice. Payloads without an event time (a plain `21.5`) can
+/// repeat legitimately and are never filtered.
 ///
-/// Redeliveries arrive right after a reconnect, so a window of the most recent messages is
-/// enough; it is bounded in count and in age (on the monotonic clock: `nowMs` is a
-/// `MonotonicClock` reading), and lives on the committer thread only.
+/// Redeliveries come soon after the original, so a window of recent messages is enough: the
+/// last `capacity` messages (65,536 by default, `buffer.redelivery_window`) seen in the last
+/// `maxAgeMs` (5 minutes), on the monotonic clock (`nowMs` is a `MonotonicClock` reading). Each
+/// is kept as 128 bits of SHA-256 over its topic and payload, about 64 bytes of memory a message:
+/// 4 MB for the default window. Lives on the committer thread only.
 struct RedeliveryFilter {
-    /// A message, hashed once on the way in: the dictionary then hashes only the 64-bit
-    /// digest (it would otherwise run SipHash over topic and payload on every lookup, insert
-    /// and eviction), while equality still compares the bytes, so a digest collision can never
-    /// make a new reading look like a redelivery.
+    /// 128 bits of SHA-256(topic, 0, payload): a collision, which would make a new reading look
+    /// like a redelivery, has odds of about 2^-128 per pair.
     private struct Key: Hashable {
-        let digest: UInt64
-        let topic: String
-        let payload: [UInt8]
+        let high: UInt64
+        let low: UInt64
 
         init(topic: String, payload: [UInt8]) {
-            self.topic = topic
-            self.payload = payload
-            var digest = WordHash()
-            var topic = topic
-            topic.withUTF8 { digest.add(UnsafeRawBufferPointer($0)) }
-            payload.withUnsafeBytes { digest.add($0) }
-            self.digest = digest.value
-        }
-
-        func hash(into hasher: inout Hasher) { hasher.combine(digest) }
-
-        static func == (a: Key, b: Key) -> Bool {
-            a.digest == b.digest && a.payload == b.payload && a.topic == b.topic
+            var hasher = SHA256()
+            hasher.update(data: Array(topic.utf8))
+            hasher.update(data: [0])
+            hasher.update(data: payload)
+            let digest = Array(hasher.finalize())
+            high = digest[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+            low = digest[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
         }
     }
 
+    static let defaultCapacity = 65_536
     let capacity: Int
     let maxAgeMs: Int64
     private var seen: [Key: Int64] = [:]
-    /// Insertion order, oldest first from `head`, for eviction.
-    private var order: [Key] = []
+    /// Insertion order with each insertion's time, oldest first from `head`, for eviction.
+    private var order: [(key: Key, atMs: Int64)] = []
     private var head = 0
 
-    init(capacity: Int = 8192, maxAgeMs: Int64 = 300_000) {
+    init(capacity: Int = RedeliveryFilter.defaultCapacity, maxAgeMs: Int64 = 300_000) {
         self.capacity = capacity
         self.maxAgeMs = maxAgeMs
     }
@@ -53,7 +51,7 @@ struct RedeliveryFilter {
         let key = Key(topic: topic, payload: payload)
         if let seenAt = seen[key], nowMs - seenAt <= maxAgeMs { return true }
         seen[key] = nowMs
-        order.append(key)
+        order.append((key, nowMs))
         evict(nowMs: nowMs)
         return false
     }
@@ -62,8 +60,9 @@ struct RedeliveryFilter {
         while head < order.count {
             let oldest = order[head]
             let tooMany = order.count - head > capacity
-            guard tooMany || nowMs - (seen[oldest] ?? nowMs) > maxAgeMs else { break }
-            seen[oldest] = nil
+            guard tooMany || nowMs - oldest.atMs > maxAgeMs else { break }
+            // Only if not seen again since (then a later entry in `order` stands for it).
+            if seen[oldest.key] == oldest.atMs { seen[oldest.key] = nil }
             head += 1
         }
         if head > 1024 && head * 2 > order.count {
@@ -73,34 +72,4 @@ struct RedeliveryFilter {
     }
 
     var count: Int { seen.count }
-}
-
-/// A 64-bit hash taking 8 bytes per multiply (Hasher takes `[UInt8]` a byte at a time, which
-/// the ingest profile showed). Each part ends with its length, so "a" + "bc" and "ab" + "c"
-/// differ. Plenty to spread keys over a dictionary whose equality check has the last word.
-/// Seeded per process, so collisions cannot be prepared in advance to slow the dictionary down.
-private struct WordHash {
-    private static let seed = UInt64.random(in: .min ... .max)
-    private(set) var value: UInt64 = seed
-
-    private mutating func mix(_ word: UInt64) {
-        value = (value ^ word) &* 0xFF51_AFD7_ED55_8CCD
-        value ^= value >> 32
-    }
-
-    mutating func add(_ bytes: UnsafeRawBufferPointer) {
-        var offset = 0
-        while offset + 8 <= bytes.count {
-            mix(bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-            offset += 8
-        }
-        var tail = UInt64(bytes.count) << 56
-        var shift: UInt64 = 0
-        while offset < bytes.count {
-            tail ^= UInt64(bytes[offset]) << shift
-            shift += 8
-            offset += 1
-        }
-        mix(tail)
-    }
 }

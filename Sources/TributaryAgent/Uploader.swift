@@ -18,6 +18,9 @@ public final class Uploader: Service {
     private let logger: Logger
     private let reserve: DiskReserve
     public static let agentVersion = "0.2.0"
+    /// The wall and monotonic clocks when this uploader was made, for retention's ages.
+    private let startedWallMs = WallClock.nowMs()
+    private let startedMonotonicMs = MonotonicClock.nowMs()
 
     public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, http: HTTPClient, logger: Logger) {
         self.config = config
@@ -47,7 +50,12 @@ public final class Uploader: Service {
     /// `buffer.retention_hours`, checked once a minute: what waited longer is deleted, counted
     /// as dropped, and said in the log (the aggregator's chain shows the gap too).
     private func expire(olderThanHours hours: Int) async {
-        let cutoff = WallClock.nowMs() - Int64(hours) * 3_600_000
+        // Readings keep the wall time they were received at, so age is measured on the wall
+        // clock, but never ahead of the monotonic time elapsed since start: a clock stepped
+        // forward (a gateway without a real-time clock meeting NTP) must not make fresh readings
+        // look old and delete them. A step back only keeps them longer.
+        let steady = startedWallMs + (MonotonicClock.nowMs() - startedMonotonicMs)
+        let cutoff = min(WallClock.nowMs(), steady) - Int64(hours) * 3_600_000
         do {
             let expired = try await blocking { [buffer] in try buffer.expire(receivedBeforeMs: cutoff) }
             guard expired.readings > 0 else { return }
@@ -177,6 +185,9 @@ public final class Uploader: Service {
                 ])
             case .identityTaken(let reason):
                 try await renewEpoch(after: batch, reason: reason)
+                // Backed off like a retry: an aggregator answering 409 to everything must not
+                // have the agent renew its epoch in a tight loop.
+                retryAfterMs = max(retryAfterMs ?? 0, 0)
             case .rejected(let reason):
                 stats.recordError(reason)
                 try await blocking { [buffer] in try buffer.setAside(batch.identity.sequence, reason: reason) }

@@ -179,7 +179,10 @@ public struct SQLiteBinder {
         case .null: rc = sqlite3_bind_null(statement, index)
         case .integer(let i): rc = sqlite3_bind_int64(statement, index, i)
         case .real(let d): rc = sqlite3_bind_double(statement, index, d)
-        case .text(let s): rc = tributary_sqlite3_bind_text_transient(statement, index, s, -1)
+        // With its byte count: text may hold U+0000 (JSON's "\u0000"), which a C string would end at.
+        case .text(var s): rc = s.withUTF8 { utf8 in
+            utf8.withMemoryRebound(to: CChar.self) { tributary_sqlite3_bind_text_transient(statement, index, $0.baseAddress, Int32(utf8.count)) }
+        }
         case .blob(let b):
             rc = b.withUnsafeBytes { tributary_sqlite3_bind_blob_transient(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count)) }
         }
@@ -208,7 +211,7 @@ public struct SQLiteRow {
         switch sqlite3_column_type(statement, index) {
         case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, index))
         case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, index))
-        case SQLITE_TEXT: return .text(String(cString: sqlite3_column_text(statement, index)))
+        case SQLITE_TEXT: return .text(text(index) ?? "")
         case SQLITE_BLOB:
             let count = Int(sqlite3_column_bytes(statement, index))
             guard count > 0, let pointer = sqlite3_column_blob(statement, index) else { return .blob([]) }
@@ -219,9 +222,13 @@ public struct SQLiteRow {
 
     public func int64(_ column: Int) -> Int64 { sqlite3_column_int64(statement, Int32(column)) }
     public func double(_ column: Int) -> Double { sqlite3_column_double(statement, Int32(column)) }
-    public func string(_ column: Int) -> String? {
-        guard let text = sqlite3_column_text(statement, Int32(column)) else { return nil }
-        return String(cString: text)
+    public func string(_ column: Int) -> String? { text(Int32(column)) }
+
+    /// By its byte count, so a U+0000 inside does not end it.
+    private func text(_ index: Int32) -> String? {
+        guard let text = sqlite3_column_text(statement, index) else { return nil }
+        let count = Int(sqlite3_column_bytes(statement, index))
+        return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
     }
     public func isNull(_ column: Int) -> Bool { sqlite3_column_type(statement, Int32(column)) == SQLITE_NULL }
 

@@ -171,24 +171,96 @@ public enum BatchCodec {
         return readings
     }
 
-    /// The bounds on what the batch becomes in a sink (see `BatchLimits`): `descriptions` is
-    /// each series' ids, topic, unit and labels in bytes, `readings` its readings.
+    /// The bounds on what the batch becomes in a sink (see `BatchLimits`): `series` is each
+    /// series' ids, topic, unit and labels in bytes with its number of readings.
     static func checkCost(series: [(descriptionBytes: Int, readings: Int)], textBytes: Int, readingCount: Int, strings: [String],
                           limits: BatchLimits) throws(BatchDecodingError) {
-        var expanded = textBytes, stored = textBytes + ReadingLimits.rowOverheadBytes * readingCount
+        var cost = BatchCost.Totals(carried: strings.reduce(0) { $0 + $1.utf8.count } + BatchCost.carriedPerReading * readingCount,
+                                    stored: textBytes + ReadingLimits.rowOverheadBytes * readingCount, expanded: textBytes)
         for s in series {
-            expanded += s.readings * (s.descriptionBytes + ReadingLimits.rowOverheadBytes)
-            stored += s.descriptionBytes
+            cost.expanded += s.readings * (s.descriptionBytes + ReadingLimits.rowOverheadBytes)
+            cost.stored += s.descriptionBytes
         }
-        guard expanded <= limits.maxExpandedBytes else {
-            throw .tooExpensive("its rows would take \(expanded) bytes in a sink; the limit is \(limits.maxExpandedBytes): send fewer readings per batch")
-        }
-        let carried = strings.reduce(0) { $0 + $1.utf8.count } + 16 * readingCount
-        let allowed = limits.storedFactor * carried + limits.storedSlackBytes
-        guard stored <= allowed else {
-            throw .tooExpensive("it would take \(stored) bytes to store, more than \(limits.storedFactor) times the \(carried) it carries")
+        if let problem = cost.problem(limits) { throw .tooExpensive(problem) }
+    }
+}
+
+/// What a batch costs a sink against what it carries (the bounds of `BatchLimits`), added up a
+/// reading at a time as the agent fills a batch: it stops before a bound would break, so the
+/// aggregator, which adds up the same figures from the decoded batch, never refuses one.
+public struct BatchCost: Sendable {
+    /// What a reading's times and value take on the wire, at least, in the "carried" figure.
+    public static let carriedPerReading = 16
+
+    public struct Totals: Sendable, Equatable {
+        /// The batch's distinct strings and 16 bytes a reading.
+        public var carried: Int
+        /// As the SQLite sink stores it: each series' description once, a row per reading.
+        public var stored: Int
+        /// As rows with their whole description (ClickHouse's insert).
+        public var expanded: Int
+
+        /// Which bound it breaks, in words, or nil.
+        public func problem(_ limits: BatchLimits) -> String? {
+            if expanded > limits.maxExpandedBytes {
+                return "its rows would take \(expanded) bytes in a sink; the limit is \(limits.maxExpandedBytes): send fewer readings per batch"
+            }
+            if stored > limits.storedFactor * carried + limits.storedSlackBytes {
+                return "it would take \(stored) bytes to store, more than \(limits.storedFactor) times the \(carried) it carries"
+            }
+            return nil
         }
     }
+
+    /// A series as the encoder groups readings: ids, topic, unit, labels and the value's kind.
+    private struct SeriesKey: Hashable {
+        let gateway: String, sensor: String, metric: String, topic: String, unit: String
+        let labels: [String: String]
+        let kind: Int
+    }
+
+    public private(set) var totals = Totals(carried: 0, stored: 0, expanded: 0)
+    private var strings: Set<String> = [""]
+    private var series: Set<SeriesKey> = []
+
+    public init() {}
+
+    /// Adds `reading` unless the batch would then break a bound of `limits`: false, and the
+    /// totals stay as they were. (An empty batch takes its first reading whatever it costs:
+    /// the aggregator's bounds are far above one reading's.)
+    @discardableResult
+    public mutating func add(_ reading: Reading, within limits: BatchLimits? = nil) -> Bool {
+        let kind: Int, text: String?
+        switch reading.value {
+        case .double: (kind, text) = (0, nil)
+        case .integer: (kind, text) = (1, nil)
+        case .boolean: (kind, text) = (2, nil)
+        case .text(let t): (kind, text) = (3, t)
+        }
+        let unit = reading.unit ?? ""
+        var description = reading.gatewayID.utf8.count + reading.sensorID.utf8.count + reading.metric.utf8.count
+            + reading.topic.utf8.count + unit.utf8.count
+        for (key, value) in reading.labels { description += key.utf8.count + value.utf8.count + 6 }
+        let textBytes = text?.utf8.count ?? 0
+        let readingStrings = [reading.gatewayID, reading.sensorID, reading.metric, reading.topic, unit]
+            + Array(reading.labels.keys) + Array(reading.labels.values) + (text.map { [$0] } ?? [])
+        let newStrings = Set(readingStrings.filter { !strings.contains($0) })
+        let key = SeriesKey(gateway: reading.gatewayID, sensor: reading.sensorID, metric: reading.metric, topic: reading.topic,
+                            unit: unit, labels: reading.labels, kind: kind)
+        let newSeries = !series.contains(key)
+        var next = totals
+        next.carried += Self.carriedPerReading + newStrings.reduce(0) { $0 + $1.utf8.count }
+        next.stored += ReadingLimits.rowOverheadBytes + textBytes + (newSeries ? description : 0)
+        next.expanded += description + ReadingLimits.rowOverheadBytes + textBytes
+        if let limits, count > 0, next.problem(limits) != nil { return false }
+        totals = next
+        strings.formUnion(newStrings)
+        if newSeries { series.insert(key) }
+        count += 1
+        return true
+    }
+
+    public private(set) var count = 0
 }
 
 /// Short decimals as scaled integers, delta-coded (`Series.decimal_deltas`): 21.53 is 2153 at

@@ -32,4 +32,29 @@ struct ClockStepTests {
         #expect(report.passed, "\(report)")
         await harness.stop(agent, aggregator)
     }
+
+    /// The review stepped the clock 2 h forward with the aggregator down and
+    /// `retention_hours: 1`: retention, whose timer was monotonic but whose cutoff was not,
+    /// deleted 950 of 1,000 fresh readings (counted as dropped). Retention now never counts more
+    /// time than has passed on the monotonic clock.
+    @Test("the gateway clock stepped two hours forward: retention deletes nothing fresh")
+    func retentionIgnoresAForwardStep() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-retain", aggregatorSettings: FaultTests.fast,
+                                               bufferSettings: ["retention_hours: 1"])
+        defer { harness.dir.remove() }
+        let offsetFile = harness.dir.file("clock-offset")
+        try "0".write(toFile: offsetFile, atomically: true, encoding: .utf8)
+        let agent = try await harness.startAgent(environment: [WallClockFault.environmentVariable: offsetFile])
+        let manifest = try await harness.publish(200, rate: 200).value
+        let buffer = harness.dir.file("agent/buffer.sqlite")
+        try await eventually("the agent took every reading") { try FaultTests.counter("ingested_total", in: buffer) >= Int64(manifest.entries.count) }
+        try "7200".write(toFile: offsetFile, atomically: true, encoding: .utf8)
+        // Retention runs once a minute: this wait lets it run after the step.
+        try await Task.sleep(for: .seconds(65))
+        #expect(try FaultTests.counter("dropped_total", in: buffer) == 0)
+        let aggregator = try await harness.startAggregator()
+        let report = try await harness.verifyWhenComplete(manifest)
+        #expect(report.passed, "\(report)")
+        await harness.stop(agent, aggregator)
+    }
 }

@@ -47,6 +47,51 @@ struct BufferStoreTests {
         reopened.close()
     }
 
+    /// The review sealed 5,000 readings of one repeated 1,000-byte text into batches the
+    /// aggregator refused (stored far more than carried) and set aside, good readings and all.
+    @Test func batchesStayWithinWhatTheAggregatorTakes() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let buffer = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw")
+        let text = String(repeating: "x", count: 1000)
+        let readings: [Reading] = (0..<5000).map { (i: Int) -> Reading in
+            let value: ReadingValue = i % 5 == 0 ? .double(Double(i)) : .text(text)
+            let labels: [String: String] = i % 7 == 0 ? ["k": String(repeating: "v", count: 400)] : [:]
+            return Reading(gatewayID: "gw", sensorID: "s\(i % 3)", metric: "blob", topic: "t", timeMs: Int64(i), receivedAtMs: Int64(i),
+                           value: value, labels: labels)
+        }
+        try buffer.append(readings, quarantined: [])
+        #expect(try buffer.sealDueBatches(maxReadings: 5000, maxAgeMs: 0) > 1, "split into several batches")
+        let batches = try buffer.claimBatches(limit: 100, forSending: false)
+        var total = 0
+        for batch in batches {
+            let decoded = try BatchCodec.decode(try Tributary_V1_Batch(serializedBytes: batch.payload))
+            total += decoded.count
+        }
+        #expect(total == 5000)
+    }
+
+    /// A buffer file put back to a copy taken while readings were unsealed seals them again
+    /// under the same identity: the same bytes (the aggregator answers duplicate, not 409 and
+    /// a second copy under a new epoch).
+    @Test func sealingTheSameReadingsAgainGivesTheSameBytes() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let original = try BufferStore(path: dir.file("a.sqlite"), gatewayID: "gw")
+        try original.append(Self.readings(30), quarantined: [])
+        original.close()
+        try FileManager.default.copyItem(atPath: dir.file("a.sqlite"), toPath: dir.file("b.sqlite"))
+        var payloads: [[UInt8]] = []
+        for name in ["a.sqlite", "b.sqlite"] {
+            let buffer = try BufferStore(path: dir.file(name), gatewayID: "gw")
+            _ = try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 0)
+            payloads.append(try #require(try buffer.oldestSealedBatch()).payload)
+            buffer.close()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(payloads[0] == payloads[1])
+    }
+
     @Test func sealedBatchesAreFixedAndSurviveReopening() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

@@ -39,4 +39,26 @@ struct RedeliveryFilterTests {
         let r7 = filter.isRedelivery(topic: "t4", payload: payload, nowMs: 5000)
         #expect(!r7, "too old to be a redelivery")
     }
+
+    /// A broker that crashed replays, oldest first, everything it delivered since its last
+    /// autosave: 40,000 messages in the review's drain, which an 8,192-message window forgot
+    /// before the replay reached them (77,765 readings stored twice).
+    @Test func aCrashedBrokersReplayOfFortyThousandMessagesIsRecognised() {
+        var filter = RedeliveryFilter()
+        let messages = (0..<40_000).map { i in ("sensors/gw/s\(i % 25)", Array("{\"ts\":\(1_790_000_000_000 + i),\"t\":\(i % 300)}".utf8)) }
+        var firstTimes = 0, recognised = 0
+        for (topic, payload) in messages where !filter.isRedelivery(topic: topic, payload: payload, nowMs: 1000) { firstTimes += 1 }
+        for (topic, payload) in messages where filter.isRedelivery(topic: topic, payload: payload, nowMs: 2000) { recognised += 1 }
+        #expect(firstTimes == 40_000 && recognised == 40_000)
+    }
+
+    @Test func aMessageSeenAgainAfterItsWindowStaysRemembered() {
+        var filter = RedeliveryFilter(capacity: 10, maxAgeMs: 100)
+        _ = filter.isRedelivery(topic: "t", payload: payload, nowMs: 0)
+        let late = filter.isRedelivery(topic: "t", payload: payload, nowMs: 500)
+        #expect(!late, "too old: a new reading")
+        for i in 0..<5 { _ = filter.isRedelivery(topic: "u\(i)", payload: payload, nowMs: 510) }
+        let again = filter.isRedelivery(topic: "t", payload: payload, nowMs: 520)
+        #expect(again, "the old entry's eviction did not take the new one")
+    }
 }

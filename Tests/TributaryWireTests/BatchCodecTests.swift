@@ -84,6 +84,23 @@ struct BatchCodecTests {
         }
     }
 
+    /// The agent's running cost (BatchCost) and the aggregator's, from the decoded batch,
+    /// agree: a batch the agent fills within the bounds is one the aggregator takes.
+    @Test(arguments: [1, 7, 200, 3000])
+    func theAgentsCostIsTheAggregatorsCost(_ count: Int) throws {
+        var cost = BatchCost()
+        let readings = Self.readings(count)
+        for r in readings { cost.add(r) }
+        var limits = BatchLimits()
+        limits.storedFactor = 0
+        limits.storedSlackBytes = cost.totals.stored - 1
+        let batch = BatchCodec.encode(identity: .init(gatewayID: "gw", epoch: "e", sequence: 1), readings: readings, sealedAtMs: 0)
+        #expect(throws: BatchDecodingError.self, "one byte under what the agent counted is refused") { try BatchCodec.decode(batch, limits: limits) }
+        limits.storedSlackBytes = cost.totals.stored
+        limits.maxExpandedBytes = cost.totals.expanded
+        #expect(try BatchCodec.decode(batch, limits: limits).count == count, "exactly what the agent counted is taken")
+    }
+
     @Test func anEpochOrGatewayPastItsBoundIsRefused() throws {
         for identity in [BatchIdentity(gatewayID: "gw", epoch: String(repeating: "e", count: 65), sequence: 1),
                          BatchIdentity(gatewayID: String(repeating: "g", count: 129), epoch: "e", sequence: 1)] {
