@@ -178,10 +178,10 @@ public final class Aggregator: Sendable {
                 result = refused
             } else if declared > config.limits.maxBodyBytes {
                 result = ingestor.refusal(413, reason: "body of \(declared) bytes exceeds \(config.limits.maxBodyBytes)")
-            } else if !connectionLimits.admit(from: address) {
-                result = ingestor.busy(reason: "too many requests in flight from \(address) (limits.max_in_flight_per_address)")
+            } else if !connectionLimits.admit(from: address, bytes: declared) {
+                result = ingestor.busy(reason: "too much in flight from \(address) (limits.max_in_flight_per_address, max_in_flight_bytes_per_address)")
             } else {
-                defer { connectionLimits.finish(from: address) }
+                defer { connectionLimits.finish(from: address, bytes: declared) }
                 result = await ingestor.admitted(declaredBytes: declared) {
                     var request = request
                     let body: ByteBuffer

@@ -87,6 +87,9 @@ public struct AggregatorConfig: Sendable {
         /// Bytes (compressed bodies) being written at once; past it, 429. Default 64 MiB.
         public var maxInFlightBytes = 64 << 20
         public var batch = BatchLimits()
+        /// Gateways the fleet registry holds at most; a request from a new one past it is 503
+        /// (retried by its agent until an operator raises it). Default 20,000.
+        public var maxGateways = 20_000
         /// Connections, requests per address, and how slow a request may arrive.
         public var connections = ConnectionLimits.Settings()
         public init() {}
@@ -208,10 +211,13 @@ public struct AggregatorConfig: Sendable {
             config.limits.maxInFlightBytes = try s.int("max_in_flight_bytes", range: 1024...(1 << 34)) ?? config.limits.maxInFlightBytes
             config.limits.batch.maxReadings = try s.int("max_readings_per_batch", range: 1...10_000_000) ?? config.limits.batch.maxReadings
             config.limits.batch.maxStringBytes = try s.int("max_string_bytes", range: 16...(1 << 20)) ?? config.limits.batch.maxStringBytes
+            config.limits.maxGateways = try s.int("max_gateways", range: 1...10_000_000) ?? config.limits.maxGateways
             var c = config.limits.connections
             c.maxConnections = try s.int("max_connections", range: 16...1_000_000) ?? c.maxConnections
             c.maxConnectionsPerAddress = try s.int("max_connections_per_address", range: 1...1_000_000) ?? c.maxConnectionsPerAddress
             c.maxInFlightPerAddress = try s.int("max_in_flight_per_address", range: 1...100_000) ?? c.maxInFlightPerAddress
+            c.maxInFlightBytesPerAddress = try s.int("max_in_flight_bytes_per_address", range: 1024...(1 << 34))
+                ?? max(config.limits.maxInFlightBytes / 4, 1024)
             if let seconds = try s.int("header_timeout_seconds", range: 1...3600) { c.headerTimeout = .seconds(Int64(seconds)) }
             if let seconds = try s.int("body_timeout_seconds", range: 1...3600) { c.bodyTimeout = .seconds(Int64(seconds)) }
             c.minBodyBytesPerSecond = try s.int("min_body_bytes_per_second", range: 1...(1 << 30)) ?? c.minBodyBytesPerSecond

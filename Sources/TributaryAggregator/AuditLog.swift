@@ -50,9 +50,12 @@ public final class AuditLog: Sendable {
             self.claimed = claimed
         }
 
-        /// What makes two refusals the same: everything but the batch and the time.
+        /// What makes two refusals the same: who (the peer, and the actor it proved), what kind
+        /// of request, and the answer. Not the path, the reason or the gateway claimed, which a
+        /// client chooses: each new one would be a new line (20,000 distinct paths wrote 20,000).
+        /// The first line keeps them; the count says how many more came.
         var repeatKey: String {
-            [kind, actor, action, String(httpStatus), outcome, reason ?? "", peer ?? "", claimed ?? ""].joined(separator: "\u{1F}")
+            [kind, actor, String(httpStatus), outcome, peer ?? ""].joined(separator: "\u{1F}")
         }
     }
 
@@ -101,6 +104,11 @@ public final class AuditLog: Sendable {
             throw AggregatorStartError(message: "audit.dir: cannot create \(directory): \(error.localizedDescription)")
         }
         guard access(directory, W_OK) == 0 else { throw AggregatorStartError(message: "audit.dir: \(directory) is not writable") }
+        var info = stat()
+        if stat(directory, &info) == 0, info.st_mode & 0o007 != 0 {
+            logger.warning("audit.dir is open to other users: they can list the day files, and plant one if they can write there; chmod 700 it",
+                           metadata: ["dir": "\(directory)", "mode": "\(String(info.st_mode & 0o777, radix: 8))"])
+        }
         let size = dayFileBytes()
         state.withLock { $0.bytes = size }
     }
@@ -137,7 +145,22 @@ public final class AuditLog: Sendable {
                 if s.repeats.count < Self.maxRepeatKeys {
                     s.repeats[key] = Repeats(event: event, windowEndMs: atMs + repeatWindowMs)
                     s.nextWindowEndMs = min(s.nextWindowEndMs, atMs + repeatWindowMs)
+                    return false
                 }
+                // Too many addresses at once: the rest are counted together, by kind and answer.
+                var overflow = event
+                overflow.peer = "(\(Self.maxRepeatKeys)+ addresses)"
+                overflow.actor = "various"
+                let overflowKey = overflow.repeatKey
+                if var seen = s.repeats[overflowKey] {
+                    if seen.count == 0 { seen.firstMs = atMs }
+                    seen.count += 1
+                    seen.lastMs = atMs
+                    s.repeats[overflowKey] = seen
+                    return true
+                }
+                s.repeats[overflowKey] = Repeats(event: overflow, windowEndMs: atMs + repeatWindowMs)
+                s.nextWindowEndMs = min(s.nextWindowEndMs, atMs + repeatWindowMs)
                 return false
             }
             if counted { return }
@@ -212,6 +235,7 @@ public final class AuditLog: Sendable {
             let failure = errno
             if written > 0 { s.bytes += Int64(written) }
             if written != line.count {
+                s.unwritten += 1
                 if written > 0 { s.partialLine = true }
                 if !s.failing {
                     logger.error("cannot write the audit log", metadata: ["file": "\(path(day: day))", "error": "\(String(cString: strerror(failure)))"])
@@ -233,7 +257,20 @@ public final class AuditLog: Sendable {
     /// Never through a symbolic link: one planted in the directory would have the audit lines
     /// written over another file.
     private func openDayFile(_ day: String) -> Int32 {
-        open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(path(day: day), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return fd }
+        // A file someone else made there first (audit.dir in a shared directory) is not ours to
+        // write: they could read or change what we add. One of ours open to others is closed up.
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_uid == geteuid() else {
+            close(fd)
+            logger.error("an audit file belongs to another user; not writing to it", metadata: [
+                "file": "\(path(day: day))", "owner_uid": "\(info.st_uid)"])
+            errno = EPERM
+            return -1
+        }
+        if info.st_mode & 0o077 != 0 { fchmod(fd, 0o600) }
+        return fd
     }
 
     private func dayFileBytes() -> Int64 {

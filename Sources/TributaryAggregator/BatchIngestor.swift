@@ -33,6 +33,8 @@ public final class BatchIngestor: Sendable {
     private let decodeGate: DecodeGate
     private let logger: Logger
     private let inFlight: Mutex<InFlight>
+    /// Refusals are logged a line per kind every 10 s (the audit log has each one).
+    private let logThrottle = LogThrottle()
     public let metrics: AggregatorMetrics
 
     public init(sink: any Sink, registry: FleetRegistry, limits: AggregatorConfig.Limits, metrics: AggregatorMetrics = .init(), logger: Logger) {
@@ -90,7 +92,9 @@ public final class BatchIngestor: Sendable {
         inFlight.withLock { f in
             f.stats.inFlightBatches -= 1
             f.stats.inFlightBytes -= size
-            f.averageWriteMs = f.averageWriteMs * 0.9 + ms * 0.1
+            // A body cut off for arriving too slowly says nothing of how long the sink takes:
+            // it would only push the Retry-After everyone is told toward its 60 s cap.
+            if response.httpStatus != 408 { f.averageWriteMs = f.averageWriteMs * 0.9 + ms * 0.1 }
         }
         return response
     }
@@ -129,10 +133,23 @@ public final class BatchIngestor: Sendable {
             }
         } catch {
             metrics.count(.rejected)
-            logger.warning("request refused", metadata: ["status": "\(error.status)", "reason": "\(error.reason)"])
+            if let held = logThrottle.admit("request \(error.status)") {
+                logger.warning("request refused", metadata: ["status": "\(error.status)", "reason": "\(error.reason)",
+                                                             "similar_held_back": "\(held)"])
+            }
             return reply(error.status, .rejected, reason: error.reason, receivedAtMs: receivedAtMs)
         }
         let status = request.status
+        guard registry.admits(status.gatewayID, max: limits.maxGateways) else {
+            metrics.count(.refused)
+            if let held = logThrottle.admit("registry full") {
+                logger.error("a new gateway is refused: the fleet registry is full (limits.max_gateways)", metadata: [
+                    "gateway": "\(Printable.clean(status.gatewayID, maxLength: 128))", "max_gateways": "\(limits.maxGateways)",
+                    "similar_held_back": "\(held)"])
+            }
+            return reply(503, .retry, reason: "this aggregator holds \(limits.maxGateways) gateways (limits.max_gateways); a new one is taken when an operator raises it",
+                         retryAfterMs: 60_000, receivedAtMs: receivedAtMs)
+        }
         guard request.hasBatch else {
             do {
                 try await registry.record(status, event: .heartbeat, receivedAtMs: receivedAtMs)
@@ -157,8 +174,10 @@ public final class BatchIngestor: Sendable {
             metrics.count(.rejected)
             // The identity is what the client sent: echoed and kept only within its bounds.
             let shown = identity.isWithinBounds ? identity : nil
-            logger.warning("batch refused", metadata: ["gateway": "\(status.gatewayID)", "batch": "\(Printable.clean("\(identity)", maxLength: 256))",
-                                                       "status": "\(error.status)", "reason": "\(error.reason)"])
+            if let held = logThrottle.admit("batch \(error.status)") {
+                logger.warning("batch refused", metadata: ["gateway": "\(status.gatewayID)", "batch": "\(Printable.clean("\(identity)", maxLength: 256))",
+                                                           "status": "\(error.status)", "reason": "\(error.reason)", "similar_held_back": "\(held)"])
+            }
             await recordStatus(status, .rejected(shown, reason: error.reason), receivedAtMs: receivedAtMs)
             return reply(error.status, .rejected, identity: shown, reason: error.reason, receivedAtMs: receivedAtMs)
         }
@@ -185,7 +204,10 @@ public final class BatchIngestor: Sendable {
                 return f.stats.consecutiveSinkFailures
             }
             metrics.count(.refused)
-            logger.error("sink write failed", metadata: ["batch": "\(identity)", "sink": "\(sink)", "error": "\(error)"])
+            if let held = logThrottle.admit("sink") {
+                logger.error("sink write failed", metadata: ["batch": "\(identity)", "sink": "\(sink)", "error": "\(error)",
+                                                             "similar_held_back": "\(held)"])
+            }
             await recordStatus(status, .refused(identity, readings: readings.count, reason: "sink unavailable: \(error)"),
                                receivedAtMs: receivedAtMs)
             return reply(503, .retry, identity: identity, reason: "sink unavailable: \(error)",

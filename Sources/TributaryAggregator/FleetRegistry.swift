@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SwiftProtobuf
 import TributaryCore
 import TributarySQLite
@@ -12,14 +13,29 @@ public final class FleetRegistry: Sendable {
     public static let eventsPerGateway = 100
 
     private let db: SQLiteDatabase
+    /// The gateways it holds: a new one is taken only within `limits.max_gateways`.
+    private let known: Mutex<Set<String>>
 
     public init(path: String) throws(SQLiteError) {
         db = try SQLiteDatabase(path: path)
-        try db.withConnection { c throws(SQLiteError) in
+        let ids = try db.withConnection { c throws(SQLiteError) -> Set<String> in
             try c.execute("PRAGMA journal_mode = WAL")
             try Self.migrate(c)
+            var ids: Set<String> = []
+            try c.forEach("SELECT gateway_id FROM gateways") { row in if let id = row.string(0) { ids.insert(id) } }
+            return ids
         }
+        known = Mutex(ids)
     }
+
+    /// Whether a request from `gatewayID` may be recorded: a gateway it holds, or a new one
+    /// while it holds fewer than `max`. Without gateway tokens any client can name any id, and
+    /// each new one grows the registry, the fleet view and `/metrics` for good.
+    public func admits(_ gatewayID: String, max: Int) -> Bool {
+        known.withLock { $0.contains(gatewayID) || $0.count < max }
+    }
+
+    public var gatewayCount: Int { known.withLock { $0.count } }
 
     /// Version 1 had only `gateways`; version 2 adds the round trip, the last batch time and
     /// the history; version 3 the hash chains. `PRAGMA user_version` records which one the file has.
@@ -109,6 +125,7 @@ public final class FleetRegistry: Sendable {
         }
         let entry = Self.historyEntry(event, atMs: receivedAtMs)
         let prune = Self.eventsPerGateway
+        known.withLock { _ = $0.insert(status.gatewayID) }
         try await db.perform { c in
             try c.transaction { () throws(SQLiteError) in
                 _ = try c.run("""

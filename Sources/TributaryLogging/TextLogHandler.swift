@@ -34,9 +34,17 @@ public struct TextLogHandler: LogHandler {
 
     public static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, source: String,
                             timestamp: String) -> String {
-        let pairs = metadata.keys.sorted().map { "\(Printable.escaped($0))=\(Printable.escaped("\(metadata[$0]!)"))" }
+        let pairs = metadata.keys.sorted().map { "\(Printable.escaped($0))=\(value("\(metadata[$0]!)"))" }
         let fields = pairs.isEmpty ? "" : " " + pairs.joined(separator: " ")
         return "\(timestamp) \(level) \(label):\(fields) [\(source)] \(Printable.escaped(message))\n"
+    }
+
+    /// A metadata value, escaped, and quoted when it holds a space, `=` or `"`: an epoch of
+    /// `e status=200 reason=accepted` must stay one value, not become fields a log parser reads.
+    static func value(_ text: String) -> String {
+        let escaped = Printable.escaped(text)
+        guard escaped.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" }) else { return escaped }
+        return "\"" + escaped.replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
     /// Local time with its offset, as `StreamLogHandler` writes it.

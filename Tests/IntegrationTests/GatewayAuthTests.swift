@@ -68,11 +68,13 @@ struct GatewayAuthTests {
             let lines = try Self.auditLines(harness)
             let text = lines.joined(separator: "\n")
             func count(_ fragments: String...) -> Int { lines.filter { line in fragments.allSatisfy { line.contains($0) } }.count }
-            #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401", "only with the gateway's token") == 1)
-            // The unknown token, the old one after the rotation, and the new one while it was not read
-            // yet: the same refusal from the same address, so one line now and a count of the
-            // repeats when its minute is over (HostileNeighbourTests checks the counting).
-            #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401", "not one this aggregator knows", "\"peer\":\"127.0.0.1\"") == 1)
+            // The first refusal (no token) is written; the unknown token, the old one after the
+            // rotation and the new one while it was not read yet are the same refusal (an
+            // unauthenticated 401) from the same address, whatever the reason's words, so they
+            // are a count of repeats when its minute is over (HostileNeighbourTests checks the
+            // counting): a client cannot grow the log by varying what it gets wrong.
+            #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401", "only with the gateway's token", "\"peer\":\"127.0.0.1\"") == 1)
+            #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401") == 1)
             #expect(count("\"actor\":\"gateway:gw-other\"", "\"http\":403") == 1)
             #expect(count("\"actor\":\"gateway:gw-auth\"", "\"http\":422", "\"outcome\":\"rejected\"") == 1)
             #expect(count("\"actor\":\"gateway:gw-auth\"", "\"outcome\":\"accepted\"", "\"batch\":\"gw-auth/raw/") == 2)

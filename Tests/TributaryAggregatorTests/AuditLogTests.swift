@@ -126,4 +126,42 @@ struct AuditLogTests {
         audit.record(.init(kind: "batch", actor: "gateway:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "accepted"), atMs: Self.day0)
         #expect(try String(contentsOfFile: dir.file("victim"), encoding: .utf8) == "precious\n")
     }
+
+    /// A day file someone else made first in a shared audit.dir is not written to (they could
+    /// read or change it); one of ours open to others is closed up.
+    @Test(.enabled(if: getuid() == 0, "needs root to make a file of another user"))
+    func aDayFileOfAnotherUserIsNotWritten() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 180, logger: Logger(label: "test"))
+        let planted = dir.file("audit/audit-2026-01-01.jsonl")
+        try "".write(toFile: planted, atomically: false, encoding: .utf8)
+        chmod(planted, 0o666)
+        chown(planted, 65534, 65534)
+        audit.record(.init(kind: "batch", actor: "gateway:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "accepted"), atMs: Self.day0)
+        #expect(try String(contentsOfFile: planted, encoding: .utf8).isEmpty && audit.unwrittenEvents == 1)
+        let loose = dir.file("audit/audit-2026-01-02.jsonl")
+        try "".write(toFile: loose, atomically: false, encoding: .utf8)
+        chmod(loose, 0o644)
+        audit.record(.init(kind: "batch", actor: "gateway:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "accepted"),
+                     atMs: Self.day0 + 86_400_000)
+        var info = stat()
+        #expect(stat(loose, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        #expect(try Self.lines(loose).count == 1)
+    }
+
+    /// Distinct paths, reasons or claimed gateways from one address are one kind of refusal:
+    /// 20,000 GETs of /v1/gateways/ID without a token wrote 20,006 lines.
+    @Test func refusalsDifferingOnlyInWhatTheClientChoseAreCountedTogether() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 180, logger: Logger(label: "test"))
+        for i in 0..<500 {
+            audit.record(.init(kind: "operator", actor: "unauthenticated", action: "GET /v1/gateways/gw-\(i)", httpStatus: 401, outcome: "refused",
+                               reason: "no operator token", peer: "10.0.0.9", claimed: "gw-\(i)"), atMs: Self.day0 + Int64(i))
+        }
+        audit.flush(atMs: Self.day0 + 1000)
+        let lines = try Self.lines(dir.file("audit/audit-2026-01-01.jsonl"))
+        #expect(lines.count == 2 && lines[1]["repeats"] == .integer(499), "\(lines)")
+    }
 }

@@ -51,6 +51,13 @@ struct LogEscapingTests {
         #expect(line.contains(" warning t: batch=") && line.contains("] batch e\\u{1B}"))
     }
 
+    /// An epoch of `e status=200 reason=accepted` read as two more fields to a key=value parser.
+    @Test func aValueWithSpacesOrEqualsSignsIsQuoted() {
+        let line = TextLogHandler.line(level: .warning, label: "t", message: "batch refused",
+                                       metadata: ["batch": "gw/e status=200 \"x\"/1", "status": "400"], source: "s", timestamp: "T")
+        #expect(line == "T warning t: batch=\"gw/e status=200 \\\"x\\\"/1\" status=400 [s] batch refused\n", "\(line)")
+    }
+
     @Test func theJSONFormatEscapesThemToo() throws {
         let line = JSONLogHandler.line(level: .warning, label: "t", message: Self.hostile, metadata: ["batch": "\(Self.hostile)"], date: Date())
         #expect(line.split(separator: "\n").count == 1)

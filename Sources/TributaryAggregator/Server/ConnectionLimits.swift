@@ -15,6 +15,9 @@ public final class ConnectionLimits: Sendable {
         public var maxConnectionsPerAddress = 256
         /// Requests from one address admitted toward the sink at once; past it, 429. Default 16.
         public var maxInFlightPerAddress = 16
+        /// Request bytes (declared lengths) from one address admitted at once, a quarter of
+        /// `max_in_flight_bytes` by default; one request is always admitted, however large.
+        public var maxInFlightBytesPerAddress = 16 << 20
         /// A request's head (request line and headers) must arrive whole this long after its
         /// first byte. Default 10 s.
         public var headerTimeout: TimeAmount = .seconds(10)
@@ -46,7 +49,7 @@ public final class ConnectionLimits: Sendable {
     private let logger: Logger
     private struct State {
         var connections: [String: Int] = [:]
-        var inFlight: [String: Int] = [:]
+        var inFlight: [String: (requests: Int, bytes: Int)] = [:]
         var total = 0
         var counts = Counts()
         /// When each address was last logged for each kind of refusal (a flood is one line a minute).
@@ -94,26 +97,30 @@ public final class ConnectionLimits: Sendable {
         }
     }
 
-    /// Admits one more request from `address` toward the sink, or says why not.
-    func admit(from address: String) -> Bool {
-        let admitted = state.withLock { s in
-            guard s.inFlight[address, default: 0] < settings.maxInFlightPerAddress else {
+    /// Admits one more request of `bytes` (its declared length) from `address` toward the
+    /// sink, or says why not.
+    func admit(from address: String, bytes: Int) -> Bool {
+        let refusal: String? = state.withLock { s in
+            let now = s.inFlight[address] ?? (0, 0)
+            if now.requests >= settings.maxInFlightPerAddress {
                 s.counts.addressBusyRefusals += 1
-                return false
+                return "\(address) has \(settings.maxInFlightPerAddress) requests in flight (limits.max_in_flight_per_address)"
             }
-            s.inFlight[address, default: 0] += 1
-            return true
+            if now.requests > 0 && now.bytes + bytes > settings.maxInFlightBytesPerAddress {
+                s.counts.addressBusyRefusals += 1
+                return "\(address) has \(now.bytes) bytes in flight (limits.max_in_flight_bytes_per_address)"
+            }
+            s.inFlight[address] = (now.requests + 1, now.bytes + bytes)
+            return nil
         }
-        if !admitted {
-            note("request refused (429)", "\(address) has \(settings.maxInFlightPerAddress) requests in flight (limits.max_in_flight_per_address)", address: address)
-        }
-        return admitted
+        if let refusal { note("request refused (429)", refusal, address: address) }
+        return refusal == nil
     }
 
-    func finish(from address: String) {
+    func finish(from address: String, bytes: Int) {
         state.withLock { s in
-            let left = s.inFlight[address, default: 1] - 1
-            s.inFlight[address] = left > 0 ? left : nil
+            let now = s.inFlight[address] ?? (1, bytes)
+            s.inFlight[address] = now.requests > 1 ? (now.requests - 1, max(0, now.bytes - bytes)) : nil
         }
     }
 

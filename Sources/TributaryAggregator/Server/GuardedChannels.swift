@@ -90,6 +90,9 @@ final class HeadTimingHandler: ChannelInboundHandler, RemovableChannelHandler {
     private(set) var phase = Phase.idle
     /// How much of "\r\n\r\n" the bytes so far end with.
     private var matched = 0
+    /// Whether the head's request line has begun: empty lines before it (which HTTP parsers
+    /// skip) must not read as the end of a head.
+    private var started = false
     private var timer: Scheduled<Void>?
     private let limits: ConnectionLimits
 
@@ -100,6 +103,7 @@ final class HeadTimingHandler: ChannelInboundHandler, RemovableChannelHandler {
         if phase == .idle, buffer.readableBytes > 0 {
             phase = .head
             matched = 0
+            started = false
             let channel = context.channel, limits = limits
             timer = context.eventLoop.scheduleTask(in: limits.settings.headerTimeout) {
                 limits.cutOff(.head, from: ConnectionLimits.address(of: channel))
@@ -118,6 +122,10 @@ final class HeadTimingHandler: ChannelInboundHandler, RemovableChannelHandler {
         let pattern: [UInt8] = [13, 10, 13, 10]
         return buffer.withUnsafeReadableBytes { bytes in
             for byte in bytes {
+                if !started {
+                    guard byte != 13 && byte != 10 else { continue }
+                    started = true
+                }
                 if byte == pattern[matched] {
                     matched += 1
                     if matched == 4 { return true }
@@ -148,16 +156,21 @@ final class HeadTimingHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// A request's body must arrive within `bodyTimeout` plus its length at
-/// `minBodyBytesPerSecond`, counted from its head: a client trickling bytes holds a place in
-/// admission control, which others need.
+/// A request's body must keep arriving: after `bodyTimeout`, at least `minBodyBytesPerSecond`
+/// for every second since, checked each second, and all of it within `bodyTimeout` plus its
+/// length at that rate. A client trickling bytes holds a place in admission control (counted
+/// by its declared length), which others need; a total deadline alone let a 16 MiB
+/// declaration trickle for 17 minutes.
 final class BodyDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
 
     private let limits: ConnectionLimits
     private let maxBodyBytes: Int
-    private var timer: Scheduled<Void>?
+    private var timer: RepeatedTask?
+    private var started = NIODeadline.now()
+    private var received = 0
+    private var declared = 0
     private weak var headTiming: HeadTimingHandler?
 
     init(limits: ConnectionLimits, maxBodyBytes: Int) {
@@ -173,21 +186,36 @@ final class BodyDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler 
         switch unwrapInboundIn(data) {
         case .head(let request):
             headTiming?.headReceived()
-            let declared = request.headerFields[.contentLength].flatMap(Int.init) ?? maxBodyBytes
-            let channel = context.channel, limits = limits
+            declared = min(request.headerFields[.contentLength].flatMap(Int.init) ?? maxBodyBytes, maxBodyBytes)
+            started = .now()
+            received = 0
             timer?.cancel()
-            timer = context.eventLoop.scheduleTask(in: limits.settings.bodyDeadline(length: min(declared, maxBodyBytes))) {
+            let channel = context.channel, loop = context.eventLoop, limits = limits
+            // Runs on this channel's event loop, as the handler does.
+            let handler = NIOLoopBound(self, eventLoop: loop)
+            timer = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { task in
+                guard handler.value.tooSlow() else { return }
+                task.cancel()
                 limits.cutOff(.body, from: ConnectionLimits.address(of: channel))
                 channel.close(promise: nil)
             }
-        case .body:
-            break
+        case .body(let buffer):
+            received += buffer.readableBytes
         case .end:
             timer?.cancel()
             timer = nil
             headTiming?.requestReceived()
         }
         context.fireChannelRead(data)
+    }
+
+    /// Behind the minimum rate, or past the whole body's deadline.
+    private func tooSlow() -> Bool {
+        let settings = limits.settings
+        let elapsed = NIODeadline.now() - started
+        if elapsed > settings.bodyDeadline(length: declared) { return true }
+        let owed = (elapsed - settings.bodyTimeout).nanoseconds
+        return owed > 0 && Double(received) < Double(settings.minBodyBytesPerSecond) * Double(owed) / 1e9
     }
 
     func channelInactive(context: ChannelHandlerContext) {
