@@ -1,6 +1,7 @@
 import Foundation
 
-/// A fresh directory under the system temp dir; `remove()` deletes it.
+/// A fresh directory under the system temp dir; `remove()` deletes it, unless
+/// `TRIBUTARY_KEEP_TEST_DIRS=1` is set (to read a failed run's logs and databases afterwards).
 public struct TemporaryDirectory: Sendable {
     public let path: String
 
@@ -16,6 +17,10 @@ public struct TemporaryDirectory: Sendable {
     public func file(_ name: String) -> String { path + "/" + name }
 
     public func remove() {
+        if ProcessInfo.processInfo.environment["TRIBUTARY_KEEP_TEST_DIRS"] == "1" {
+            FileHandle.standardError.write(Data("kept \(path)\n".utf8))
+            return
+        }
         try? FileManager.default.removeItem(atPath: path)
     }
 }

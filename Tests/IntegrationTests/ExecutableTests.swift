@@ -30,7 +30,9 @@ struct ExecutableTests {
     /// A stopping agent closed its MQTT socket with PUBACKs still queued (libmosquitto takes a
     /// PUBLISH read after `mosquitto_disconnect` as a protocol error and drops the socket), so
     /// the broker sent those messages again after the restart: 10 to 25 readings stored twice
-    /// per run here. Now the PUBACKs are written, then the DISCONNECT, and nothing more is read.
+    /// per run here. Now the PUBACKs are written, then the DISCONNECT, and the socket is drained
+    /// before it is closed (a close with unread data is a reset, and then the broker drops what
+    /// it had not read yet: 15 to 95 more doubled, one run in two).
     @Test("SIGTERM five times mid-stream at 2,000 messages a second: nothing lost, nothing doubled")
     func repeatedGracefulStops() async throws {
         let harness = try await ProcessHarness(gatewayID: "gw-stops", aggregatorSettings: FaultTests.fast)
@@ -46,6 +48,14 @@ struct ExecutableTests {
         let report = try await harness.verifyWhenComplete(try await publishing.value)
         #expect(report.passed, "\(report)")
         await harness.stop(agent, aggregator)
+        // Whether a stop doubles anything depends on what was in flight at that instant; how
+        // the broker saw each stop does not. A stop that reaches it as a reset ('closed its
+        // connection', 'Broken pipe') can leave PUBACKs unread, and 2 stops in 5 did so before
+        // the agent drained its socket before closing it.
+        let unclean = harness.broker.log.split(separator: "\n").filter {
+            $0.contains("tributary-gw-stops") && ($0.contains("closed its connection") || $0.contains("Broken pipe"))
+        }
+        #expect(unclean.isEmpty, "\(unclean)")
     }
 
     @Test("a bad configuration file ends the agent with one line naming the key and the file")
