@@ -116,3 +116,22 @@ import TributaryCore
         #expect(try JSONDecoder().decode(GatewayView.self, from: try JSONEncoder().encode(gateway)) == gateway)
     }
 }
+
+/// Issue 24: `tributaryctl --aggregator URL status` failed with "Unknown option '--aggregator'".
+@Suite("shared options before the subcommand")
+struct GlobalOptionsTests {
+    static let subcommands: Set<String> = ["status", "gateways", "gateway", "watch", "check"]
+
+    @Test(arguments: [
+        (["--aggregator", "http://a:1", "status"], ["status", "--aggregator", "http://a:1"]),
+        (["--token=t", "--json", "gateway", "gw-1"], ["gateway", "--token=t", "--json", "gw-1"]),
+        (["--ca-file", "ca.pem", "--token-file", "f", "gateways", "--sort", "lag"], ["gateways", "--ca-file", "ca.pem", "--token-file", "f", "--sort", "lag"]),
+        (["status", "--aggregator", "http://a:1"], ["status", "--aggregator", "http://a:1"]),
+        (["--help"], ["--help"]),
+        (["--aggregator"], ["--aggregator"]),
+        (["--bogus", "status"], ["--bogus", "status"]),
+    ] as [([String], [String])])
+    func sharedOptionsMoveAfterTheSubcommand(_ given: [String], _ expected: [String]) {
+        #expect(GlobalOptions.reorder(given, subcommands: Self.subcommands) == expected)
+    }
+}

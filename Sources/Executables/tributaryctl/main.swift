@@ -6,6 +6,12 @@ import TributaryCrypto
 
 @main
 struct Ctl: AsyncParsableCommand {
+    /// Shared options may come before the subcommand (`tributaryctl --aggregator URL status`).
+    static func main() async {
+        let names = Set(configuration.subcommands.map { $0._commandName })
+        await main(GlobalOptions.reorder(Array(CommandLine.arguments.dropFirst()), subcommands: names))
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "tributaryctl",
         abstract: "Shows the sync state of a Tributary fleet, from an aggregator's admin API.",
