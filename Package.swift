@@ -107,11 +107,28 @@ let package = Package(
             name: "TributaryLogging",
             dependencies: ["TributaryCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        // The one client of the wire contract (answers, backoff, the in-flight window): the
+        // agent, the fleet simulator, the benchmark and next the relay send through it.
+        .target(
+            name: "TributarySync",
+            dependencies: [
+                "TributaryCore", "TributaryWire",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings),
+        // The agent's durable buffer: readings in, sealed batches out.
+        .target(
+            name: "TributaryBuffer",
+            dependencies: ["TributaryCore", "TributaryWire", "TributarySQLite", "TributaryCrypto"],
+            swiftSettings: swiftSettings),
         .target(
             name: "TributaryAgent",
             dependencies: [
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig", "TributaryLogging",
-                "TributarySparkplug", "TributaryCrypto",
+                "TributarySparkplug", "TributaryCrypto", "TributarySync", "TributaryBuffer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -151,8 +168,8 @@ let package = Package(
             name: "TributarySimulator",
             dependencies: [
                 "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
-                // The fleet simulator's virtual gateways send through the agent's SyncClient.
-                "TributaryAgent", "TributaryCrypto",
+                // The fleet simulator's virtual gateways send as agents do.
+                "TributarySync", "TributaryCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -209,8 +226,8 @@ let package = Package(
         .executableTarget(
             name: "tributary-bench",
             dependencies: [
-                "TributaryAgent", "TributaryAggregator", "TributaryClickHouse", "TributaryCore", "TributaryWire", "TributaryMQTT",
-                "TributarySQLite", "TributarySimulator", "TributaryTesting", "CSQLite",
+                "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributaryClickHouse", "TributaryCore", "TributaryWire",
+                "TributaryMQTT", "TributarySQLite", "TributarySimulator", "TributaryTesting", "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -229,6 +246,14 @@ let package = Package(
         .testTarget(
             name: "TributaryAgentTests",
             dependencies: ["TributaryAgent", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryCrypto"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryBufferTests",
+            dependencies: ["TributaryBuffer", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryCrypto", "TributarySQLite"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributarySyncTests",
+            dependencies: ["TributarySync", "TributaryCore", "TributaryWire", "TributaryTesting"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryAggregatorTests",
@@ -252,7 +277,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "TributaryAgent", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
+                "TributaryAgent", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
                 "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
                 "TributaryCrypto",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

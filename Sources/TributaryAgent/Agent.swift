@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
+import TributaryBuffer
 import TributaryCore
 import TributarySQLite
 

@@ -1,5 +1,6 @@
 import Foundation
 import TributaryConfig
+import TributaryBuffer
 import TributaryCore
 import TributaryLogging
 import TributaryMQTT
@@ -94,7 +95,7 @@ public struct AgentConfig: Sendable {
         /// disk fills, so acknowledgements can still be recorded; 0 disables it.
         public var diskReserveBytes: Int64 = 8 << 20
 
-        public enum Synchronous: String, Sendable, CaseIterable { case normal, full }
+        public typealias Synchronous = BufferStore.Synchronous
         public enum FullPolicy: String, Sendable, CaseIterable {
             case block
             case dropOldest = "drop_oldest"

@@ -1,5 +1,6 @@
 import Synchronization
 import TributaryCore
+import TributarySync
 
 /// Live facts about the agent that are not in the buffer file: connection state, the last
 /// error, and samples for rates. Shared by the ingest and upload services.
@@ -13,8 +14,6 @@ public final class AgentStats: Sendable {
         var rateSample: (timeMs: Int64, ingested: Int64, acknowledged: Int64)?
         var ingestRate = 0.0
         var sendRate = 0.0
-        var recentExchanges: [ClockExchange] = []
-        var requests: [RequestResult: UInt64] = [:]
         var sparkplug: [SparkplugEvent: UInt64] = [:]
         var withheld: UInt64 = 0
     }
@@ -33,32 +32,11 @@ public final class AgentStats: Sendable {
         case birthWithoutBdSeq = "birth_without_bdseq"
     }
 
-    /// What became of a request to the aggregator, for `/metrics`.
-    public enum RequestResult: String, CaseIterable, Sendable {
-        case accepted, duplicate, heartbeat
-        /// 429: the aggregator is busy (backpressure).
-        case busy
-        /// 503 or another 5xx: its sink is down.
-        case unavailable
-        /// No answer: refused connection, timeout.
-        case unreachable
-        /// Refused for good (4xx); a batch is set aside.
-        case rejected
-        /// 401/403/404 and other answers that point at the configuration.
-        case misdirected
-    }
-
     private let state = Mutex(State())
-    /// Each request to the aggregator, send to answer.
-    public let requestSeconds = LatencyHistogram()
+    /// What the requests to the aggregator came to (the uploader's `SyncClient` reports here).
+    public let sync = SyncStats()
 
     public init() {}
-
-    public func count(_ result: RequestResult) {
-        state.withLock { $0.requests[result, default: 0] += 1 }
-    }
-
-    public var requestCounts: [RequestResult: UInt64] { state.withLock { $0.requests } }
 
     public func count(_ event: SparkplugEvent) {
         state.withLock { $0.sparkplug[event, default: 0] += 1 }
@@ -73,20 +51,6 @@ public final class AgentStats: Sendable {
     }
 
     public var withheldTotal: UInt64 { state.withLock { $0.withheld } }
-
-    /// Keeps a request timed on both ends, for the skew estimate.
-    public func recordExchange(_ exchange: ClockExchange) {
-        state.withLock { s in
-            s.recentExchanges.append(exchange)
-            if s.recentExchanges.count > 8 { s.recentExchanges.removeFirst() }
-        }
-    }
-
-    /// Of the last 8 timed requests, the one with the shortest round trip: like NTP's clock
-    /// filter, it is the one least distorted by queueing and slow uploads.
-    public var bestRecentExchange: ClockExchange? {
-        state.withLock { $0.recentExchanges.min { $0.roundTripMs < $1.roundTripMs } }
-    }
 
     public var brokerConnected: Bool {
         get { state.withLock { $0.brokerConnected } }

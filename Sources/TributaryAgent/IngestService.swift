@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import TributaryBuffer
 import TributaryCore
 import TributaryCrypto
 import TributaryMQTT

@@ -4,7 +4,9 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import TributaryConfig
+import TributaryBuffer
 import TributaryCore
+import TributarySync
 
 /// The agent's optional local listener (`status_listen`): `/metrics` in Prometheus text,
 /// `/healthz` (the process runs) and `/readyz` (connected to the broker, subscribed, and the
@@ -86,9 +88,9 @@ public struct StatusServer: Sendable {
                  Double(oldest.map { max(0, now - $0) } ?? 0) / 1000)
         p.single("tributary_agent_buffer_full", .gauge, help: "1 while the buffer is at its quota or the disk is full.", stats.bufferFull ? 1 : 0)
         p.single("tributary_agent_broker_connected", .gauge, help: "1 while connected to the MQTT broker.", stats.brokerConnected ? 1 : 0)
-        let counts = stats.requestCounts
+        let counts = stats.sync.requestCounts
         p.family("tributary_agent_requests_total", .counter, help: "Requests to the aggregator by result (busy = 429 backpressure).")
-        for result in AgentStats.RequestResult.allCases {
+        for result in SyncResult.allCases {
             p.sample("tributary_agent_requests_total", ["result": result.rawValue], counts[result, default: 0])
         }
         let sparkplug = stats.sparkplugCounts
@@ -97,7 +99,7 @@ public struct StatusServer: Sendable {
         for event in AgentStats.SparkplugEvent.allCases {
             p.sample("tributary_agent_sparkplug_events_total", ["event": event.rawValue], sparkplug[event, default: 0])
         }
-        p.histogram("tributary_agent_request_seconds", help: "Requests to the aggregator, send to answer.", stats.requestSeconds.snapshot)
+        p.histogram("tributary_agent_request_seconds", help: "Requests to the aggregator, send to answer.", stats.sync.requestSeconds.snapshot)
         return p.text
     }
 }

@@ -3,7 +3,9 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import TributaryBuffer
 import TributaryCore
+import TributarySync
 import TributarySQLite
 import TributaryWire
 
@@ -29,7 +31,7 @@ public final class Uploader: Service {
         self.logger = logger
         reserve = DiskReserve(config: config)
         client = SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
-                            timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), stats: stats,
+                            timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), observer: stats.sync,
                             token: config.aggregator.token)
     }
 
@@ -268,7 +270,7 @@ public final class Uploader: Service {
         status.clockMs = now
         status.ingestRate = rates.ingest
         status.sendRate = rates.send
-        if let exchange = stats.bestRecentExchange { status.lastExchange = Tributary_V1_ClockExchange(exchange) }
+        if let exchange = stats.sync.bestRecentExchange { status.lastExchange = Tributary_V1_ClockExchange(exchange) }
         status.roundReadings = UInt64(roundReadings)
         status.roundOldestMs = batches.map(\.oldestReceivedMs).filter { $0 > 0 }.min() ?? 0
         return status

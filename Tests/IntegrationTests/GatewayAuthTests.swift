@@ -3,7 +3,7 @@ import Foundation
 import NIOCore
 import NIOSSL
 import Testing
-import TributaryAgent
+import TributarySync
 import TributaryCore
 import TributaryMQTT
 import TributarySimulator

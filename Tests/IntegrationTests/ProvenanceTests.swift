@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Testing
-import TributaryAgent
+import TributaryBuffer
 import TributaryCore
 import TributaryCrypto
 import TributaryCtl

@@ -1,6 +1,7 @@
 import CSQLite  // the baseline is the bare C API, nothing of ours between it and SQLite
 import Foundation
-import TributaryAgent
+import TributaryBuffer
+import TributarySync
 import TributaryCore
 import TributaryMQTT
 import TributarySimulator

@@ -2,7 +2,8 @@ import AsyncHTTPClient
 import CSQLite
 import Foundation
 import NIOCore
-import TributaryAgent
+import TributaryBuffer
+import TributarySync
 import TributaryAggregator
 import TributaryClickHouse
 import TributaryCore

@@ -4,7 +4,7 @@ import Histogram
 import Logging
 import NIOCore
 import Synchronization
-import TributaryAgent
+import TributarySync
 import TributaryCore
 import TributaryCrypto
 import TributaryWire
@@ -207,7 +207,7 @@ struct VirtualGateway {
     let id: String
     let options: FleetSimulator.Options
     let client: SyncClient
-    let stats = AgentStats()
+    let stats = SyncStats()
     let latency: LatencyRecorder
     /// Past this, a batch still unacknowledged is given up (the run is over).
     var giveUpAt: ContinuousClock.Instant?
@@ -231,7 +231,7 @@ struct VirtualGateway {
         id = FleetSimulator.gatewayID(index: index, prefix: options.gatewayPrefix)
         self.options = options
         client = SyncClient(http: http, url: options.aggregator, encoding: options.compression,
-                            timeout: .nanoseconds(Int64(options.timeout.inSeconds * 1e9)), stats: stats, token: options.tokens[id])
+                            timeout: .nanoseconds(Int64(options.timeout.inSeconds * 1e9)), observer: stats, token: options.tokens[id])
         var generator = SeededGenerator(seed: options.seed &* 0x9E37_79B9 &+ UInt64(index))
         epoch = Self.newEpoch(&generator)
         let rate = options.rate * Double.random(in: 0.5...1.5, using: &generator)

@@ -11,6 +11,10 @@ import TributaryCrypto
 /// whose identity and encoded contents never change afterwards, so every resend is the same
 /// batch. A batch row is deleted only when an aggregator acknowledges it.
 public final class BufferStore: Sendable {
+    /// How hard each commit waits for the disk (`buffer.synchronous` in the agent's config):
+    /// `normal` may lose the last commits on a power cut, `full` does not. Seals are always `full`.
+    public enum Synchronous: String, Sendable, CaseIterable { case normal, full }
+
     /// Marks the file as ours (`PRAGMA application_id`), so a foreign file is never overwritten.
     static let applicationID: Int32 = 0x5452_4942  // "TRIB"
     static let formatVersion = 1
@@ -22,7 +26,7 @@ public final class BufferStore: Sendable {
     public var epoch: String { currentEpoch.withLock { $0 } }
     private let currentEpoch: Mutex<String>
     /// `synchronous: normal` still seals durably (see `sealOne`).
-    private let synchronous: AgentConfig.Buffer.Synchronous
+    private let synchronous: Synchronous
     private let db: SQLiteDatabase
     private let counters: Mutex<Counters>
     /// When groups of unsealed readings arrived, on the monotonic clock: (the group's highest
@@ -47,7 +51,7 @@ public final class BufferStore: Sendable {
         public var redeliveriesTotal: Int64 = 0
     }
 
-    public init(path: String, gatewayID: String, synchronous: AgentConfig.Buffer.Synchronous = .normal) throws(BufferError) {
+    public init(path: String, gatewayID: String, synchronous: Synchronous = .normal) throws(BufferError) {
         self.path = path
         self.gatewayID = gatewayID
         self.synchronous = synchronous
@@ -73,7 +77,7 @@ public final class BufferStore: Sendable {
 
     // MARK: opening
 
-    private static func prepare(_ c: SQLiteConnection, path: String, gatewayID: String, synchronous: AgentConfig.Buffer.Synchronous) throws(BufferError) -> (String, Counters) {
+    private static func prepare(_ c: SQLiteConnection, path: String, gatewayID: String, synchronous: Synchronous) throws(BufferError) -> (String, Counters) {
         do {
             let appID = Int32(truncatingIfNeeded: try c.scalar("PRAGMA application_id")?.int64 ?? 0)
             let tableCount = try c.scalar("SELECT count(*) FROM sqlite_master")?.int64 ?? 0

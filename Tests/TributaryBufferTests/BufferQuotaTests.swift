@@ -3,7 +3,7 @@ import Testing
 import TributaryCore
 import TributarySQLite
 import TributaryTesting
-@testable import TributaryAgent
+@testable import TributaryBuffer
 
 /// The pieces behind `buffer.max_bytes`: dropping the oldest unsent readings, never a batch
 /// being sent, every drop counted and persisted; and a full disk recognised as such.
@@ -84,20 +84,5 @@ struct BufferQuotaTests {
             (error as? SQLiteError)?.isDiskFull == true
         }
         buffer.close()
-    }
-}
-
-@Suite("in-flight window")
-struct InFlightWindowTests {
-    @Test func growsByOneAndHalvesWithinItsLimit() {
-        var window = InFlightWindow(limit: 5)
-        #expect(window.size == 1)
-        for _ in 0..<10 { window.acknowledgedRound() }
-        #expect(window.size == 5)
-        window.congestedRound()
-        #expect(window.size == 2)
-        window.congestedRound()
-        window.congestedRound()
-        #expect(window.size == 1)
     }
 }

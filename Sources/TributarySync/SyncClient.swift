@@ -6,8 +6,10 @@ import SwiftProtobuf
 import TributaryCore
 import TributaryWire
 
-/// Sends one SyncRequest to the aggregator and says what became of it. Public so that the
-/// fleet simulator's virtual gateways speak exactly as agents do.
+/// Sends one SyncRequest to an aggregator and says what became of it: the one client of the
+/// wire contract, used by the agent, the fleet simulator's virtual gateways and the benchmark,
+/// so that they all speak exactly as agents do. What it sees (each request's result and time,
+/// the clock exchanges) goes to a `SyncObserver`.
 public struct SyncClient: Sendable {
     public enum Outcome: Sendable, Equatable {
         /// The aggregator's sink holds the batch (accepted now or before), or recorded the heartbeat.
@@ -26,16 +28,16 @@ public struct SyncClient: Sendable {
     let url: String
     let encoding: ContentEncoding
     let timeout: TimeAmount
-    let stats: AgentStats
+    let observer: any SyncObserver
     /// The gateway's token for an aggregator with gateway_auth.
     let token: String?
 
-    public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, stats: AgentStats, token: String? = nil) {
+    public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, observer: any SyncObserver, token: String? = nil) {
         self.http = http
         self.url = url
         self.encoding = encoding
         self.timeout = timeout
-        self.stats = stats
+        self.observer = observer
         self.token = token
     }
 
@@ -49,7 +51,6 @@ public struct SyncClient: Sendable {
         let http = Self.batchRequest(url: url, body: ByteBuffer(bytes: body), encoding: encoding, token: token)
         let sentMs = WallClock.nowMs()
         let started = ContinuousClock.now
-        defer { stats.requestSeconds.record(ContinuousClock.now - started) }
         do {
             let response = try await self.http.execute(http, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 1 << 20)
@@ -57,14 +58,15 @@ public struct SyncClient: Sendable {
             if let ack {
                 let exchange = ClockExchange(clientSentMs: sentMs, serverReceivedMs: ack.serverReceivedMs,
                                              serverSentMs: ack.serverTimeMs, clientReceivedMs: WallClock.nowMs())
-                if exchange.isComplete { stats.recordExchange(exchange) }
+                if exchange.isComplete { observer.clockExchanged(exchange) }
             }
             let outcome = interpret(status: response.status, headers: response.headers, ack: ack,
                                     text: String(buffer: bytes), identity: identity)
-            stats.count(Self.result(status: response.status.code, outcome: outcome, heartbeat: identity == nil))
+            observer.requestFinished(Self.result(status: response.status.code, outcome: outcome, heartbeat: identity == nil),
+                                     after: ContinuousClock.now - started)
             return outcome
         } catch {
-            stats.count(.unreachable)
+            observer.requestFinished(.unreachable, after: ContinuousClock.now - started)
             return .retry(afterMs: 0, reason: "aggregator unreachable at \(url): \(error)")
         }
     }
@@ -82,7 +84,7 @@ public struct SyncClient: Sendable {
         return http
     }
 
-    static func result(status: UInt, outcome: Outcome, heartbeat: Bool) -> AgentStats.RequestResult {
+    static func result(status: UInt, outcome: Outcome, heartbeat: Bool) -> SyncResult {
         switch (status, outcome) {
         case (200, .acknowledged(let duplicate)): heartbeat ? .heartbeat : duplicate ? .duplicate : .accepted
         case (429, _): .busy

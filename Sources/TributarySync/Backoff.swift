@@ -1,18 +1,18 @@
 /// Exponential backoff with full jitter: the n-th wait is uniform in [0, min(max, initial * 2^n)].
 /// Jitter spreads a fleet that comes back at once.
-struct Backoff {
-    let initialMs: Int
-    let maxMs: Int
-    private(set) var failures = 0
+public struct Backoff: Sendable {
+    public let initialMs: Int
+    public let maxMs: Int
+    public private(set) var failures = 0
 
-    init(initialMs: Int, maxMs: Int) {
+    public init(initialMs: Int, maxMs: Int) {
         self.initialMs = initialMs
         self.maxMs = maxMs
     }
 
     /// The next wait in ms. A server's Retry-After (`floorMs`) is honoured, plus up to half of
     /// it again at random, so a fleet told the same Retry-After does not return in step.
-    mutating func next(floorMs: Int = 0, using generator: inout some RandomNumberGenerator) -> Int {
+    public mutating func next(floorMs: Int = 0, using generator: inout some RandomNumberGenerator) -> Int {
         let ceiling = min(maxMs, initialMs << min(failures, 30))
         failures += 1
         let jittered = Int.random(in: 0...max(ceiling, 1), using: &generator)
@@ -20,10 +20,10 @@ struct Backoff {
         return max(jittered, floorMs + Int.random(in: 0...max(floorMs / 2, 1), using: &generator))
     }
 
-    mutating func next(floorMs: Int = 0) -> Int {
+    public mutating func next(floorMs: Int = 0) -> Int {
         var generator = SystemRandomNumberGenerator()
         return next(floorMs: floorMs, using: &generator)
     }
 
-    mutating func reset() { failures = 0 }
+    public mutating func reset() { failures = 0 }
 }

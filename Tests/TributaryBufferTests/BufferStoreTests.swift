@@ -4,7 +4,7 @@ import TributaryCore
 import TributaryTesting
 import TributaryWire
 import TributaryCrypto
-@testable import TributaryAgent
+@testable import TributaryBuffer
 
 @Suite("buffer file")
 struct BufferStoreTests {
@@ -205,23 +205,5 @@ struct BufferStoreTests {
         }
         // What the aggregator hashes, the batch encoded again after decoding, is what was stored.
         #expect(try decoded.map { try $0.serializedBytes() as [UInt8] } == batches.map(\.payload))
-    }
-}
-
-@Suite("retry backoff")
-struct BackoffTests {
-    @Test func fullJitterGrowsToTheCapAndHonoursRetryAfter() {
-        var backoff = Backoff(initialMs: 100, maxMs: 1000)
-        var generator = SystemRandomNumberGenerator()
-        for attempt in 0..<10 {
-            let wait = backoff.next(using: &generator)
-            #expect(wait >= 0 && wait <= min(1000, 100 << attempt))
-        }
-        // Retry-After is a floor, spread by up to half again so a fleet does not return in step.
-        let waits = (0..<200).map { _ in backoff.next(floorMs: 5000, using: &generator) }
-        #expect(waits.allSatisfy { (5000...7500).contains($0) })
-        #expect(Set(waits).count > 1)
-        backoff.reset()
-        #expect(backoff.failures == 0)
     }
 }
