@@ -158,7 +158,7 @@ let package = Package(
         .target(
             name: "TributaryCtl",
             dependencies: [
-                "TributaryCore",
+                "TributaryCore", "TributaryConfig",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -215,7 +215,7 @@ let package = Package(
         .executableTarget(
             name: "tributary-sim",
             dependencies: [
-                "TributarySimulator",
+                "TributarySimulator", "TributaryConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -266,7 +266,9 @@ let package = Package(
             name: "TributarySparkplugTests",
             dependencies: ["TributarySparkplug", "TributaryCore"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "TributaryCtlTests", dependencies: ["TributaryCtl", "TributaryCore"], swiftSettings: swiftSettings),
+            name: "TributaryCtlTests", dependencies: ["TributaryCtl", "TributaryCore", "TributaryTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryConfigTests", dependencies: ["TributaryConfig", "TributaryTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryLoggingTests",
             dependencies: ["TributaryLogging", .product(name: "Logging", package: "swift-log")],

@@ -247,16 +247,7 @@ extension AgentConfig {
             aggregator.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? aggregator.retryInitialMs
             aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
             aggregator.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...64) ?? aggregator.maxInFlightBatches
-            if let path = try s.string("token_file") {
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                    throw s.error("token_file", "cannot read \(path)")
-                }
-                let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                guard token.count >= 16, !token.contains(where: \.isWhitespace) else {
-                    throw s.error("token_file", "\(path) must hold one token of at least 16 characters")
-                }
-                aggregator.token = token
-            }
+            aggregator.token = try s.secret("token_file", .token(minLength: 16))
             if let t = try s.section("tls") {
                 guard url.hasPrefix("https://") else {
                     throw s.error("tls", "the url \(url) is not https://, so this section would not be used")
@@ -307,48 +298,18 @@ extension AgentConfig {
     /// `governance.hash_key_file`: at least 16 bytes (a trailing newline is not part of it),
     /// the same on every gateway whose pseudonyms must match. Never printed.
     private static func parseHashKey(_ g: ConfigSection) throws(ConfigError) -> [UInt8]? {
-        guard let path = try g.readableFile("hash_key_file") else { return nil }
-        guard var key = FileManager.default.contents(atPath: path).map(Array.init) else {
-            throw g.error("hash_key_file", "cannot read \(path)")
-        }
-        while let last = key.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { key.removeLast() }
-        guard key.count >= 16 else { throw g.error("hash_key_file", "\(path) holds \(key.count) bytes; use at least 16 (e.g. openssl rand -hex 32)") }
-        return key
+        try g.secretBytes("hash_key_file", .key(minLength: 16))
     }
 
-    /// `password` inline, or `password_file`: the first line of a file only the agent can read
-    /// (one trailing newline dropped). The file's contents never appear in an error.
+    /// `password` inline, or `password_file`: one line of a file other users cannot read (see
+    /// `SecretFile`). The file's contents never appear in an error.
     private static func parsePassword(_ s: ConfigSection) throws(ConfigError) -> String? {
         let inline = try s.string("password")
         guard let path = try s.string("password_file") else { return inline }
         guard inline == nil else {
             throw s.error("password_file", "give either password or password_file (\(path)), not both")
         }
-        let attributes: [FileAttributeKey: Any]
-        do {
-            // Of the file itself, not of a link to it: secret mounts (Kubernetes, Vault) are links.
-            attributes = try FileManager.default.attributesOfItem(atPath: URL(fileURLWithPath: path).resolvingSymlinksInPath().path)
-        } catch {
-            throw s.error("password_file", "\(path) does not exist or cannot be reached")
-        }
-        guard attributes[.type] as? FileAttributeType == .typeRegular else {
-            throw s.error("password_file", "\(path) is not a regular file")
-        }
-        // Readable by others, a password is a password for anyone on the gateway.
-        if let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue, mode & 0o007 != 0 {
-            throw s.error("password_file", "\(path) is readable or writable by other users (mode \(String(mode, radix: 8))): chmod 600 it")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw s.error("password_file", "cannot read \(path) (permission denied for this user?)")
-        }
-        var text = String(decoding: data, as: UTF8.self)
-        // "\r\n" is one Character in Swift, which removeLast drops whole.
-        if text.hasSuffix("\n") || text.hasSuffix("\r\n") { text.removeLast() }
-        guard !text.isEmpty else { throw s.error("password_file", "\(path) is empty") }
-        guard !text.contains(where: \.isNewline) else {
-            throw s.error("password_file", "\(path) must hold the password on a single line")
-        }
-        return text
+        return try s.secret("password_file", .line)
     }
 
     /// A `tls:` section with a plain broker is a mistake, not a wish for plaintext: refuse it.

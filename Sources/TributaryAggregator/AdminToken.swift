@@ -1,4 +1,5 @@
 import Foundation
+import TributaryConfig
 
 /// The operator token the admin API (`/v1/fleet`, `/v1/gateways/ID`) and `/metrics` require as
 /// `Authorization: Bearer TOKEN`. Batches are not behind it: gateways do not hold it.
@@ -26,18 +27,12 @@ public struct AdminToken: Sendable {
             return AdminToken(value: token, origin: "admin.token")
         case .file(let path, let createIfMissing):
             if createIfMissing, let created = try create(path) { return created }
-            if createIfMissing { try checkDefaultFile(path) } else { try checkNamedFile(path) }
-            let text: String
+            if createIfMissing { try checkDefaultFile(path) }
             do {
-                text = try String(contentsOfFile: path, encoding: .utf8)
+                return AdminToken(value: try SecretFile.read(path, as: .token(minLength: 16)), origin: path)
             } catch {
-                throw AggregatorStartError(message: "admin.token_file: cannot read \(path): \(error.localizedDescription)")
+                throw AggregatorStartError(message: "admin.token_file: \(error.description)")
             }
-            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard token.count >= 16 else {
-                throw AggregatorStartError(message: "admin.token_file: \(path) holds fewer than 16 characters")
-            }
-            return AdminToken(value: token, origin: path)
         }
     }
 
@@ -56,17 +51,6 @@ public struct AdminToken: Sendable {
         }
         guard info.st_mode & 0o077 == 0 else {
             throw AggregatorStartError(message: "the operator token file \(path) has mode \(String(info.st_mode & 0o777, radix: 8)): others may read or change it; chmod 600 it, or \(remedy)")
-        }
-    }
-
-    private static func checkNamedFile(_ path: String) throws(AggregatorStartError) {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return }  // reading it says why
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw AggregatorStartError(message: "admin.token_file: \(path) is not a regular file")
-        }
-        guard info.st_mode & 0o007 == 0 else {
-            throw AggregatorStartError(message: "admin.token_file: \(path) has mode \(String(info.st_mode & 0o777, radix: 8)): every user on this host can read the operator token; chmod 640 (or 600) it")
         }
     }
 

@@ -271,13 +271,9 @@ public struct AggregatorConfig: Sendable {
     mutating func applyClickHouseSection(_ s: ConfigSection) throws(ConfigError) {
         let user = try s.string("user")
         var password = try s.string("password")
-        if let file = try s.string("password_file") {
+        if try s.string("password_file") != nil {
             guard password == nil else { throw s.error("password_file", "set password or password_file, not both") }
-            do {
-                password = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .newlines)
-            } catch {
-                throw s.error("password_file", "cannot read \(file): \(error.localizedDescription)")
-            }
+            password = try s.secret("password_file", .line)
         }
         if let seconds = try s.int("timeout_seconds", range: 1...3600) { clickHouse.timeout = .seconds(seconds) }
         clickHouse.maxInsertBatches = try s.int("max_insert_batches", range: 1...100_000) ?? clickHouse.maxInsertBatches

@@ -1,4 +1,5 @@
 import Foundation
+import TributaryConfig
 import Logging
 import Synchronization
 import TributaryCore
@@ -58,10 +59,6 @@ public final class GatewayTokens: Sendable {
         self.logger = logger
         let stamp = Stamp(path)
         state = Mutex(State(entries: try Self.read(path), seen: stamp, checkedAt: .now))
-        var info = stat()
-        if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
-            logger.warning("gateway token file is readable by other users; chmod 600 it", metadata: ["file": "\(path)"])
-        }
     }
 
     public var count: Int { state.withLock { $0.entries.count } }
@@ -104,8 +101,11 @@ public final class GatewayTokens: Sendable {
     }
 
     private static func read(_ path: String) throws(AggregatorStartError) -> [Entry] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw AggregatorStartError(message: "gateway_auth.token_file: cannot read \(path)")
+        let text: String
+        do {
+            text = try SecretFile.read(path, as: .lines)
+        } catch {
+            throw AggregatorStartError(message: "gateway_auth.token_file: \(error.description)")
         }
         let entries = try parse(text, file: path)
         guard !entries.isEmpty else {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import TributaryConfig
 import NIOCore
 import NIOSSL
 import TributaryCore
@@ -76,11 +77,12 @@ public struct FleetClient: Sendable {
         if file == nil, environment["TRIBUTARY_TOKEN_FILE"] == "" { return nil }
         if let path = file ?? environment["TRIBUTARY_TOKEN_FILE"] {
             do {
-                return try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                return try SecretFile.read(path, as: .token(minLength: 1))
             } catch {
-                throw FetchError(description: "cannot read the token file \(path): \(error.localizedDescription)")
+                throw FetchError(description: "the token file: \(error.description)")
             }
         }
-        return (try? String(contentsOfFile: defaultFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        // The aggregator's own file, when this user may read it; without it, the admin API's 401 says why.
+        return try? SecretFile.read(defaultFile, as: .token(minLength: 1))
     }
 }

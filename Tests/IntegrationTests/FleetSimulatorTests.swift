@@ -66,13 +66,13 @@ struct FleetSimulatorTests {
         ], directory: dir)
         defer { harness.dir.remove() }
         let lines = (0..<20).map { "\(FleetSimulator.gatewayID(index: $0, prefix: "fleet")) token-\(String(format: "%04d", $0))-0123456789abcdef" }
-        try (lines.joined(separator: "\n") + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        try TemporaryDirectory.writeSecret(lines.joined(separator: "\n") + "\n", to: tokenFile)
         let aggregator = try await harness.startAggregator()
         let manifestPath = harness.dir.file("fleet.jsonl")
         let arguments = ["fleet", "--aggregator", "https://127.0.0.1:\(harness.httpPort)", "--ca-file", pki.caFile, "--gateways", "20",
                          "--batches", "2", "--batch-size", "50", "--rate", "500", "--manifest", manifestPath]
 
-        try (lines.dropLast().joined(separator: "\n") + "\n").write(toFile: dir.file("partial-tokens"), atomically: true, encoding: .utf8)
+        try dir.writeSecret("partial-tokens", lines.dropLast().joined(separator: "\n") + "\n")
         let (refused, refusal) = try await ProcessHarness.run(try ProcessHarness.executable("tributary-sim"),
                                                               arguments + ["--token-file", dir.file("partial-tokens")], in: harness.dir.path)
         #expect(refused != 0 && refusal.contains("no token for fleet-0020"), "\(refusal)")

@@ -27,7 +27,7 @@ struct GatewayAuthTests {
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             // A real agent with its token file: everything it publishes arrives, exactly.
-            try Self.tokenA.write(toFile: harness.directory.file("agent-token"), atomically: true, encoding: .utf8)
+            try harness.directory.writeSecret("agent-token", Self.tokenA)
             let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-auth", extra: "  token_file: \(harness.directory.file("agent-token"))"))
             let report = try await harness.publishAndVerify(gatewayID: "gw-auth", count: 400, rate: 500, seed: 3)
             #expect(report.passed, "\(report)")
@@ -50,7 +50,7 @@ struct GatewayAuthTests {
             #expect(gateways == ["gw-auth"], "the registry knows only the gateway that sent in its own name")
 
             // A new token for gw-auth, without a restart: the old one stops working.
-            try "gw-auth \(Self.tokenA2)\ngw-other \(Self.tokenOther)\n".write(toFile: harness.gatewayTokenFile, atomically: true, encoding: .utf8)
+            try TemporaryDirectory.writeSecret("gw-auth \(Self.tokenA2)\ngw-other \(Self.tokenOther)\n", to: harness.gatewayTokenFile)
             try await eventually(timeout: .seconds(20), "the rotated token is read") {
                 try await Self.post(own, token: Self.tokenA2, to: url, http: http).status == 200
             }
@@ -58,7 +58,7 @@ struct GatewayAuthTests {
             #expect(try Self.rawRows(harness) == 3)
 
             // A broken file is logged and the tokens read before stay in force.
-            try "gw-auth short\n".write(toFile: harness.gatewayTokenFile, atomically: true, encoding: .utf8)
+            try TemporaryDirectory.writeSecret("gw-auth short\n", to: harness.gatewayTokenFile)
             try await Task.sleep(for: .milliseconds(1200))
             let afterTypo = try await Self.post(Self.request(gateway: "gw-auth", sequence: 2, readingsOf: "gw-auth"), token: Self.tokenA2, to: url, http: http)
             #expect(afterTypo.status == 200, "\(afterTypo)")

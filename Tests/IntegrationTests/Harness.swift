@@ -39,7 +39,7 @@ final class Harness: @unchecked Sendable {
         broker = try await MosquittoBroker(directory: directory.file("broker"))
         var config = AggregatorConfig(listenPort: 0, dataDirectory: directory.file("aggregator"))
         if let gatewayTokens {
-            try gatewayTokens.map { "\($0.0) \($0.1)\n" }.joined().write(toFile: directory.file("gateway-tokens"), atomically: true, encoding: .utf8)
+            try directory.writeSecret("gateway-tokens", gatewayTokens.map { "\($0.0) \($0.1)\n" }.joined())
             config.gatewayTokenFile = directory.file("gateway-tokens")
         }
         config.tls = tls

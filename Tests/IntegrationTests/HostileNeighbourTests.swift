@@ -16,8 +16,7 @@ struct HostileNeighbourTests {
     /// A harness whose aggregator wants gateway tokens (gw-hostile's).
     static func harness() async throws -> ProcessHarness {
         let dir = try TemporaryDirectory()
-        try "gw-hostile \(token)\n".write(toFile: dir.file("gateway-tokens"), atomically: true, encoding: .utf8)
-        chmod(dir.file("gateway-tokens"), 0o600)
+        try dir.writeSecret("gateway-tokens", "gw-hostile \(token)\n")
         return try await ProcessHarness(gatewayID: "gw-hostile", aggregatorConfig: ["gateway_auth:", "  token_file: \(dir.file("gateway-tokens"))"],
                                         directory: dir)
     }

@@ -83,7 +83,7 @@ struct AgentConfigTests {
         (issueExample + "\nstatus_listen: 8471\n", "status_listen", "not HOST:PORT"),
         (issueExample + "\nlog_format: xml\n", "log_format", "text, json"),
         (issueExample.replacingOccurrences(of: "  url: http://127.0.0.1:8470", with: "  url: http://127.0.0.1:8470\n  token_file: /nonexistent/token"),
-         "aggregator.token_file", "cannot read /nonexistent/token"),
+         "aggregator.token_file", "/nonexistent/token does not exist"),
     ])
     func errorsNameTheKeyAndFile(_ yaml: String, _ key: String, _ message: String) {
         do {
@@ -100,10 +100,13 @@ struct AgentConfigTests {
         let path = NSTemporaryDirectory() + "agent-token-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let yaml = Self.issueExample.replacingOccurrences(of: "  url: http://127.0.0.1:8470", with: "  url: http://127.0.0.1:8470\n  token_file: \(path)")
-        try "0123456789abcdef0123\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try TemporaryDirectory.writeSecret("0123456789abcdef0123\n", to: path)
         #expect(try AgentConfig.parse(yaml: yaml, file: "a.yaml").aggregator.token == "0123456789abcdef0123")
-        try "short\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try TemporaryDirectory.writeSecret("short\n", to: path)
         #expect(throws: ConfigError.self) { try AgentConfig.parse(yaml: yaml, file: "a.yaml") }
+        // A token every user on the gateway can read is refused, naming the remedy.
+        try "0123456789abcdef0123\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect { try AgentConfig.parse(yaml: yaml, file: "a.yaml") } throws: { "\($0)".contains("aggregator.token_file") && "\($0)".contains("chmod 600") }
     }
 
     @Test func aggregatorTLSFilesAreCheckedAtStart() async throws {
@@ -184,7 +187,7 @@ struct AgentConfigTests {
             (Self.withMQTT(["username: u", "password: p", "password_file: \(secret)"]), "mqtt.password_file", "either password or password_file (\(secret))"),
             (Self.withMQTT(["username: u", "password_file: \(files.directory)/missing"]), "mqtt.password_file", "\(files.directory)/missing does not exist"),
             (Self.withMQTT(["username: u", "password_file: \(try files.write("empty", "\n"))"]), "mqtt.password_file", "is empty"),
-            (Self.withMQTT(["username: u", "password_file: \(try files.write("two-lines", "hunter2-secret\nmore\n"))"]), "mqtt.password_file", "a single line"),
+            (Self.withMQTT(["username: u", "password_file: \(try files.write("two-lines", "hunter2-secret\nmore\n"))"]), "mqtt.password_file", "must hold one line"),
             (Self.withMQTT(["username: u", "password_file: \(try files.write("shared", "hunter2-secret\n", mode: 0o644))"]), "mqtt.password_file", "chmod 600"),
             (Self.withMQTT(["password_file: \(secret)"]), "mqtt.username", "no username"),
         ]

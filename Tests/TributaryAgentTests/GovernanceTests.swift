@@ -69,7 +69,7 @@ struct GovernanceTests {
     @Test func configReadsRulesAndTheKey() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        try "0123456789abcdef0123\n".write(toFile: dir.file("key"), atomically: true, encoding: .utf8)
+        try dir.writeSecret("key", "0123456789abcdef0123\n")
         let rules = """
                   classification: core
                   rules:
@@ -95,7 +95,7 @@ struct GovernanceTests {
         refused(Self.base + "\n      classification: secret\n", key: "mqtt.subscriptions[0].classification", "general, important, core")
         refused(Self.base + "\n      rules:\n        - match: x\n          action: encrypt\n", key: "mqtt.subscriptions[0].rules[0].action", "drop, mask, hash")
         refused(Self.base + "\n      rules:\n        - action: drop\n", key: "mqtt.subscriptions[0].rules[0].match", "required")
-        try "short\n".write(toFile: dir.file("short"), atomically: true, encoding: .utf8)
+        try dir.writeSecret("short", "short\n")
         refused(Self.base + "\ngovernance:\n  hash_key_file: \(dir.file("short"))\n", key: "governance.hash_key_file", "at least 16")
     }
 }

@@ -187,7 +187,7 @@ import TributaryWire
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         #expect(throws: AggregatorStartError.self) { try AdminToken.resolve(.file(path: dir.file("missing"), createIfMissing: false)) }
-        try "short\n".write(toFile: dir.file("short"), atomically: true, encoding: .utf8)
+        try dir.writeSecret("short", "short\n")
         #expect(throws: AggregatorStartError.self) { try AdminToken.resolve(.file(path: dir.file("short"), createIfMissing: false)) }
     }
 }

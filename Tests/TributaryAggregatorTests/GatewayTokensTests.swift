@@ -46,7 +46,7 @@ struct GatewayTokensTests {
     @Test func theHeaderSaysWhichGatewayIsTalking() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        try "gw-1 0123456789abcdef\ngw-2 fedcba9876543210\n".write(toFile: dir.file("tokens"), atomically: true, encoding: .utf8)
+        try dir.writeSecret("tokens", "gw-1 0123456789abcdef\ngw-2 fedcba9876543210\n")
         let tokens = try GatewayTokens(path: dir.file("tokens"), logger: Logger(label: "test"))
         #expect(tokens.authenticate(authorization: "Bearer fedcba9876543210") == .gateway("gw-2"))
         #expect(tokens.authenticate(authorization: "bearer 0123456789abcdef ") == .gateway("gw-1"))
@@ -60,27 +60,32 @@ struct GatewayTokensTests {
         #expect(throws: AggregatorStartError.self) { try GatewayTokens(path: "/nonexistent/tokens", logger: Logger(label: "test")) }
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        try "# no gateways yet\n".write(toFile: dir.file("tokens"), atomically: true, encoding: .utf8)
+        try dir.writeSecret("tokens", "# no gateways yet\n")
         #expect(throws: AggregatorStartError.self) { try GatewayTokens(path: dir.file("tokens"), logger: Logger(label: "test")) }
+        // Every user on the host could read the tokens and send as any gateway: refused, not warned of.
+        try "gw-1 0123456789abcdef\n".write(toFile: dir.file("open"), atomically: true, encoding: .utf8)
+        #expect { try GatewayTokens(path: dir.file("open"), logger: Logger(label: "test")) } throws: { "\($0)".contains("chmod 600") }
     }
 
     @Test func aChangedFileIsReadAgainAndABadOneKeepsTheTokensInForce() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let path = dir.file("tokens")
-        try "gw-1 0123456789abcdef\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try TemporaryDirectory.writeSecret("gw-1 0123456789abcdef\n", to: path)
         let tokens = try GatewayTokens(path: path, logger: Logger(label: "test"))
         #expect(tokens.authenticate(authorization: "Bearer 0123456789abcdef") == .gateway("gw-1"))
 
-        try "gw-1 rotated-0123456789\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try TemporaryDirectory.writeSecret("gw-1 rotated-0123456789\n", to: path)
         try await Task.sleep(for: .milliseconds(1100))
         #expect(tokens.authenticate(authorization: "Bearer rotated-0123456789") == .gateway("gw-1"))
         #expect(tokens.authenticate(authorization: "Bearer 0123456789abcdef") == .unknown)
 
-        // Broken, empty, gone: each leaves the last good tokens in force.
-        for damage in ["gw-1 short\n", "", nil] as [String?] {
-            if let damage {
-                try damage.write(toFile: path, atomically: true, encoding: .utf8)
+        // Broken, empty, open to other users, gone: each leaves the last good tokens in force.
+        for damage in ["gw-1 short\n", "", "open", nil] as [String?] {
+            if damage == "open" {
+                try "gw-1 other-0123456789ab\n".write(toFile: path, atomically: true, encoding: .utf8)
+            } else if let damage {
+                try TemporaryDirectory.writeSecret(damage, to: path)
             } else {
                 try FileManager.default.removeItem(atPath: path)
             }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TributaryCore
 @testable import TributaryCtl
+import TributaryTesting
 
 @Suite struct QueryAndCheckTests {
     @Test(arguments: [
@@ -90,12 +91,16 @@ import TributaryCore
     }
 
     @Test func tokenPrecedence() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let aggregatorsOwn = try dir.writeSecret("admin-token", "0123456789abcdef0123\n")
         let env = ["TRIBUTARY_TOKEN": "from-env"]
         #expect(try FleetClient.resolveToken(flag: "flag", file: nil, environment: env, defaultFile: "/nonexistent") == "flag")
         #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: env, defaultFile: "/nonexistent") == "from-env")
         #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: [:], defaultFile: "/nonexistent") == nil)
-        #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: [:], defaultFile: "/etc/hostname") != nil)
-        #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: ["TRIBUTARY_TOKEN_FILE": ""], defaultFile: "/etc/hostname") == nil,
+        #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: [:], defaultFile: aggregatorsOwn) == "0123456789abcdef0123")
+        #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: [:], defaultFile: "/etc/hostname") == nil, "a file every user can read is no token")
+        #expect(try FleetClient.resolveToken(flag: nil, file: nil, environment: ["TRIBUTARY_TOKEN_FILE": ""], defaultFile: aggregatorsOwn) == nil,
                 "an empty TRIBUTARY_TOKEN_FILE turns the default file off")
         #expect(throws: FleetClient.FetchError.self) {
             try FleetClient.resolveToken(flag: nil, file: "/nonexistent/token", environment: [:])

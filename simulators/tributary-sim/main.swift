@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Synchronization
+import TributaryConfig
 import TributaryCore
 import TributaryMQTT
 import TributarySimulator
@@ -140,9 +141,11 @@ struct Sensors: AsyncParsableCommand {
             options.faults.silentShare = silent
             options.username = username
             if let passwordFile {
-                var password = try String(contentsOfFile: passwordFile, encoding: .utf8)
-                if password.hasSuffix("\n") || password.hasSuffix("\r\n") { password.removeLast() }
-                options.password = password
+                do {
+                    options.password = try SecretFile.read(passwordFile, as: .line)
+                } catch {
+                    throw ValidationError("--password-file: \(error.description)")
+                }
             }
             if caFile != nil || certFile != nil || keyFile != nil {
                 options.tls = MQTTClient.TLS(caFile: caFile, certificateFile: certFile, keyFile: keyFile)
@@ -239,7 +242,12 @@ struct Fleet: AsyncParsableCommand {
     /// The token of every virtual gateway, from a token file; a gateway without one is an error
     /// (it would only collect 401s).
     static func tokens(from path: String, for options: FleetSimulator.Options) throws -> [String: String] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw Failure("--token-file: cannot read \(path)") }
+        let text: String
+        do {
+            text = try SecretFile.read(path, as: .lines)
+        } catch {
+            throw Failure("--token-file: \(error.description)")
+        }
         let entries: [GatewayTokenFile.Entry]
         do {
             entries = try GatewayTokenFile.parse(text)
