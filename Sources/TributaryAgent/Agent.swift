@@ -2,17 +2,21 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TributaryBuffer
 import TributaryCore
 import TributarySQLite
 
-/// The agent, assembled: the buffer file, the ingest service and the uploader.
-/// The executable runs `services` in a ServiceGroup; tests do the same.
-public final class Agent: Sendable {
+/// The agent, assembled: the buffer file, the ingest service, the uploader and the status
+/// listener. A Service: `run()` runs them until a graceful shutdown (SIGTERM in the executable:
+/// stop reading, commit, stop), then releases the HTTP client, the buffer file and the data dir
+/// lock, also when one of them fails. An agent made but never run must be `close()`d.
+public final class Agent: Service, Sendable {
     public let config: AgentConfig
     public let buffer: BufferStore
     public let stats: AgentStats
-    public let services: [any Service]
+    private let services: [any Service]
+    private let closed = Mutex(false)
     private let http: HTTPClient
     private let logger: Logger
     private let statusPort = BoundPort()
@@ -57,8 +61,23 @@ public final class Agent: Sendable {
         ])
     }
 
-    /// Releases the HTTP client and closes the buffer; call after the services returned.
-    public func shutdown() async {
+    public func run() async throws {
+        // ServiceGroup stops services in reverse order; a graceful shutdown of the group this
+        // agent runs in reaches this one.
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await close()
+            throw error
+        }
+        await close()
+    }
+
+    /// Releases the HTTP client, closes the buffer and the data dir lock; `run()` does it on
+    /// its way out. Once only: a second call does nothing.
+    public func close() async {
+        guard closed.withLock({ wasClosed in defer { wasClosed = true }; return !wasClosed }) else { return }
         do {
             try await http.shutdown()
         } catch {

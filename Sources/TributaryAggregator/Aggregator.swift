@@ -11,9 +11,11 @@ import TributaryCore
 import TributarySQLite
 import TributaryWire
 
-/// The aggregator, assembled: sink, fleet registry, and the HTTP server.
-/// `service` runs it in a ServiceGroup; SIGTERM stops accepting and lets requests finish.
-public final class Aggregator: Sendable {
+/// The aggregator, assembled: sink, fleet registry, and the HTTP server. A Service: `run()`
+/// checks the sink, serves until a graceful shutdown (SIGTERM in the executable: stop
+/// accepting, let requests finish), then closes the sink, the registry and the audit log,
+/// also when it fails. An aggregator made but never run must be `close()`d.
+public final class Aggregator: Service, Sendable {
     public let config: AggregatorConfig
     public let sink: any Sink
     public let registry: FleetRegistry
@@ -22,6 +24,7 @@ public final class Aggregator: Sendable {
     private let boundPort: BoundPort
     private let logger: Logger
     private let audit: AuditLog
+    private let closed = Mutex(false)
 
     public init(config: AggregatorConfig, logger: Logger) throws {
         self.config = config
@@ -136,13 +139,24 @@ public final class Aggregator: Sendable {
         }
     }
 
-    /// The HTTP server as a Service.
-    public var service: any Service { application }
+    public func run() async throws {
+        do {
+            try await prepareSink()
+            try await application.run()
+        } catch {
+            await close()
+            throw error
+        }
+        await close()
+    }
 
     /// The port the server listens on, once it runs (useful with port 0).
     public func port() async -> Int { await boundPort.wait() }
 
-    public func shutdown() async {
+    /// Flushes the audit log and closes the sink and the registry; `run()` does it on its way
+    /// out. Once only: a second call does nothing.
+    public func close() async {
+        guard closed.withLock({ wasClosed in defer { wasClosed = true }; return !wasClosed }) else { return }
         audit.flush()
         await sink.close()
         registry.close()

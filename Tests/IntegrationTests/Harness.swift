@@ -44,7 +44,7 @@ final class Harness: @unchecked Sendable {
         }
         config.tls = tls
         aggregator = try Aggregator(config: config, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [aggregator.service], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [aggregator], logger: logger))
         aggregatorGroup = group
         aggregatorTask = Task { try await group.run() }
         aggregatorURL = "\(tls == nil ? "http" : "https")://127.0.0.1:\(await aggregator.port())"
@@ -80,7 +80,7 @@ final class Harness: @unchecked Sendable {
     /// Starts an agent and waits until the broker has confirmed its subscriptions.
     func startAgent(_ config: AgentConfig) async throws -> RunningAgent {
         let agent = try Agent(config: config, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: agent.services, logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [agent], logger: logger))
         let task = Task { try await group.run() }
         let deadline = ContinuousClock.now + .seconds(20)
         while !agent.stats.subscribed {
@@ -107,7 +107,6 @@ final class Harness: @unchecked Sendable {
     func shutdown() async {
         await aggregatorGroup.triggerGracefulShutdown()
         _ = try? await aggregatorTask.value
-        await aggregator.shutdown()
         await broker.stop()
         directory.remove()
     }
@@ -122,7 +121,6 @@ struct RunningAgent {
     func stop() async throws {
         await group.triggerGracefulShutdown()
         try await task.value
-        await agent.shutdown()
     }
 }
 

@@ -49,13 +49,12 @@ struct AgentCommand: AsyncParsableCommand {
             var logger = Logger(label: "tributary-agent")
             logger.logLevel = logLevel
             WallClockFault.followIfRequested(logger: logger)
-            let agent = try Agent(config: settings, logger: logger)
+            // The agent releases what it holds when it stops, however it stops.
             let group = ServiceGroup(configuration: .init(
-                services: agent.services.map { .init(service: $0) },
+                services: [.init(service: try Agent(config: settings, logger: logger))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
             try await group.run()
-            await agent.shutdown()
         } catch {
             throw Failure("tributary-agent: \(error)")
         }

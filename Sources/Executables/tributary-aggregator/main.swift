@@ -43,19 +43,12 @@ struct AggregatorCommand: AsyncParsableCommand {
             settings.logFormat.bootstrap()
             var logger = Logger(label: "tributary-aggregator")
             logger.logLevel = logLevel
-            let aggregator = try Aggregator(config: settings, logger: logger)
-            do {
-                try await aggregator.prepareSink()
-            } catch {
-                await aggregator.shutdown()
-                throw error
-            }
+            // The aggregator closes what it opened when it stops, however it stops.
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: aggregator.service)],
+                services: [.init(service: try Aggregator(config: settings, logger: logger))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
             try await group.run()
-            await aggregator.shutdown()
         } catch {
             throw Failure("tributary-aggregator: \(error)")
         }
