@@ -54,6 +54,9 @@ let package = Package(
 
         // Plain domain types and pure logic: readings, topic templates, payload decoding. No I/O.
         .target(name: "TributaryCore", swiftSettings: swiftSettings),
+        // The admin API's JSON (GET /v1/fleet, /v1/gateways/ID): what the aggregator serves and
+        // tributaryctl reads.
+        .target(name: "TributaryAdminAPI", dependencies: ["TributaryCore"], swiftSettings: swiftSettings),
         // The wire contract: generated protobuf code, batch encoding, compression.
         .target(
             name: "TributaryWire",
@@ -142,7 +145,7 @@ let package = Package(
             name: "TributaryAggregator",
             dependencies: [
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
-                "TributaryCrypto",
+                "TributaryCrypto", "TributaryAdminAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -158,7 +161,7 @@ let package = Package(
         .target(
             name: "TributaryCtl",
             dependencies: [
-                "TributaryCore", "TributaryConfig",
+                "TributaryCore", "TributaryConfig", "TributaryAdminAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -207,7 +210,7 @@ let package = Package(
         .executableTarget(
             name: "tributaryctl",
             dependencies: [
-                "TributaryCtl", "TributaryCore", "TributaryCrypto",
+                "TributaryCtl", "TributaryCore", "TributaryCrypto", "TributaryAdminAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Executables/tributaryctl",
@@ -266,7 +269,7 @@ let package = Package(
             name: "TributarySparkplugTests",
             dependencies: ["TributarySparkplug", "TributaryCore"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "TributaryCtlTests", dependencies: ["TributaryCtl", "TributaryCore", "TributaryTesting"], swiftSettings: swiftSettings),
+            name: "TributaryCtlTests", dependencies: ["TributaryCtl", "TributaryCore", "TributaryAdminAPI", "TributaryTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryConfigTests", dependencies: ["TributaryConfig", "TributaryTesting"], swiftSettings: swiftSettings),
         .testTarget(
@@ -280,6 +283,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TributaryAgent", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
+                "TributaryAdminAPI",
                 "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
                 "TributaryCrypto",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

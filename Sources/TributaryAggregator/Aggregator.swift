@@ -7,6 +7,7 @@ import HummingbirdCore
 import NIOSSL
 import ServiceLifecycle
 import Synchronization
+import TributaryAdminAPI
 import TributaryCore
 import TributarySQLite
 import TributaryWire

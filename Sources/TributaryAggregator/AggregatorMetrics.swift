@@ -1,4 +1,5 @@
 import Synchronization
+import TributaryAdminAPI
 import TributaryCore
 
 /// The aggregator's Prometheus metrics. Request outcomes and sink latency are counted as they

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import SwiftProtobuf
+import TributaryAdminAPI
 import TributaryCore
 import TributaryCrypto
 import TributaryWire

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import SwiftProtobuf
+import TributaryAdminAPI
 import TributaryCore
 import TributarySQLite
 import TributaryWire

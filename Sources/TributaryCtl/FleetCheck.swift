@@ -1,3 +1,4 @@
+import TributaryAdminAPI
 import TributaryCore
 
 /// `tributaryctl check`: the fleet against thresholds, as an exit code for alerting scripts

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import TributaryAdminAPI
 import TributaryConfig
 import NIOCore
 import NIOSSL

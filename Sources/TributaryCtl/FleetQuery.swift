@@ -1,3 +1,4 @@
+import TributaryAdminAPI
 import TributaryCore
 
 /// How `tributaryctl gateways` orders and filters its rows.

@@ -1,3 +1,4 @@
+import TributaryAdminAPI
 import TributaryCore
 
 /// Text renderings of the fleet view for `tributaryctl`.

@@ -1,3 +1,4 @@
+import TributaryAdminAPI
 import TributaryCore
 
 /// The fleet figures `watch` keeps between refreshes, for its sparklines.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import TributaryAdminAPI
 import TributarySQLite
 import TributaryAgent
 import TributaryCore

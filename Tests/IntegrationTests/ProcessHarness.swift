@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TributaryAdminAPI
 import TributaryCore
 import TributaryCtl
 import TributaryMQTT

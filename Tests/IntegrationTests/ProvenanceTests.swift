@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Testing
+import TributaryAdminAPI
 import TributaryBuffer
 import TributaryCore
 import TributaryCrypto

@@ -1,3 +1,4 @@
+import TributaryAdminAPI
 import TributaryCore
 
 /// A fleet at a fixed instant: one gateway caught up, one behind with losses and an error, one

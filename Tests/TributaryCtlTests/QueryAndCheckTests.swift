@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TributaryCore
+import TributaryAdminAPI
 @testable import TributaryCtl
 import TributaryTesting
 

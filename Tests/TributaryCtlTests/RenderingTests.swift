@@ -1,4 +1,5 @@
 import Testing
+import TributaryAdminAPI
 import TributaryCore
 @testable import TributaryCtl
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TributaryAdminAPI
 import TributaryCore
 import TributaryCtl
 import TributaryCrypto

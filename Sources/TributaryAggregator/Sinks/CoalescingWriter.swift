@@ -1,4 +1,5 @@
 import Synchronization
+import TributaryAdminAPI
 import TributaryCore
 
 /// Funnels concurrent sink writes into one writer that takes everything queued at once, so

@@ -1,3 +1,4 @@
+import TributaryAdminAPI
 import TributaryCore
 
 /// Where accepted readings go. A sink keeps the dedup ledger with the data, so it alone can

@@ -1,5 +1,6 @@
 import Logging
 import Synchronization
+import TributaryAdminAPI
 import TributaryClickHouse
 import TributaryCore
 

@@ -1,3 +1,4 @@
+import TributaryAdminAPI
 import TributaryCore
 import Synchronization
 import TributarySQLite

@@ -1,3 +1,5 @@
+import TributaryCore
+
 /// What the aggregator made of one gateway epoch's hash chain: each batch carries the digest
 /// of the one before, so a batch that never arrived shows as a gap and one that arrived
 /// altered as a mismatch.

@@ -1,3 +1,5 @@
+import TributaryCore
+
 /// One gateway with its recent sync history, as `GET /v1/gateways/{id}` returns it.
 public struct GatewayDetail: Codable, Sendable, Equatable {
     public var generatedAtMs: Int64

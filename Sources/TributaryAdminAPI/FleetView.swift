@@ -1,3 +1,5 @@
+import TributaryCore
+
 /// The aggregator's view of its fleet, as `GET /v1/fleet` returns it (JSON, snake_case keys).
 /// `tributaryctl` decodes the same types.
 public struct FleetView: Codable, Sendable, Equatable {

@@ -1,3 +1,5 @@
+import TributaryCore
+
 /// The fleet-wide figures every summary shows (tributaryctl status, watch, check, /metrics),
 /// computed in one place from a fleet view so they cannot disagree.
 public struct FleetTotals: Sendable {
