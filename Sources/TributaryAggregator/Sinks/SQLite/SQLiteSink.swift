@@ -136,11 +136,17 @@ public final class SQLiteSink: Sink {
             }
             try c.run("INSERT INTO batches (gateway_id, epoch, sequence) VALUES (?, ?, ?)", id.gatewayID, id.epoch, Int64(bitPattern: id.sequence))
             let batchID = c.lastInsertRowID
-            // Each distinct series once: looked up (or added) for the first of its readings.
+            // Each distinct series once: looked up (or added) for the first of its readings. Its
+            // id is noted per reading on the way, so the key is made once per reading.
             var seriesIDs: [SeriesKey: Int64] = [:]
+            var seriesOfReading: [Int64] = []
+            seriesOfReading.reserveCapacity(batch.readings.count)
             for r in batch.readings {
                 let key = SeriesKey(r)
-                guard seriesIDs[key] == nil else { continue }
+                if let known = seriesIDs[key] {
+                    seriesOfReading.append(known)
+                    continue
+                }
                 try c.run("INSERT INTO series (gateway_id, sensor_id, metric, topic, unit, labels) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                           key.gateway, key.sensor, key.metric, key.topic, key.unit, key.labels)
                 guard let existing = try c.scalar("""
@@ -149,12 +155,14 @@ public final class SQLiteSink: Sink {
                     throw SQLiteError(code: 1, message: "series not found after insert", path: "", sql: nil)
                 }
                 seriesIDs[key] = existing
+                seriesOfReading.append(existing)
             }
             try c.runForEach("""
                 INSERT INTO reading_rows (series_id, batch_id, time_ms, received_ms, value, value_int, value_text, value_type)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, batch.readings) { row, r in
-                row.bind(seriesIDs[SeriesKey(r)] ?? 0)
+                """, zip(seriesOfReading, batch.readings)) { row, pair in
+                let (seriesID, r) = pair
+                row.bind(seriesID)
                 row.bind(batchID)
                 row.bind(r.timeMs)
                 row.bind(r.receivedAtMs)
