@@ -103,9 +103,9 @@ public final class Aggregator: Service, Sendable {
             let http = HTTP1Channel(responder: responder, configuration: .init(
                 additionalChannelHandlers: [BodyDeadlineHandler(limits: limits, maxBodyBytes: maxBodyBytes)],
                 idleTimeout: limits.settings.idleTimeout))
-            let timed = RequestTimingChannel(base: http, limits: limits)
-            guard let tls else { return AddressLimitChannel(base: timed, limits: limits) }
-            return AddressLimitChannel(base: try TLSChannel(timed, tlsConfiguration: tls), limits: limits)
+            let timed = GuardedChannel(base: http) { HeadTimingHandler(limits: limits) }
+            guard let tls else { return GuardedChannel(base: timed) { AddressLimitHandler(limits: limits) } }
+            return GuardedChannel(base: try TLSChannel(timed, tlsConfiguration: tls)) { AddressLimitHandler(limits: limits) }
         }
     }
 

@@ -135,13 +135,16 @@ public final class AuditLog: Sendable {
         if event.httpStatus >= 400 {
             let key = event.repeatKey
             let counted = state.withLock { s -> Bool in
-                if var seen = s.repeats[key] {
+                /// Counts a repeat under `key` when it is already being watched.
+                func countedAsRepeat(_ key: String) -> Bool {
+                    guard var seen = s.repeats[key] else { return false }
                     if seen.count == 0 { seen.firstMs = atMs }
                     seen.count += 1
                     seen.lastMs = atMs
                     s.repeats[key] = seen
                     return true
                 }
+                if countedAsRepeat(key) { return true }
                 if s.repeats.count < Self.maxRepeatKeys {
                     s.repeats[key] = Repeats(event: event, windowEndMs: atMs + repeatWindowMs)
                     s.nextWindowEndMs = min(s.nextWindowEndMs, atMs + repeatWindowMs)
@@ -152,13 +155,7 @@ public final class AuditLog: Sendable {
                 overflow.peer = "(\(Self.maxRepeatKeys)+ addresses)"
                 overflow.actor = "various"
                 let overflowKey = overflow.repeatKey
-                if var seen = s.repeats[overflowKey] {
-                    if seen.count == 0 { seen.firstMs = atMs }
-                    seen.count += 1
-                    seen.lastMs = atMs
-                    s.repeats[overflowKey] = seen
-                    return true
-                }
+                if countedAsRepeat(overflowKey) { return true }
                 s.repeats[overflowKey] = Repeats(event: overflow, windowEndMs: atMs + repeatWindowMs)
                 s.nextWindowEndMs = min(s.nextWindowEndMs, atMs + repeatWindowMs)
                 return false

@@ -9,23 +9,24 @@ import NIOHTTPTypes
 // The aggregator's HTTP server, guarded against clients that are slow, stuck or too many (see
 // `ConnectionLimits`). Hummingbird's HTTP1 channel does the HTTP; three wrappers around it:
 //
-//   AddressLimitChannel        counts connections per address, closes those past the limits
-//     [TLSChannel]             (HTTPS)
-//       RequestTimingChannel   times each request's head on the plain bytes ...
-//         HTTP1Channel         ... and its body on the HTTP parts (BodyDeadlineHandler)
+//   GuardedChannel + AddressLimitHandler   counts connections per address, closes those past the limits
+//     [TLSChannel]                         (HTTPS)
+//       GuardedChannel + HeadTimingHandler times each request's head on the plain bytes ...
+//         HTTP1Channel                     ... and its body on the HTTP parts (BodyDeadlineHandler)
 //
 // Idle connections are closed by Hummingbird's own idle timeout.
 
-/// Counts each connection against its address and all; one past the limits is closed at once,
-/// before any TLS handshake is spent on it.
-struct AddressLimitChannel<Base: ServerChildChannel>: ServerChildChannel {
+/// A child channel with one handler of ours in front of `base`'s: `AddressLimitHandler`
+/// outermost, so a connection past the limits is closed before any TLS handshake is spent on
+/// it; `HeadTimingHandler` behind TLS, so it sees plain bytes.
+struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
-    let limits: ConnectionLimits
+    let makeHandler: @Sendable () -> any ChannelHandler
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(AddressLimitHandler(limits: limits))
+            try channel.pipeline.syncOperations.addHandler(makeHandler())
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }
@@ -36,6 +37,7 @@ struct AddressLimitChannel<Base: ServerChildChannel>: ServerChildChannel {
     }
 }
 
+/// Counts each connection against its address and all; one past the limits is closed at once.
 final class AddressLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     private let limits: ConnectionLimits
@@ -57,25 +59,6 @@ final class AddressLimitHandler: ChannelInboundHandler, RemovableChannelHandler 
         if let counted { limits.close(from: counted) }
         counted = nil
         context.fireChannelInactive()
-    }
-}
-
-/// Adds the head timer in front of the HTTP decoder (behind TLS, so it sees plain bytes).
-struct RequestTimingChannel<Base: ServerChildChannel>: ServerChildChannel {
-    typealias Value = Base.Value
-    let base: Base
-    let limits: ConnectionLimits
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(HeadTimingHandler(limits: limits))
-        }.flatMap {
-            base.setup(channel: channel, logger: logger)
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
     }
 }
 

@@ -9,6 +9,11 @@ public final class SQLiteSink: Sink {
     public let path: String
     private let db: SQLiteDatabase
     private let stats = Mutex(SinkWriteStats())
+    /// Series already in the file, by key: with it a batch's readings need no statement for
+    /// their series (an insert and a select on a six-column index each, which made version 2
+    /// write at 0.4 times version 1's rate). Filled only after a commit, so a rolled-back series
+    /// is never remembered; bounded, and emptied when full.
+    private let knownSeries = KnownSeries(limit: 100_000)
 
     public var description: String { "sqlite:\(path)" }
 
@@ -110,7 +115,11 @@ public final class SQLiteSink: Sink {
     public func write(_ batch: IncomingBatch) async throws(SinkError) -> SinkWriteResult {
         let result: SinkWriteResult
         do {
-            result = try await db.perform { c in try Self.write(batch, c) }
+            result = try await db.perform { [knownSeries] c in
+                let (result, added) = try Self.write(batch, c, knownSeries: knownSeries)
+                knownSeries.remember(added)
+                return result
+            }
         } catch {
             throw SinkError(.unavailable, "SQLite sink \(path): \(error)")
         }
@@ -127,9 +136,13 @@ public final class SQLiteSink: Sink {
 
     public var writeStats: SinkWriteStats { stats.withLock { $0 } }
 
-    private static func write(_ batch: IncomingBatch, _ c: SQLiteConnection) throws(SQLiteError) -> SinkWriteResult {
+    /// Writes one batch in its transaction; returns what became of it and the series it added
+    /// (to remember once committed).
+    private static func write(_ batch: IncomingBatch, _ c: SQLiteConnection,
+                              knownSeries: KnownSeries) throws(SQLiteError) -> (SinkWriteResult, [SeriesKey: Int64]) {
         let id = batch.identity
-        return try c.transaction { () throws(SQLiteError) -> SinkWriteResult in
+        var added: [SeriesKey: Int64] = [:]
+        let result = try c.transaction { () throws(SQLiteError) -> SinkWriteResult in
             if let digest = try c.scalar("SELECT digest FROM batch_ledger WHERE gateway_id = ? AND epoch = ? AND sequence = ?",
                                          id.gatewayID, id.epoch, Int64(bitPattern: id.sequence))?.int64 {
                 return digest == Int64(bitPattern: batch.digest) ? .duplicate : .conflict
@@ -143,7 +156,8 @@ public final class SQLiteSink: Sink {
             seriesOfReading.reserveCapacity(batch.readings.count)
             for r in batch.readings {
                 let key = SeriesKey(r)
-                if let known = seriesIDs[key] {
+                if let known = seriesIDs[key] ?? knownSeries.id(of: key) {
+                    seriesIDs[key] = known
                     seriesOfReading.append(known)
                     continue
                 }
@@ -155,6 +169,7 @@ public final class SQLiteSink: Sink {
                     throw SQLiteError(code: 1, message: "series not found after insert", path: "", sql: nil)
                 }
                 seriesIDs[key] = existing
+                added[key] = existing
                 seriesOfReading.append(existing)
             }
             try c.runForEach("""
@@ -176,6 +191,7 @@ public final class SQLiteSink: Sink {
                       batch.readings.count, batch.receivedAtMs)
             return .accepted
         }
+        return (result, result == .accepted ? added : [:])
     }
 
     public func close() async {
@@ -183,8 +199,26 @@ public final class SQLiteSink: Sink {
     }
 }
 
+/// Series ids already committed to the file, by key; emptied when `limit` would be passed.
+final class KnownSeries: Sendable {
+    private let ids = Mutex<[SeriesKey: Int64]>([:])
+    private let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func id(of key: SeriesKey) -> Int64? { ids.withLock { $0[key] } }
+
+    func remember(_ added: [SeriesKey: Int64]) {
+        guard !added.isEmpty else { return }
+        ids.withLock { known in
+            if known.count + added.count > limit { known.removeAll(keepingCapacity: true) }
+            known.merge(added) { _, new in new }
+        }
+    }
+}
+
 /// A reading's series as the `series` table keys it.
-private struct SeriesKey: Hashable {
+struct SeriesKey: Hashable, Sendable {
     let gateway: String, sensor: String, metric: String, topic: String, unit: String, labels: String
 
     init(_ r: Reading) {
