@@ -75,7 +75,10 @@ public final class Aggregator: Service, Sendable {
                                  retentionDays: config.auditRetentionDays, maxBytes: config.auditMaxBytes, logger: logger)
         self.audit = audit
         logger.info("audit log", metadata: ["dir": "\(audit.directory)", "retention_days": "\(audit.retentionDays)"])
-        let connectionLimits = ConnectionLimits(settings: config.limits.connections, logger: logger)
+        var connectionSettings = config.limits.connections
+        connectionSettings.admissionBatches = config.limits.maxInFlightBatches
+        connectionSettings.admissionBytes = config.limits.maxInFlightBytes
+        let connectionLimits = ConnectionLimits(settings: connectionSettings, logger: logger)
         Self.raiseOpenFileLimit(toServe: config.limits.connections.maxConnections, logger: logger)
         let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token,
                                  gatewayTokens: gatewayTokens, audit: audit, readiness: readiness, connectionLimits: connectionLimits)

@@ -13,11 +13,18 @@ public final class ConnectionLimits: Sendable {
         public var maxConnections = 16_384
         /// Open connections from one address (a NAT'd fleet shares one). Default 256.
         public var maxConnectionsPerAddress = 256
-        /// Requests from one address admitted toward the sink at once; past it, 429. Default 16.
+        /// One address's share of admission control: requests from it admitted toward the sink at
+        /// once, past which it gets 429 while the aggregator is busy. Default 16.
         public var maxInFlightPerAddress = 16
-        /// Request bytes (declared lengths) from one address admitted at once, a quarter of
+        /// Request bytes (declared lengths) of one address's share, a quarter of
         /// `max_in_flight_bytes` by default; one request is always admitted, however large.
         public var maxInFlightBytesPerAddress = 16 << 20
+        /// The whole of admission control (`limits.max_in_flight_batches` and
+        /// `max_in_flight_bytes`). The shares above are enforced once half of either is taken:
+        /// while there is room, gateways behind one NAT'd address are not held to one share;
+        /// when there is not, one address cannot take more than half plus its share.
+        public var admissionBatches = 64
+        public var admissionBytes = 64 << 20
         /// A request's head (request line and headers) must arrive whole this long after its
         /// first byte. Default 10 s.
         public var headerTimeout: TimeAmount = .seconds(10)
@@ -50,6 +57,7 @@ public final class ConnectionLimits: Sendable {
     private struct State {
         var connections: [String: Int] = [:]
         var inFlight: [String: (requests: Int, bytes: Int)] = [:]
+        var inFlightTotal = (requests: 0, bytes: 0)
         var total = 0
         var counts = Counts()
         /// When each address was last logged for each kind of refusal (a flood is one line a minute).
@@ -98,19 +106,22 @@ public final class ConnectionLimits: Sendable {
     }
 
     /// Admits one more request of `bytes` (its declared length) from `address` toward the
-    /// sink, or says why not.
+    /// sink, or says why not: past its share, and only while half of admission is taken.
     func admit(from address: String, bytes: Int) -> Bool {
         let refusal: String? = state.withLock { s in
             let now = s.inFlight[address] ?? (0, 0)
-            if now.requests >= settings.maxInFlightPerAddress {
+            let busy = s.inFlightTotal.requests * 2 >= settings.admissionBatches || s.inFlightTotal.bytes * 2 >= settings.admissionBytes
+            if !busy {
+                // Room for everyone: no share is enforced.
+            } else if now.requests >= settings.maxInFlightPerAddress {
                 s.counts.addressBusyRefusals += 1
-                return "\(address) has \(settings.maxInFlightPerAddress) requests in flight (limits.max_in_flight_per_address)"
-            }
-            if now.requests > 0 && now.bytes + bytes > settings.maxInFlightBytesPerAddress {
+                return "\(address) has \(now.requests) requests in flight while the aggregator is busy (limits.max_in_flight_per_address)"
+            } else if now.requests > 0 && now.bytes + bytes > settings.maxInFlightBytesPerAddress {
                 s.counts.addressBusyRefusals += 1
-                return "\(address) has \(now.bytes) bytes in flight (limits.max_in_flight_bytes_per_address)"
+                return "\(address) has \(now.bytes) bytes in flight while the aggregator is busy (limits.max_in_flight_bytes_per_address)"
             }
             s.inFlight[address] = (now.requests + 1, now.bytes + bytes)
+            s.inFlightTotal = (s.inFlightTotal.requests + 1, s.inFlightTotal.bytes + bytes)
             return nil
         }
         if let refusal { note("request refused (429)", refusal, address: address) }
@@ -121,6 +132,7 @@ public final class ConnectionLimits: Sendable {
         state.withLock { s in
             let now = s.inFlight[address] ?? (1, bytes)
             s.inFlight[address] = now.requests > 1 ? (now.requests - 1, max(0, now.bytes - bytes)) : nil
+            s.inFlightTotal = (max(0, s.inFlightTotal.requests - 1), max(0, s.inFlightTotal.bytes - bytes))
         }
     }
 
