@@ -40,12 +40,7 @@ public final class Aggregator: Service, Sendable {
         } catch {
             throw AggregatorStartError(message: "cannot create data_dir \(config.dataDirectory): \(error.localizedDescription)")
         }
-        switch config.sink {
-        case .sqlite(let path):
-            sink = try SQLiteSink(path: path)
-        case .clickhouse(let endpoint):
-            sink = ClickHouseSink(endpoint: endpoint, settings: config.clickHouse, logger: logger)
-        }
+        sink = try config.sink.makeSink(config: config, logger: logger)
         self.logger = logger
         registry = try FleetRegistry(path: config.dataDirectory + "/registry.sqlite")
         ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, logger: logger)

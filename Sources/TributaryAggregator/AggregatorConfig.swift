@@ -95,52 +95,6 @@ public struct AggregatorConfig: Sendable {
         public init() {}
     }
 
-    public enum SinkURL: Sendable, Equatable, CustomStringConvertible {
-        case sqlite(path: String)
-        case clickhouse(ClickHouseEndpoint)
-
-        public init(_ text: String) throws(SinkURLError) {
-            if ClickHouseEndpoint.isClickHouseURL(text) {
-                do {
-                    self = .clickhouse(try ClickHouseEndpoint(url: text))
-                } catch {
-                    throw SinkURLError(text: "clickhouse URL", reason: error.description)
-                }
-            } else if text.hasPrefix("sqlite:") {
-                var path = String(text.dropFirst("sqlite:".count))
-                if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
-                guard !path.isEmpty else { throw SinkURLError(text: text, reason: "sqlite: needs a file path") }
-                self = .sqlite(path: path)
-            } else {
-                throw SinkURLError(text: text, reason: "supported sinks: sqlite:PATH, clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE], clickhouse+https://...")
-            }
-        }
-
-        public var description: String {
-            switch self {
-            case .sqlite(let path): "sqlite:\(path)"
-            case .clickhouse(let endpoint): endpoint.description
-            }
-        }
-
-        /// Where rows end up, whoever writes them: the SQLite file's absolute path, or
-        /// ClickHouse's scheme, host, port and database (not the user or password).
-        public var destination: String {
-            switch self {
-            case .sqlite(let path):
-                "sqlite:" + URL(fileURLWithPath: path).standardizedFileURL.path
-            case .clickhouse(let endpoint):
-                ClickHouseEndpoint(secure: endpoint.secure, host: endpoint.host.lowercased(), port: endpoint.port, database: endpoint.database).description
-            }
-        }
-    }
-
-    public struct SinkURLError: Error, CustomStringConvertible {
-        public let text: String
-        public let reason: String
-        public var description: String { "sink '\(text)': \(reason)" }
-    }
-
     public init(listenHost: String = "127.0.0.1", listenPort: Int = 8470, dataDirectory: String, sink: SinkURL? = nil) {
         self.listenHost = listenHost
         self.listenPort = listenPort

@@ -11,3 +11,24 @@ public enum GatewayID {
             && id.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
     }
 }
+
+/// A string that equals another only byte for byte, and hashes its bytes: the key for any
+/// dictionary or set of strings that came from a device. Swift's `String ==` takes canonically
+/// equivalent strings as equal (`café` with `é` as one scalar, or as `e` and a combining
+/// accent), so keyed by `String` two sensors merged into one and a text value was stored as its
+/// twin's bytes; sinks and the wire compare bytes.
+public struct ExactString: Hashable, Sendable {
+    public let value: String
+
+    public init(_ value: String) { self.value = value }
+
+    public static func == (a: ExactString, b: ExactString) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
+
+    public func hash(into hasher: inout Hasher) {
+        var value = value
+        value.withUTF8 { bytes in
+            hasher.combine(bytes.count)
+            hasher.combine(bytes: UnsafeRawBufferPointer(bytes))
+        }
+    }
+}

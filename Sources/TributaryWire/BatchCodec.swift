@@ -25,7 +25,7 @@ public enum BatchCodec {
                 s.metric = strings.index(reading.metric)
                 s.topic = strings.index(reading.topic)
                 s.unit = strings.index(reading.unit ?? "")
-                for (k, v) in reading.labels.sorted(by: { $0.key < $1.key }) {
+                for (k, v) in reading.labels.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
                     s.labelKeys.append(strings.index(k))
                     s.labelValues.append(strings.index(v))
                 }
@@ -212,15 +212,16 @@ public struct BatchCost: Sendable {
         }
     }
 
-    /// A series as the encoder groups readings: ids, topic, unit, labels and the value's kind.
+    /// A series as the encoder groups readings: ids, topic, unit, labels and the value's kind,
+    /// byte for byte as the encoder and the sinks compare them.
     private struct SeriesKey: Hashable {
-        let gateway: String, sensor: String, metric: String, topic: String, unit: String
-        let labels: [String: String]
+        let gateway: ExactString, sensor: ExactString, metric: ExactString, topic: ExactString, unit: ExactString
+        let labels: [ExactString]
         let kind: Int
     }
 
     public private(set) var totals = Totals(carried: 0, stored: 0, expanded: 0)
-    private var strings: Set<String> = [""]
+    private var strings: Set<ExactString> = [ExactString("")]
     private var series: Set<SeriesKey> = []
 
     public init() {}
@@ -242,14 +243,15 @@ public struct BatchCost: Sendable {
             + reading.topic.utf8.count + unit.utf8.count
         for (key, value) in reading.labels { description += key.utf8.count + value.utf8.count + 6 }
         let textBytes = text?.utf8.count ?? 0
-        let readingStrings = [reading.gatewayID, reading.sensorID, reading.metric, reading.topic, unit]
-            + Array(reading.labels.keys) + Array(reading.labels.values) + (text.map { [$0] } ?? [])
+        let readingStrings = ([reading.gatewayID, reading.sensorID, reading.metric, reading.topic, unit]
+            + Array(reading.labels.keys) + Array(reading.labels.values) + (text.map { [$0] } ?? [])).map(ExactString.init)
         let newStrings = Set(readingStrings.filter { !strings.contains($0) })
-        let key = SeriesKey(gateway: reading.gatewayID, sensor: reading.sensorID, metric: reading.metric, topic: reading.topic,
-                            unit: unit, labels: reading.labels, kind: kind)
+        let key = SeriesKey(gateway: ExactString(reading.gatewayID), sensor: ExactString(reading.sensorID), metric: ExactString(reading.metric),
+                            topic: ExactString(reading.topic), unit: ExactString(unit),
+                            labels: exactLabels(reading.labels), kind: kind)
         let newSeries = !series.contains(key)
         var next = totals
-        next.carried += Self.carriedPerReading + newStrings.reduce(0) { $0 + $1.utf8.count }
+        next.carried += Self.carriedPerReading + newStrings.reduce(0) { $0 + $1.value.utf8.count }
         next.stored += ReadingLimits.rowOverheadBytes + textBytes + (newSeries ? description : 0)
         next.expanded += description + ReadingLimits.rowOverheadBytes + textBytes
         if let limits, count > 0, next.problem(limits) != nil { return false }
@@ -365,18 +367,19 @@ public enum BatchDecodingError: Error, Sendable, Equatable, CustomStringConverti
     }
 }
 
+/// A series as the encoder groups readings, its strings compared byte for byte (`ExactString`).
 private struct SeriesKey: Hashable {
-    let gateway: String, sensor: String, metric: String, topic: String, unit: String
-    let labels: [String: String]
+    let gateway: ExactString, sensor: ExactString, metric: ExactString, topic: ExactString, unit: ExactString
+    let labels: [ExactString]
     let kind: Tributary_V1_ValueKind
 
     init(_ r: Reading) {
-        gateway = r.gatewayID
-        sensor = r.sensorID
-        metric = r.metric
-        topic = r.topic
-        unit = r.unit ?? ""
-        labels = r.labels
+        gateway = ExactString(r.gatewayID)
+        sensor = ExactString(r.sensorID)
+        metric = ExactString(r.metric)
+        topic = ExactString(r.topic)
+        unit = ExactString(r.unit ?? "")
+        labels = exactLabels(r.labels)
         switch r.value {
         case .double: kind = .double
         case .integer: kind = .integer
@@ -386,15 +389,22 @@ private struct SeriesKey: Hashable {
     }
 }
 
+/// Labels as keys and values in turn, in the order of their keys' bytes, for series keys.
+private func exactLabels(_ labels: [String: String]) -> [ExactString] {
+    labels.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }.flatMap { [ExactString($0.key), ExactString($0.value)] }
+}
+
+/// The batch's strings, each once, by its bytes.
 private struct StringTable {
     var strings: [String] = [""]
-    var indexes: [String: UInt32] = ["": 0]
+    var indexes: [ExactString: UInt32] = [ExactString(""): 0]
 
     mutating func index(_ s: String) -> UInt32 {
-        if let i = indexes[s] { return i }
+        let key = ExactString(s)
+        if let i = indexes[key] { return i }
         let i = UInt32(strings.count)
         strings.append(s)
-        indexes[s] = i
+        indexes[key] = i
         return i
     }
 }

@@ -50,6 +50,29 @@ struct SQLiteSinkTests {
         #expect(series == 3 && batches == 3, "three series (s0 with and without a unit, s1), three batches")
     }
 
+    /// Sensor ids that Swift's `==` takes as equal and SQLite does not: two series, each with
+    /// its own bytes.
+    @Test func canonicallyEquivalentSensorsAreTwoSeries() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let sink = try SQLiteSink(path: dir.file("sink.sqlite"))
+        let readings = ["caf\u{00E9}", "cafe\u{0301}"].enumerated().map { i, name in
+            Reading(gatewayID: "gw", sensorID: name, metric: "m", topic: "t", timeMs: Int64(i), receivedAtMs: Int64(i), value: .double(1))
+        }
+        for sequence in 1...2 {
+            let batch = IncomingBatch(identity: BatchIdentity(gatewayID: "gw", epoch: "e", sequence: UInt64(sequence)),
+                                      readings: sequence == 1 ? [readings[0]] : readings, digest: UInt64(sequence), receivedAtMs: 0)
+            #expect(try await sink.write(batch) == .accepted)
+        }
+        await sink.close()
+        let db = try SQLiteDatabase(path: dir.file("sink.sqlite"), readOnly: true)
+        defer { db.close() }
+        let sensors = try db.withConnection { c throws(SQLiteError) in
+            try c.query("SELECT hex(sensor_id) FROM readings ORDER BY batch_seq, time_ms").map { $0[0] }
+        }
+        #expect(sensors == [.text("636166C3A9"), .text("636166C3A9"), .text("63616665CC81")])
+    }
+
     /// A file written by the version-1 sink keeps its rows: they move to `readings_v1`, and the
     /// view shows old and new together.
     @Test func aVersion1FileKeepsItsRows() async throws {

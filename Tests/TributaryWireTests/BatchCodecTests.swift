@@ -101,6 +101,36 @@ struct BatchCodecTests {
         #expect(try BatchCodec.decode(batch, limits: limits).count == count, "exactly what the agent counted is taken")
     }
 
+    /// `café` with `é` as one scalar and as `e` + U+0301 are equal to Swift's `==` and different
+    /// bytes to everything else: two sensors, and each text keeps its own bytes. Keyed by
+    /// String, the encoder merged them into one sensor, stored the second's text as the first's
+    /// bytes, and priced a batch below what the aggregator counted (a 413, set aside).
+    @Test func canonicallyEquivalentStringsStayApart() throws {
+        let composed = "caf\u{00E9}", decomposed = "cafe\u{0301}"
+        #expect(composed == decomposed && !composed.utf8.elementsEqual(decomposed.utf8), "the premise")
+        let readings = [composed, decomposed].enumerated().map { i, name in
+            Reading(gatewayID: "gw", sensorID: name, metric: "m", topic: "t/\(name)", timeMs: Int64(i), receivedAtMs: Int64(i), value: .text(name))
+        }
+        let batch = BatchCodec.encode(identity: .init(gatewayID: "gw", epoch: "e", sequence: 1), readings: readings, sealedAtMs: 0)
+        #expect(batch.series.count == 2)
+        let decoded = try BatchCodec.decode(batch)
+        for (sent, got) in zip(readings, decoded) {
+            #expect(Array(got.sensorID.utf8) == Array(sent.sensorID.utf8))
+            #expect(Array(got.topic.utf8) == Array(sent.topic.utf8))
+            guard case .text(let text) = got.value, case .text(let original) = sent.value else { Issue.record("not text"); continue }
+            #expect(Array(text.utf8) == Array(original.utf8))
+        }
+        // The agent's price is the aggregator's, to the byte.
+        var cost = BatchCost()
+        for r in readings { cost.add(r) }
+        var limits = BatchLimits()
+        limits.storedFactor = 0
+        limits.storedSlackBytes = cost.totals.stored - 1
+        #expect(throws: BatchDecodingError.self) { try BatchCodec.decode(batch, limits: limits) }
+        limits.storedSlackBytes = cost.totals.stored
+        #expect(try BatchCodec.decode(batch, limits: limits).count == 2)
+    }
+
     @Test func anEpochOrGatewayPastItsBoundIsRefused() throws {
         for identity in [BatchIdentity(gatewayID: "gw", epoch: String(repeating: "e", count: 65), sequence: 1),
                          BatchIdentity(gatewayID: String(repeating: "g", count: 129), epoch: "e", sequence: 1)] {

@@ -162,10 +162,10 @@ public final class SQLiteSink: Sink {
                     continue
                 }
                 try c.run("INSERT INTO series (gateway_id, sensor_id, metric, topic, unit, labels) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                          key.gateway, key.sensor, key.metric, key.topic, key.unit, key.labels)
+                          key.gateway.value, key.sensor.value, key.metric.value, key.topic.value, key.unit.value, key.labels.value)
                 guard let existing = try c.scalar("""
                     SELECT id FROM series WHERE gateway_id = ? AND sensor_id = ? AND metric = ? AND topic = ? AND unit = ? AND labels = ?
-                    """, key.gateway, key.sensor, key.metric, key.topic, key.unit, key.labels)?.int64 else {
+                    """, key.gateway.value, key.sensor.value, key.metric.value, key.topic.value, key.unit.value, key.labels.value)?.int64 else {
                     throw SQLiteError(code: 1, message: "series not found after insert", path: "", sql: nil)
                 }
                 seriesIDs[key] = existing
@@ -217,16 +217,17 @@ final class KnownSeries: Sendable {
     }
 }
 
-/// A reading's series as the `series` table keys it.
+/// A reading's series as the `series` table keys it: byte for byte, as SQLite compares text
+/// (`ExactString`; keyed by `String`, two canonically equivalent sensor ids would share a row).
 struct SeriesKey: Hashable, Sendable {
-    let gateway: String, sensor: String, metric: String, topic: String, unit: String, labels: String
+    let gateway: ExactString, sensor: ExactString, metric: ExactString, topic: ExactString, unit: ExactString, labels: ExactString
 
     init(_ r: Reading) {
-        gateway = r.gatewayID
-        sensor = r.sensorID
-        metric = r.metric
-        topic = r.topic
-        unit = r.unit ?? ""
-        labels = LabelsJSON.encode(r.labels) ?? ""
+        gateway = ExactString(r.gatewayID)
+        sensor = ExactString(r.sensorID)
+        metric = ExactString(r.metric)
+        topic = ExactString(r.topic)
+        unit = ExactString(r.unit ?? "")
+        labels = ExactString(LabelsJSON.encode(r.labels) ?? "")
     }
 }
