@@ -146,8 +146,8 @@ public final class IngestService: Service {
 
     /// Runs on the committer thread until the queue is closed and empty.
     private func commitLoop(_ queue: IngestQueue<Received>, client: MQTTClient) {
-        var state = CommitterState(redeliveryFilter: RedeliveryFilter(capacity: config.buffer.redeliveryWindow),
-                                   sparkplug: restoredSparkplugSessions())
+        var state = CommitterState(redeliveryFilter: restoredRedeliveryFilter(), sparkplug: restoredSparkplugSessions())
+        defer { saveRedeliveryFilter(state.redeliveryFilter) }
         while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, windowMs: config.buffer.commitIntervalMs) {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []
@@ -189,6 +189,27 @@ public final class IngestService: Service {
             waitForRoom(queue)
             let sessions = state.sparkplug.takeDefinitions()
             commit(readings, quarantined, redeliveries: redeliveries, sparkplugSessions: sessions, payloadDigests: digests, queue: queue, state: &state)
+        }
+    }
+
+    /// The redelivery window the last stop left in the buffer: what the broker may send again.
+    private func restoredRedeliveryFilter() -> RedeliveryFilter {
+        var filter = RedeliveryFilter(capacity: config.buffer.redeliveryWindow)
+        do {
+            filter.restore(try buffer.redeliveryWindow(), nowMs: MonotonicClock.nowMs())
+        } catch {
+            logger.warning("cannot read the redelivery window the last stop saved; a message the broker sends again may be stored twice", metadata: ["error": "\(error)"])
+        }
+        return filter
+    }
+
+    /// At the end of the committer's life, after its last commit: the messages of the last
+    /// minute, for the next start.
+    private func saveRedeliveryFilter(_ filter: RedeliveryFilter) {
+        do {
+            try buffer.setRedeliveryWindow(filter.saved(nowMs: MonotonicClock.nowMs()))
+        } catch {
+            logger.warning("cannot save the redelivery window; a message the broker sends again after the restart may be stored twice", metadata: ["error": "\(error)"])
         }
     }
 

@@ -22,6 +22,11 @@ struct RedeliveryFilter {
         let high: UInt64
         let low: UInt64
 
+        init(high: UInt64, low: UInt64) {
+            self.high = high
+            self.low = low
+        }
+
         init(topic: String, payload: [UInt8]) {
             var hasher = SHA256()
             hasher.update(data: Array(topic.utf8))
@@ -72,4 +77,31 @@ struct RedeliveryFilter {
     }
 
     var count: Int { seen.count }
+
+    /// The keys seen in the last `withinMs`, oldest first, 16 bytes each. A stopping agent
+    /// saves them in its buffer and the next start takes them back: the broker sends again
+    /// what it had not read the PUBACKs of (a broker stalled past the agent's stop grace reads
+    /// none: 259 of 76,000 readings doubled), and a restarted agent must know them.
+    func saved(nowMs: Int64, withinMs: Int64 = 60_000) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for entry in order[head...] where nowMs - entry.atMs <= withinMs && seen[entry.key] == entry.atMs {
+            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: entry.key.high >> UInt64(shift))) }
+            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: entry.key.low >> UInt64(shift))) }
+        }
+        return bytes
+    }
+
+    /// Takes back what `saved` gave, as seen at `nowMs`.
+    mutating func restore(_ saved: [UInt8], nowMs: Int64) {
+        var offset = 0
+        while offset + 16 <= saved.count {
+            let high = saved[offset..<offset + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let low = saved[offset + 8..<offset + 16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let key = Key(high: high, low: low)
+            seen[key] = nowMs
+            order.append((key, nowMs))
+            offset += 16
+        }
+        evict(nowMs: nowMs)
+    }
 }

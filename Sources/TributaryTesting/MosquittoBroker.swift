@@ -115,6 +115,11 @@ public final class MosquittoBroker: @unchecked Sendable {
     public var log: String { (try? String(contentsOfFile: directory + "/mosquitto.log", encoding: .utf8)) ?? "" }
 
     /// SIGTERM: mosquitto saves its persistence file and exits.
+    /// Freezes (SIGSTOP) or resumes (SIGCONT) the broker: a broker stalled on its disk.
+    public func pause(_ paused: Bool) {
+        if let process { _ = Glibc.kill(process.pid, paused ? SIGSTOP : SIGCONT) }
+    }
+
     public func stop() async {
         guard let process else { return }
         await process.stop(signal: SIGTERM)

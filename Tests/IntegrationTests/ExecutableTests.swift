@@ -58,6 +58,32 @@ struct ExecutableTests {
         #expect(unclean.isEmpty, "\(unclean)")
     }
 
+    /// A broker stalled (on its disk, say) while the agent stops: the agent's 2 s to write its
+    /// PUBACKs and DISCONNECT run out, the broker later finds the socket closed with them unread
+    /// and sends those messages again. The restarted agent used to store them again (259
+    /// duplicates of 76,000 in an attack); the stop now leaves its redelivery window in the buffer.
+    @Test("SIGTERM while the broker is stalled for 3 s, four times: nothing lost, nothing doubled")
+    func stopsWhileTheBrokerIsStalled() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-stall", aggregatorSettings: FaultTests.fast)
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        var agent = try await harness.startAgent()
+        // Publishing lasts past the last stop (each takes about 3.7 s), so every stop has messages in flight.
+        let publishing = try harness.publish(27_000, rate: 1500)
+        for _ in 0..<4 {
+            try await Task.sleep(for: .milliseconds(700))
+            harness.broker.pause(true)
+            let stopped = await agent.stop(signal: SIGTERM)
+            try await Task.sleep(for: .seconds(1))
+            harness.broker.pause(false)
+            #expect(ProcessHarness.exitCode(stopped) == 0)
+            agent = try await harness.startAgent(waitForSubscription: false)
+        }
+        let report = try await harness.verifyWhenComplete(try await publishing.value)
+        #expect(report.passed, "\(report)")
+        await harness.stop(agent, aggregator)
+    }
+
     @Test("a bad configuration file ends the agent with one line naming the key and the file")
     func badConfig() async throws {
         let dir = try TemporaryDirectory()

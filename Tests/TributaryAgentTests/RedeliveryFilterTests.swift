@@ -28,6 +28,21 @@ struct RedeliveryFilterTests {
         #expect(payloads.allSatisfy { filter.isRedelivery(topic: "t", payload: $0, nowMs: 2) })
     }
 
+    /// What a stopping agent saves and the next start takes back: the last minute's messages.
+    @Test func theWindowOutlivesARestart() {
+        var before = RedeliveryFilter()
+        for i in 0..<100 { _ = before.isRedelivery(topic: "t\(i)", payload: payload, nowMs: Int64(i) * 1000) }
+        let saved = before.saved(nowMs: 99_000)
+        #expect(saved.count == 61 * 16, "the messages of the last 60 s, 16 bytes each")
+        var after = RedeliveryFilter()
+        after.restore(saved, nowMs: 5)
+        let newest = after.isRedelivery(topic: "t99", payload: payload, nowMs: 6)
+        let minuteOld = after.isRedelivery(topic: "t39", payload: payload, nowMs: 6)
+        let older = after.isRedelivery(topic: "t38", payload: payload, nowMs: 6)
+        #expect(newest && minuteOld)
+        #expect(!older, "older than a minute at the stop: not kept")
+    }
+
     @Test func theWindowIsBoundedInCountAndAge() {
         var filter = RedeliveryFilter(capacity: 3, maxAgeMs: 1000)
         for i in 0..<5 { _ = filter.isRedelivery(topic: "t\(i)", payload: payload, nowMs: 0) }
