@@ -76,6 +76,9 @@ public struct AdmissionStats: Codable, Sendable, Equatable {
     /// Requests cut off (connection closed) because their head or body arrived too slowly.
     public var headTimeouts = 0
     public var bodyTimeouts = 0
+    /// Requests from gateways the registry did not know, answered 503 because it holds
+    /// `limits.max_gateways`: those gateways keep their readings and are not in the fleet view.
+    public var newGatewaysRefused = 0
 
     public init() {}
 
@@ -97,6 +100,7 @@ public struct AdmissionStats: Codable, Sendable, Equatable {
         addressBusyRefusals = try c.decodeIfPresent(Int.self, forKey: .addressBusyRefusals) ?? 0
         headTimeouts = try c.decodeIfPresent(Int.self, forKey: .headTimeouts) ?? 0
         bodyTimeouts = try c.decodeIfPresent(Int.self, forKey: .bodyTimeouts) ?? 0
+        newGatewaysRefused = try c.decodeIfPresent(Int.self, forKey: .newGatewaysRefused) ?? 0
     }
 
     enum CodingKeys: String, CodingKey {
@@ -115,6 +119,7 @@ public struct AdmissionStats: Codable, Sendable, Equatable {
         case addressBusyRefusals = "address_busy_refusals"
         case headTimeouts = "head_timeouts"
         case bodyTimeouts = "body_timeouts"
+        case newGatewaysRefused = "new_gateways_refused"
     }
 }
 

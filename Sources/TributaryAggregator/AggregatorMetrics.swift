@@ -59,7 +59,9 @@ public final class AggregatorMetrics: Sendable {
         p.single("tributary_connections_refused_total", .counter,
                  help: "Connections closed at once: past limits.max_connections or limits.max_connections_per_address.", Double(a.connectionsRefused))
         p.single("tributary_address_busy_refusals_total", .counter,
-                 help: "Requests answered 429 because their address had limits.max_in_flight_per_address in flight.", Double(a.addressBusyRefusals))
+                 help: "Requests answered 429 because their address had its share (limits.max_in_flight_per_address or _bytes_per_address) in flight while the aggregator was busy.", Double(a.addressBusyRefusals))
+        p.single("tributary_new_gateways_refused_total", .counter,
+                 help: "Requests from gateways the registry did not know, answered 503 because it holds limits.max_gateways.", Double(a.newGatewaysRefused))
         p.family("tributary_requests_cut_off_total", .counter, help: "Requests whose head or body arrived too slowly; their connection was closed.")
         p.sample("tributary_requests_cut_off_total", ["part": "head"], UInt64(a.headTimeouts))
         p.sample("tributary_requests_cut_off_total", ["part": "body"], UInt64(a.bodyTimeouts))

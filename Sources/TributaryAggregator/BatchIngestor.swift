@@ -143,6 +143,7 @@ public final class BatchIngestor: Sendable {
         let status = request.status
         guard registry.admits(status.gatewayID, max: limits.maxGateways) else {
             metrics.count(.refused)
+            inFlight.withLock { $0.stats.newGatewaysRefused += 1 }
             if let held = logThrottle.admit("registry full") {
                 logger.error("a new gateway is refused: the fleet registry is full (limits.max_gateways)", metadata: [
                     "gateway": "\(Printable.clean(status.gatewayID, maxLength: 128))", "max_gateways": "\(limits.maxGateways)",

@@ -24,6 +24,9 @@ public enum FleetRendering {
             "dropped      \(HumanUnits.count(t.dropped)) readings",
             "set aside    \(HumanUnits.count(t.setAsideBatches)) batches refused for good, kept on their gateways",
         ]
+        if a.newGatewaysRefused > 0 {
+            lines.append("refused      \(HumanUnits.count(UInt64(a.newGatewaysRefused))) requests from gateways not shown here: the registry holds limits.max_gateways; they keep their readings until it is raised")
+        }
         if t.fullBuffers > 0 { lines.append("buffer full  \(t.fullBuffers) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
         if t.withErrors > 0 { lines.append("errors       \(t.withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
         let broken = view.gateways.filter { $0.chain?.broken == true }

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import Testing
 import TributaryCore
+import TributaryCtl
 import TributarySimulator
 import TributaryTesting
 import TributaryWire
@@ -222,7 +223,11 @@ struct HostileNeighbourTests {
         let again = try await GatewayAuthTests.post(GatewayAuthTests.request(gateway: "gw-1", sequence: 2, readingsOf: "gw-1"),
                                                     token: nil, to: Self.url(harness), http: .shared)
         #expect(again.status == 200, "\(again)")
-        #expect(try await harness.fleet().gateways.count == 3)
+        let fleet = try await harness.fleet()
+        #expect(fleet.gateways.count == 3)
+        // Not in the list, but not hidden: the fleet view and `tributaryctl status` count them.
+        #expect(fleet.admission.newGatewaysRefused == 2)
+        #expect(FleetRendering.status(fleet, aggregator: "a").contains("refused      2 requests from gateways not shown here"))
         #expect(try GatewayAuthTests.rows(inSink: harness.sinkPath) == 4 * 3, "nothing of the refused gateways was written")
         await harness.stop(aggregator)
     }
