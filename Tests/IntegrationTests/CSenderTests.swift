@@ -12,8 +12,7 @@ import TributaryTesting
 struct CSenderTests {
     @Test("a batch from C is written once, its resend is a duplicate, its identity reused is refused")
     func batchesFromC() async throws {
-        let harness = try await Harness()
-        do {
+        try await withHarness() { harness in
             let sender = try await Self.buildSender(into: harness.directory.file("c-sender"), logDirectory: harness.directory.path)
             let url = harness.aggregatorURL
             let first = SentBatch(sequence: 1, readings: 500, startMs: 1_700_000_000_000)
@@ -60,11 +59,7 @@ struct CSenderTests {
             answer = try await Self.send(sender, ["--url", url, "--gateway", SentBatch.gateway, "--epoch", SentBatch.epoch,
                                                   "--sequence", "3", "--readings", "0"], in: harness.directory.path)
             #expect(answer.code == 2 && answer.output.contains("--readings must be at least 1"), "\(answer)")
-        } catch {
-            await harness.shutdown()
-            throw error
         }
-        await harness.shutdown()
     }
 
     // MARK: helpers

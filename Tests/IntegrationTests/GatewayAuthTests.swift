@@ -23,70 +23,64 @@ struct GatewayAuthTests {
 
     @Test("the agent delivers with its token; no token, an unknown one or another gateway's is refused, and nothing of it is written")
     func tokensDecideWhoMayWrite() async throws {
-        let harness = try await Harness(gatewayTokens: [("gw-auth", Self.tokenA), ("gw-other", Self.tokenOther)])
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
-            // A real agent with its token file: everything it publishes arrives, exactly.
-            try harness.directory.writeSecret("agent-token", Self.tokenA)
-            let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-auth", extra: "  token_file: \(harness.directory.file("agent-token"))"))
-            let report = try await harness.publishAndVerify(gatewayID: "gw-auth", count: 400, rate: 500, seed: 3)
-            #expect(report.passed, "\(report)")
-            try await agent.stop()
+        try await withHarness(gatewayTokens: [("gw-auth", Self.tokenA), ("gw-other", Self.tokenOther)]) { harness in
+            try await withHTTPClient(HTTPClient(eventLoopGroupProvider: .singleton)) { http in
+                // A real agent with its token file: everything it publishes arrives, exactly.
+                try harness.directory.writeSecret("agent-token", Self.tokenA)
+                let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-auth", extra: "  token_file: \(harness.directory.file("agent-token"))"))
+                let report = try await harness.publishAndVerify(gatewayID: "gw-auth", count: 400, rate: 500, seed: 3)
+                #expect(report.passed, "\(report)")
+                try await agent.stop()
 
-            // Requests by hand, each with one batch for epoch "raw".
-            let url = harness.aggregatorURL
-            let own = Self.request(gateway: "gw-auth", sequence: 1, readingsOf: "gw-auth")
-            let noToken = try await Self.post(own, token: nil, to: url, http: http)
-            #expect(noToken.status == 401 && noToken.wwwAuthenticate == "Bearer", "\(noToken)")
-            let unknown = try await Self.post(own, token: "not-a-token-anyone-holds", to: url, http: http)
-            #expect(unknown.status == 401, "\(unknown)")
-            let othersToken = try await Self.post(own, token: Self.tokenOther, to: url, http: http)
-            #expect(othersToken.status == 403 && othersToken.reason.contains("gw-other"), "\(othersToken)")
-            let foreignReadings = try await Self.post(Self.request(gateway: "gw-auth", sequence: 1, readingsOf: "gw-other"),
-                                                      token: Self.tokenA, to: url, http: http)
-            #expect(foreignReadings.status == 422 && foreignReadings.reason.contains("gw-other"), "\(foreignReadings)")
-            #expect(try Self.rawRows(harness) == 0, "no refused request wrote a reading")
-            let gateways = try await fetchFleet(harness).view.gateways.map(\.gatewayID)
-            #expect(gateways == ["gw-auth"], "the registry knows only the gateway that sent in its own name")
+                // Requests by hand, each with one batch for epoch "raw".
+                let url = harness.aggregatorURL
+                let own = Self.request(gateway: "gw-auth", sequence: 1, readingsOf: "gw-auth")
+                let noToken = try await Self.post(own, token: nil, to: url, http: http)
+                #expect(noToken.status == 401 && noToken.wwwAuthenticate == "Bearer", "\(noToken)")
+                let unknown = try await Self.post(own, token: "not-a-token-anyone-holds", to: url, http: http)
+                #expect(unknown.status == 401, "\(unknown)")
+                let othersToken = try await Self.post(own, token: Self.tokenOther, to: url, http: http)
+                #expect(othersToken.status == 403 && othersToken.reason.contains("gw-other"), "\(othersToken)")
+                let foreignReadings = try await Self.post(Self.request(gateway: "gw-auth", sequence: 1, readingsOf: "gw-other"),
+                                                          token: Self.tokenA, to: url, http: http)
+                #expect(foreignReadings.status == 422 && foreignReadings.reason.contains("gw-other"), "\(foreignReadings)")
+                #expect(try Self.rawRows(harness) == 0, "no refused request wrote a reading")
+                let gateways = try await fetchFleet(harness).view.gateways.map(\.gatewayID)
+                #expect(gateways == ["gw-auth"], "the registry knows only the gateway that sent in its own name")
 
-            // A new token for gw-auth, without a restart: the old one stops working.
-            try TemporaryDirectory.writeSecret("gw-auth \(Self.tokenA2)\ngw-other \(Self.tokenOther)\n", to: harness.gatewayTokenFile)
-            try await eventually(timeout: .seconds(20), "the rotated token is read") {
-                try await Self.post(own, token: Self.tokenA2, to: url, http: http).status == 200
+                // A new token for gw-auth, without a restart: the old one stops working.
+                try TemporaryDirectory.writeSecret("gw-auth \(Self.tokenA2)\ngw-other \(Self.tokenOther)\n", to: harness.gatewayTokenFile)
+                try await eventually(timeout: .seconds(20), "the rotated token is read") {
+                    try await Self.post(own, token: Self.tokenA2, to: url, http: http).status == 200
+                }
+                #expect(try await Self.post(Self.request(gateway: "gw-auth", sequence: 2, readingsOf: "gw-auth"), token: Self.tokenA, to: url, http: http).status == 401)
+                #expect(try Self.rawRows(harness) == 3)
+
+                // A broken file is logged and the tokens read before stay in force.
+                try TemporaryDirectory.writeSecret("gw-auth short\n", to: harness.gatewayTokenFile)
+                try await Task.sleep(for: .milliseconds(1200))
+                let afterTypo = try await Self.post(Self.request(gateway: "gw-auth", sequence: 2, readingsOf: "gw-auth"), token: Self.tokenA2, to: url, http: http)
+                #expect(afterTypo.status == 200, "\(afterTypo)")
+                #expect(try Self.rawRows(harness) == 6)
+
+                // The audit log has every request: who, what, and the answer.
+                let lines = try Self.auditLines(harness)
+                let text = lines.joined(separator: "\n")
+                func count(_ fragments: String...) -> Int { lines.filter { line in fragments.allSatisfy { line.contains($0) } }.count }
+                // The first refusal (no token) is written; the unknown token, the old one after the
+                // rotation and the new one while it was not read yet are the same refusal (an
+                // unauthenticated 401) from the same address, whatever the reason's words, so they
+                // are a count of repeats when its minute is over (HostileNeighbourTests checks the
+                // counting): a client cannot grow the log by varying what it gets wrong.
+                #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401", "only with the gateway's token", "\"peer\":\"127.0.0.1\"") == 1)
+                #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401") == 1)
+                #expect(count("\"actor\":\"gateway:gw-other\"", "\"http\":403") == 1)
+                #expect(count("\"actor\":\"gateway:gw-auth\"", "\"http\":422", "\"outcome\":\"rejected\"") == 1)
+                #expect(count("\"actor\":\"gateway:gw-auth\"", "\"outcome\":\"accepted\"", "\"batch\":\"gw-auth/raw/") == 2)
+                #expect(count("\"kind\":\"operator\"", "\"actor\":\"operator\"", "GET /v1/fleet") >= 1)
+                #expect(!text.contains(Self.tokenA) && !text.contains(Self.tokenA2) && !text.contains(Self.tokenOther))
             }
-            #expect(try await Self.post(Self.request(gateway: "gw-auth", sequence: 2, readingsOf: "gw-auth"), token: Self.tokenA, to: url, http: http).status == 401)
-            #expect(try Self.rawRows(harness) == 3)
-
-            // A broken file is logged and the tokens read before stay in force.
-            try TemporaryDirectory.writeSecret("gw-auth short\n", to: harness.gatewayTokenFile)
-            try await Task.sleep(for: .milliseconds(1200))
-            let afterTypo = try await Self.post(Self.request(gateway: "gw-auth", sequence: 2, readingsOf: "gw-auth"), token: Self.tokenA2, to: url, http: http)
-            #expect(afterTypo.status == 200, "\(afterTypo)")
-            #expect(try Self.rawRows(harness) == 6)
-
-            // The audit log has every request: who, what, and the answer.
-            let lines = try Self.auditLines(harness)
-            let text = lines.joined(separator: "\n")
-            func count(_ fragments: String...) -> Int { lines.filter { line in fragments.allSatisfy { line.contains($0) } }.count }
-            // The first refusal (no token) is written; the unknown token, the old one after the
-            // rotation and the new one while it was not read yet are the same refusal (an
-            // unauthenticated 401) from the same address, whatever the reason's words, so they
-            // are a count of repeats when its minute is over (HostileNeighbourTests checks the
-            // counting): a client cannot grow the log by varying what it gets wrong.
-            #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401", "only with the gateway's token", "\"peer\":\"127.0.0.1\"") == 1)
-            #expect(count("\"actor\":\"unauthenticated\"", "\"http\":401") == 1)
-            #expect(count("\"actor\":\"gateway:gw-other\"", "\"http\":403") == 1)
-            #expect(count("\"actor\":\"gateway:gw-auth\"", "\"http\":422", "\"outcome\":\"rejected\"") == 1)
-            #expect(count("\"actor\":\"gateway:gw-auth\"", "\"outcome\":\"accepted\"", "\"batch\":\"gw-auth/raw/") == 2)
-            #expect(count("\"kind\":\"operator\"", "\"actor\":\"operator\"", "GET /v1/fleet") >= 1)
-            #expect(!text.contains(Self.tokenA) && !text.contains(Self.tokenA2) && !text.contains(Self.tokenOther))
-        } catch {
-            try? await http.shutdown()
-            await harness.shutdown()
-            throw error
         }
-        try await http.shutdown()
-        await harness.shutdown()
     }
 
     /// A SyncRequest whose status and batch are `gateway`'s, with three readings credited to `readingsOf`.

@@ -14,8 +14,7 @@ import TributaryTesting
 struct GovernanceIntegrationTests {
     @Test("the sink never sees a raw protected value; pseudonyms are stable; drops are counted, not lost")
     func rulesApplyBeforeTheBatchLeaves() async throws {
-        let harness = try await Harness()
-        do {
+        try await withHarness() { harness in
             let key = Array("site-key-0123456789abcdef".utf8)
             var config = try harness.agentConfig(gatewayID: "gw-gov")
             config.hashKey = key
@@ -73,10 +72,6 @@ struct GovernanceIntegrationTests {
             #expect(rows.allSatisfy { $0.2.contains("\"classification\":\"important\"") }, "\(rows.prefix(2))")
             publisher.stop()
             try await agent.stop()
-        } catch {
-            await harness.shutdown()
-            throw error
         }
-        await harness.shutdown()
     }
 }

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -121,6 +122,32 @@ struct RunningAgent {
     func stop() async throws {
         await group.triggerGracefulShutdown()
         try await task.value
+    }
+}
+
+/// Runs `body` with a new harness, and shuts the harness down afterwards however `body` ends.
+func withHarness<T>(gatewayTokens: [(String, String)]? = nil, tls: AggregatorConfig.ServerTLS? = nil, trusting caFile: String? = nil,
+                    directory: TemporaryDirectory? = nil, _ body: (Harness) async throws -> T) async throws -> T {
+    let harness = try await Harness(gatewayTokens: gatewayTokens, tls: tls, trusting: caFile, directory: directory)
+    do {
+        let result = try await body(harness)
+        await harness.shutdown()
+        return result
+    } catch {
+        await harness.shutdown()
+        throw error
+    }
+}
+
+/// Runs `body` with `client`, and shuts the client down afterwards however `body` ends.
+func withHTTPClient<T>(_ client: HTTPClient, _ body: (HTTPClient) async throws -> T) async throws -> T {
+    do {
+        let result = try await body(client)
+        try await client.shutdown()
+        return result
+    } catch {
+        try? await client.shutdown()
+        throw error
     }
 }
 

@@ -14,8 +14,7 @@ import TributaryCtl
 struct PipelineTests {
     @Test("every published reading arrives exactly once, across an agent restart")
     func conservationAcrossAgentRestart() async throws {
-        let harness = try await Harness()
-        do {
+        try await withHarness() { harness in
             let config = try harness.agentConfig()
             var agent = try await harness.startAgent(config)
             let epoch = agent.agent.buffer.epoch
@@ -53,17 +52,12 @@ struct PipelineTests {
             }
             try await agent.stop()
             #expect(agent.agent.buffer.snapshot.acknowledgedTotal == Int64(manifest.entries.count))
-        } catch {
-            await harness.shutdown()
-            throw error
         }
-        await harness.shutdown()
     }
 
     @Test("undecodable payloads are quarantined and counted; the rest still flows")
     func quarantine() async throws {
-        let harness = try await Harness()
-        do {
+        try await withHarness() { harness in
             let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-q"))
             let publisher = try MQTTClient(
                 broker: try MQTTBroker(url: harness.broker.url),
@@ -93,11 +87,7 @@ struct PipelineTests {
             #expect(quarantined[2].reason.contains("not a number"))
             publisher.stop()
             try await agent.stop()
-        } catch {
-            await harness.shutdown()
-            throw error
         }
-        await harness.shutdown()
     }
 }
 

@@ -19,74 +19,68 @@ import TributaryWire
 struct ProvenanceTests {
     @Test("a real agent's chain is checked whole; a batch held back is missing, an altered one is a mismatch")
     func chainShowsMissingAndAlteredBatches() async throws {
-        let harness = try await Harness()
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
-            let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-chain"))
-            let report = try await harness.publishAndVerify(gatewayID: "gw-chain", count: 1500, rate: 1000, seed: 9)
-            #expect(report.passed, "\(report)")
-            try await agent.stop()
-            let delivered = try #require(try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-chain" })
-            let chain = try #require(delivered.chain)
-            #expect(chain.startSequence == 1 && chain.checkedThrough == delivered.batchesSynced && chain.highestSeen == chain.checkedThrough)
-            #expect(chain.intact && chain.waiting == 0, "\(chain)")
+        try await withHarness() { harness in
+            try await withHTTPClient(HTTPClient(eventLoopGroupProvider: .singleton)) { http in
+                let agent = try await harness.startAgent(try harness.agentConfig(gatewayID: "gw-chain"))
+                let report = try await harness.publishAndVerify(gatewayID: "gw-chain", count: 1500, rate: 1000, seed: 9)
+                #expect(report.passed, "\(report)")
+                try await agent.stop()
+                let delivered = try #require(try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-chain" })
+                let chain = try #require(delivered.chain)
+                #expect(chain.startSequence == 1 && chain.checkedThrough == delivered.batchesSynced && chain.highestSeen == chain.checkedThrough)
+                #expect(chain.intact && chain.waiting == 0, "\(chain)")
 
-            // Batches sealed by the agent's own buffer code for another gateway, sent by hand.
-            let dir = try TemporaryDirectory()
-            defer { dir.remove() }
-            let buffer = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw-tamper")
-            let now = WallClock.nowMs()
-            try buffer.append((0..<40).map { i in
-                Reading(gatewayID: "gw-tamper", sensorID: "s\(i % 4)", metric: "t", topic: "t/\(i % 4)", timeMs: now + Int64(i),
-                        receivedAtMs: now + Int64(i), value: .double(Double(i)))
-            }, quarantined: [])
-            _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)
-            let batches = try buffer.claimBatches(limit: 4).map { try Tributary_V1_Batch(serializedBytes: $0.payload) }
-            buffer.close()
-            #expect(batches.count == 4)
-            func send(_ batch: Tributary_V1_Batch) async throws {
-                var request = Tributary_V1_SyncRequest()
-                request.batch = batch
-                request.status.gatewayID = "gw-tamper"
-                request.status.agentVersion = "test"
-                request.status.clockMs = WallClock.nowMs()
-                let answer = try await GatewayAuthTests.post(request, token: nil, to: harness.aggregatorURL, http: http)
-                #expect(answer.status == 200, "\(answer)")
+                // Batches sealed by the agent's own buffer code for another gateway, sent by hand.
+                let dir = try TemporaryDirectory()
+                defer { dir.remove() }
+                let buffer = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw-tamper")
+                let now = WallClock.nowMs()
+                try buffer.append((0..<40).map { i in
+                    Reading(gatewayID: "gw-tamper", sensorID: "s\(i % 4)", metric: "t", topic: "t/\(i % 4)", timeMs: now + Int64(i),
+                            receivedAtMs: now + Int64(i), value: .double(Double(i)))
+                }, quarantined: [])
+                _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)
+                let batches = try buffer.claimBatches(limit: 4).map { try Tributary_V1_Batch(serializedBytes: $0.payload) }
+                buffer.close()
+                #expect(batches.count == 4)
+                func send(_ batch: Tributary_V1_Batch) async throws {
+                    var request = Tributary_V1_SyncRequest()
+                    request.batch = batch
+                    request.status.gatewayID = "gw-tamper"
+                    request.status.agentVersion = "test"
+                    request.status.clockMs = WallClock.nowMs()
+                    let answer = try await GatewayAuthTests.post(request, token: nil, to: harness.aggregatorURL, http: http)
+                    #expect(answer.status == 200, "\(answer)")
+                }
+                func tamperedChain() async throws -> ChainView? {
+                    try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-tamper" }?.chain
+                }
+
+                // Batch 2 held back: 1 is checked, 3 waits for it.
+                try await send(batches[0])
+                try await send(batches[2])
+                var seen = try #require(try await tamperedChain())
+                #expect(seen.checkedThrough == 1 && seen.highestSeen == 3 && seen.waiting == 1 && seen.mismatches == 0, "\(seen)")
+
+                // Batch 2 arrives altered (one value changed): batch 3 names the original, so the link breaks.
+                var altered = batches[1]
+                if altered.series[0].decimalDeltas.isEmpty { altered.series[0].doubles[0] += 1 } else { altered.series[0].decimalDeltas[0] += 1 }
+                try await send(altered)
+                try await send(batches[3])
+                seen = try #require(try await tamperedChain())
+                #expect(seen.checkedThrough == 4 && seen.waiting == 0 && seen.mismatches == 1 && seen.lastProblem.contains("batch 3"), "\(seen)")
+
+                // What an operator sees.
+                let token = try String(contentsOfFile: harness.directory.file("aggregator/admin-token"), encoding: .utf8)
+                let client = FleetClient(aggregator: harness.aggregatorURL, token: token.trimmingCharacters(in: .whitespacesAndNewlines))
+                let text = FleetRendering.gatewayDetail(try await client.gateway("gw-tamper").detail)
+                #expect(text.contains("batches 1-4 checked") && text.contains("ALTERED: 1"), "\(text)")
+                let intactText = FleetRendering.gatewayDetail(try await client.gateway("gw-chain").detail)
+                #expect(intactText.contains("intact"), "\(intactText)")
+                let summary = FleetRendering.status(try await client.fleet().view, aggregator: harness.aggregatorURL)
+                #expect(summary.contains("provenance   1 gateway(s)") && summary.contains("gw-tamper"), "\(summary)")
             }
-            func tamperedChain() async throws -> ChainView? {
-                try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-tamper" }?.chain
-            }
-
-            // Batch 2 held back: 1 is checked, 3 waits for it.
-            try await send(batches[0])
-            try await send(batches[2])
-            var seen = try #require(try await tamperedChain())
-            #expect(seen.checkedThrough == 1 && seen.highestSeen == 3 && seen.waiting == 1 && seen.mismatches == 0, "\(seen)")
-
-            // Batch 2 arrives altered (one value changed): batch 3 names the original, so the link breaks.
-            var altered = batches[1]
-            if altered.series[0].decimalDeltas.isEmpty { altered.series[0].doubles[0] += 1 } else { altered.series[0].decimalDeltas[0] += 1 }
-            try await send(altered)
-            try await send(batches[3])
-            seen = try #require(try await tamperedChain())
-            #expect(seen.checkedThrough == 4 && seen.waiting == 0 && seen.mismatches == 1 && seen.lastProblem.contains("batch 3"), "\(seen)")
-
-            // What an operator sees.
-            let token = try String(contentsOfFile: harness.directory.file("aggregator/admin-token"), encoding: .utf8)
-            let client = FleetClient(aggregator: harness.aggregatorURL, token: token.trimmingCharacters(in: .whitespacesAndNewlines))
-            let text = FleetRendering.gatewayDetail(try await client.gateway("gw-tamper").detail)
-            #expect(text.contains("batches 1-4 checked") && text.contains("ALTERED: 1"), "\(text)")
-            let intactText = FleetRendering.gatewayDetail(try await client.gateway("gw-chain").detail)
-            #expect(intactText.contains("intact"), "\(intactText)")
-            let summary = FleetRendering.status(try await client.fleet().view, aggregator: harness.aggregatorURL)
-            #expect(summary.contains("provenance   1 gateway(s)") && summary.contains("gw-tamper"), "\(summary)")
-        } catch {
-            try? await http.shutdown()
-            await harness.shutdown()
-            throw error
         }
-        try await http.shutdown()
-        await harness.shutdown()
     }
 
     /// Issue 23, item 1: a gap of three batches declared (64 batches past it), then its batches
