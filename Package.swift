@@ -161,7 +161,8 @@ let package = Package(
         .target(
             name: "TributaryCtl",
             dependencies: [
-                "TributaryCore", "TributaryConfig", "TributaryAdminAPI",
+                "TributaryCore", "TributaryConfig", "TributaryAdminAPI", "TributaryCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -210,8 +211,7 @@ let package = Package(
         .executableTarget(
             name: "tributaryctl",
             dependencies: [
-                "TributaryCtl", "TributaryCore", "TributaryCrypto", "TributaryAdminAPI",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "TributaryCtl",
             ],
             path: "Sources/Executables/tributaryctl",
             swiftSettings: swiftSettings),
