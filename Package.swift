@@ -171,6 +171,7 @@ let package = Package(
         .target(
             name: "TributarySimulator",
             dependencies: [
+                "TributaryConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
                 // The fleet simulator's virtual gateways send as agents do.
                 "TributarySync", "TributaryCrypto",
@@ -217,11 +218,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "tributary-sim",
-            dependencies: [
-                "TributarySimulator", "TributaryConfig",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: ["TributarySimulator"],
             path: "simulators/tributary-sim",
             swiftSettings: swiftSettings),
         // `make bench`: ratios against baselines measured in the same run. It imports CSQLite
