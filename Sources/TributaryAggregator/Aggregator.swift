@@ -22,6 +22,8 @@ public final class Aggregator: Service, Sendable {
     public let registry: FleetRegistry
     public let ingestor: BatchIngestor
     private let application: Application<RouterResponder<AggregatorRequestContext>>
+    /// The routes, for route-level tests (`HummingbirdTesting`) without a server.
+    let routes: RouterResponder<AggregatorRequestContext>
     private let boundPort: BoundPort
     private let logger: Logger
     private let audit: AuditLog
@@ -77,6 +79,7 @@ public final class Aggregator: Service, Sendable {
         Self.raiseOpenFileLimit(toServe: config.limits.connections.maxConnections, logger: logger)
         let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token,
                                  gatewayTokens: gatewayTokens, audit: audit, readiness: readiness, connectionLimits: connectionLimits)
+        routes = router.buildResponder()
         if let tls {
             // Checked here, where the error can name the section; the server builds it again.
             do { _ = try NIOSSLContext(configuration: tls) } catch { throw AggregatorStartError(message: "tls: \(error)") }
