@@ -157,17 +157,18 @@ public final class IngestService: Service {
             var digests = storedDigests(forRetainedIn: group)
             for item in group {
                 let digest = Self.payloadDigest(item.message.payload)
+                let topic = ExactString(item.message.topic)
                 // A retained message comes with a new subscription: the broker's last-known value
                 // of its topic, not a new reading. Stored only if it is not what this topic last
                 // brought (a first subscription, or a value published while the agent was away).
-                if item.message.retain, digests[item.message.topic] == digest {
+                if item.message.retain, digests[topic] == digest {
                     redeliveries += 1
                     logger.info("retained MQTT message already stored; not stored again", metadata: ["topic": "\(item.message.topic)"])
                     continue
                 }
                 var redelivered = false
                 let decoded = decode(item, into: &readings, quarantined: &quarantined, state: &state, client: client)
-                if case .quarantined = decoded {} else { digests[item.message.topic] = digest }
+                if case .quarantined = decoded {} else { digests[topic] = digest }
                 switch decoded {
                 case .redelivery:
                     redelivered = true
@@ -213,9 +214,11 @@ public final class IngestService: Service {
         }
     }
 
-    /// What the buffer holds of the topics of the group's retained messages (usually none).
-    private func storedDigests(forRetainedIn group: [Received]) -> [String: Int64] {
-        let topics = Set(group.lazy.filter(\.message.retain).map(\.message.topic))
+    /// What the buffer holds of the topics of the group's retained messages (usually none),
+    /// by the topics' bytes (by `String`, a topic and its canonically equivalent twin shared one
+    /// digest: a retained value of one was taken for the other's and lost, or stored twice).
+    private func storedDigests(forRetainedIn group: [Received]) -> [ExactString: Int64] {
+        let topics = Set(group.lazy.filter(\.message.retain).map { ExactString($0.message.topic) })
         guard !topics.isEmpty else { return [:] }
         do {
             return try buffer.lastPayloadDigests(topics)
@@ -373,7 +376,7 @@ public final class IngestService: Service {
     /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
     /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
     private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int, sparkplugSessions: String?,
-                        payloadDigests: [String: Int64], queue: IngestQueue<Received>, state: inout CommitterState) {
+                        payloadDigests: [ExactString: Int64], queue: IngestQueue<Received>, state: inout CommitterState) {
         var delay = 0.1
         var stalled = false
         var shutdownDeadline: Int64?

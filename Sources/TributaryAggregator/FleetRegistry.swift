@@ -14,16 +14,18 @@ public final class FleetRegistry: Sendable {
     public static let eventsPerGateway = 100
 
     private let db: SQLiteDatabase
-    /// The gateways it holds: a new one is taken only within `limits.max_gateways`.
-    private let known: Mutex<Set<String>>
+    /// The gateways it holds: a new one is taken only within `limits.max_gateways`. By bytes,
+    /// as the registry's table keys them: by `String`, the byte variants of one canonically
+    /// equivalent id took one place under the cap and a row each (2^k of them for k syllables).
+    private let known: Mutex<Set<ExactString>>
 
     public init(path: String) throws(SQLiteError) {
         db = try SQLiteDatabase(path: path)
-        let ids = try db.withConnection { c throws(SQLiteError) -> Set<String> in
+        let ids = try db.withConnection { c throws(SQLiteError) -> Set<ExactString> in
             try c.execute("PRAGMA journal_mode = WAL")
             try Self.migrate(c)
-            var ids: Set<String> = []
-            try c.forEach("SELECT gateway_id FROM gateways") { row in if let id = row.string(0) { ids.insert(id) } }
+            var ids: Set<ExactString> = []
+            try c.forEach("SELECT gateway_id FROM gateways") { row in if let id = row.string(0) { ids.insert(ExactString(id)) } }
             return ids
         }
         known = Mutex(ids)
@@ -33,7 +35,7 @@ public final class FleetRegistry: Sendable {
     /// while it holds fewer than `max`. Without gateway tokens any client can name any id, and
     /// each new one grows the registry, the fleet view and `/metrics` for good.
     public func admits(_ gatewayID: String, max: Int) -> Bool {
-        known.withLock { $0.contains(gatewayID) || $0.count < max }
+        known.withLock { $0.contains(ExactString(gatewayID)) || $0.count < max }
     }
 
     public var gatewayCount: Int { known.withLock { $0.count } }
@@ -126,7 +128,7 @@ public final class FleetRegistry: Sendable {
         }
         let entry = Self.historyEntry(event, atMs: receivedAtMs)
         let prune = Self.eventsPerGateway
-        known.withLock { _ = $0.insert(status.gatewayID) }
+        known.withLock { _ = $0.insert(ExactString(status.gatewayID)) }
         try await db.perform { c in
             try c.transaction { () throws(SQLiteError) in
                 _ = try c.run("""

@@ -203,12 +203,13 @@ public final class BufferStore: Sendable {
         return counters
     }
 
-    /// The digest of the last payload stored from each of `topics` that has one.
-    public func lastPayloadDigests(_ topics: some Sequence<String>) throws(SQLiteError) -> [String: Int64] {
+    /// The digest of the last payload stored from each of `topics` that has one. Topics are
+    /// told apart by their bytes, as the broker and the table do.
+    public func lastPayloadDigests(_ topics: some Sequence<ExactString>) throws(SQLiteError) -> [ExactString: Int64] {
         try db.withConnection { c throws(SQLiteError) in
-            var found: [String: Int64] = [:]
+            var found: [ExactString: Int64] = [:]
             for topic in topics {
-                if let digest = try c.scalar("SELECT digest FROM topic_payloads WHERE topic = ?", topic)?.int64 { found[topic] = digest }
+                if let digest = try c.scalar("SELECT digest FROM topic_payloads WHERE topic = ?", topic.value)?.int64 { found[topic] = digest }
             }
             return found
         }
@@ -288,7 +289,7 @@ public final class BufferStore: Sendable {
     /// `payloadDigests` (topic -> digest) are the payloads this group processed, kept per topic
     /// in the same transaction so a retained message can be recognised later.
     public func append(_ readings: [Reading], quarantined: [QuarantinedPayload], redeliveries: Int = 0,
-                       sparkplugSessions: String? = nil, payloadDigests: [String: Int64] = [:],
+                       sparkplugSessions: String? = nil, payloadDigests: [ExactString: Int64] = [:],
                        monotonicNowMs: Int64 = MonotonicClock.nowMs()) throws(SQLiteError) {
         guard !readings.isEmpty || !quarantined.isEmpty || redeliveries > 0 || sparkplugSessions != nil || !payloadDigests.isEmpty else { return }
         let lastID = try db.withConnection { c throws(SQLiteError) -> Int64 in
@@ -318,7 +319,7 @@ public final class BufferStore: Sendable {
                 let lastID = c.lastInsertRowID
                 try c.runForEach("INSERT INTO topic_payloads (topic, digest) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET digest = excluded.digest",
                                  payloadDigests) { row, entry in
-                    row.bind(entry.key)
+                    row.bind(entry.key.value)
                     row.bind(entry.value)
                 }
                 for q in quarantined {

@@ -19,6 +19,22 @@ import TributaryWire
         return s
     }
 
+    /// `limits.max_gateways` counts gateways by their ids' bytes, as the registry stores them:
+    /// a composed Hangul syllable and its decomposed jamo are two gateways (Swift's `==` takes
+    /// them as one, and every byte variant of one name took a row under one place of the cap).
+    @Test func theCapCountsIdsByTheirBytes() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let registry = try FleetRegistry(path: dir.file("registry.sqlite"))
+        defer { registry.close() }
+        let composed = "gw\u{D55C}", decomposed = "gw\u{1112}\u{1161}\u{11AB}"
+        #expect(composed == decomposed && GatewayID.isValid(decomposed), "the premise")
+        #expect(registry.admits(composed, max: 1))
+        try await registry.record(Self.status(composed, backlog: 0, oldest: 0), event: .heartbeat, receivedAtMs: 1)
+        #expect(registry.admits(composed, max: 1), "a gateway it holds")
+        #expect(!registry.admits(decomposed, max: 1), "another gateway, and the registry is full")
+    }
+
     /// A status sent with a batch leaves the batch out of the backlog. When the sink refuses the
     /// batch, the gateway still holds it, and the fleet view must say so.
     @Test func refusedBatchStaysInTheBacklog() async throws {
