@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TributaryAgent
 import TributaryAggregator
 import TributaryMQTT
@@ -22,6 +23,8 @@ final class Harness: @unchecked Sendable {
     let logger: Logger
     private let aggregatorGroup: ServiceGroup
     private let aggregatorTask: Task<Void, any Error>
+    /// Every agent started, so that `shutdown` stops those a failed test left running.
+    private let started = Mutex<[RunningAgent]>([])
 
     /// With `gatewayTokens` (gateway id, token), the aggregator requires them
     /// (`gateway_auth.token_file`, written to `gatewayTokenFile`). With `tls`, it serves HTTPS
@@ -83,6 +86,7 @@ final class Harness: @unchecked Sendable {
         let agent = try Agent(config: config, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [agent], logger: logger))
         let task = Task { try await group.run() }
+        started.withLock { $0.append(RunningAgent(agent: agent, group: group, task: task)) }
         let deadline = ContinuousClock.now + .seconds(20)
         while !agent.stats.subscribed {
             guard ContinuousClock.now < deadline else { throw TestingError("agent did not subscribe within 20 s") }
@@ -106,6 +110,8 @@ final class Harness: @unchecked Sendable {
     }
 
     func shutdown() async {
+        // Agents a failed test left running (a stopped one stops again at once).
+        for agent in started.withLock({ $0 }) { try? await agent.stop() }
         await aggregatorGroup.triggerGracefulShutdown()
         _ = try? await aggregatorTask.value
         await broker.stop()
