@@ -239,30 +239,14 @@ public final class BufferStore: Sendable {
         let stored = try db.withConnection { c throws(SQLiteError) in
             try c.scalar("SELECT value FROM meta WHERE key = 'redelivery_window'")?.string
         }
-        return stored.map(Self.bytes(hex:)) ?? []
+        return stored.flatMap(BatchChain.bytes(hex:)) ?? []
     }
 
     public func setRedeliveryWindow(_ window: [UInt8]) throws(SQLiteError) {
-        let hex = window.map { String(format: "%02x", $0) }.joined()
         try db.withConnection { c throws(SQLiteError) in
-            try c.run("INSERT INTO meta (key, value) VALUES ('redelivery_window', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", hex)
+            try c.run("INSERT INTO meta (key, value) VALUES ('redelivery_window', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                      BatchChain.hex(window))
         }
-    }
-
-    private static func bytes(hex: String) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(hex.utf8.count / 2)
-        var high: UInt8?
-        for c in hex.utf8 {
-            let nibble: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = c - UInt8(ascii: "a") + 10
-            default: return []  // not ours: no window
-            }
-            if let h = high { bytes.append(h << 4 | nibble); high = nil } else { high = nibble }
-        }
-        return bytes
     }
 
     private struct MQTTSession: Codable {
