@@ -212,14 +212,6 @@ public struct BatchCost: Sendable {
         }
     }
 
-    /// A series as the encoder groups readings: ids, topic, unit, labels and the value's kind,
-    /// byte for byte as the encoder and the sinks compare them.
-    private struct SeriesKey: Hashable {
-        let gateway: ExactString, sensor: ExactString, metric: ExactString, topic: ExactString, unit: ExactString
-        let labels: [ExactString]
-        let kind: Int
-    }
-
     public private(set) var totals = Totals(carried: 0, stored: 0, expanded: 0)
     private var strings: Set<ExactString> = [ExactString("")]
     private var series: Set<SeriesKey> = []
@@ -231,13 +223,8 @@ public struct BatchCost: Sendable {
     /// the aggregator's bounds are far above one reading's.)
     @discardableResult
     public mutating func add(_ reading: Reading, within limits: BatchLimits? = nil) -> Bool {
-        let kind: Int, text: String?
-        switch reading.value {
-        case .double: (kind, text) = (0, nil)
-        case .integer: (kind, text) = (1, nil)
-        case .boolean: (kind, text) = (2, nil)
-        case .text(let t): (kind, text) = (3, t)
-        }
+        let text: String?
+        if case .text(let t) = reading.value { text = t } else { text = nil }
         let unit = reading.unit ?? ""
         var description = reading.gatewayID.utf8.count + reading.sensorID.utf8.count + reading.metric.utf8.count
             + reading.topic.utf8.count + unit.utf8.count
@@ -246,9 +233,7 @@ public struct BatchCost: Sendable {
         let readingStrings = ([reading.gatewayID, reading.sensorID, reading.metric, reading.topic, unit]
             + Array(reading.labels.keys) + Array(reading.labels.values) + (text.map { [$0] } ?? [])).map(ExactString.init)
         let newStrings = Set(readingStrings.filter { !strings.contains($0) })
-        let key = SeriesKey(gateway: ExactString(reading.gatewayID), sensor: ExactString(reading.sensorID), metric: ExactString(reading.metric),
-                            topic: ExactString(reading.topic), unit: ExactString(unit),
-                            labels: exactLabels(reading.labels), kind: kind)
+        let key = SeriesKey(reading)
         let newSeries = !series.contains(key)
         var next = totals
         next.carried += Self.carriedPerReading + newStrings.reduce(0) { $0 + $1.value.utf8.count }
@@ -367,19 +352,13 @@ public enum BatchDecodingError: Error, Sendable, Equatable, CustomStringConverti
     }
 }
 
-/// A series as the encoder groups readings, its strings compared byte for byte (`ExactString`).
+/// A series as the encoder and its cost group readings: its identity and the value's kind.
 private struct SeriesKey: Hashable {
-    let gateway: ExactString, sensor: ExactString, metric: ExactString, topic: ExactString, unit: ExactString
-    let labels: [ExactString]
+    let series: SeriesIdentity
     let kind: Tributary_V1_ValueKind
 
     init(_ r: Reading) {
-        gateway = ExactString(r.gatewayID)
-        sensor = ExactString(r.sensorID)
-        metric = ExactString(r.metric)
-        topic = ExactString(r.topic)
-        unit = ExactString(r.unit ?? "")
-        labels = exactLabels(r.labels)
+        series = SeriesIdentity(r)
         switch r.value {
         case .double: kind = .double
         case .integer: kind = .integer
@@ -387,11 +366,6 @@ private struct SeriesKey: Hashable {
         case .text: kind = .text
         }
     }
-}
-
-/// Labels as keys and values in turn, in the order of their keys' bytes, for series keys.
-private func exactLabels(_ labels: [String: String]) -> [ExactString] {
-    labels.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }.flatMap { [ExactString($0.key), ExactString($0.value)] }
 }
 
 /// The batch's strings, each once, by its bytes.

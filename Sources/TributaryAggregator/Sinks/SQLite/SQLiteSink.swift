@@ -139,9 +139,9 @@ public final class SQLiteSink: Sink {
     /// Writes one batch in its transaction; returns what became of it and the series it added
     /// (to remember once committed).
     private static func write(_ batch: IncomingBatch, _ c: SQLiteConnection,
-                              knownSeries: KnownSeries) throws(SQLiteError) -> (SinkWriteResult, [SeriesKey: Int64]) {
+                              knownSeries: KnownSeries) throws(SQLiteError) -> (SinkWriteResult, [SeriesIdentity: Int64]) {
         let id = batch.identity
-        var added: [SeriesKey: Int64] = [:]
+        var added: [SeriesIdentity: Int64] = [:]
         let result = try c.transaction { () throws(SQLiteError) -> SinkWriteResult in
             if let digest = try c.scalar("SELECT digest FROM batch_ledger WHERE gateway_id = ? AND epoch = ? AND sequence = ?",
                                          id.gatewayID, id.epoch, Int64(bitPattern: id.sequence))?.int64 {
@@ -151,21 +151,23 @@ public final class SQLiteSink: Sink {
             let batchID = c.lastInsertRowID
             // Each distinct series once: looked up (or added) for the first of its readings. Its
             // id is noted per reading on the way, so the key is made once per reading.
-            var seriesIDs: [SeriesKey: Int64] = [:]
+            var seriesIDs: [SeriesIdentity: Int64] = [:]
             var seriesOfReading: [Int64] = []
             seriesOfReading.reserveCapacity(batch.readings.count)
             for r in batch.readings {
-                let key = SeriesKey(r)
+                let key = SeriesIdentity(r)
                 if let known = seriesIDs[key] ?? knownSeries.id(of: key) {
                     seriesIDs[key] = known
                     seriesOfReading.append(known)
                     continue
                 }
+                // The labels' JSON only for a series not seen yet: the same labels, the same JSON.
+                let labels = LabelsJSON.encode(r.labels) ?? ""
                 try c.run("INSERT INTO series (gateway_id, sensor_id, metric, topic, unit, labels) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                          key.gateway.value, key.sensor.value, key.metric.value, key.topic.value, key.unit.value, key.labels.value)
+                          key.gateway.value, key.sensor.value, key.metric.value, key.topic.value, key.unit.value, labels)
                 guard let existing = try c.scalar("""
                     SELECT id FROM series WHERE gateway_id = ? AND sensor_id = ? AND metric = ? AND topic = ? AND unit = ? AND labels = ?
-                    """, key.gateway.value, key.sensor.value, key.metric.value, key.topic.value, key.unit.value, key.labels.value)?.int64 else {
+                    """, key.gateway.value, key.sensor.value, key.metric.value, key.topic.value, key.unit.value, labels)?.int64 else {
                     throw SQLiteError(code: 1, message: "series not found after insert", path: "", sql: nil)
                 }
                 seriesIDs[key] = existing
@@ -201,33 +203,18 @@ public final class SQLiteSink: Sink {
 
 /// Series ids already committed to the file, by key; emptied when `limit` would be passed.
 final class KnownSeries: Sendable {
-    private let ids = Mutex<[SeriesKey: Int64]>([:])
+    private let ids = Mutex<[SeriesIdentity: Int64]>([:])
     private let limit: Int
 
     init(limit: Int) { self.limit = limit }
 
-    func id(of key: SeriesKey) -> Int64? { ids.withLock { $0[key] } }
+    func id(of key: SeriesIdentity) -> Int64? { ids.withLock { $0[key] } }
 
-    func remember(_ added: [SeriesKey: Int64]) {
+    func remember(_ added: [SeriesIdentity: Int64]) {
         guard !added.isEmpty else { return }
         ids.withLock { known in
             if known.count + added.count > limit { known.removeAll(keepingCapacity: true) }
             known.merge(added) { _, new in new }
         }
-    }
-}
-
-/// A reading's series as the `series` table keys it: byte for byte, as SQLite compares text
-/// (`ExactString`; keyed by `String`, two canonically equivalent sensor ids would share a row).
-struct SeriesKey: Hashable, Sendable {
-    let gateway: ExactString, sensor: ExactString, metric: ExactString, topic: ExactString, unit: ExactString, labels: ExactString
-
-    init(_ r: Reading) {
-        gateway = ExactString(r.gatewayID)
-        sensor = ExactString(r.sensorID)
-        metric = ExactString(r.metric)
-        topic = ExactString(r.topic)
-        unit = ExactString(r.unit ?? "")
-        labels = ExactString(LabelsJSON.encode(r.labels) ?? "")
     }
 }
