@@ -164,176 +164,18 @@ public final class Aggregator: Service, Sendable {
         registry.close()
     }
 
+    /// The routes, one collection per kind of client: gateways (batches), operators (the admin
+    /// API and metrics, behind the operator token and the audit line), and probes (health).
     static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor,
                        token: AdminToken, gatewayTokens: GatewayTokens?, audit: AuditLog, readiness: SinkReadiness,
                        connectionLimits: ConnectionLimits) -> Router<AggregatorRequestContext> {
         let router = Router(context: AggregatorRequestContext.self)
-        router.post(RouterPath(WireProtocol.batchesPath)) { request, context -> Response in
-            let receivedAtMs = WallClock.nowMs()
-            // Who is talking, before anything else is read (nil: nothing is configured to say).
-            let certificatesConfigured = config.tls?.clientCAFile != nil
-            let certificate = certificatesConfigured ? await ClientCertificate.identity(on: context.channel) : nil
-            let credentials = BatchCredentials.decide(certificate: certificate,
-                                                      token: gatewayTokens?.authenticate(authorization: request.headers[.authorization]),
-                                                      certificatesConfigured: certificatesConfigured)
-            var authenticated: String?
-            var refused: BatchIngestor.Response?
-            switch credentials {
-            case .gateway(let id, _): authenticated = id
-            case .refused(let status, let reason): refused = ingestor.refusal(status, reason: reason)
-            case .open: break
-            }
-            // Admitted before the body is read, by its declared length: memory stays bounded
-            // by max_in_flight_bytes however many agents send at once.
-            let declared = request.headers[.contentLength].flatMap(Int.init) ?? config.limits.maxBodyBytes
-            // One address may not take every place in admission control (a few slow or stuck
-            // clients, or one gateway sending too much at once).
-            let address = ConnectionLimits.address(of: context.channel)
-            let result: BatchIngestor.Response
-            if let refused {
-                result = refused
-            } else if declared > config.limits.maxBodyBytes {
-                result = ingestor.refusal(413, reason: "body of \(declared) bytes exceeds \(config.limits.maxBodyBytes)")
-            } else if !connectionLimits.admit(from: address, bytes: declared) {
-                result = ingestor.busy(reason: "too much in flight from \(address) (limits.max_in_flight_per_address, max_in_flight_bytes_per_address)")
-            } else {
-                defer { connectionLimits.finish(from: address, bytes: declared) }
-                result = await ingestor.admitted(declaredBytes: declared) {
-                    var request = request
-                    let body: ByteBuffer
-                    do {
-                        body = try await request.collectBody(upTo: config.limits.maxBodyBytes)
-                    } catch {
-                        // Past the limit, or the connection closed: cut off as too slow, or gone.
-                        return context.channel.isActive
-                            ? ingestor.refusal(413, reason: "body exceeds \(config.limits.maxBodyBytes) bytes")
-                            : ingestor.refusal(408, reason: "the body did not arrive in time, or the connection closed")
-                    }
-                    return await ingestor.process(
-                        body: Array(buffer: body), contentType: request.headers[.contentType],
-                        contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs, authenticatedGateway: authenticated)
-                }
-            }
-            audit.record(Self.auditEvent(result, authenticated: authenticated, credentialsRequired: credentials != .open, peer: address))
-            var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
-            if result.httpStatus == 401 { headers[.wwwAuthenticate] = "Bearer" }
-            if let retryAfter = result.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
-            let bytes = (try? result.ack.serializedBytes()) ?? [UInt8]()
-            return Response(status: .init(code: result.httpStatus), headers: headers,
-                            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-        }
-
-        @Sendable func fleetView() async throws -> FleetView {
-            let now = WallClock.nowMs()
-            let gateways = try await registry.gateways(nowMs: now, staleAfterSeconds: config.staleAfterSeconds)
-            var admission = ingestor.admissionStats
-            let connections = connectionLimits.counts
-            admission.openConnections = connections.openConnections
-            admission.connectionsRefused = connections.connectionsRefused
-            admission.addressBusyRefusals = connections.addressBusyRefusals
-            admission.headTimeouts = connections.headTimeouts
-            admission.bodyTimeouts = connections.bodyTimeouts
-            return FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
-                             admission: admission, sinkWrites: sink.writeStats, gateways: gateways)
-        }
-        // Operator endpoints: the token first, so nothing about the fleet leaks without it.
-        router.get(RouterPath(WireProtocol.fleetPath)) { request, context -> Response in
-            try await Self.operatorRequest(request, context, token, audit) { try Self.json(try await fleetView()) }
-        }
-        router.get(RouterPath(WireProtocol.gatewaysPath + "/:id")) { request, context -> Response in
-            try await Self.operatorRequest(request, context, token, audit) {
-                let id = context.parameters.get("id") ?? ""
-                guard let detail = try await registry.gateway(id, nowMs: WallClock.nowMs(), staleAfterSeconds: config.staleAfterSeconds) else {
-                    return Self.problem(.notFound, "no gateway '\(id.prefix(64))' has reported to this aggregator")
-                }
-                return try Self.json(detail)
-            }
-        }
-        router.get("/metrics") { request, context -> Response in
-            try await Self.operatorRequest(request, context, token, audit) {
-                // Up means both: the last write succeeded and the sink answers now.
-                let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
-                let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp, auditUnwritten: audit.unwrittenEvents)
-                return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
-                                body: .init(byteBuffer: ByteBuffer(string: text)))
-            }
-        }
-        // Probes for service managers and load balancers: no token, nothing about the fleet.
-        router.get("/healthz") { _, _ in "ok\n" }
-        router.get("/readyz") { _, _ -> Response in
-            guard await readiness.problem() == nil else {
-                return Response(status: .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
-                                body: .init(byteBuffer: ByteBuffer(string: "not ready: the sink does not answer (details in the aggregator's log and tributaryctl status)\n")))
-            }
-            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
-        }
+        router.addRoutes(BatchRoutes(config: config, ingestor: ingestor, gatewayTokens: gatewayTokens,
+                                     connectionLimits: connectionLimits, audit: audit).collection)
+        router.addRoutes(AdminRoutes(config: config, sink: sink, registry: registry, ingestor: ingestor, connectionLimits: connectionLimits,
+                                     readiness: readiness, audit: audit, token: token).collection)
+        router.addRoutes(HealthRoutes(readiness: readiness).collection)
         return router
-    }
-
-    /// An operator endpoint: 401 without the operator token, else `body`; the audit log gets
-    /// the answer either way.
-    static func operatorRequest(_ request: Request, _ context: AggregatorRequestContext, _ token: AdminToken, _ audit: AuditLog,
-                                _ body: () async throws -> Response) async throws -> Response {
-        let action = "GET \(Printable.clean(request.uri.path, maxLength: 200))"
-        let peer = ConnectionLimits.address(of: context.channel)
-        guard token.allows(authorization: request.headers[.authorization]) else {
-            let refusal = unauthorized(request)
-            audit.record(.init(kind: "operator", actor: "unauthenticated", action: action, httpStatus: 401, outcome: "refused",
-                               reason: request.headers[.authorization] == nil ? "no operator token" : "wrong operator token", peer: peer))
-            return refusal
-        }
-        do {
-            let response = try await body()
-            let code = response.status.code
-            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: code, outcome: code < 400 ? "answered" : "failed",
-                               peer: peer))
-            return response
-        } catch {
-            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: 500, outcome: "failed", reason: "\(error)", peer: peer))
-            throw error
-        }
-    }
-
-    /// The 401 for a request without the operator token.
-    static func unauthorized(_ request: Request) -> Response {
-        let reason = request.headers[.authorization] == nil
-            ? "the admin API needs the operator token: Authorization: Bearer TOKEN (tributaryctl --token or --token-file)"
-            : "the operator token is wrong"
-        var response = problem(.unauthorized, reason)
-        response.headers[.wwwAuthenticate] = "Bearer realm=\"tributary\""
-        return response
-    }
-
-    /// What the audit log says of a request to /v1/batches.
-    static func auditEvent(_ result: BatchIngestor.Response, authenticated: String?, credentialsRequired: Bool, peer: String? = nil) -> AuditLog.Event {
-        let actor = authenticated.map { "gateway:\($0)" }
-            ?? (credentialsRequired || result.claimedGateway.isEmpty ? "unauthenticated" : "claimed:\(Printable.clean(result.claimedGateway, maxLength: 128))")
-        let ack = result.ack
-        let outcome = switch ack.outcome {
-        case .accepted: "accepted"
-        case .duplicate: "duplicate"
-        case .heartbeat: "heartbeat"
-        case .retry: "retry"
-        case .rejected: "rejected"
-        default: "unknown"
-        }
-        let batch = ack.hasBatchID ? "\(ack.batchID.identity)" : nil
-        // Who it said it was, when that was not proven: refused senders are found by it.
-        let claimed = authenticated == nil && !result.claimedGateway.isEmpty ? Printable.clean(result.claimedGateway, maxLength: 128) : nil
-        return .init(kind: "batch", actor: actor, action: "POST \(WireProtocol.batchesPath)", httpStatus: result.httpStatus, outcome: outcome,
-                     batch: batch, readings: ack.readingCount > 0 ? Int(ack.readingCount) : nil, reason: ack.reason, peer: peer, claimed: claimed)
-    }
-
-    static func problem(_ status: HTTPResponse.Status, _ reason: String) -> Response {
-        let body = (try? JSONEncoder().encode(["error": reason])) ?? Data()
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
-    }
-
-    static func json(_ value: some Encodable) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Response(status: .ok, headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }
 

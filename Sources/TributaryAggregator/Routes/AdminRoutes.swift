@@ -1,0 +1,56 @@
+import Hummingbird
+import TributaryAdminAPI
+import TributaryCore
+import TributaryWire
+
+/// The operator endpoints: the fleet view, one gateway's detail, and `/metrics`, behind
+/// `OperatorMiddleware` (the token, and the audit line).
+struct AdminRoutes {
+    let config: AggregatorConfig
+    let sink: any Sink
+    let registry: FleetRegistry
+    let ingestor: BatchIngestor
+    let connectionLimits: ConnectionLimits
+    let readiness: SinkReadiness
+    let audit: AuditLog
+    let token: AdminToken
+
+    var collection: RouteCollection<AggregatorRequestContext> {
+        let routes = RouteCollection(context: AggregatorRequestContext.self)
+            .add(middleware: OperatorMiddleware(token: token, audit: audit))
+        routes.get(RouterPath(WireProtocol.fleetPath)) { _, _ -> Response in
+            try Response.json(try await fleetView())
+        }
+        routes.get(RouterPath(WireProtocol.gatewaysPath + "/:id")) { _, context -> Response in
+            let id = context.parameters.get("id") ?? ""
+            guard let detail = try await registry.gateway(id, nowMs: WallClock.nowMs(), staleAfterSeconds: config.staleAfterSeconds) else {
+                return Response.problem(.notFound, "no gateway '\(id.prefix(64))' has reported to this aggregator")
+            }
+            return try Response.json(detail)
+        }
+        routes.get("/metrics") { _, _ -> Response in
+            // Up means both: the last write succeeded and the sink answers now.
+            let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
+            let text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp, auditUnwritten: audit.unwrittenEvents)
+            return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        return routes
+    }
+
+    /// The fleet as `GET /v1/fleet` shows it: the registry's gateways and the aggregator's own
+    /// admission and connection counts.
+    func fleetView() async throws -> FleetView {
+        let now = WallClock.nowMs()
+        let gateways = try await registry.gateways(nowMs: now, staleAfterSeconds: config.staleAfterSeconds)
+        var admission = ingestor.admissionStats
+        let connections = connectionLimits.counts
+        admission.openConnections = connections.openConnections
+        admission.connectionsRefused = connections.connectionsRefused
+        admission.addressBusyRefusals = connections.addressBusyRefusals
+        admission.headTimeouts = connections.headTimeouts
+        admission.bodyTimeouts = connections.bodyTimeouts
+        return FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
+                         admission: admission, sinkWrites: sink.writeStats, gateways: gateways)
+    }
+}
