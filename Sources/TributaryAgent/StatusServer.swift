@@ -7,6 +7,7 @@ import TributaryConfig
 import TributaryBuffer
 import TributaryCore
 import TributarySync
+import TributaryWire
 
 /// The agent's optional local listener (`status_listen`): `/metrics` in Prometheus text,
 /// `/healthz` (the process runs) and `/readyz` (connected to the broker, subscribed, and the
@@ -89,9 +90,9 @@ public struct StatusServer: Sendable {
         p.single("tributary_agent_buffer_full", .gauge, help: "1 while the buffer is at its quota or the disk is full.", stats.bufferFull ? 1 : 0)
         p.single("tributary_agent_broker_connected", .gauge, help: "1 while connected to the MQTT broker.", stats.brokerConnected ? 1 : 0)
         let counts = stats.sync.requestCounts
-        p.family("tributary_agent_requests_total", .counter, help: "Requests to the aggregator by result (busy = 429 backpressure).")
-        for result in SyncResult.allCases {
-            p.sample("tributary_agent_requests_total", ["result": result.rawValue], counts[result, default: 0])
+        p.family("tributary_agent_requests_total", .counter, help: "Requests to the aggregator by outcome (busy = 429 backpressure).")
+        for outcome in RequestOutcome.allCases {
+            p.sample("tributary_agent_requests_total", ["outcome": outcome.rawValue], counts[outcome, default: 0])
         }
         let sparkplug = stats.sparkplugCounts
         p.family("tributary_agent_sparkplug_events_total", .counter,

@@ -1,24 +1,14 @@
 import Synchronization
 import TributaryAdminAPI
 import TributaryCore
+import TributaryWire
 
 /// The aggregator's Prometheus metrics. Request outcomes and sink latency are counted as they
 /// happen; everything else is read at scrape time from the fleet view, so `/metrics` and
 /// `tributaryctl` can never disagree.
 public final class AggregatorMetrics: Sendable {
-    /// What became of a `POST /v1/batches`.
-    public enum Outcome: String, CaseIterable, Sendable {
-        case accepted, duplicate, heartbeat
-        /// 503: the sink could not take it.
-        case refused
-        /// 4xx: refused for good.
-        case rejected
-        /// 429: too much in flight.
-        case busy
-    }
-
     private struct Counts {
-        var requests: [Outcome: UInt64] = [:]
+        var requests: [RequestOutcome: UInt64] = [:]
         var readingsAccepted: UInt64 = 0
     }
 
@@ -28,7 +18,7 @@ public final class AggregatorMetrics: Sendable {
 
     public init() {}
 
-    public func count(_ outcome: Outcome, readings: Int = 0) {
+    public func count(_ outcome: RequestOutcome, readings: Int = 0) {
         counts.withLock { c in
             c.requests[outcome, default: 0] += 1
             c.readingsAccepted += UInt64(readings)
@@ -40,7 +30,7 @@ public final class AggregatorMetrics: Sendable {
         let c = counts.withLock { $0 }
         var p = PrometheusText()
         p.family("tributary_requests_total", .counter, help: "Batch and heartbeat requests by outcome.")
-        for outcome in Outcome.allCases { p.sample("tributary_requests_total", ["outcome": outcome.rawValue], c.requests[outcome, default: 0]) }
+        for outcome in RequestOutcome.aggregatorAnswers { p.sample("tributary_requests_total", ["outcome": outcome.rawValue], c.requests[outcome, default: 0]) }
         p.single("tributary_readings_accepted_total", .counter, help: "Readings written to the sink (each once; duplicates are not counted).",
                  Double(c.readingsAccepted))
         p.histogram("tributary_sink_write_seconds", help: "Time for the sink to commit a batch, including the wait for a coalesced write.",

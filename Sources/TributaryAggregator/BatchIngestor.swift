@@ -17,6 +17,8 @@ public final class BatchIngestor: Sendable {
         /// The gateway the request's status names (empty when it could not be decoded): who it
         /// claims to be, for the audit log.
         public var claimedGateway = ""
+        /// The answer in the words metrics, the audit log and senders use.
+        public var outcome: RequestOutcome { RequestOutcome(httpStatus: httpStatus, ack: ack) }
         /// For the Retry-After header.
         public var retryAfterSeconds: Int? { ack.retryAfterMs > 0 ? Int((ack.retryAfterMs + 999) / 1000) : nil }
     }
@@ -83,7 +85,6 @@ public final class BatchIngestor: Sendable {
             return nil
         }
         if let retryAfterMs = refusedRetryAfterMs {
-            metrics.count(.busy)
             return reply(429, .retry, reason: "aggregator busy: too much in flight toward the sink", retryAfterMs: retryAfterMs)
         }
         let started = ContinuousClock.now
@@ -133,7 +134,6 @@ public final class BatchIngestor: Sendable {
                 throw RequestError(status: 403, reason: "the credentials are gateway \(authenticatedGateway)'s; the request speaks for '\(Printable.clean(request.status.gatewayID, maxLength: 64))'")
             }
         } catch {
-            metrics.count(.rejected)
             if let held = logThrottle.admit("request \(error.status)") {
                 logger.warning("request refused", metadata: ["status": "\(error.status)", "reason": "\(error.reason)",
                                                              "similar_held_back": "\(held)"])
@@ -142,7 +142,6 @@ public final class BatchIngestor: Sendable {
         }
         let status = request.status
         guard registry.admits(status.gatewayID, max: limits.maxGateways) else {
-            metrics.count(.refused)
             inFlight.withLock { $0.stats.newGatewaysRefused += 1 }
             if let held = logThrottle.admit("registry full") {
                 logger.error("a new gateway is refused: the fleet registry is full (limits.max_gateways)", metadata: [
@@ -156,10 +155,8 @@ public final class BatchIngestor: Sendable {
             do {
                 try await registry.record(status, event: .heartbeat, receivedAtMs: receivedAtMs)
             } catch {
-                metrics.count(.refused)
                 return reply(503, .retry, reason: "fleet registry unavailable: \(error)", retryAfterMs: 5000, receivedAtMs: receivedAtMs)
             }
-            metrics.count(.heartbeat)
             return reply(200, .heartbeat, receivedAtMs: receivedAtMs)
         }
         let identity = request.batch.id.identity
@@ -173,7 +170,6 @@ public final class BatchIngestor: Sendable {
             }
         } catch {
             // The status is sound, so the gateway is known: its history shows the refusal.
-            metrics.count(.rejected)
             // The identity is what the client sent: echoed and kept only within its bounds.
             let shown = identity.isWithinBounds ? identity : nil
             if let held = logThrottle.admit("batch \(error.status)") {
@@ -188,7 +184,6 @@ public final class BatchIngestor: Sendable {
         do {
             batchBytes = try request.batch.serializedBytes()
         } catch {
-            metrics.count(.refused)
             return reply(500, .retry, identity: identity, reason: "cannot re-encode the batch for its digest: \(error)",
                          retryAfterMs: 5000, receivedAtMs: receivedAtMs)
         }
@@ -205,7 +200,6 @@ public final class BatchIngestor: Sendable {
                 f.stats.lastSinkError = error.description
                 return f.stats.consecutiveSinkFailures
             }
-            metrics.count(.refused)
             if let held = logThrottle.admit("sink") {
                 logger.error("sink write failed", metadata: ["batch": "\(identity)", "sink": "\(sink)", "error": "\(error)",
                                                              "similar_held_back": "\(held)"])
@@ -221,12 +215,9 @@ public final class BatchIngestor: Sendable {
         switch result {
         case .accepted:
             event = .accepted(identity, readings: readings.count, chain: link)
-            metrics.count(.accepted, readings: readings.count)
         case .duplicate:
             event = .duplicate(identity, readings: readings.count, chain: link)
-            metrics.count(.duplicate)
         case .conflict:
-            metrics.count(.rejected)
             let reason = "batch \(identity) was already written with different contents"
             logger.error("batch identity reused with other contents", metadata: ["batch": "\(identity)"])
             await recordStatus(status, .rejected(identity, reason: reason), receivedAtMs: receivedAtMs)
@@ -279,13 +270,11 @@ public final class BatchIngestor: Sendable {
 
     /// 429 decided outside admission (too much in flight from one address): retried soon.
     func busy(reason: String) -> Response {
-        metrics.count(.busy)
         return reply(429, .retry, reason: reason, retryAfterMs: 1000)
     }
 
     /// A refusal decided outside `process` (e.g. by the HTTP layer), as an ack.
     func refusal(_ status: Int, reason: String) -> Response {
-        metrics.count(.rejected)
         return reply(status, .rejected, reason: reason)
     }
 
@@ -299,7 +288,10 @@ public final class BatchIngestor: Sendable {
         ack.retryAfterMs = UInt32(retryAfterMs)
         ack.serverReceivedMs = receivedAtMs
         ack.serverTimeMs = WallClock.nowMs()
-        return Response(httpStatus: status, ack: ack)
+        let response = Response(httpStatus: status, ack: ack)
+        // Every answer is made here, so each is counted once, by the word it is audited under.
+        metrics.count(response.outcome, readings: response.outcome == .accepted ? readingCount : 0)
+        return response
     }
 }
 

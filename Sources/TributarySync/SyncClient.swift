@@ -62,7 +62,7 @@ public struct SyncClient: Sendable {
             }
             let outcome = interpret(status: response.status, headers: response.headers, ack: ack,
                                     text: String(buffer: bytes), identity: identity)
-            observer.requestFinished(Self.result(status: response.status.code, outcome: outcome, heartbeat: identity == nil),
+            observer.requestFinished(Self.counted(status: Int(response.status.code), ack: ack, outcome: outcome),
                                      after: ContinuousClock.now - started)
             return outcome
         } catch {
@@ -84,16 +84,11 @@ public struct SyncClient: Sendable {
         return http
     }
 
-    static func result(status: UInt, outcome: Outcome, heartbeat: Bool) -> SyncResult {
-        switch (status, outcome) {
-        case (200, .acknowledged(let duplicate)): heartbeat ? .heartbeat : duplicate ? .duplicate : .accepted
-        case (429, _): .busy
-        case (408, _): .unreachable
-        case (401, _), (403, _), (404, _): .misdirected
-        case (_, .rejected): .rejected
-        // 5xx, and a 200 without a usable ack: the aggregator could not take it now.
-        default: .unavailable
-        }
+    /// The word counted for an answer: the status's, except that a 200 this client could not
+    /// take (an ack naming another batch) is counted as the aggregator not taking it.
+    static func counted(status: Int, ack: Tributary_V1_Ack?, outcome: Outcome) -> RequestOutcome {
+        if status == 200, case .retry = outcome { return .unavailable }
+        return RequestOutcome(httpStatus: status, ack: ack)
     }
 
     func interpret(status: HTTPResponseStatus, headers: HTTPHeaders, ack: Tributary_V1_Ack?, text: String, identity: BatchIdentity?) -> Outcome {

@@ -82,7 +82,7 @@ struct OperatorTests {
         #expect(gateway.readingsSynced == 0)
         let agentSide = try await Self.scrape(agentMetrics)
         #expect(agentSide.value("tributary_agent_backlog_readings") == Double(held.readings))
-        #expect((agentSide.value("tributary_agent_requests_total", ["result": "unavailable"]) ?? 0) > 0)
+        #expect((agentSide.value("tributary_agent_requests_total", ["outcome": "unavailable"]) ?? 0) > 0)
         let detail = try await harness.fleetClient.gateway("gw-held").detail
         #expect(detail.history.first?.kind == .refused && detail.history.first?.detail.contains("sink unavailable") == true)
 
@@ -157,7 +157,7 @@ struct OperatorTests {
         #expect(edge.value("tributary_agent_readings_ingested_total") == sent)
         #expect(edge.value("tributary_agent_readings_acknowledged_total") == sent)
         #expect(edge.value("tributary_agent_backlog_readings") == 0)
-        #expect(edge.value("tributary_agent_requests_total", ["result": "accepted"]) == accepted)
+        #expect(edge.value("tributary_agent_requests_total", ["outcome": "accepted"]) == accepted)
         #expect(edge.value("tributary_agent_broker_connected") == 1)
         await harness.stop(agent, aggregator)
     }

@@ -81,18 +81,10 @@ struct BatchRoutes {
         let actor = authenticated.map { "gateway:\($0)" }
             ?? (credentialsRequired || result.claimedGateway.isEmpty ? "unauthenticated" : "claimed:\(Printable.clean(result.claimedGateway, maxLength: 128))")
         let ack = result.ack
-        let outcome = switch ack.outcome {
-        case .accepted: "accepted"
-        case .duplicate: "duplicate"
-        case .heartbeat: "heartbeat"
-        case .retry: "retry"
-        case .rejected: "rejected"
-        default: "unknown"
-        }
         let batch = ack.hasBatchID ? "\(ack.batchID.identity)" : nil
         // Who it said it was, when that was not proven: refused senders are found by it.
         let claimed = authenticated == nil && !result.claimedGateway.isEmpty ? Printable.clean(result.claimedGateway, maxLength: 128) : nil
-        return .init(kind: "batch", actor: actor, action: "POST \(WireProtocol.batchesPath)", httpStatus: result.httpStatus, outcome: outcome,
+        return .init(kind: "batch", actor: actor, action: "POST \(WireProtocol.batchesPath)", httpStatus: result.httpStatus, outcome: result.outcome.rawValue,
                      batch: batch, readings: ack.readingCount > 0 ? Int(ack.readingCount) : nil, reason: ack.reason, peer: peer, claimed: claimed)
     }
 }

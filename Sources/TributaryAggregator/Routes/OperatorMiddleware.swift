@@ -1,5 +1,6 @@
 import Hummingbird
 import TributaryCore
+import TributaryWire
 
 /// In front of every operator endpoint (the admin API and `/metrics`): the operator token
 /// first, so nothing about the fleet leaks without it, and one audit line per request, whatever
@@ -14,7 +15,7 @@ struct OperatorMiddleware: RouterMiddleware {
         let action = "GET \(Printable.clean(request.uri.path, maxLength: 200))"
         let peer = ConnectionLimits.address(of: context.channel)
         guard token.allows(authorization: request.headers[.authorization]) else {
-            audit.record(.init(kind: "operator", actor: "unauthenticated", action: action, httpStatus: 401, outcome: "refused",
+            audit.record(.init(kind: "operator", actor: "unauthenticated", action: action, httpStatus: 401, outcome: RequestOutcome.unauthorized.rawValue,
                                reason: request.headers[.authorization] == nil ? "no operator token" : "wrong operator token", peer: peer))
             return Self.unauthorized(request)
         }
