@@ -6,6 +6,7 @@ import TributaryCore
 import TributaryCrypto
 import TributaryMQTT
 import TributarySparkplug
+import TributarySQLite
 
 /// MQTT in, SQLite buffer out.
 ///
@@ -26,36 +27,15 @@ public final class IngestService: Service {
     private let buffer: BufferStore
     private let stats: AgentStats
     private let logger: Logger
-    private let routes: [(filter: TopicFilter, decoding: Decoding, policy: SubscriptionPolicy)]
-    private let pseudonymizer: Pseudonymizer?
-    private let reserve: DiskReserve
-    /// What the aggregator takes of one reading (the defaults: an aggregator configured with a
-    /// larger `max_string_bytes` still gets text values of at most the default).
-    private let readingLimits = ReadingLimits()
-
-    /// How a subscription's payloads become readings.
-    private enum Decoding {
-        /// Each message on its own (json, number).
-        case payload(PayloadDecoder)
-        /// Sparkplug B: through the edge nodes' sessions in `CommitterState.sparkplug`.
-        case sparkplug
-    }
-
-    /// What became of one message.
-    private enum Decoded {
-        /// `count` readings kept (appended), `withheld` dropped by the subscription's rules.
-        case readings(count: Int, withheld: Int, carriesEventTime: Bool)
-        /// Recognised as a redelivery before decoding (stateful formats must not see it twice).
-        case redelivery
-        case quarantined
-    }
+    /// Topic -> decoder -> rules -> readings.
+    private let router: MessageRouter
+    /// The quota and the disk reserve.
+    private let admission: BufferAdmission
 
     /// What the committer thread keeps between groups (it alone touches it).
     private struct CommitterState {
-        var redeliveryFilter: RedeliveryFilter
-        var sparkplug: SparkplugHost
-        var lastReserveCheckMs: Int64 = 0
-        var abandonedOnShutdown = 0
+        var sessions: MessageRouter.Sessions
+        var admission: BufferAdmission
     }
 
     public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, logger: Logger) throws {
@@ -63,22 +43,12 @@ public final class IngestService: Service {
         self.buffer = buffer
         self.stats = stats
         self.logger = logger
-        reserve = DiskReserve(config: config)
-        routes = try config.mqtt.subscriptions.map { s in
-            if s.format == .sparkplug { return (TopicFilter(s.topic), .sparkplug, s.policy) }
-            guard let template = s.template else { throw PayloadDecoderConfigError.missingTemplate(format: s.format) }
-            return (TopicFilter(s.topic), .payload(try PayloadDecoder(format: s.format, template: template, timeField: s.timeField,
-                                                                      defaultGatewayID: config.gatewayID)), s.policy)
-        }
-        pseudonymizer = config.hashKey.map(Pseudonymizer.init(key:))
+        router = try MessageRouter(subscriptions: config.mqtt.subscriptions, gatewayID: config.gatewayID, hashKey: config.hashKey)
+        admission = BufferAdmission(config: config, buffer: buffer, stats: stats, logger: logger)
     }
 
     public func run() async throws {
-        if !reserve.take() {
-            logger.warning("cannot set aside the disk reserve; a full disk may stall the buffer until space is freed", metadata: [
-                "path": "\(reserve.path)", "bytes": "\(reserve.bytes)",
-            ])
-        }
+        admission.takeReserve()
         let queue = IngestQueue<Received>(capacity: config.buffer.queueCapacity)
         var handlers = MQTTClient.Handlers()
         let stats = self.stats
@@ -146,8 +116,9 @@ public final class IngestService: Service {
 
     /// Runs on the committer thread until the queue is closed and empty.
     private func commitLoop(_ queue: IngestQueue<Received>, client: MQTTClient) {
-        var state = CommitterState(redeliveryFilter: restoredRedeliveryFilter(), sparkplug: restoredSparkplugSessions())
-        defer { saveRedeliveryFilter(state.redeliveryFilter) }
+        var state = CommitterState(sessions: .init(redeliveryFilter: restoredRedeliveryFilter(), sparkplug: restoredSparkplugSessions()),
+                                   admission: admission)
+        defer { saveRedeliveryFilter(state.sessions.redeliveryFilter) }
         while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, windowMs: config.buffer.commitIntervalMs) {
             var readings: [Reading] = []
             var quarantined: [QuarantinedPayload] = []
@@ -166,30 +137,24 @@ public final class IngestService: Service {
                     logger.info("retained MQTT message already stored; not stored again", metadata: ["topic": "\(item.message.topic)"])
                     continue
                 }
-                var redelivered = false
-                let decoded = decode(item, into: &readings, quarantined: &quarantined, state: &state, client: client)
-                if case .quarantined = decoded {} else { digests[topic] = digest }
-                switch decoded {
-                case .redelivery:
-                    redelivered = true
-                // Only a payload that carries its own event time identifies its readings.
-                case .readings(let count, _, carriesEventTime: true)
-                    where state.redeliveryFilter.isRedelivery(topic: item.message.topic, payload: item.message.payload, nowMs: item.monotonicMs):
-                    readings.removeLast(count)
-                    redelivered = true
-                case .readings(_, let withheld, _):
+                switch route(item, into: &readings, quarantined: &quarantined, sessions: &state.sessions, client: client) {
+                case .readings(_, let withheld):
+                    digests[topic] = digest
                     if withheld > 0 { stats.countWithheld(withheld) }
+                case .redelivery:
+                    digests[topic] = digest
+                    redeliveries += 1
+                    logger.info("MQTT redelivery recognised; not stored again", metadata: ["topic": "\(item.message.topic)"])
                 case .quarantined:
                     break
                 }
-                if redelivered {
-                    redeliveries += 1
-                    logger.info("MQTT redelivery recognised; not stored again", metadata: ["topic": "\(item.message.topic)"])
-                }
             }
-            waitForRoom(queue)
-            let sessions = state.sparkplug.takeDefinitions()
-            commit(readings, quarantined, redeliveries: redeliveries, sparkplugSessions: sessions, payloadDigests: digests, queue: queue, state: &state)
+            state.admission.waitForRoom(isShuttingDown: { queue.isShuttingDown })
+            let sessions = state.sessions.sparkplug.takeDefinitions()
+            state.admission.commit(readings: readings.count, isShuttingDown: { queue.isShuttingDown }) { () throws(SQLiteError) in
+                try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries, sparkplugSessions: sessions,
+                                  payloadDigests: digests)
+            }
         }
     }
 
@@ -234,54 +199,19 @@ public final class IngestService: Service {
         BatchChain.digest(of: payload).prefix(8).reduce(Int64(0)) { $0 << 8 | Int64($1) }
     }
 
-    /// Appends the item's readings or quarantines it.
-    private func decode(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload],
-                        state: inout CommitterState, client: MQTTClient) -> Decoded {
-        let topic = item.message.topic
-        func quarantine(_ reason: String) -> Decoded {
-            logger.debug("payload quarantined", metadata: ["topic": "\(topic)", "reason": "\(reason)"])
-            quarantined.append(QuarantinedPayload(topic: topic, payload: item.message.payload, reason: reason, receivedAtMs: item.receivedAtMs))
-            return .quarantined
+    /// Routes one message: its readings appended, or its payload quarantined; what the
+    /// Sparkplug sessions noticed is reported.
+    private func route(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload],
+                       sessions: inout MessageRouter.Sessions, client: MQTTClient) -> MessageRouter.Result {
+        let message = item.message
+        let result = router.route(topic: message.topic, payload: message.payload, receivedAtMs: item.receivedAtMs,
+                                  monotonicMs: item.monotonicMs, into: &readings, sessions: &sessions)
+        if let outcome = sessions.sparkplugOutcome { report(outcome, client: client) }
+        if case .quarantined(let reason) = result {
+            logger.debug("payload quarantined", metadata: ["topic": "\(message.topic)", "reason": "\(reason)"])
+            quarantined.append(QuarantinedPayload(topic: message.topic, payload: message.payload, reason: reason, receivedAtMs: item.receivedAtMs))
         }
-        guard let route = routes.first(where: { $0.filter.matches(topic) }) else {
-            return quarantine("no subscription matches the topic")
-        }
-        // The subscription's rules, on this message's readings only, before anything is buffered;
-        // the count returned is what was kept, so a redelivery takes back exactly that.
-        let start = readings.count
-        func governed(carriesEventTime: Bool) -> Decoded {
-            let withheld = route.policy.apply(to: &readings, from: start, pseudonymizer: pseudonymizer)
-            // A reading the aggregator would refuse is never buffered: sealed into a batch, it
-            // would have the whole batch set aside. Its message is quarantined whole (so a replay
-            // after a fix brings all of it back) and the rest of the stream is unharmed.
-            for reading in readings[start...] {
-                guard let problem = readingLimits.violation(of: reading) else { continue }
-                readings.removeSubrange(start...)
-                return quarantine("reading \(Printable.clean(reading.sensorID, maxLength: 64))/\(Printable.clean(reading.metric, maxLength: 64)): \(problem)")
-            }
-            return .readings(count: readings.count - start, withheld: withheld, carriesEventTime: carriesEventTime)
-        }
-        switch route.decoding {
-        case .payload(let decoder):
-            do {
-                let decoded = try decoder.decodeMessage(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
-                readings += decoded.readings
-                return governed(carriesEventTime: decoded.carriesEventTime)
-            } catch {
-                return quarantine(error.description)
-            }
-        case .sparkplug:
-            // Every Sparkplug payload carries its seq, so the same bytes again are a redelivery;
-            // checked first, or the repeat would read as a sequence gap.
-            if state.redeliveryFilter.isRedelivery(topic: topic, payload: item.message.payload, nowMs: item.monotonicMs) {
-                return .redelivery
-            }
-            let outcome = state.sparkplug.receive(topic: topic, payload: item.message.payload, receivedAtMs: item.receivedAtMs)
-            report(outcome, client: client)
-            if let reason = outcome.quarantineReason { return quarantine(reason) }
-            readings += outcome.readings
-            return governed(carriesEventTime: false)
-        }
+        return result
     }
 
     /// The Sparkplug sessions the buffer kept from the last run, so the messages the broker held
@@ -317,144 +247,4 @@ public final class IngestService: Service {
             logger.warning("sparkplug: cannot send the rebirth request", metadata: ["node": "\(node)", "error": "\(error)"])
         }
     }
-
-    /// Enforces the buffer quota before a group is committed. `block` waits here: the queue
-    /// fills, the MQTT thread stops reading, and the broker holds the rest for our persistent
-    /// session. `drop_oldest` frees the oldest unsent readings, each one counted.
-    private func waitForRoom(_ queue: IngestQueue<Received>) {
-        let quota = config.buffer.maxBytes
-        guard quota > 0 else { return }
-        var blocked = false
-        var delay = 0.02
-        defer {
-            if blocked {
-                stats.bufferFull = false
-                logger.notice("buffer below its quota again; reading from the broker", metadata: ["gateway": "\(config.gatewayID)"])
-            }
-        }
-        while true {
-            do {
-                let used = try buffer.sizeBytes()
-                if used < quota { return }
-                if config.buffer.fullPolicy == .dropOldest {
-                    let dropped = try buffer.dropOldest()
-                    if dropped.total > 0 {
-                        logger.warning("buffer quota reached; dropped the oldest unsent readings", metadata: [
-                            "gateway": "\(config.gatewayID)", "dropped": "\(dropped.total)", "quota_bytes": "\(quota)",
-                            "batch": "\(dropped.sealedBatch.map(String.init) ?? "-")", "dropped_total": "\(buffer.snapshot.droppedTotal)",
-                        ])
-                        continue
-                    }
-                    // Nothing droppable is left (only batches being sent, or sent once and
-                    // unanswered): wait for their acknowledgements.
-                }
-                if !blocked {
-                    blocked = true
-                    stats.bufferFull = true
-                    let message = "buffer quota of \(quota) bytes reached (\(used) in use): not reading from the broker until batches are acknowledged"
-                    logger.warning("\(message)", metadata: ["gateway": "\(config.gatewayID)", "policy": "\(config.buffer.fullPolicy.rawValue)"])
-                    stats.recordError(message)
-                }
-            } catch {
-                logger.error("cannot check the buffer quota; retrying", metadata: ["gateway": "\(config.gatewayID)", "error": "\(error)"])
-            }
-            if queue.isShuttingDown {
-                // Shutting down: what we received is already acknowledged to the broker, so
-                // keeping it a little over the quota beats losing it.
-                logger.warning("shutting down while the buffer is full: committing the last group over the quota")
-                return
-            }
-            Thread.sleep(forTimeInterval: delay)
-            delay = min(delay * 2, 0.5)
-        }
-    }
-
-    /// How long a stopping agent keeps trying to commit what it holds when the buffer cannot
-    /// be written.
-    static let shutdownCommitMs: Int64 = 10_000
-
-    /// Commits one group, retrying while the disk refuses: the queue fills meanwhile and the
-    /// MQTT thread waits, so the broker holds the rest (the `block` behaviour).
-    private func commit(_ readings: [Reading], _ quarantined: [QuarantinedPayload], redeliveries: Int, sparkplugSessions: String?,
-                        payloadDigests: [ExactString: Int64], queue: IngestQueue<Received>, state: inout CommitterState) {
-        var delay = 0.1
-        var stalled = false
-        var shutdownDeadline: Int64?
-        defer {
-            if stalled {
-                stats.bufferFull = false
-                logger.notice("buffer writable again; reading from the broker", metadata: ["gateway": "\(config.gatewayID)"])
-            }
-        }
-        while true {
-            do {
-                try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries, sparkplugSessions: sparkplugSessions,
-                                  payloadDigests: payloadDigests)
-                retakeReserveNowAndThen(force: stalled, state: &state)
-                return
-            } catch {
-                stalled = true
-                stats.bufferFull = true
-                let what = error.isDiskFull ? "buffer disk is full" : "buffer write failed"
-                logger.error("\(what): not reading from the broker (it holds the rest) until \(readings.count) readings are committed; retrying", metadata: [
-                    "gateway": "\(config.gatewayID)", "error": "\(error)",
-                ])
-                stats.recordError("\(what): \(error)")
-                reserve.releaseIfDiskFull(error, logger: logger, gateway: config.gatewayID)
-                if queue.isShuttingDown {
-                    // What we hold was acknowledged to the broker: the released reserve may
-                    // make room, so try a little longer, but never past a service manager's
-                    // stop timeout (30 s in our unit); then give up and say exactly what.
-                    let now = MonotonicClock.nowMs()
-                    let deadline = shutdownDeadline ?? now + Self.shutdownCommitMs
-                    shutdownDeadline = deadline
-                    if now >= deadline {
-                        abandonOnShutdown(readings.count, state: &state)
-                        return
-                    }
-                } else if error.isDiskFull {
-                    waitForFreedSpace(queue)
-                }
-                Thread.sleep(forTimeInterval: delay)
-                delay = min(delay * 2, queue.isShuttingDown ? 1 : 5)
-            }
-        }
-    }
-
-    /// After a full disk, waits until acknowledged batches freed pages inside the buffer file,
-    /// the disk has room again, or nothing more can be freed: retrying at once would only
-    /// fill what the reserve freed.
-    private func waitForFreedSpace(_ queue: IngestQueue<Received>) {
-        let needed: Int64 = 256 << 10
-        var delay = 0.05
-        while !queue.isShuttingDown {
-            let inFile = (try? buffer.freeBytesInFile()) ?? 0
-            let onDisk = DiskReserve.availableBytes(near: buffer.path) ?? 0
-            let nothingToFree = buffer.snapshot.sealedBatches == 0
-            if inFile >= needed || onDisk >= needed + reserve.bytes || nothingToFree { return }
-            Thread.sleep(forTimeInterval: delay)
-            delay = min(delay * 2, 1)
-        }
-    }
-
-    /// Takes the disk reserve again once the disk has room for it: checked after a stall and
-    /// otherwise every few seconds (the uploader may have released it).
-    private func retakeReserveNowAndThen(force: Bool, state: inout CommitterState) {
-        let now = MonotonicClock.nowMs()
-        guard reserve.bytes > 0, force || now - state.lastReserveCheckMs >= 5000 else { return }
-        state.lastReserveCheckMs = now
-        guard !reserve.isHeld else { return }
-        guard let available = DiskReserve.availableBytes(near: buffer.path), available >= 2 * reserve.bytes, reserve.take() else { return }
-        logger.notice("disk reserve restored", metadata: ["gateway": "\(config.gatewayID)", "reserve_bytes": "\(reserve.bytes)"])
-    }
-
-    /// Shutting down while the buffer cannot be written: what was received from the broker
-    /// (already acknowledged to it) is given up, and the exact count said.
-    private func abandonOnShutdown(_ count: Int, state: inout CommitterState) {
-        state.abandonedOnShutdown += count
-        logger.critical("shutting down while the buffer cannot be written: readings received from the broker are lost", metadata: [
-            "gateway": "\(config.gatewayID)", "lost_now": "\(count)", "lost_total": "\(state.abandonedOnShutdown)",
-        ])
-    }
 }
-

@@ -1,0 +1,175 @@
+import Foundation
+import Logging
+import TributaryBuffer
+import TributaryCore
+import TributarySQLite
+
+/// Whether the buffer takes the committer's next group, and committing it while the disk
+/// refuses: the quota (`block` waits, `drop_oldest` frees the oldest unsent readings, each
+/// counted) and the disk reserve. Waiting here is how backpressure reaches the broker: the
+/// ingest queue fills, the MQTT thread stops reading, and the broker holds the rest for the
+/// persistent session. Used by the committer thread alone.
+struct BufferAdmission: Sendable {
+    let buffer: BufferStore
+    let settings: AgentConfig.Buffer
+    let gatewayID: String
+    let stats: AgentStats
+    let logger: Logger
+    let reserve: DiskReserve
+    private var lastReserveCheckMs: Int64 = 0
+    /// Readings given up because the buffer could not be written while shutting down.
+    private(set) var abandonedOnShutdown = 0
+
+    /// How long a stopping agent keeps trying to commit what it holds when the buffer cannot
+    /// be written.
+    static let shutdownCommitMs: Int64 = 10_000
+
+    init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, logger: Logger) {
+        self.buffer = buffer
+        settings = config.buffer
+        gatewayID = config.gatewayID
+        self.stats = stats
+        self.logger = logger
+        reserve = DiskReserve(config: config)
+    }
+
+    /// At start, before any message is read.
+    func takeReserve() {
+        guard !reserve.take() else { return }
+        logger.warning("cannot set aside the disk reserve; a full disk may stall the buffer until space is freed", metadata: [
+            "path": "\(reserve.path)", "bytes": "\(reserve.bytes)",
+        ])
+    }
+
+    /// Returns once the buffer is below its quota (freeing the oldest unsent readings first
+    /// under `drop_oldest`), or at once while shutting down: what was received is already
+    /// acknowledged to the broker, so keeping it a little over the quota beats losing it.
+    func waitForRoom(isShuttingDown: () -> Bool) {
+        let quota = settings.maxBytes
+        guard quota > 0 else { return }
+        var blocked = false
+        var delay = 0.02
+        defer {
+            if blocked {
+                stats.bufferFull = false
+                logger.notice("buffer below its quota again; reading from the broker", metadata: ["gateway": "\(gatewayID)"])
+            }
+        }
+        while true {
+            do {
+                let used = try buffer.sizeBytes()
+                if used < quota { return }
+                if settings.fullPolicy == .dropOldest {
+                    let dropped = try buffer.dropOldest()
+                    if dropped.total > 0 {
+                        logger.warning("buffer quota reached; dropped the oldest unsent readings", metadata: [
+                            "gateway": "\(gatewayID)", "dropped": "\(dropped.total)", "quota_bytes": "\(quota)",
+                            "batch": "\(dropped.sealedBatch.map(String.init) ?? "-")", "dropped_total": "\(buffer.snapshot.droppedTotal)",
+                        ])
+                        continue
+                    }
+                    // Nothing droppable is left (only batches being sent, or sent once and
+                    // unanswered): wait for their acknowledgements.
+                }
+                if !blocked {
+                    blocked = true
+                    stats.bufferFull = true
+                    let message = "buffer quota of \(quota) bytes reached (\(used) in use): not reading from the broker until batches are acknowledged"
+                    logger.warning("\(message)", metadata: ["gateway": "\(gatewayID)", "policy": "\(settings.fullPolicy.rawValue)"])
+                    stats.recordError(message)
+                }
+            } catch {
+                logger.error("cannot check the buffer quota; retrying", metadata: ["gateway": "\(gatewayID)", "error": "\(error)"])
+            }
+            if isShuttingDown() {
+                logger.warning("shutting down while the buffer is full: committing the last group over the quota")
+                return
+            }
+            Thread.sleep(forTimeInterval: delay)
+            delay = min(delay * 2, 0.5)
+        }
+    }
+
+    /// Runs `write` (one group's commit of `readings` readings), retrying while the disk
+    /// refuses. While shutting down it gives up after `shutdownCommitMs` and says exactly what
+    /// was lost.
+    mutating func commit(readings: Int, isShuttingDown: () -> Bool, _ write: () throws(SQLiteError) -> Void) {
+        var delay = 0.1
+        var stalled = false
+        var shutdownDeadline: Int64?
+        defer {
+            if stalled {
+                stats.bufferFull = false
+                logger.notice("buffer writable again; reading from the broker", metadata: ["gateway": "\(gatewayID)"])
+            }
+        }
+        while true {
+            do {
+                try write()
+                retakeReserveNowAndThen(force: stalled)
+                return
+            } catch {
+                stalled = true
+                stats.bufferFull = true
+                let what = error.isDiskFull ? "buffer disk is full" : "buffer write failed"
+                logger.error("\(what): not reading from the broker (it holds the rest) until \(readings) readings are committed; retrying", metadata: [
+                    "gateway": "\(gatewayID)", "error": "\(error)",
+                ])
+                stats.recordError("\(what): \(error)")
+                reserve.releaseIfDiskFull(error, logger: logger, gateway: gatewayID)
+                if isShuttingDown() {
+                    // What we hold was acknowledged to the broker: the released reserve may
+                    // make room, so try a little longer, but never past a service manager's
+                    // stop timeout (30 s in our unit); then give up and say exactly what.
+                    let now = MonotonicClock.nowMs()
+                    let deadline = shutdownDeadline ?? now + Self.shutdownCommitMs
+                    shutdownDeadline = deadline
+                    if now >= deadline {
+                        abandonOnShutdown(readings)
+                        return
+                    }
+                } else if error.isDiskFull {
+                    waitForFreedSpace(isShuttingDown: isShuttingDown)
+                }
+                Thread.sleep(forTimeInterval: delay)
+                delay = min(delay * 2, isShuttingDown() ? 1 : 5)
+            }
+        }
+    }
+
+    /// After a full disk, waits until acknowledged batches freed pages inside the buffer file,
+    /// the disk has room again, or nothing more can be freed: retrying at once would only
+    /// fill what the reserve freed.
+    private func waitForFreedSpace(isShuttingDown: () -> Bool) {
+        let needed: Int64 = 256 << 10
+        var delay = 0.05
+        while !isShuttingDown() {
+            let inFile = (try? buffer.freeBytesInFile()) ?? 0
+            let onDisk = DiskReserve.availableBytes(near: buffer.path) ?? 0
+            let nothingToFree = buffer.snapshot.sealedBatches == 0
+            if inFile >= needed || onDisk >= needed + reserve.bytes || nothingToFree { return }
+            Thread.sleep(forTimeInterval: delay)
+            delay = min(delay * 2, 1)
+        }
+    }
+
+    /// Takes the disk reserve again once the disk has room for it: checked after a stall and
+    /// otherwise every few seconds (the uploader may have released it).
+    private mutating func retakeReserveNowAndThen(force: Bool) {
+        let now = MonotonicClock.nowMs()
+        guard reserve.bytes > 0, force || now - lastReserveCheckMs >= 5000 else { return }
+        lastReserveCheckMs = now
+        guard !reserve.isHeld else { return }
+        guard let available = DiskReserve.availableBytes(near: buffer.path), available >= 2 * reserve.bytes, reserve.take() else { return }
+        logger.notice("disk reserve restored", metadata: ["gateway": "\(gatewayID)", "reserve_bytes": "\(reserve.bytes)"])
+    }
+
+    /// Shutting down while the buffer cannot be written: what was received from the broker
+    /// (already acknowledged to it) is given up, and the exact count said.
+    private mutating func abandonOnShutdown(_ count: Int) {
+        abandonedOnShutdown += count
+        logger.critical("shutting down while the buffer cannot be written: readings received from the broker are lost", metadata: [
+            "gateway": "\(gatewayID)", "lost_now": "\(count)", "lost_total": "\(abandonedOnShutdown)",
+        ])
+    }
+}
