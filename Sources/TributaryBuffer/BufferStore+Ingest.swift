@@ -1,0 +1,143 @@
+import Foundation
+import Synchronization
+import TributaryCore
+import TributarySQLite
+import TributaryWire
+import TributaryCrypto
+
+/// Stage 1, ingest: readings and quarantined payloads in, in group commits, with what the
+/// committer keeps beside them (the broker session's subscriptions, retained payloads' digests,
+/// the redelivery window, the Sparkplug sessions).
+extension BufferStore {
+    /// The digest of the last payload stored from each of `topics` that has one. Topics are
+    /// told apart by their bytes, as the broker and the table do.
+    public func lastPayloadDigests(_ topics: some Sequence<ExactString>) throws(SQLiteError) -> [ExactString: Int64] {
+        try db.withConnection { c throws(SQLiteError) in
+            var found: [ExactString: Int64] = [:]
+            for topic in topics {
+                if let digest = try c.scalar("SELECT digest FROM topic_payloads WHERE topic = ?", topic.value)?.int64 { found[topic] = digest }
+            }
+            return found
+        }
+    }
+
+    /// The filters the broker's persistent session for `clientID` held when they were last
+    /// confirmed, or nil when unknown (never recorded, or recorded for another client id).
+    public func sessionSubscriptions(clientID: String) throws(SQLiteError) -> Set<String>? {
+        let stored = try db.withConnection { c throws(SQLiteError) in
+            try c.scalar("SELECT value FROM meta WHERE key = 'mqtt_session'")?.string
+        }
+        guard let stored, let session = try? JSONDecoder().decode(MQTTSession.self, from: Data(stored.utf8)),
+              session.clientID == clientID else { return nil }
+        return Set(session.filters)
+    }
+
+    public func setSessionSubscriptions(_ filters: Set<String>, clientID: String) throws(SQLiteError) {
+        let json = (try? JSONEncoder().encode(MQTTSession(clientID: clientID, filters: filters.sorted()))).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        try db.withConnection { c throws(SQLiteError) in
+            try c.run("INSERT INTO meta (key, value) VALUES ('mqtt_session', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", json)
+        }
+    }
+
+    /// The redelivery window a stopping agent left (see `RedeliveryFilter`), as it gave it;
+    /// empty when none.
+    public func redeliveryWindow() throws(SQLiteError) -> [UInt8] {
+        let stored = try db.withConnection { c throws(SQLiteError) in
+            try c.scalar("SELECT value FROM meta WHERE key = 'redelivery_window'")?.string
+        }
+        return stored.flatMap(BatchChain.bytes(hex:)) ?? []
+    }
+
+    public func setRedeliveryWindow(_ window: [UInt8]) throws(SQLiteError) {
+        try db.withConnection { c throws(SQLiteError) in
+            try c.run("INSERT INTO meta (key, value) VALUES ('redelivery_window', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                      BatchChain.hex(window))
+        }
+    }
+
+    private struct MQTTSession: Codable {
+        var clientID: String
+        var filters: [String]
+        enum CodingKeys: String, CodingKey {
+            case clientID = "client_id"
+            case filters
+        }
+    }
+
+    /// The Sparkplug sessions last committed with `append`, if any.
+    public func sparkplugSessions() throws(SQLiteError) -> String? {
+        try db.withConnection { c throws(SQLiteError) in
+            try c.scalar("SELECT value FROM meta WHERE key = 'sparkplug_sessions'")?.string
+        }
+    }
+
+    /// Commits a group of readings and quarantined payloads in one transaction, with the count
+    /// of redelivered messages that were recognised and not stored again, and the Sparkplug
+    /// sessions when the group's births or deaths changed them (so both survive together).
+    /// `payloadDigests` (topic -> digest) are the payloads this group processed, kept per topic
+    /// in the same transaction so a retained message can be recognised later.
+    public func append(_ readings: [Reading], quarantined: [QuarantinedPayload], redeliveries: Int = 0,
+                       sparkplugSessions: String? = nil, payloadDigests: [ExactString: Int64] = [:],
+                       monotonicNowMs: Int64 = MonotonicClock.nowMs()) throws(SQLiteError) {
+        guard !readings.isEmpty || !quarantined.isEmpty || redeliveries > 0 || sparkplugSessions != nil || !payloadDigests.isEmpty else { return }
+        let lastID = try db.withConnection { c throws(SQLiteError) -> Int64 in
+            try c.transaction { () throws(SQLiteError) in
+                if let sparkplugSessions {
+                    try c.run("INSERT OR REPLACE INTO meta (key, value) VALUES ('sparkplug_sessions', ?)", sparkplugSessions)
+                }
+                try c.runForEach("""
+                    INSERT INTO readings (gateway_id, sensor_id, metric, topic, time_ms, received_ms,
+                        value_type, value_real, value_int, value_text, unit, labels)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, readings) { row, r in
+                    let (type, real, int, text) = Self.columns(r.value)
+                    row.bind(r.gatewayID)
+                    row.bind(r.sensorID)
+                    row.bind(r.metric)
+                    row.bind(r.topic)
+                    row.bind(r.timeMs)
+                    row.bind(r.receivedAtMs)
+                    row.bind(type)
+                    row.bind(real)
+                    row.bind(int)
+                    row.bind(text)
+                    row.bind(r.unit)
+                    row.bind(LabelsJSON.encode(r.labels))
+                }
+                let lastID = c.lastInsertRowID
+                try c.runForEach("INSERT INTO topic_payloads (topic, digest) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET digest = excluded.digest",
+                                 payloadDigests) { row, entry in
+                    row.bind(entry.key.value)
+                    row.bind(entry.value)
+                }
+                for q in quarantined {
+                    try c.run("INSERT INTO quarantine (topic, payload, reason, received_ms) VALUES (?, ?, ?, ?)",
+                              q.topic, q.payload, q.reason, q.receivedAtMs)
+                }
+                try Self.bump(c, "ingested_total", by: readings.count)
+                try Self.bump(c, "quarantined_total", by: quarantined.count)
+                try Self.bump(c, "redeliveries_total", by: redeliveries)
+                return lastID
+            }
+        }
+        if !readings.isEmpty { arrivals.withLock { $0.append((lastID, monotonicNowMs)) } }
+        counters.withLock {
+            $0.redeliveriesTotal += Int64(redeliveries)
+            $0.unsealedReadings += Int64(readings.count)
+            $0.ingestedTotal += Int64(readings.count)
+            $0.quarantinedTotal += Int64(quarantined.count)
+        }
+    }
+
+    /// The quarantined payloads, newest last (for inspection and tests).
+    public func quarantinedPayloads(limit: Int = 100) throws(SQLiteError) -> [QuarantinedPayload] {
+        try db.withConnection { c throws(SQLiteError) in
+            var result: [QuarantinedPayload] = []
+            try c.forEach("SELECT topic, payload, reason, received_ms FROM quarantine ORDER BY id LIMIT ?", [limit]) { row in
+                result.append(QuarantinedPayload(topic: row.string(0) ?? "", payload: row[1].bytes ?? [],
+                                                 reason: row.string(2) ?? "", receivedAtMs: row.int64(3)))
+            }
+            return result
+        }
+    }
+}
