@@ -122,6 +122,15 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings),
+        // Where the aggregator writes (SQLite, ClickHouse): each sink with its dedup ledger, the
+        // factory from a sink URL, and a reader next to each writer for tools (`tributary-sim verify`).
+        .target(
+            name: "TributarySinks",
+            dependencies: [
+                "TributaryCore", "TributaryAdminAPI", "TributarySQLite", "TributaryClickHouse",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
         // The agent's durable buffer: readings in, sealed batches out.
         .target(
             name: "TributaryBuffer",
@@ -145,7 +154,7 @@ let package = Package(
             name: "TributaryAggregator",
             dependencies: [
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
-                "TributaryCrypto", "TributaryAdminAPI",
+                "TributaryCrypto", "TributaryAdminAPI", "TributarySinks",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -172,9 +181,10 @@ let package = Package(
             name: "TributarySimulator",
             dependencies: [
                 "TributaryConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
-                // The fleet simulator's virtual gateways send as agents do.
-                "TributarySync", "TributaryCrypto",
+                "TributaryCore", "TributaryMQTT", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
+                // The fleet simulator's virtual gateways send as agents do; `verify` reads the
+                // sinks and the agents' buffers through their own readers.
+                "TributarySync", "TributaryCrypto", "TributarySinks", "TributaryBuffer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -226,7 +236,7 @@ let package = Package(
         .executableTarget(
             name: "tributary-bench",
             dependencies: [
-                "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributaryClickHouse", "TributaryCore", "TributaryWire",
+                "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributaryClickHouse", "TributaryCore", "TributaryWire",
                 "TributaryMQTT", "TributarySQLite", "TributarySimulator", "TributaryTesting", "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -258,9 +268,19 @@ let package = Package(
         .testTarget(
             name: "TributaryAggregatorTests",
             dependencies: [
-                "TributaryAggregator", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryClickHouse", "TributaryCrypto",
+                "TributaryAggregator", "TributarySinks", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryClickHouse", "TributaryCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributarySQLiteTests", dependencies: ["TributarySQLite", "TributaryTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryCryptoTests", dependencies: ["TributaryCrypto", "TributaryTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributaryClickHouseTests", dependencies: ["TributaryClickHouse"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TributarySinksTests",
+            dependencies: ["TributarySinks", "TributaryTesting", "TributaryCore", "TributaryClickHouse", "TributarySQLite", "TributaryAdminAPI"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TributarySparkplugTests",
@@ -279,7 +299,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "TributaryAgent", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySimulator", "TributaryTesting",
+                "TributaryAgent", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributarySimulator", "TributaryTesting",
                 "TributaryAdminAPI",
                 "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
                 "TributaryCrypto",

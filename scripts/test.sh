@@ -5,6 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 "$root/scripts/install-deps.sh"
+# The README's module graph must be Package.swift's.
+python3 scripts/module-graph.py --check README.md
 swift build --build-tests
 swift test --skip-build
 # The fuzz target, briefly: proves on every run that it builds, that the committed corpus

@@ -10,6 +10,7 @@ import Synchronization
 import TributaryAdminAPI
 import TributaryCore
 import TributarySQLite
+import TributarySinks
 import TributaryWire
 
 /// The aggregator, assembled: sink, fleet registry, and the HTTP server. A Service: `run()`
@@ -42,7 +43,7 @@ public final class Aggregator: Service, Sendable {
         } catch {
             throw AggregatorStartError(message: "cannot create data_dir \(config.dataDirectory): \(error.localizedDescription)")
         }
-        sink = try config.sink.makeSink(config: config, logger: logger)
+        sink = try config.sink.makeSink(clickHouse: config.clickHouse, logger: logger)
         self.logger = logger
         registry = try FleetRegistry(path: config.dataDirectory + "/registry.sqlite")
         ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, logger: logger)

@@ -1,12 +1,17 @@
 import Foundation
 import NIOCore
 import TributaryClickHouse
+import TributarySinks
 import TributaryConfig
 import TributaryLogging
 import TributaryWire
 
 /// Everything the aggregator can be told: defaults, then the YAML file, then flags.
 public struct AggregatorConfig: Sendable {
+    /// A sink named by its URL (TributarySinks), under the name the configuration has always used.
+    public typealias SinkURL = TributarySinks.SinkURL
+    public typealias SinkURLError = TributarySinks.SinkURLError
+
     /// Default 127.0.0.1.
     public var listenHost: String
     /// Default 8470; 0 picks a free port (tests).

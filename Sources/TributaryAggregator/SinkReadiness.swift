@@ -1,3 +1,4 @@
+import TributarySinks
 import Logging
 
 /// Whether the sink answers, for `/readyz` and `tributary_sink_up`. Probes and scrapes come

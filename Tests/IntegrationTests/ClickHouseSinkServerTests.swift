@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 @testable import TributaryAggregator
+@testable import TributarySinks
 import TributaryClickHouse
 import TributaryCore
 import TributaryTesting

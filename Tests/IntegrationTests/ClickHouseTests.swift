@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TributaryAggregator
+import TributarySinks
 import TributaryClickHouse
 import TributaryCore
 import TributarySimulator

@@ -10,9 +10,7 @@ import TributaryTesting
 /// config accepts.
 @Suite("governance rules")
 struct GovernanceTests {
-    static func reading(_ metric: String, _ value: ReadingValue) -> Reading {
-        Reading(gatewayID: "gw", sensorID: "s", metric: metric, topic: "t", timeMs: 1, receivedAtMs: 1, value: value)
-    }
+    static func reading(_ metric: String, _ value: ReadingValue) -> Reading { .sample(metric: metric, timeMs: 1, value: value) }
 
     @Test(arguments: [
         ("owner.*", "owner.phone", true), ("owner.*", "owner", false), ("*.phone", "site.owner.phone", true),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TributaryClickHouse
 @testable import TributaryAggregator
 
 @Suite("aggregator configuration")
@@ -69,5 +70,30 @@ struct AggregatorConfigTests {
         var config = try AggregatorConfig.parse(yaml: list, file: "agg.yaml")
         config.sink = .sqlite(path: "/tmp/elsewhere.sqlite")
         #expect { _ = try Aggregator(config: config, logger: .init(label: "test")) } throws: { "\($0)".contains("sink_allow_list") }
+    }
+
+    @Test func clickHouseCredentialsComeFromTheURLOrTheConfigNotBoth() throws {
+        let config = try AggregatorConfig.parse(yaml: """
+            data_dir: /tmp/x
+            sink: clickhouse://ch.example:8123/tributary
+            clickhouse:
+              user: ingest
+              password: s3cret
+              timeout_seconds: 5
+              max_insert_batches: 32
+            """, file: "agg.yaml")
+        #expect(config.sink == .clickhouse(ClickHouseEndpoint(host: "ch.example", port: 8123, user: "ingest", password: "s3cret")))
+        #expect(config.clickHouse.timeout == .seconds(5) && config.clickHouse.maxInsertBatches == 32)
+        do {
+            _ = try AggregatorConfig.parse(yaml: """
+                data_dir: /tmp/x
+                sink: clickhouse://a:b@ch.example/tributary
+                clickhouse:
+                  password: other
+                """, file: "agg.yaml")
+            Issue.record("accepted two passwords")
+        } catch {
+            #expect(error.description.contains("clickhouse.password") && error.description.contains("agg.yaml"), "\(error)")
+        }
     }
 }

@@ -6,6 +6,7 @@ import TributarySQLite
 import TributaryTesting
 import TributaryWire
 @testable import TributaryAggregator
+@testable import TributarySinks
 
 @Suite("batch ingestion into the SQLite sink")
 struct BatchIngestorTests {
@@ -30,7 +31,7 @@ struct BatchIngestorTests {
 
     static func request(sequence: UInt64 = 1, readings: Int = 20, gateway: String = "gw-1", value: Double = 1) throws -> [UInt8] {
         let rs = (0..<readings).map {
-            Reading(gatewayID: gateway, sensorID: "s", metric: "m", topic: "t", timeMs: Int64($0), receivedAtMs: Int64($0), value: .double(value))
+            Reading.sample(gateway: gateway, timeMs: Int64($0), value: .double(value))
         }
         var request = Tributary_V1_SyncRequest()
         request.batch = BatchCodec.encode(identity: .init(gatewayID: gateway, epoch: "e", sequence: sequence), readings: rs, sealedAtMs: 0)

@@ -14,7 +14,7 @@ struct BufferQuotaTests {
         defer { dir.remove() }
         let path = dir.file("b.sqlite")
         var buffer = try BufferStore(path: path, gatewayID: "gw")
-        try buffer.append(BufferStoreTests.readings(450), quarantined: [])
+        try buffer.append(Reading.series(450), quarantined: [])
         try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, monotonicNowMs: 0)  // batches 1-4, 50 unsealed
         // Batch 4 was sent once without an answer: the aggregator may hold it, so it is never dropped.
         try buffer.recordAttempt(4, error: "timed out")
@@ -43,7 +43,7 @@ struct BufferQuotaTests {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let buffer = try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw")
-        try buffer.append(BufferStoreTests.readings(500), quarantined: [])
+        try buffer.append(Reading.series(500), quarantined: [])
         try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, monotonicNowMs: 0)
         let first = try buffer.claimBatches(limit: 2).map(\.identity.sequence)
         let second = try buffer.claimBatches(limit: 2).map(\.identity.sequence)
@@ -59,7 +59,7 @@ struct BufferQuotaTests {
         defer { dir.remove() }
         let buffer = try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw")
         let empty = try buffer.sizeBytes()
-        try buffer.append(BufferStoreTests.readings(5000), quarantined: [])
+        try buffer.append(Reading.series(5000), quarantined: [])
         try buffer.sealDueBatches(maxReadings: 1000, maxAgeMs: 60_000, monotonicNowMs: 0)
         let full = try buffer.sizeBytes()
         #expect(full > empty)
@@ -79,7 +79,7 @@ struct BufferQuotaTests {
         database.close()
         try buffer.limitPagesForTesting(Int(pages) + 2)
         #expect {
-            for round in 0..<100 { try buffer.append(BufferStoreTests.readings(1000, from: round * 1000), quarantined: []) }
+            for round in 0..<100 { try buffer.append(Reading.series(1000, from: round * 1000), quarantined: []) }
         } throws: { error in
             (error as? SQLiteError)?.isDiskFull == true
         }

@@ -8,12 +8,6 @@ import TributaryCrypto
 
 @Suite("buffer file")
 struct BufferStoreTests {
-    static func readings(_ n: Int, from start: Int = 0) -> [Reading] {
-        (start..<start + n).map {
-            Reading(gatewayID: "gw", sensorID: "s", metric: "m", topic: "t", timeMs: Int64($0), receivedAtMs: Int64($0), value: .integer(Int64($0)))
-        }
-    }
-
     /// A 409 for a reused identity: a new epoch, the refused batch and the epoch's unsent ones
     /// sealed again under it in their order with the same readings; batches sent already stay.
     @Test func aRefusedIdentityRenewsTheEpoch() throws {
@@ -21,7 +15,7 @@ struct BufferStoreTests {
         defer { dir.remove() }
         let buffer = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw")
         let first = buffer.epoch
-        try buffer.append(Self.readings(50), quarantined: [])
+        try buffer.append(Reading.series(50), quarantined: [])
         _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)  // batches 1-5
         let sent = try buffer.claimBatches(limit: 2)                   // 1 and 2 go out
         buffer.release(sent.map(\.identity.sequence))
@@ -78,7 +72,7 @@ struct BufferStoreTests {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let original = try BufferStore(path: dir.file("a.sqlite"), gatewayID: "gw")
-        try original.append(Self.readings(30), quarantined: [])
+        try original.append(Reading.series(30), quarantined: [])
         original.close()
         try FileManager.default.copyItem(atPath: dir.file("a.sqlite"), toPath: dir.file("b.sqlite"))
         var payloads: [[UInt8]] = []
@@ -98,12 +92,12 @@ struct BufferStoreTests {
         let path = dir.file("buffer.sqlite")
         var buffer = try BufferStore(path: path, gatewayID: "gw")
         let epoch = buffer.epoch
-        try buffer.append(Self.readings(250), quarantined: [])
+        try buffer.append(Reading.series(250), quarantined: [])
         #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 60_000, monotonicNowMs: 0) == 2, "only full batches are due")
         let first = try #require(try buffer.oldestSealedBatch())
         #expect(first.identity == BatchIdentity(gatewayID: "gw", epoch: epoch, sequence: 1))
         #expect(first.readingCount == 100)
-        try buffer.append(Self.readings(10, from: 250), quarantined: [])
+        try buffer.append(Reading.series(10, from: 250), quarantined: [])
         #expect(buffer.snapshot.unsealedReadings == 60)
         buffer.close()
 
@@ -169,11 +163,11 @@ struct BufferStoreTests {
         defer { dir.remove() }
         let buffer = try BufferStore(path: dir.file("expire.sqlite"), gatewayID: "gw")
         defer { buffer.close() }
-        try buffer.append(Self.readings(30), quarantined: [])          // received at 0...29
+        try buffer.append(Reading.series(30), quarantined: [])          // received at 0...29
         _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)  // batches 1, 2, 3
         let sending = try buffer.claimBatches(limit: 1)                 // batch 1 goes out...
         buffer.release(sending.map(\.identity.sequence))                // ...and no answer comes
-        try buffer.append(Self.readings(10, from: 30), quarantined: []) // unsealed, received at 30...39
+        try buffer.append(Reading.series(10, from: 30), quarantined: []) // unsealed, received at 30...39
         let expired = try buffer.expire(receivedBeforeMs: 35)
         #expect(expired.readings == 25 && expired.batches == 2, "batches 2 and 3, and 5 unsealed readings")
         #expect(buffer.snapshot.droppedTotal == 25 && buffer.snapshot.sealedBatches == 1 && buffer.snapshot.unsealedReadings == 5)
@@ -189,11 +183,11 @@ struct BufferStoreTests {
         defer { dir.remove() }
         let path = dir.file("chain.sqlite")
         var buffer = try BufferStore(path: path, gatewayID: "gw")
-        try buffer.append(Self.readings(30), quarantined: [])
+        try buffer.append(Reading.series(30), quarantined: [])
         _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)
         buffer.close()
         buffer = try BufferStore(path: path, gatewayID: "gw")
-        try buffer.append(Self.readings(10, from: 30), quarantined: [])
+        try buffer.append(Reading.series(10, from: 30), quarantined: [])
         _ = try buffer.sealDueBatches(maxReadings: 10, maxAgeMs: 0)
         let batches = try buffer.claimBatches(limit: 10)
         buffer.close()

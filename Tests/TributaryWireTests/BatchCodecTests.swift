@@ -1,4 +1,5 @@
 import Testing
+import TributaryTesting
 import TributaryCore
 import TributaryWire
 
@@ -188,7 +189,7 @@ struct CompressionTests {
 struct DecimalCodingTests {
     func roundTrip(_ values: [Double]) throws -> (decoded: [Double], series: Tributary_V1_Series) {
         let readings = values.enumerated().map { i, v in
-            Reading(gatewayID: "gw", sensorID: "s", metric: "m", topic: "t", timeMs: 1_000 + Int64(i), receivedAtMs: 1_000 + Int64(i), value: .double(v))
+            Reading.sample(timeMs: 1_000 + Int64(i), value: .double(v))
         }
         let batch = BatchCodec.encode(identity: BatchIdentity(gatewayID: "gw", epoch: "e", sequence: 1), readings: readings, sealedAtMs: 0)
         let decoded = try BatchCodec.decode(try Tributary_V1_Batch(serializedBytes: try batch.serializedBytes() as [UInt8]))
@@ -222,7 +223,7 @@ struct DecimalCodingTests {
 
     @Test func malformedDecimalSeriesAreRefused() throws {
         var batch = BatchCodec.encode(identity: BatchIdentity(gatewayID: "gw", epoch: "e", sequence: 1), readings: [
-            Reading(gatewayID: "gw", sensorID: "s", metric: "m", topic: "t", timeMs: 1, receivedAtMs: 1, value: .double(2.5)),
+            Reading.sample(timeMs: 1, value: .double(2.5)),
         ], sealedAtMs: 0)
         var both = batch
         both.series[0].doubles = [2.5]

@@ -19,7 +19,7 @@ struct WireShapeTests {
         try Self.check(readings)
         // And every reading in one dense series.
         try Self.check((0..<2000).map { i in
-            Reading(gatewayID: "gw", sensorID: "same", metric: "n", topic: "t", timeMs: Int64(i), receivedAtMs: Int64(i), value: .double(Double(i) + 0.5))
+            Reading.sample(sensor: "same", metric: "n", timeMs: Int64(i), value: .double(Double(i) + 0.5))
         })
     }
 

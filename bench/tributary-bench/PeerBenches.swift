@@ -25,7 +25,7 @@ func peerBench(bin: String, messages: Int) async throws -> BenchResult {
         let agent = try await rig.startAgent()
         agentRates.append(Double(messages) / (try await timed {
             try await publish(payloads, broker: rig.broker.url) { $0 }
-            try await rig.waitForAgentCounter("ingested_total", atLeast: Int64(messages))
+            try await rig.waitForAgentCounter(.ingested, atLeast: Int64(messages))
         }))
         await rig.stop(agent)
 

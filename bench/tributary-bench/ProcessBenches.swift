@@ -1,9 +1,9 @@
 import Foundation
 import Logging
+import TributaryBuffer
 import TributaryCore
 import TributaryMQTT
 import TributarySimulator
-import TributarySQLite
 import TributaryTesting
 
 /// The real parts as separate processes, from the same release build as this program: a
@@ -59,14 +59,11 @@ struct Rig {
     }
 
     /// The agent's running totals, from its buffer file (read-only, beside the running agent).
-    func agentCounter(_ name: String) -> Int64 {
-        guard let db = try? SQLiteDatabase(path: bufferPath, readOnly: true) else { return 0 }
-        defer { db.close() }
-        let value = try? db.withConnection { c throws(SQLiteError) in try c.scalar("SELECT value FROM counters WHERE name = ?", name)?.int64 }
-        return (value ?? nil) ?? 0
+    func agentCounter(_ total: BufferReader.Total) -> Int64 {
+        (try? BufferReader(path: bufferPath).total(total)) ?? 0
     }
 
-    func waitForAgentCounter(_ name: String, atLeast target: Int64, timeout: Duration = .seconds(300)) async throws {
+    func waitForAgentCounter(_ name: BufferReader.Total, atLeast target: Int64, timeout: Duration = .seconds(300)) async throws {
         let deadline = ContinuousClock.now + timeout
         while agentCounter(name) < target {
             guard ContinuousClock.now < deadline else { throw BenchError("agent \(name) stuck at \(agentCounter(name)) of \(target)") }
@@ -129,7 +126,7 @@ func ingestBench(bin: String, messages: Int) async throws -> BenchResult {
         let agentPublisher = try rig.publisher(messages: messages, rate: 1e9)
         agentRates.append(Double(messages) / (try await timed {
             async let published = agentPublisher.run()
-            try await rig.waitForAgentCounter("ingested_total", atLeast: Int64(messages * 5))
+            try await rig.waitForAgentCounter(.ingested, atLeast: Int64(messages * 5))
             _ = try await published
         }))
         await rig.stop(agent)
@@ -167,7 +164,7 @@ func steadyBench(bin: String, readingsPerSecond: Double, seconds: Int) async thr
     }
     let began = ContinuousClock.now
     let manifest = try await publisher.run()
-    try await rig.waitForAgentCounter("acknowledged_total", atLeast: Int64(manifest.entries.count))
+    try await rig.waitForAgentCounter(.acknowledged, atLeast: Int64(manifest.entries.count))
     let endToEnd = (ContinuousClock.now - began).inSeconds
     sampling.cancel()
     let (peakKB, peakAnonKB, cpuSeconds, wall) = await sampling.value
@@ -201,12 +198,12 @@ func drainBench(bin: String, readingsPerSecond: Double, seconds: Int) async thro
     let agent = try await rig.startAgent()
     let messages = Int(readingsPerSecond / 5) * seconds
     let manifest = try await rig.publisher(messages: messages, rate: readingsPerSecond / 5).run()
-    try await rig.waitForAgentCounter("ingested_total", atLeast: Int64(manifest.entries.count))
+    try await rig.waitForAgentCounter(.ingested, atLeast: Int64(manifest.entries.count))
     let aggregator = try await rig.startAggregator()
-    let reconnect = try await timed { try await rig.waitForAgentCounter("acknowledged_total", atLeast: 1, timeout: .seconds(120)) }
-    let firstAcknowledged = rig.agentCounter("acknowledged_total")
+    let reconnect = try await timed { try await rig.waitForAgentCounter(.acknowledged, atLeast: 1, timeout: .seconds(120)) }
+    let firstAcknowledged = rig.agentCounter(.acknowledged)
     let drain = try await timed {
-        try await rig.waitForAgentCounter("acknowledged_total", atLeast: Int64(manifest.entries.count), timeout: .seconds(600))
+        try await rig.waitForAgentCounter(.acknowledged, atLeast: Int64(manifest.entries.count), timeout: .seconds(600))
     }
     let drained = Double(Int64(manifest.entries.count) - firstAcknowledged)
     let report = try await Verifier.verify(manifest, sink: rig.sink)

@@ -5,6 +5,7 @@ import NIOCore
 import TributaryBuffer
 import TributarySync
 import TributaryAggregator
+import TributarySinks
 import TributaryClickHouse
 import TributaryCore
 import TributaryTesting

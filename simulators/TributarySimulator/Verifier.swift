@@ -1,6 +1,7 @@
 import TributaryClickHouse
 import TributaryCore
-import TributarySQLite
+import TributaryBuffer
+import TributarySinks
 
 /// Checks a sink against a manifest: every reading exactly once.
 public enum Verifier {
@@ -65,13 +66,13 @@ public enum Verifier {
         }
 
         /// One stored reading; rows of sensors outside the manifest are ignored.
-        mutating func add(gatewayID: String, sensorID: String, metric: String, timeMs: Int64,
-                          type: String?, double: Double?, int: Int64?, text: String?) {
+        mutating func add(_ row: StoredReading) {
+            let (gatewayID, sensorID, metric, timeMs) = (row.gatewayID, row.sensorID, row.metric, row.timeMs)
             guard sensors.contains("\(gatewayID)\u{1F}\(sensorID)") else { return }
-            let value: ReadingValue = switch type {
-            case "boolean": .boolean(int != 0)
-            case "text": .text(text ?? "")
-            default: .double(double ?? .nan)
+            let value: ReadingValue = switch row.valueType {
+            case "boolean": .boolean(row.valueInt != 0)
+            case "text": .text(row.valueText ?? "")
+            default: .double(row.value ?? .nan)
             }
             // A reading published without a time matches at whatever time the agent stamped.
             var key = Manifest.key(gatewayID, sensorID, metric, String(timeMs), value)
@@ -104,8 +105,6 @@ public enum Verifier {
         }
     }
 
-    /// What both sinks are read for, in this order.
-    static let columns = "gateway_id, sensor_id, metric, time_ms, value_type, value, value_int, value_text"
 
     /// Compares the sink's rows for the manifest's gateways and sensors with the manifest.
     /// `sink` is `sqlite:PATH` or a ClickHouse URL; ClickHouse is read with `FINAL`, so the
@@ -131,12 +130,10 @@ public enum Verifier {
     private static func countQuarantined(_ expected: [String: Int], in paths: [String]) throws -> (Int, [String]) {
         var held: [String: Int] = [:]
         for path in paths {
-            let db = try openReadOnly(path, what: "agent buffer")
-            defer { db.close() }
-            try db.withConnection { c throws(SQLiteError) in
-                try c.forEach("SELECT topic, count(*) FROM quarantine GROUP BY topic") { row in
-                    held[row.string(0) ?? "", default: 0] += Int(row.int64(1))
-                }
+            do {
+                for (topic, count) in try BufferReader(path: path).quarantinedCountsByTopic() { held[topic, default: 0] += count }
+            } catch {
+                throw VerifyError(description: "cannot read agent buffer \(path): \(error)")
             }
         }
         var total = 0
@@ -162,22 +159,11 @@ public enum Verifier {
         return tally.report
     }
 
-    private static func openReadOnly(_ path: String, what: String) throws -> SQLiteDatabase {
-        do {
-            return try SQLiteDatabase(path: path, readOnly: true)
-        } catch {
-            throw VerifyError(description: "cannot open \(what) \(path): \(error)")
-        }
-    }
-
     private static func readSQLite(path: String, into tally: inout Tally) throws {
-        let db = try openReadOnly(path, what: "sink")
-        defer { db.close() }
-        try db.withConnection { c throws(SQLiteError) in
-            try c.forEach("SELECT \(columns) FROM readings") { row in
-                tally.add(gatewayID: row.string(0) ?? "", sensorID: row.string(1) ?? "", metric: row.string(2) ?? "",
-                          timeMs: row.int64(3), type: row.string(4), double: row.double(5), int: row.int64(6), text: row.string(7))
-            }
+        do {
+            try SQLiteSink.Reader(path: path).forEachReading { tally.add($0) }
+        } catch {
+            throw VerifyError(description: "cannot read sink \(path): \(error)")
         }
     }
 
@@ -188,21 +174,12 @@ public enum Verifier {
         } catch {
             throw VerifyError(description: "sink \(error)")
         }
-        let client = ClickHouseClient(endpoint: endpoint, timeout: .seconds(120), caFile: caFile)
-        defer { Task { await client.shutdown() } }
-        let result: [[String?]]
+        let reader = ClickHouseSink.Reader(endpoint: endpoint, caFile: caFile)
+        defer { Task { await reader.shutdown() } }
         do {
-            result = try await client.select("""
-                SELECT \(columns) FROM \(endpoint.database).readings FINAL
-                WHERE gateway_id IN (\(gateways.map(ClickHouseClient.quote).joined(separator: ", ")))
-                """, maxResponseBytes: 4 << 30)
+            for row in try await reader.readings(ofGateways: gateways) { tally.add(row) }
         } catch {
             throw VerifyError(description: "cannot read sink \(endpoint): \(error)")
-        }
-        for f in result where f.count == 8 {
-            guard let timeMs = f[3].flatMap({ Int64($0) }) else { continue }
-            tally.add(gatewayID: f[0] ?? "", sensorID: f[1] ?? "", metric: f[2] ?? "", timeMs: timeMs, type: f[4],
-                      double: f[5].flatMap { Double($0) }, int: f[6].flatMap { Int64($0) }, text: f[7])
         }
     }
 }

@@ -1,6 +1,7 @@
 import Hummingbird
 import TributaryAdminAPI
 import TributaryCore
+import TributarySinks
 import TributaryWire
 
 /// The operator endpoints: the fleet view, one gateway's detail, and `/metrics`, behind

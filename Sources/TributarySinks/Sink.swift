@@ -63,3 +63,19 @@ public struct SinkError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { message }
 }
+
+/// A reading as a tool reads it back from a sink: the columns both sinks keep, as stored.
+public struct StoredReading: Sendable {
+    public var gatewayID: String
+    public var sensorID: String
+    public var metric: String
+    public var timeMs: Int64
+    /// `number`, `integer`, `boolean` or `text`.
+    public var valueType: String?
+    public var value: Double?
+    public var valueInt: Int64?
+    public var valueText: String?
+
+    /// The columns, in this order, that both sinks' `readings` have.
+    static let columns = "gateway_id, sensor_id, metric, time_ms, value_type, value, value_int, value_text"
+}

@@ -3,7 +3,7 @@ import Testing
 import TributaryCore
 import TributarySQLite
 import TributaryTesting
-@testable import TributaryAggregator
+@testable import TributarySinks
 
 @Suite("SQLite sink schema")
 struct SQLiteSinkTests {
@@ -57,7 +57,7 @@ struct SQLiteSinkTests {
         defer { dir.remove() }
         let sink = try SQLiteSink(path: dir.file("sink.sqlite"))
         let readings = ["caf\u{00E9}", "cafe\u{0301}"].enumerated().map { i, name in
-            Reading(gatewayID: "gw", sensorID: name, metric: "m", topic: "t", timeMs: Int64(i), receivedAtMs: Int64(i), value: .double(1))
+            Reading.sample(sensor: name, timeMs: Int64(i), value: .double(1))
         }
         for sequence in 1...2 {
             let batch = IncomingBatch(identity: BatchIdentity(gatewayID: "gw", epoch: "e", sequence: UInt64(sequence)),

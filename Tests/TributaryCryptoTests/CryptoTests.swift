@@ -1,0 +1,50 @@
+import Testing
+import TributaryCrypto
+import TributaryTesting
+
+/// The batch hash chain's digests and hex, the pseudonyms, and the PEM files checked at start.
+@Suite("crypto")
+struct CryptoTests {
+    @Test func digestsAreSHA256AndHexRoundTrips() {
+        // SHA-256 of "abc" (FIPS 180-2, appendix B.1).
+        let digest = BatchChain.digest(of: Array("abc".utf8))
+        #expect(BatchChain.hex(digest) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(BatchChain.bytes(hex: BatchChain.hex(digest)) == digest)
+        #expect(BatchChain.bytes(hex: "BA78") == [0xBA, 0x78], "upper case is read too")
+        #expect(BatchChain.bytes(hex: "abc") == nil && BatchChain.bytes(hex: "zz") == nil && BatchChain.bytes(hex: "") == [])
+    }
+
+    @Test func pseudonymsAreStablePerKeyAndDifferAcrossKeys() {
+        let a = Pseudonymizer(key: Array("0123456789abcdef0123".utf8))
+        let b = Pseudonymizer(key: Array("another key, 20 bytes".utf8))
+        let value = "+86 139 0000 0000"
+        #expect(a.pseudonym(value) == a.pseudonym(value), "the same value always maps to the same pseudonym: joins still work")
+        #expect(a.pseudonym(value) != b.pseudonym(value), "without the key, a guess cannot be tested")
+        #expect(a.pseudonym(value) != a.pseudonym(value + " "))
+        #expect(a.pseudonym(value).hasPrefix("h:") && a.pseudonym(value).count == 2 + 32)
+    }
+
+    @Test func certificatesNameTheirGatewayAndBadFilesNameTheKey() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let pki = try await TestPKI(in: dir)
+        let issued = try await pki.client("gw-17")
+        let certificates = try TLSFiles.certificates(issued.certificate, key: "tls.cert_file")
+        #expect(certificates.count == 1)
+        #expect((try? TLSFiles.commonName(of: certificates[0]).get()) == "gw-17")
+        let notPEM = dir.file("not.pem")
+        try "not a certificate\n".write(toFile: notPEM, atomically: true, encoding: .utf8)
+        do {
+            _ = try TLSFiles.certificates(notPEM, key: "tls.cert_file")
+            Issue.record("a file without a certificate was taken")
+        } catch {
+            #expect(error.description.contains("tls.cert_file") && error.description.contains(notPEM), "\(error)")
+        }
+        do {
+            _ = try TLSFiles.trusting(dir.file("missing-ca.pem"), key: "aggregator.tls.ca_file")
+            Issue.record("a missing CA file was taken")
+        } catch {
+            #expect(error.description.contains("aggregator.tls.ca_file"), "\(error)")
+        }
+    }
+}
