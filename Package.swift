@@ -54,6 +54,9 @@ let package = Package(
 
         // Plain domain types and pure logic: readings, topic templates, payload decoding. No I/O.
         .target(name: "TributaryCore", swiftSettings: swiftSettings),
+        // What a running process needs, not the domain: the wall and monotonic clocks, latency
+        // histograms, Prometheus text, the port a server bound.
+        .target(name: "TributaryRuntime", swiftSettings: swiftSettings),
         // The admin API's JSON (GET /v1/fleet, /v1/gateways/ID): what the aggregator serves and
         // tributaryctl reads.
         .target(name: "TributaryAdminAPI", dependencies: ["TributaryCore"], swiftSettings: swiftSettings),
@@ -114,7 +117,7 @@ let package = Package(
         // agent, the fleet simulator, the benchmark and next the relay send through it.
         .target(
             name: "TributarySync",
-            dependencies: [
+            dependencies: ["TributaryRuntime", 
                 "TributaryCore", "TributaryWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -134,11 +137,11 @@ let package = Package(
         // The agent's durable buffer: readings in, sealed batches out.
         .target(
             name: "TributaryBuffer",
-            dependencies: ["TributaryCore", "TributaryWire", "TributarySQLite", "TributaryCrypto"],
+            dependencies: ["TributaryRuntime", "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryCrypto"],
             swiftSettings: swiftSettings),
         .target(
             name: "TributaryAgent",
-            dependencies: [
+            dependencies: ["TributaryRuntime", 
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig", "TributaryLogging",
                 "TributarySparkplug", "TributaryCrypto", "TributarySync", "TributaryBuffer",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -152,7 +155,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "TributaryAggregator",
-            dependencies: [
+            dependencies: ["TributaryRuntime", 
                 "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
                 "TributaryCrypto", "TributaryAdminAPI", "TributarySinks",
                 .product(name: "Logging", package: "swift-log"),
@@ -169,7 +172,7 @@ let package = Package(
         // tributaryctl's logic: fetching the fleet view and rendering it.
         .target(
             name: "TributaryCtl",
-            dependencies: [
+            dependencies: ["TributaryRuntime", 
                 "TributaryCore", "TributaryConfig", "TributaryAdminAPI", "TributaryCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -179,7 +182,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "TributarySimulator",
-            dependencies: [
+            dependencies: ["TributaryRuntime", 
                 "TributaryConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "TributaryCore", "TributaryMQTT", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
                 // The fleet simulator's virtual gateways send as agents do; `verify` reads the
@@ -235,7 +238,7 @@ let package = Package(
         // for one reason: its SQLite baseline must be the bare C API.
         .executableTarget(
             name: "tributary-bench",
-            dependencies: [
+            dependencies: ["TributaryRuntime", 
                 "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributaryClickHouse", "TributaryCore", "TributaryWire",
                 "TributaryMQTT", "TributarySQLite", "TributarySimulator", "TributaryTesting", "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -249,6 +252,8 @@ let package = Package(
         .testTarget(
             name: "TributaryCoreTests", dependencies: ["TributaryCore"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "TributaryRuntimeTests", dependencies: ["TributaryRuntime"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "TributaryMQTTTests", dependencies: ["TributaryMQTT"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryWireTests",
@@ -259,7 +264,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryBufferTests",
-            dependencies: ["TributaryBuffer", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryCrypto", "TributarySQLite"],
+            dependencies: ["TributaryRuntime", "TributaryBuffer", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryCrypto", "TributarySQLite"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TributarySyncTests",
@@ -298,7 +303,7 @@ let package = Package(
             dependencies: ["TributarySimulator", "TributaryCore", "TributarySparkplug"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: [
+            dependencies: ["TributaryRuntime", 
                 "TributaryAgent", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributarySimulator", "TributaryTesting",
                 "TributaryAdminAPI",
                 "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",

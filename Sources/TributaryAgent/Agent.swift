@@ -5,6 +5,7 @@ import ServiceLifecycle
 import Synchronization
 import TributaryBuffer
 import TributaryCore
+import TributaryRuntime
 import TributarySQLite
 
 /// The agent, assembled: the buffer file, the ingest service, the uploader and the status

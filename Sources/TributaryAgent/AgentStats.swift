@@ -1,5 +1,6 @@
 import Synchronization
 import TributaryCore
+import TributaryRuntime
 import TributarySync
 
 /// Live facts about the agent that are not in the buffer file: connection state, the last

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TributaryBuffer
 import TributaryCore
+import TributaryRuntime
 import TributarySQLite
 
 /// Whether the buffer takes the committer's next group, and committing it while the disk

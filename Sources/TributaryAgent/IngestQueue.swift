@@ -1,4 +1,5 @@
 import TributaryCore
+import TributaryRuntime
 
 /// A bounded hand-off from the MQTT network thread to the committer thread.
 ///

@@ -5,6 +5,7 @@ import TributaryBuffer
 import TributaryCore
 import TributaryCrypto
 import TributaryMQTT
+import TributaryRuntime
 import TributarySparkplug
 import TributarySQLite
 

@@ -6,6 +6,7 @@ import ServiceLifecycle
 import TributaryConfig
 import TributaryBuffer
 import TributaryCore
+import TributaryRuntime
 import TributarySync
 import TributaryWire
 

@@ -5,6 +5,7 @@ import NIOPosix
 import ServiceLifecycle
 import TributaryBuffer
 import TributaryCore
+import TributaryRuntime
 import TributarySync
 import TributarySQLite
 import TributaryWire

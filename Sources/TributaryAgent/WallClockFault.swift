@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TributaryCore
+import TributaryRuntime
 
 /// Fault injection for tests: steps this process's wall clock as NTP would, without touching
 /// the machine's clock or the monotonic clock. With `TRIBUTARY_FAULT_WALL_CLOCK_FILE` set, the

@@ -9,6 +9,7 @@ import ServiceLifecycle
 import Synchronization
 import TributaryAdminAPI
 import TributaryCore
+import TributaryRuntime
 import TributarySQLite
 import TributarySinks
 import TributaryWire

@@ -1,6 +1,7 @@
 import Synchronization
 import TributaryAdminAPI
 import TributaryCore
+import TributaryRuntime
 import TributaryWire
 
 /// The aggregator's Prometheus metrics. Request outcomes and sink latency are counted as they

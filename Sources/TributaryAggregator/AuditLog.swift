@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import TributaryCore
+import TributaryRuntime
 
 /// The aggregator's audit trail: who sent or asked what, and what became of it, one JSON
 /// object a line, appended to `audit-YYYY-MM-DD.jsonl` (UTC days) in its directory. A day's

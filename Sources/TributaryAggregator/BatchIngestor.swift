@@ -4,6 +4,7 @@ import Synchronization
 import SwiftProtobuf
 import TributaryAdminAPI
 import TributaryCore
+import TributaryRuntime
 import TributarySinks
 import TributaryCrypto
 import TributaryWire

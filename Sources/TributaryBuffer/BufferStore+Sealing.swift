@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import TributaryCore
+import TributaryRuntime
 import TributarySQLite
 import TributaryWire
 import TributaryCrypto

@@ -3,6 +3,7 @@ import Foundation
 import TributaryAdminAPI
 import TributaryCore
 import TributaryCrypto
+import TributaryRuntime
 
 /// The tributaryctl command line: its subcommands and their options. The executable's main
 /// only calls `Ctl.main()`.

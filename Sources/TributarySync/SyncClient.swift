@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import SwiftProtobuf
 import TributaryCore
+import TributaryRuntime
 import TributaryWire
 
 /// Sends one SyncRequest to an aggregator and says what became of it: the one client of the

@@ -1,5 +1,6 @@
 import Synchronization
 import TributaryCore
+import TributaryRuntime
 import TributaryWire
 
 /// Told by `SyncClient` what each request came to. Called from the request's task, so

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 @testable import TributaryAggregator
+import TributaryRuntime
 @testable import TributarySinks
 import TributaryClickHouse
 import TributaryCore

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOSSL
 import Testing
+import TributaryRuntime
 import TributarySync
 import TributaryCore
 import TributaryMQTT

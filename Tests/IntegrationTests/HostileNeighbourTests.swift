@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 import TributaryCore
 import TributaryCtl
+import TributaryRuntime
 import TributarySimulator
 import TributaryTesting
 import TributaryWire

@@ -8,6 +8,7 @@ import TributaryCore
 import TributaryCrypto
 import TributaryCtl
 import TributaryMQTT
+import TributaryRuntime
 import TributarySimulator
 import TributaryTesting
 import TributaryWire

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TributaryCore
+import TributaryRuntime
 import TributaryTesting
 import TributaryWire
 import TributaryCrypto

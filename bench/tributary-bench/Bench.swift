@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TributaryCore
+import TributaryRuntime
 
 /// `make bench`: Tributary against the physical limits and simple baselines, each measured in
 /// the same run as the figure it is compared with. Prints a table and writes it as JSON.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import TributaryMQTT
+import TributaryRuntime
 import TributarySimulator
 import TributaryTesting
 

@@ -3,6 +3,7 @@ import Logging
 import TributaryBuffer
 import TributaryCore
 import TributaryMQTT
+import TributaryRuntime
 import TributarySimulator
 import TributaryTesting
 

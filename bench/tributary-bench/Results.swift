@@ -1,5 +1,6 @@
 import Foundation
 import TributaryCore
+import TributaryRuntime
 
 /// One benchmark's figures: what was measured, the baseline measured beside it in the same run,
 /// and the ratio the issue sets a goal for. Machines here are noisy and shared, so only ratios

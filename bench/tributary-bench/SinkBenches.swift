@@ -3,6 +3,7 @@ import CSQLite
 import Foundation
 import NIOCore
 import TributaryBuffer
+import TributaryRuntime
 import TributarySync
 import TributaryAggregator
 import TributarySinks

@@ -4,6 +4,7 @@ import Histogram
 import Logging
 import NIOCore
 import Synchronization
+import TributaryRuntime
 import TributarySync
 import TributaryCore
 import TributaryCrypto

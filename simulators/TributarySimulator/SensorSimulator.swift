@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import TributaryCore
 import TributaryMQTT
+import TributaryRuntime
 
 /// Publishes a gateway's simulated sensors to a real broker at QoS 1, in real time, and keeps
 /// a manifest of exactly what the broker acknowledged (see `TrafficGenerator` for what the

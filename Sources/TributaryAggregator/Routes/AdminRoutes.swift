@@ -1,6 +1,7 @@
 import Hummingbird
 import TributaryAdminAPI
 import TributaryCore
+import TributaryRuntime
 import TributarySinks
 import TributaryWire
 

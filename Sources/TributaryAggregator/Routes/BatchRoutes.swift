@@ -1,6 +1,7 @@
 import Hummingbird
 import NIOCore
 import TributaryCore
+import TributaryRuntime
 import TributaryWire
 
 /// `POST /v1/batches`: who is sending (certificate or token), admission before the body is

@@ -1,3 +1,5 @@
+import TributaryCore
+
 /// The gateway token file's format, shared by the aggregator (which checks tokens) and the
 /// fleet simulator (whose virtual gateways send them): one `GATEWAY_ID TOKEN` a line, LF or
 /// CRLF, `#` starting a comment, blank lines ignored. Tokens are at least 16 characters without
