@@ -57,6 +57,9 @@ public struct AgentConfig: Sendable {
         public var format: PayloadFormat
         /// The payload member holding the event time (json only).
         public var timeField: String?
+        /// `time_zone`: the zone of the time field's ISO 8601 times that carry none (Tasmota's
+        /// `Time`); without it such times are quarantined.
+        public var timeZone: PayloadTimeZone?
         /// `classification` and `rules`: applied in the agent before a reading is buffered.
         public var policy = SubscriptionPolicy()
 
@@ -331,6 +334,18 @@ extension AgentConfig {
         let format = try s.choice("format", of: PayloadFormat.self) ?? .json
         let timeField = try s.string("time_field")
         if timeField != nil, format != .json { throw s.error("time_field", "only the json format has a time field") }
+        var timeZone: PayloadTimeZone?
+        if let zone = try s.string("time_zone") {
+            guard format == .json else { throw s.error("time_zone", "only the json format has times to read in a zone") }
+            guard timeField != nil else {
+                throw s.error("time_zone", "time_zone is the zone of time_field's times that carry none: set time_field too")
+            }
+            do {
+                timeZone = try PayloadTimeZone(zone)
+            } catch {
+                throw s.error("time_zone", error.description)
+            }
+        }
         if format == .sparkplug {
             guard try s.string("template") == nil else {
                 throw s.error("template", "the sparkplug format takes no template: spBv1.0/GROUP/TYPE/EDGE_NODE[/DEVICE] names the sensor")
@@ -348,10 +363,12 @@ extension AgentConfig {
             throw s.error("template", error.description)
         }
         do {
-            _ = try PayloadDecoder(format: format, template: template, timeField: timeField, defaultGatewayID: gatewayID)
+            _ = try PayloadDecoder(format: format, template: template, timeField: timeField, timeZone: timeZone, defaultGatewayID: gatewayID)
         } catch {
             throw s.error("template", error.description)
         }
-        return Subscription(topic: topic, template: template, format: format, timeField: timeField)
+        var subscription = Subscription(topic: topic, template: template, format: format, timeField: timeField)
+        subscription.timeZone = timeZone
+        return subscription
     }
 }

@@ -55,7 +55,8 @@ struct MessageRouter {
         routes = try subscriptions.map { s in
             if s.format == .sparkplug { return Route(filter: TopicFilter(s.topic), decoding: .sparkplug, policy: s.policy) }
             guard let template = s.template else { throw PayloadDecoderConfigError.missingTemplate(format: s.format) }
-            let decoder = try PayloadDecoder(format: s.format, template: template, timeField: s.timeField, defaultGatewayID: gatewayID)
+            let decoder = try PayloadDecoder(format: s.format, template: template, timeField: s.timeField, timeZone: s.timeZone,
+                                             defaultGatewayID: gatewayID)
             return Route(filter: TopicFilter(s.topic), decoding: .payload(decoder), policy: s.policy)
         }
         pseudonymizer = hashKey.map(Pseudonymizer.init(key:))

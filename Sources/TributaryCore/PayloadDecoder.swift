@@ -5,10 +5,13 @@ public struct PayloadDecoder: Sendable {
     public let format: PayloadFormat
     public let template: TopicTemplate
     public let timeField: String?
+    /// The zone of the time field's ISO 8601 times that carry none; nil refuses them.
+    public let timeZone: PayloadTimeZone?
     /// Used when the template has no `{gateway}`.
     public let defaultGatewayID: String
 
-    public init(format: PayloadFormat, template: TopicTemplate, timeField: String?, defaultGatewayID: String) throws(PayloadDecoderConfigError) {
+    public init(format: PayloadFormat, template: TopicTemplate, timeField: String?, timeZone: PayloadTimeZone? = nil,
+                defaultGatewayID: String) throws(PayloadDecoderConfigError) {
         guard format != .sparkplug else { throw .sessionFormat(format) }
         guard template.captures.contains(.sensor) else { throw .missingSensor(template: template.description) }
         if format == .number, !template.captures.contains(.metric) {
@@ -17,6 +20,7 @@ public struct PayloadDecoder: Sendable {
         self.format = format
         self.template = template
         self.timeField = timeField
+        self.timeZone = timeZone
         self.defaultGatewayID = defaultGatewayID
     }
 
@@ -93,7 +97,7 @@ public struct PayloadDecoder: Sendable {
         case .object(let members):
             var ownTime = time
             if let timeField, let stamp = members.first(where: { $0.0 == timeField })?.1 {
-                ownTime = try Self.eventTime(stamp)
+                ownTime = try eventTime(stamp)
                 sawTime = true
             }
             for (key, member) in members where key != timeField {
@@ -108,13 +112,13 @@ public struct PayloadDecoder: Sendable {
         return path + "." + key
     }
 
-    static func eventTime(_ stamp: JSONValue) throws(PayloadError) -> Int64 {
+    func eventTime(_ stamp: JSONValue) throws(PayloadError) -> Int64 {
         switch stamp {
         case .integer(let i): return try Timestamp.epochMs(fromInteger: i)
         case .double(let d): return try Timestamp.epochMs(fromNumber: d)
         case .string(let s):
             if let i = Int64(s) { return try Timestamp.epochMs(fromInteger: i) }
-            return try Timestamp.epochMs(fromISO8601: s)
+            return try Timestamp.epochMs(fromISO8601: s, assumedZone: timeZone)
         default: throw .invalidTimestamp("the time field must be a number or an ISO 8601 string")
         }
     }

@@ -28,8 +28,9 @@ public enum Timestamp {
     }
 
     /// ISO 8601 / RFC 3339 with a zone: `2024-05-01T12:00:00Z`, `2024-05-01 12:00:00.250+02:00`.
-    /// A time without a zone is refused: it would be read in some unknown local time.
-    public static func epochMs(fromISO8601 text: String) throws(PayloadError) -> Int64 {
+    /// A time without a zone is read in `assumedZone` (a subscription's `time_zone`), and
+    /// refused when there is none: it would be read in some unknown local time.
+    public static func epochMs(fromISO8601 text: String, assumedZone: PayloadTimeZone? = nil) throws(PayloadError) -> Int64 {
         var scanner = Scanner(Array(text.utf8))
         guard let year = scanner.digits(4), scanner.skip("-"),
               let month = scanner.digits(2), scanner.skip("-"),
@@ -52,7 +53,7 @@ public enum Timestamp {
             }
             guard count > 0 else { throw .invalidTimestamp("'\(text.prefix(40))' has an empty fraction") }
         }
-        let offsetSeconds: Int64
+        let offsetSeconds: Int64?
         if scanner.skip("Z") || scanner.skip("z") {
             offsetSeconds = 0
         } else if let sign = scanner.sign() {
@@ -62,13 +63,16 @@ public enum Timestamp {
             _ = scanner.skip(":")
             let om = scanner.digits(2) ?? 0
             offsetSeconds = sign * Int64(oh * 3600 + om * 60)
+        } else if assumedZone != nil {
+            offsetSeconds = nil
         } else {
-            throw .invalidTimestamp("'\(text.prefix(40))' has no zone (add Z or an offset such as +08:00)")
+            throw .invalidTimestamp("'\(text.prefix(40))' has no zone (add Z or an offset such as +08:00, or set the subscription's time_zone)")
         }
         guard scanner.atEnd else { throw .invalidTimestamp("'\(text.prefix(40))' has trailing characters") }
         let days = daysFromCivil(year: Int64(year), month: Int64(month), day: Int64(day))
-        let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + second) - offsetSeconds
-        return seconds * 1000 + fractionMs
+        let wallMs = (days * 86_400 + Int64(hour * 3600 + minute * 60 + second)) * 1000 + fractionMs
+        guard let offsetSeconds else { return assumedZone!.epochMs(ofWallTime: wallMs) }
+        return wallMs - offsetSeconds * 1000
     }
 
     /// `2026-11-24T01:02:03.456Z` for ms since the epoch (proleptic Gregorian, UTC).

@@ -235,4 +235,32 @@ struct AgentConfigTests {
             }
         }
     }
+
+    @Test func timeZoneIsReadAndItsMistakesNamed() throws {
+        func subscription(_ extra: String) -> String {
+            """
+            gateway_id: gw
+            mqtt:
+              subscriptions:
+                - topic: "tele/+/SENSOR"
+                  template: "tele/{sensor}/SENSOR"
+            \(extra)
+            """
+        }
+        let config = try AgentConfig.parse(yaml: subscription("      time_field: Time\n      time_zone: Asia/Shanghai"), file: "agent.yaml")
+        #expect(config.mqtt.subscriptions[0].timeZone?.description == "Asia/Shanghai")
+        for (extra, expected) in [
+            ("      time_zone: \"+08:00\"", "set time_field too"),
+            ("      time_field: Time\n      time_zone: Shanghai", "IANA zone name"),
+            ("      time_field: Time\n      time_zone: \"+8\"", "+HH:MM"),
+        ] {
+            do {
+                _ = try AgentConfig.parse(yaml: subscription(extra), file: "agent.yaml")
+                Issue.record("accepted \(extra)")
+            } catch {
+                #expect(error.description.contains("time_zone") && error.description.contains("agent.yaml") && error.description.contains(expected),
+                        "\(error)")
+            }
+        }
+    }
 }

@@ -118,3 +118,58 @@ struct PayloadDecoderTests {
         }
     }
 }
+
+/// `time_zone`: zone-less ISO 8601 times (stock Tasmota's `Time`) read in the subscription's zone.
+@Suite("payload time zones")
+struct PayloadTimeZoneTests {
+    static let tasmota = #"{"Time":"2026-12-05T14:32:51","ENERGY":{"Power":130}}"#
+
+    static func decode(_ zone: PayloadTimeZone?, _ payload: String = tasmota) throws -> [Reading] {
+        try PayloadDecoder(format: .json, template: TopicTemplate("tele/{sensor}/SENSOR"), timeField: "Time", timeZone: zone,
+                           defaultGatewayID: "gw").decode(topic: "tele/plug/SENSOR", payload: Array(payload.utf8), receivedAtMs: 1)
+    }
+
+    @Test func withoutAZoneAZonelessTimeIsRefusedAndSaysWhatToSet() throws {
+        #expect(throws: PayloadError.self) { try Self.decode(nil) }
+        do {
+            _ = try Self.decode(nil)
+        } catch {
+            #expect("\(error)".contains("time_zone"), "\(error)")
+        }
+    }
+
+    @Test func offsetsNamesAndUTC() throws {
+        // 2026-12-05T14:32:51 is 1_796_481_171 s after the epoch when read as UTC.
+        let utc: Int64 = 1_796_481_171_000
+        #expect(try Self.decode(PayloadTimeZone("+08:00"))[0].timeMs == utc - 8 * 3_600_000)
+        #expect(try Self.decode(PayloadTimeZone("-0530"))[0].timeMs == utc + 5 * 3_600_000 + 30 * 60_000)
+        #expect(try Self.decode(PayloadTimeZone("UTC"))[0].timeMs == utc)
+        #expect(try Self.decode(PayloadTimeZone("Asia/Shanghai"))[0].timeMs == utc - 8 * 3_600_000)
+        // A time that carries its zone keeps it, whatever the subscription says.
+        #expect(try Self.decode(PayloadTimeZone("+08:00"), #"{"Time":"2026-12-05T14:32:51Z","v":1}"#)[0].timeMs == utc)
+    }
+
+    @Test func namedZonesFollowDaylightSavingTime() throws {
+        let berlin = try PayloadTimeZone("Europe/Berlin")
+        // Winter (CET, +01:00) and summer (CEST, +02:00), read as UTC first.
+        let winterWall = try Timestamp.epochMs(fromISO8601: "2026-01-15T12:00:00Z")
+        let summerWall = try Timestamp.epochMs(fromISO8601: "2026-07-15T12:00:00Z")
+        #expect(berlin.epochMs(ofWallTime: winterWall) == winterWall - 3_600_000)
+        #expect(berlin.epochMs(ofWallTime: summerWall) == summerWall - 7_200_000)
+        // The day clocks go forward (2026-03-29, 02:00 -> 03:00): just before and just after.
+        let before = try Timestamp.epochMs(fromISO8601: "2026-03-29T01:30:00Z")
+        let after = try Timestamp.epochMs(fromISO8601: "2026-03-29T03:30:00Z")
+        #expect(berlin.epochMs(ofWallTime: before) == before - 3_600_000)
+        #expect(berlin.epochMs(ofWallTime: after) == after - 7_200_000)
+    }
+
+    @Test(arguments: ["", "+25:00", "+8", "Mars/Olympus", "Shanghai", "+08:60", "08:00"])
+    func nonsenseIsRefused(_ text: String) {
+        #expect(throws: PayloadTimeZoneError.self) { try PayloadTimeZone(text) }
+    }
+
+    @Test func localIsTheGatewaysZone() throws {
+        #expect(try PayloadTimeZone("local").description.hasPrefix("local ("))
+        #expect(try PayloadTimeZone("+05:45").description == "+05:45" && PayloadTimeZone("Z").description == "+00:00")
+    }
+}
