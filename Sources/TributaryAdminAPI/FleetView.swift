@@ -12,18 +12,23 @@ public struct FleetView: Codable, Sendable, Equatable {
     /// What the sink wrote since the aggregator started.
     public var sinkWrites: SinkWriteStats
     public var gateways: [GatewayView]
+    /// Senders refused for their credentials within the last `staleAfterSeconds`, most recent
+    /// first (absent from an aggregator older than this field).
+    public var refusedSenders: [RefusedSender]?
 
     public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, admission: AdmissionStats = .init(),
-                sinkWrites: SinkWriteStats = .init(), gateways: [GatewayView]) {
+                sinkWrites: SinkWriteStats = .init(), gateways: [GatewayView], refusedSenders: [RefusedSender] = []) {
         self.generatedAtMs = generatedAtMs
         self.staleAfterSeconds = staleAfterSeconds
         self.sink = sink
         self.admission = admission
         self.sinkWrites = sinkWrites
         self.gateways = gateways
+        self.refusedSenders = refusedSenders
     }
 
     enum CodingKeys: String, CodingKey {
+        case refusedSenders = "refused_senders"
         case generatedAtMs = "generated_at_ms"
         case staleAfterSeconds = "stale_after_seconds"
         case sink, admission, gateways

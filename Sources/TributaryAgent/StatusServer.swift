@@ -11,8 +11,8 @@ import TributarySync
 import TributaryWire
 
 /// The agent's optional local listener (`status_listen`): `/metrics` in Prometheus text,
-/// `/healthz` (the process runs) and `/readyz` (connected to the broker, subscribed, and the
-/// buffer takes readings). It has no authentication, so it belongs on loopback.
+/// `/healthz` (the process runs) and `/readyz` (connected to the broker, subscribed, the
+/// buffer takes readings, and the aggregator does not refuse the gateway's credentials). It has no authentication, so it belongs on loopback.
 public struct StatusServer: Sendable {
     let config: AgentConfig
     let buffer: BufferStore
@@ -59,6 +59,10 @@ public struct StatusServer: Sendable {
         if !stats.brokerConnected { return "not connected to the broker \(config.mqtt.broker)" }
         if !stats.subscribed { return "the broker has not confirmed the subscriptions" }
         if stats.bufferFull { return "the buffer is full (quota or disk); not reading from the broker" }
+        if stats.sync.credentialsRefused {
+            return "the aggregator refuses this gateway's credentials (401/403): nothing is delivered until aggregator.token_file "
+                + "(or tls.cert_file, or gateway_id) matches what the aggregator expects; readings wait in the buffer"
+        }
         return nil
     }
 

@@ -33,7 +33,7 @@ public final class Uploader: Service {
         reserve = DiskReserve(config: config)
         client = SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
                             timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), observer: stats.sync,
-                            token: config.aggregator.token)
+                            token: config.aggregator.token, gatewayID: config.gatewayID)
     }
 
     public func run() async throws {
@@ -81,6 +81,9 @@ public final class Uploader: Service {
         var lastContactMs = Int64.min / 2
         var nextHeartbeatMs = Int64.min / 2
         var heartbeatBackoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
+        // Why the last heartbeat failed, logged once per reason: an idle gateway that cannot
+        // reach its aggregator (a wrong CA, a refused token) says so in its log.
+        var heartbeatProblem: String?
         let idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
         var bufferTrouble = Backoff(initialMs: 100, maxMs: 5000)
         var nextExpiryMs = Int64.min / 2
@@ -112,7 +115,8 @@ public final class Uploader: Service {
             let now = MonotonicClock.nowMs()
             guard !batches.isEmpty else {
                 if now - lastContactMs >= Int64(config.aggregator.heartbeatSeconds) * 1000, now >= nextHeartbeatMs {
-                    switch await sendHeartbeat() {
+                    let outcome = await sendHeartbeat()
+                    switch outcome {
                     case .acknowledged:
                         lastContactMs = now
                         heartbeatBackoff.reset()
@@ -122,6 +126,7 @@ public final class Uploader: Service {
                     case .rejected, .identityTaken:
                         nextHeartbeatMs = now + Int64(config.aggregator.heartbeatSeconds) * 1000
                     }
+                    logHeartbeat(outcome, lastProblem: &heartbeatProblem)
                 }
                 try await Task.sleep(for: .milliseconds(idlePollMs))
                 continue
@@ -147,6 +152,23 @@ public final class Uploader: Service {
                 lastContactMs = now
             }
         }
+    }
+
+    /// Logs the first failed heartbeat, every change of reason, and the first success after.
+    private func logHeartbeat(_ outcome: SyncClient.Outcome, lastProblem: inout String?) {
+        let problem: String? = switch outcome {
+        case .acknowledged: nil
+        case .retry(_, let reason), .rejected(let reason), .identityTaken(let reason): reason
+        }
+        guard problem != lastProblem else { return }
+        if let problem {
+            logger.warning("heartbeat not delivered; the aggregator does not see this gateway", metadata: [
+                "gateway": "\(config.gatewayID)", "reason": "\(problem)",
+            ])
+        } else {
+            logger.notice("heartbeat delivered again", metadata: ["gateway": "\(config.gatewayID)"])
+        }
+        lastProblem = problem
     }
 
     private func reportBufferTrouble(_ what: String, _ error: any Error) {

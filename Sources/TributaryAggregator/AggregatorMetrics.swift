@@ -45,6 +45,9 @@ public final class AggregatorMetrics: Sendable {
         p.single("tributary_max_in_flight_batches", .gauge, help: "Admission bound on batches in flight (limits.max_in_flight_batches).",
                  Double(a.maxInFlightBatches))
         p.single("tributary_connections_open", .gauge, help: "HTTP connections open now.", Double(a.openConnections))
+        p.single("tributary_refused_senders", .gauge,
+                 help: "Gateway ids whose requests were refused for their credentials (401/403) within stale_after_seconds (alert on any).",
+                 Double(view.refusedSenders?.count ?? 0))
         p.single("tributary_audit_unwritten_total", .counter,
                  help: "Audit events not written because the audit directory reached audit.max_bytes (alert on any).", Double(auditUnwritten))
         p.single("tributary_connections_refused_total", .counter,

@@ -41,6 +41,8 @@ public final class BatchIngestor: Sendable {
     /// Refusals are logged a line per kind every 10 s (the audit log has each one).
     private let logThrottle = LogThrottle()
     public let metrics: AggregatorMetrics
+    /// Who was refused for their credentials, by the gateway they claimed.
+    let refusedSenders: RefusedSenders
 
     public init(sink: any Sink, registry: FleetRegistry, limits: AggregatorConfig.Limits, metrics: AggregatorMetrics = .init(), logger: Logger) {
         self.sink = sink
@@ -49,6 +51,7 @@ public final class BatchIngestor: Sendable {
         self.limits = limits
         decodeGate = DecodeGate(permits: limits.maxConcurrentDecodes)
         self.logger = logger
+        refusedSenders = RefusedSenders(logger: logger)
         var state = InFlight()
         state.stats.maxInFlightBatches = limits.maxInFlightBatches
         state.stats.maxInFlightBytes = limits.maxInFlightBytes

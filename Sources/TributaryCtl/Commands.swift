@@ -106,7 +106,7 @@ struct Gateways: AsyncParsableCommand {
             filtered.gateways = rows
             output.show(try encode(filtered)) { "" }
         } else {
-            print(FleetRendering.gatewaysTable(view, rows: rows), terminator: "")
+            print(FleetRendering.gatewaysTable(view, rows: rows) + FleetRendering.refusedSendersTable(view), terminator: "")
         }
     }
 }
@@ -239,28 +239,32 @@ struct Watch: AsyncParsableCommand {
 
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Checks the fleet for alerting scripts: exit 0 OK, 2 CRITICAL (a threshold is passed or the sink fails), 3 UNKNOWN (no answer).")
+        abstract: "Checks the fleet for alerting scripts: exit 0 OK, 2 CRITICAL (a stale gateway, a gateway refused for its credentials, a threshold passed, or the sink failing), 3 UNKNOWN (no answer).")
     @OptionGroup var connection: Connection
     @OptionGroup var output: Output
 
     @Option(name: .long, help: ArgumentHelp("Critical when a gateway is further behind than this, e.g. 5m.", valueName: "duration"))
     var maxLag: String?
 
-    @Option(name: .long, help: "Critical when more gateways than this are stale.")
-    var maxStale: Int?
+    @Option(name: .long, help: "Critical when more gateways than this are stale (default 0: any stale gateway).")
+    var maxStale: Int = 0
 
     @Flag(name: .long, help: "Do not treat a failing sink as critical.")
     var ignoreSink = false
+
+    @Flag(name: .long, help: "Do not treat gateways refused for their credentials as critical.")
+    var ignoreRefused = false
 
     func validate() throws {
         if let maxLag, Units.milliseconds(maxLag) == nil {
             throw ValidationError("--max-lag '\(maxLag)' is not a duration such as 30s, 5m or 1h30m")
         }
-        if let maxStale, maxStale < 0 { throw ValidationError("--max-stale must be 0 or more") }
+        if maxStale < 0 { throw ValidationError("--max-stale must be 0 or more") }
     }
 
     func run() async throws {
-        let check = FleetCheck(maxLagMs: maxLag.flatMap(Units.milliseconds), maxStale: maxStale, sinkMustBeHealthy: !ignoreSink)
+        var check = FleetCheck(maxLagMs: maxLag.flatMap(Units.milliseconds), maxStale: maxStale, sinkMustBeHealthy: !ignoreSink)
+        check.refusedCredentialsAreCritical = !ignoreRefused
         let view: FleetView
         do {
             view = try await connection.client().fleet().view

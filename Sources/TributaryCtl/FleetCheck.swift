@@ -12,12 +12,15 @@ public struct FleetCheck: Sendable {
 
     /// A gateway further behind than this is a problem; nil: lag is not checked.
     public var maxLagMs: Int64?
-    /// More stale gateways than this is a problem; nil: staleness is not checked.
+    /// More stale gateways than this is a problem (0 by default: a bare `check` fails on any
+    /// stale gateway, the commonest sign of trouble); nil: staleness is not checked.
     public var maxStale: Int?
     /// A failing sink is a problem (on by default).
     public var sinkMustBeHealthy = true
+    /// A gateway refused for its credentials is a problem (on by default): it delivers nothing.
+    public var refusedCredentialsAreCritical = true
 
-    public init(maxLagMs: Int64? = nil, maxStale: Int? = nil, sinkMustBeHealthy: Bool = true) {
+    public init(maxLagMs: Int64? = nil, maxStale: Int? = 0, sinkMustBeHealthy: Bool = true) {
         self.maxLagMs = maxLagMs
         self.maxStale = maxStale
         self.sinkMustBeHealthy = sinkMustBeHealthy
@@ -38,6 +41,11 @@ public struct FleetCheck: Sendable {
             if stale.count > maxStale {
                 let names = stale.prefix(10).map(\.gatewayID).joined(separator: ", ") + (stale.count > 10 ? ", ..." : "")
                 problems.append("\(stale.count) gateways stale (max \(maxStale)): \(names)")
+            }
+        }
+        if refusedCredentialsAreCritical {
+            for r in (view.refusedSenders ?? []).prefix(10) {
+                problems.append("gateway '\(r.claimedGateway.isEmpty ? "(no id given)" : r.claimedGateway)' (as it claims) refused for its credentials \(r.refusals) time(s), last from \(r.lastPeer): \(r.lastReason.prefix(120))")
             }
         }
         if sinkMustBeHealthy, view.admission.consecutiveSinkFailures > 0 {

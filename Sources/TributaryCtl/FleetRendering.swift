@@ -27,6 +27,10 @@ public enum FleetRendering {
         if a.newGatewaysRefused > 0 {
             lines.append("refused      \(HumanUnits.count(UInt64(a.newGatewaysRefused))) requests from gateways not shown here: the registry holds limits.max_gateways; they keep their readings until it is raised")
         }
+        if let refused = view.refusedSenders, !refused.isEmpty {
+            let first = refused[0]
+            lines.append("credentials  \(refused.count) gateway(s) refused for their credentials (401/403), e.g. \(one(first.claimedGateway.isEmpty ? "(no id given)" : first.claimedGateway)) from \(first.lastPeer): \(first.lastReason.prefix(80)); see `tributaryctl gateways`")
+        }
         if t.fullBuffers > 0 { lines.append("buffer full  \(t.fullBuffers) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
         if t.withErrors > 0 { lines.append("errors       \(t.withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
         let broken = view.gateways.filter { $0.chain?.broken == true }
@@ -34,6 +38,18 @@ public enum FleetRendering {
             lines.append("provenance   \(broken.count) gateway(s) with batches that never arrived or arrived altered, e.g. \(one(broken[0].gatewayID)); see `tributaryctl gateway ID`")
         }
         return Printable.lines(lines.joined(separator: "\n") + "\n")
+    }
+
+    /// Senders refused for their credentials, by the gateway they claim (not proven), or ""
+    /// when there are none.
+    public static func refusedSendersTable(_ view: FleetView) -> String {
+        guard let refused = view.refusedSenders, !refused.isEmpty else { return "" }
+        let rows = refused.map { r -> [String] in
+            [r.claimedGateway.isEmpty ? "(no id given)" : r.claimedGateway, HumanUnits.count(r.refusals),
+             HumanUnits.duration(ms: max(0, view.generatedAtMs - r.lastAtMs)) + " ago", r.lastPeer, String(r.lastReason.prefix(80))]
+        }
+        return Printable.lines("\nRefused for their credentials (401/403; the gateway ids are what the requests claimed, unauthenticated):\n"
+            + table(header: ["CLAIMED GATEWAY", "REFUSALS", "LAST", "FROM", "REASON"], rows: rows))
     }
 
     /// One row per gateway, in the order given (all of them, by id, when nil).

@@ -32,14 +32,18 @@ public struct SyncClient: Sendable {
     let observer: any SyncObserver
     /// The gateway's token for an aggregator with gateway_auth.
     let token: String?
+    /// The gateway it speaks for (`WireProtocol.gatewayHeader`).
+    let gatewayID: String?
 
-    public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, observer: any SyncObserver, token: String? = nil) {
+    public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, observer: any SyncObserver, token: String? = nil,
+                gatewayID: String? = nil) {
         self.http = http
         self.url = url
         self.encoding = encoding
         self.timeout = timeout
         self.observer = observer
         self.token = token
+        self.gatewayID = gatewayID
     }
 
     public func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
@@ -49,7 +53,7 @@ public struct SyncClient: Sendable {
         } catch {
             return .rejected(reason: "cannot encode the request: \(error)")
         }
-        let http = Self.batchRequest(url: url, body: ByteBuffer(bytes: body), encoding: encoding, token: token)
+        let http = Self.batchRequest(url: url, body: ByteBuffer(bytes: body), encoding: encoding, token: token, gatewayID: gatewayID)
         let sentMs = WallClock.nowMs()
         let started = ContinuousClock.now
         do {
@@ -74,13 +78,15 @@ public struct SyncClient: Sendable {
 
     /// The POST of an encoded SyncRequest, with the headers the wire contract asks for (public
     /// for the benchmark and tests that send prepared bodies).
-    public static func batchRequest(url: String, body: ByteBuffer, encoding: ContentEncoding, token: String?) -> HTTPClientRequest {
+    public static func batchRequest(url: String, body: ByteBuffer, encoding: ContentEncoding, token: String?,
+                                    gatewayID: String? = nil) -> HTTPClientRequest {
         var http = HTTPClientRequest(url: url + WireProtocol.batchesPath)
         http.method = .POST
         http.headers.add(name: "Content-Type", value: WireProtocol.protobufContentType)
         http.headers.add(name: WireProtocol.versionHeader, value: WireProtocol.version)
         if encoding != .identity { http.headers.add(name: "Content-Encoding", value: encoding.rawValue) }
         if let token { http.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let gatewayID { http.headers.add(name: WireProtocol.gatewayHeader, value: gatewayID) }
         http.body = .bytes(body)
         return http
     }

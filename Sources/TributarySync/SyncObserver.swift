@@ -17,6 +17,8 @@ public final class SyncStats: SyncObserver {
     private struct State {
         var requests: [RequestOutcome: UInt64] = [:]
         var recentExchanges: [ClockExchange] = []
+        /// The last answer was 401 or 403, and none has been taken since.
+        var credentialsRefused = false
     }
 
     private let state = Mutex(State())
@@ -27,7 +29,14 @@ public final class SyncStats: SyncObserver {
 
     public func requestFinished(_ outcome: RequestOutcome, after duration: Duration) {
         requestSeconds.record(duration)
-        state.withLock { $0.requests[outcome, default: 0] += 1 }
+        state.withLock { s in
+            s.requests[outcome, default: 0] += 1
+            switch outcome {
+            case .unauthorized: s.credentialsRefused = true
+            case .accepted, .duplicate, .heartbeat: s.credentialsRefused = false
+            default: break
+            }
+        }
     }
 
     public func clockExchanged(_ exchange: ClockExchange) {
@@ -38,6 +47,11 @@ public final class SyncStats: SyncObserver {
     }
 
     public var requestCounts: [RequestOutcome: UInt64] { state.withLock { $0.requests } }
+
+    /// The aggregator refused this sender's credentials (401 or 403) last time, and has taken
+    /// nothing from it since: its token, certificate or gateway id is wrong, and nothing is
+    /// delivered until an operator fixes it.
+    public var credentialsRefused: Bool { state.withLock { $0.credentialsRefused } }
 
     /// Of the last 8 timed requests, the one with the shortest round trip: like NTP's clock
     /// filter, it is the one least distorted by queueing and slow uploads.

@@ -8,4 +8,8 @@ public enum WireProtocol {
     /// Sent by the agent; lets a future aggregator speak older versions.
     public static let versionHeader = "X-Tributary-Protocol"
     public static let version = "1"
+    /// Sent by the agent: the gateway it speaks for. Not a credential (the token or certificate
+    /// proves who it is); it lets the aggregator tell an operator which gateway a request it
+    /// refused before reading the body said it came from.
+    public static let gatewayHeader = "X-Tributary-Gateway"
 }

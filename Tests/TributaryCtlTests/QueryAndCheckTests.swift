@@ -41,7 +41,9 @@ import TributaryTesting
             "1 gateways stale (max 0): gw-pump-3",
             "sink sqlite:/var/lib/tributary-aggregator/sink.sqlite failing: 4 writes in a row, last: ClickHouse unreachable",
         ])
-        #expect(FleetCheck(sinkMustBeHealthy: false).evaluate(view).code == .ok)
+        #expect(FleetCheck(maxStale: 1, sinkMustBeHealthy: false).evaluate(view).code == .ok)
+        // A bare check: the stale gateway alone fails it (lag is not checked without --max-lag).
+        #expect(FleetCheck().evaluate(Fixtures.fleet).lines == ["CRITICAL: 1 problem(s)", "1 gateways stale (max 0): gw-pump-3"])
     }
 
     @Test func sparklineScalesToTheLargestValue() {

@@ -53,6 +53,7 @@ struct AdminRoutes {
         admission.headTimeouts = connections.headTimeouts
         admission.bodyTimeouts = connections.bodyTimeouts
         return FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
-                         admission: admission, sinkWrites: sink.writeStats, gateways: gateways)
+                         admission: admission, sinkWrites: sink.writeStats, gateways: gateways,
+                         refusedSenders: ingestor.refusedSenders.recent(nowMs: now, withinMs: Int64(config.staleAfterSeconds) * 1000))
     }
 }

@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import TributaryCore
@@ -44,7 +45,7 @@ struct BatchRoutes {
         // One address may not take every place in admission control (a few slow or stuck
         // clients, or one gateway sending too much at once).
         let address = ConnectionLimits.address(of: context.channel)
-        let result: BatchIngestor.Response
+        var result: BatchIngestor.Response
         if let refused {
             result = refused
         } else if declared > config.limits.maxBodyBytes {
@@ -68,6 +69,11 @@ struct BatchRoutes {
                     body: Array(buffer: body), contentType: request.headers[.contentType],
                     contentEncoding: request.headers[.contentEncoding], receivedAtMs: receivedAtMs, authenticatedGateway: authenticated)
             }
+        }
+        if result.outcome == .unauthorized {
+            // Refused before its body was read, the request's claim is the agent's header.
+            if result.claimedGateway.isEmpty { result.claimedGateway = request.headers[HTTPField.Name(WireProtocol.gatewayHeader)!] ?? "" }
+            ingestor.refusedSenders.record(claimed: result.claimedGateway, reason: result.ack.reason, peer: address)
         }
         audit.record(Self.auditEvent(result, authenticated: authenticated, credentialsRequired: credentials != .open, peer: address))
         var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
