@@ -126,6 +126,9 @@ public struct AgentConfig: Sendable {
         /// This gateway's token, sent as `Authorization: Bearer`, read from `token_file` at
         /// start. Nil: none sent (an aggregator without gateway_auth).
         public var token: String?
+        /// Where `token` was read from: read again when it changes, so a token is rotated
+        /// without a restart.
+        public var tokenFile: String?
         /// `aggregator.tls`, for an https:// URL. Nil: the system's CAs, no client certificate.
         public var tls: ClientTLS?
 
@@ -251,6 +254,7 @@ extension AgentConfig {
             aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
             aggregator.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...64) ?? aggregator.maxInFlightBatches
             aggregator.token = try s.secret("token_file", .token(minLength: 16))
+            aggregator.tokenFile = try s.string("token_file")
             if let t = try s.section("tls") {
                 guard url.hasPrefix("https://") else {
                     throw s.error("tls", "the url \(url) is not https://, so this section would not be used")

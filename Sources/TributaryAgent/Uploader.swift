@@ -3,6 +3,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
+import TributaryConfig
 import TributaryBuffer
 import TributaryCore
 import TributaryRuntime
@@ -17,7 +19,11 @@ public final class Uploader: Service {
     private let config: AgentConfig
     private let buffer: BufferStore
     private let stats: AgentStats
-    private let client: SyncClient
+    /// Replaced when `aggregator.token_file` changes (see `rereadTokenIfChanged`).
+    private let currentClient: Mutex<SyncClient>
+    private var client: SyncClient { currentClient.withLock { $0 } }
+    /// The token file as last read, and when it was last looked at.
+    private let tokenFileSeen: Mutex<(stamp: FileStamp?, checkedAt: ContinuousClock.Instant)>
     private let logger: Logger
     private let reserve: DiskReserve
     public static let agentVersion = "0.2.0"
@@ -31,9 +37,10 @@ public final class Uploader: Service {
         self.stats = stats
         self.logger = logger
         reserve = DiskReserve(config: config)
-        client = SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
-                            timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), observer: stats.sync,
-                            token: config.aggregator.token, gatewayID: config.gatewayID)
+        currentClient = Mutex(SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
+                                         timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), observer: stats.sync,
+                                         token: config.aggregator.token, gatewayID: config.gatewayID))
+        tokenFileSeen = Mutex((config.aggregator.tokenFile.flatMap(FileStamp.init), .now))
     }
 
     public func run() async throws {
@@ -90,6 +97,7 @@ public final class Uploader: Service {
         // Intervals and deadlines on the monotonic clock: a clock stepped back must not stop
         // heartbeats or retention for hours, nor one stepped forward fire them all at once.
         while !Task.isCancelled {
+            rereadTokenIfChanged()
             if let hours = config.buffer.retentionHours, MonotonicClock.nowMs() >= nextExpiryMs {
                 nextExpiryMs = MonotonicClock.nowMs() + 60_000
                 await expire(olderThanHours: hours)
@@ -169,6 +177,35 @@ public final class Uploader: Service {
             logger.notice("heartbeat delivered again", metadata: ["gateway": "\(config.gatewayID)"])
         }
         lastProblem = problem
+    }
+
+    /// Reads `aggregator.token_file` again when it changed (looked at once a second at most), so
+    /// an operator rotates the gateway's token without a restart. A file that is gone or does not
+    /// read is logged once, and the token read before stays in use.
+    private func rereadTokenIfChanged() {
+        guard let path = config.aggregator.tokenFile else { return }
+        let changed: FileStamp?? = tokenFileSeen.withLock { seen in
+            guard ContinuousClock.now - seen.checkedAt >= .seconds(1) else { return .none }
+            seen.checkedAt = .now
+            let stamp = FileStamp(path)
+            guard stamp != seen.stamp else { return .none }
+            seen.stamp = stamp
+            return .some(stamp)
+        }
+        guard case .some(let stamp) = changed else { return }
+        guard stamp != nil else {
+            logger.error("aggregator.token_file is gone; keeping the token read before", metadata: ["file": "\(path)"])
+            return
+        }
+        do {
+            let token = try SecretFile.read(path, as: .token(minLength: 16))
+            currentClient.withLock { $0 = $0.replacingToken(token) }
+            logger.notice("aggregator token reloaded", metadata: ["gateway": "\(config.gatewayID)", "file": "\(path)"])
+        } catch {
+            let message = "aggregator.token_file not reloaded, keeping the token read before: \(error.description)"
+            stats.recordError(message)
+            logger.error("\(message)", metadata: ["gateway": "\(config.gatewayID)"])
+        }
     }
 
     private func reportBufferTrouble(_ what: String, _ error: any Error) {

@@ -29,6 +29,7 @@ public final class Aggregator: Service, Sendable {
     private let boundPort: BoundPort
     private let logger: Logger
     private let audit: AuditLog
+    private let gatewayTokens: GatewayTokens?
     private let closed = Mutex(false)
 
     public init(config: AggregatorConfig, logger: Logger) throws {
@@ -51,6 +52,7 @@ public final class Aggregator: Service, Sendable {
         let token = try AdminToken.resolve(config.adminToken)
         logger.info("operator token for the admin API and /metrics", metadata: ["from": "\(token.origin)"])
         let gatewayTokens = try config.gatewayTokenFile.map { path throws(AggregatorStartError) in try GatewayTokens(path: path, logger: logger) }
+        self.gatewayTokens = gatewayTokens
         if let gatewayTokens {
             logger.info("batches need their gateway's token", metadata: ["file": "\(gatewayTokens.path)", "gateways": "\(gatewayTokens.count)"])
         }
@@ -144,6 +146,17 @@ public final class Aggregator: Service, Sendable {
     }
 
     public func run() async throws {
+        // The token file is watched, not only looked at when a request comes: a reload (or a
+        // broken edit) is in the log when it happens.
+        let watcher = gatewayTokens.map { tokens in
+            Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    tokens.refresh()
+                }
+            }
+        }
+        defer { watcher?.cancel() }
         do {
             try await prepareSink()
             try await application.run()

@@ -9,8 +9,8 @@ import TributaryCore
 /// `Authorization: Bearer TOKEN`; the token says which gateway is talking, and a gateway may
 /// only send its own batches, with its own readings.
 ///
-/// The file is read again when it changes (checked at most once a second, on requests), so a
-/// token is added or revoked without a restart. A file that no longer parses, holds no token
+/// The file is read again when it changes (looked at every second), so a token is added,
+/// rotated (two lines for one gateway while both are in use) or revoked without a restart. A file that no longer parses, holds no token
 /// or is gone is logged once and the tokens read before stay in force: a typo or a half-written
 /// file must not lock the whole fleet out. Messages about the file name line numbers, never
 /// its fields, which may be tokens in the wrong column.
@@ -21,22 +21,7 @@ public final class GatewayTokens: Sendable {
 
     typealias Entry = GatewayTokenFile.Entry
 
-    /// What identifies one version of the file: any of these changes when it is rewritten or
-    /// replaced (a copy that keeps the modification time still gets a new inode or ctime).
-    private struct Stamp: Equatable {
-        let inode: UInt64, size: Int64, modifiedS: Int, modifiedNs: Int, changedS: Int, changedNs: Int
-
-        init?(_ path: String) {
-            var info = stat()
-            guard stat(path, &info) == 0 else { return nil }
-            inode = UInt64(info.st_ino)
-            size = Int64(info.st_size)
-            modifiedS = info.st_mtim.tv_sec
-            modifiedNs = info.st_mtim.tv_nsec
-            changedS = info.st_ctim.tv_sec
-            changedNs = info.st_ctim.tv_nsec
-        }
-    }
+    private typealias Stamp = FileStamp
 
     private struct State {
         var entries: [Entry]
@@ -73,6 +58,10 @@ public final class GatewayTokens: Sendable {
         }
         return match.map { .gateway($0) } ?? .unknown
     }
+
+    /// Looks at the file now (the aggregator does every second), so an edit is taken, and
+    /// logged, when it is made rather than when the next request comes.
+    func refresh() { _ = currentEntries() }
 
     /// The entries, read again first when the file changed since the last look (a second ago or more).
     private func currentEntries() -> [Entry] {

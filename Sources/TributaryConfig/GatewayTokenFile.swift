@@ -3,9 +3,10 @@ import TributaryCore
 /// The gateway token file's format, shared by the aggregator (which checks tokens) and the
 /// fleet simulator (whose virtual gateways send them): one `GATEWAY_ID TOKEN` a line, LF or
 /// CRLF, `#` starting a comment, blank lines ignored. Tokens are at least 16 characters without
-/// spaces or `#`; a gateway or a token listed twice is an error (two gateways sharing a token
-/// could write as each other). Errors name the line, never its fields, which may be tokens in
-/// the wrong column.
+/// spaces or `#`. A gateway may have two lines, its old and its new token while a rotation is
+/// under way (both are accepted until the old line is removed); a third is an error, and so is
+/// a token listed twice (two gateways sharing a token could write as each other). Errors name
+/// the line, never its fields, which may be tokens in the wrong column.
 public enum GatewayTokenFile {
     public struct Entry: Sendable, Equatable {
         public let gateway: String
@@ -25,7 +26,7 @@ public enum GatewayTokenFile {
 
     public static func parse(_ text: String) throws(LineError) -> [Entry] {
         var entries: [Entry] = []
-        var gatewayLines: [String: Int] = [:], tokenLines: [[UInt8]: Int] = [:]
+        var gatewayLines: [String: [Int]] = [:], tokenLines: [[UInt8]: Int] = [:]
         for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let number = index + 1
             func fail(_ reason: String) -> LineError { LineError(line: number, reason: reason) }
@@ -36,9 +37,12 @@ public enum GatewayTokenFile {
             let gateway = String(fields[0]), token = Array(fields[1].utf8)
             guard GatewayID.isValid(gateway) else { throw fail("the first field is not a valid gateway id (letters, digits, '-', '_', '.')") }
             guard token.count >= 16 else { throw fail("the token has fewer than 16 characters") }
-            if let first = gatewayLines[gateway] { throw fail("the same gateway id as line \(first)") }
+            // Two lines for one gateway are its old and new token during a rotation; more is a mistake.
+            if let lines = gatewayLines[gateway], lines.count >= 2 {
+                throw fail("a third token for the gateway of lines \(lines[0]) and \(lines[1]) (two are allowed, for a rotation)")
+            }
             if let first = tokenLines[token] { throw fail("the same token as line \(first)") }
-            gatewayLines[gateway] = number
+            gatewayLines[gateway, default: []].append(number)
             tokenLines[token] = number
             entries.append(Entry(gateway: gateway, token: token))
         }

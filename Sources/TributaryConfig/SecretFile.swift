@@ -38,6 +38,35 @@ public enum SecretFile {
         return text
     }
 
+    /// The file's bytes, or why they cannot be read, in the operator's words: a service user
+    /// that may not read its secret is told so, with the user and what to change.
+    private static func contents(of path: String) throws(Problem) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            let reason = String(cString: strerror(code))
+            if code == EACCES {
+                let user = getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(geteuid())"
+                throw Problem("cannot read \(path): \(reason) for user \(user): make it readable by that user, e.g. chown root:GROUP and chmod 640 with the user in GROUP (or chown it to the user, chmod 600)")
+            }
+            throw Problem("cannot read \(path): \(reason)")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { return bytes }
+            guard n > 0 else {
+                if errno == EINTR { continue }
+                throw Problem("cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            bytes += chunk[0..<n]
+            // A secret is small; a huge file here is a mistake (a log, a device), not a token.
+            guard bytes.count <= 1 << 20 else { throw Problem("\(path) is larger than 1 MiB: not a secret file") }
+        }
+    }
+
     /// The secret in `path`, as bytes (a key need not be text).
     public static func readBytes(_ path: String, as content: Content) throws(Problem) -> [UInt8] {
         var info = stat()
@@ -48,10 +77,7 @@ public enum SecretFile {
         guard info.st_mode & 0o007 == 0 else {
             throw Problem("\(path) is readable or writable by other users (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 it (640 for a group that needs it)")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw Problem("cannot read \(path) (permission denied for this user?)")
-        }
-        var bytes = [UInt8](data)
+        var bytes = try contents(of: path)
         let newline = UInt8(ascii: "\n"), carriageReturn = UInt8(ascii: "\r")
         switch content {
         case .line:

@@ -46,6 +46,11 @@ public struct SyncClient: Sendable {
         self.gatewayID = gatewayID
     }
 
+    /// The same client with another gateway token (a rotated `token_file`).
+    public func replacingToken(_ token: String?) -> SyncClient {
+        SyncClient(http: http, url: url, encoding: encoding, timeout: timeout, observer: observer, token: token, gatewayID: gatewayID)
+    }
+
     public func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
         let body: [UInt8]
         do {

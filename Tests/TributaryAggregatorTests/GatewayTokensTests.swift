@@ -17,6 +17,19 @@ struct GatewayTokensTests {
                             .init(gateway: "gw-2", token: Array("fedcba9876543210fedc".utf8))])
     }
 
+    /// A rotation: the gateway's old and new tokens both work until the old line goes.
+    @Test func aGatewayMayHoldTwoTokensWhileOneIsRotated() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = try dir.writeSecret("tokens", "gw-1 old-token-0123456789abcdef\ngw-1 new-token-0123456789abcdef\n")
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let tokens = try GatewayTokens(path: path, logger: logger)
+        #expect(tokens.authenticate(authorization: "Bearer old-token-0123456789abcdef") == .gateway("gw-1"))
+        #expect(tokens.authenticate(authorization: "Bearer new-token-0123456789abcdef") == .gateway("gw-1"))
+        #expect(tokens.authenticate(authorization: "Bearer other-token-0123456789abcdef") == .unknown)
+    }
+
     @Test func crlfLinesAreLines() throws {
         let entries = try GatewayTokens.parse("# tokens\r\ngw-1 0123456789abcdef\r\ngw-2 fedcba9876543210\r\n", file: "tokens")
         #expect(entries.map(\.gateway) == ["gw-1", "gw-2"])
@@ -27,7 +40,8 @@ struct GatewayTokensTests {
         ("gw-1\n", "line 1: expected GATEWAY_ID TOKEN, found 1 fields"),
         ("# ok\ngw-1 short\n", "line 2: the token has fewer than 16 characters"),
         ("gw/1 0123456789abcdef\n", "line 1: the first field is not a valid gateway id (letters, digits, '-', '_', '.')"),
-        ("gw-1 0123456789abcdef\ngw-1 fedcba9876543210\n", "line 2: the same gateway id as line 1"),
+        ("gw-1 0123456789abcdef\ngw-1 fedcba9876543210\ngw-1 aaaaaaaaaaaaaaaa\n",
+         "line 3: a third token for the gateway of lines 1 and 2 (two are allowed, for a rotation)"),
         ("gw-1 0123456789abcdef\n\ngw-2 0123456789abcdef\n", "line 3: the same token as line 1"),
         ("gw-1 0123456789abcdef extra\n", "line 1: expected GATEWAY_ID TOKEN, found 3 fields"),
         // Columns swapped: the message must not repeat the token.
