@@ -117,8 +117,8 @@ let package = Package(
         // agent, the fleet simulator, the benchmark and next the relay send through it.
         .target(
             name: "TributarySync",
-            dependencies: ["TributaryRuntime", 
-                "TributaryCore", "TributaryWire",
+            dependencies: [
+                "TributaryRuntime", "TributaryCore", "TributaryWire", "TributaryCrypto",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -141,8 +141,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "TributaryAgent",
-            dependencies: ["TributaryRuntime", 
-                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig", "TributaryLogging",
+            dependencies: [
+                "TributaryRuntime", "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryMQTT", "TributaryConfig", "TributaryLogging",
                 "TributarySparkplug", "TributaryCrypto", "TributarySync", "TributaryBuffer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -155,8 +155,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "TributaryAggregator",
-            dependencies: ["TributaryRuntime", 
-                "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
+            dependencies: [
+                "TributaryRuntime", "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
                 "TributaryCrypto", "TributaryAdminAPI", "TributarySinks",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -172,8 +172,8 @@ let package = Package(
         // tributaryctl's logic: fetching the fleet view and rendering it.
         .target(
             name: "TributaryCtl",
-            dependencies: ["TributaryRuntime", 
-                "TributaryCore", "TributaryConfig", "TributaryAdminAPI", "TributaryCrypto",
+            dependencies: [
+                "TributaryRuntime", "TributaryCore", "TributaryConfig", "TributaryAdminAPI", "TributaryCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -182,8 +182,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "TributarySimulator",
-            dependencies: ["TributaryRuntime", 
-                "TributaryConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            dependencies: [
+                "TributaryRuntime", "TributaryConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "TributaryCore", "TributaryMQTT", "TributaryClickHouse", "TributaryWire", "TributarySparkplug",
                 // The fleet simulator's virtual gateways send as agents do; `verify` reads the
                 // sinks and the agents' buffers through their own readers.
@@ -238,8 +238,8 @@ let package = Package(
         // for one reason: its SQLite baseline must be the bare C API.
         .executableTarget(
             name: "tributary-bench",
-            dependencies: ["TributaryRuntime", 
-                "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributaryClickHouse", "TributaryCore", "TributaryWire",
+            dependencies: [
+                "TributaryRuntime", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributaryClickHouse", "TributaryCore", "TributaryWire",
                 "TributaryMQTT", "TributarySQLite", "TributarySimulator", "TributaryTesting", "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -303,8 +303,8 @@ let package = Package(
             dependencies: ["TributarySimulator", "TributaryCore", "TributarySparkplug"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["TributaryRuntime", 
-                "TributaryAgent", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributarySimulator", "TributaryTesting",
+            dependencies: [
+                "TributaryRuntime", "TributaryAgent", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributarySimulator", "TributaryTesting",
                 "TributaryAdminAPI",
                 "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
                 "TributaryCrypto",

@@ -37,7 +37,7 @@ struct Connection: ParsableArguments {
     var tokenFile: String?
 
     @Option(name: .long, help: "PEM file of the CA that signed an https:// aggregator's certificate (default: $TRIBUTARY_CA_FILE, else the system's CAs).")
-    var caFile: String? = ProcessInfo.processInfo.environment["TRIBUTARY_CA_FILE"]
+    var caFile: String? = ProcessInfo.processInfo.environment["TRIBUTARY_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
 
     func client() throws -> FleetClient {
         do {

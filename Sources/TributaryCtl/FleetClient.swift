@@ -5,6 +5,7 @@ import TributaryConfig
 import NIOCore
 import NIOSSL
 import TributaryCore
+import TributaryCrypto
 
 /// Reads an aggregator's admin API with the operator token.
 public struct FleetClient: Sendable {
@@ -56,7 +57,7 @@ public struct FleetClient: Sendable {
         } catch let error as FetchError {
             throw error
         } catch {
-            throw FetchError(description: "cannot reach the aggregator at \(base): \(error)")
+            throw FetchError(description: "cannot reach the aggregator at \(base): " + ConnectionTrouble.describe(error, url: base, settings: .tool))
         }
     }
 

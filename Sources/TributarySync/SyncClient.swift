@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import SwiftProtobuf
 import TributaryCore
+import TributaryCrypto
 import TributaryRuntime
 import TributaryWire
 
@@ -34,6 +35,8 @@ public struct SyncClient: Sendable {
     let token: String?
     /// The gateway it speaks for (`WireProtocol.gatewayHeader`).
     let gatewayID: String?
+    /// What a connection failure's message tells the operator to set.
+    public var troubleSettings = ConnectionTrouble.Settings.agent
 
     public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, observer: any SyncObserver, token: String? = nil,
                 gatewayID: String? = nil) {
@@ -48,7 +51,9 @@ public struct SyncClient: Sendable {
 
     /// The same client with another gateway token (a rotated `token_file`).
     public func replacingToken(_ token: String?) -> SyncClient {
-        SyncClient(http: http, url: url, encoding: encoding, timeout: timeout, observer: observer, token: token, gatewayID: gatewayID)
+        var client = SyncClient(http: http, url: url, encoding: encoding, timeout: timeout, observer: observer, token: token, gatewayID: gatewayID)
+        client.troubleSettings = troubleSettings
+        return client
     }
 
     public func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
@@ -77,7 +82,7 @@ public struct SyncClient: Sendable {
             return outcome
         } catch {
             observer.requestFinished(.unreachable, after: ContinuousClock.now - started)
-            return .retry(afterMs: 0, reason: "aggregator unreachable at \(url): \(error)")
+            return .retry(afterMs: 0, reason: "aggregator unreachable: " + ConnectionTrouble.describe(error, url: url, settings: troubleSettings))
         }
     }
 

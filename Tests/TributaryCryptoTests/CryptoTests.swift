@@ -48,3 +48,22 @@ struct CryptoTests {
         }
     }
 }
+
+/// Connection failures as the clients describe them to an operator.
+@Suite("connection trouble")
+struct ConnectionTroubleTests {
+    struct Raw: Error, CustomStringConvertible { let description: String }
+
+    @Test func eachFailureNamesWhatToFix() {
+        let verify = Raw(description: "handshakeFailed(NIOSSL.BoringSSLError.sslError([Error: 268435581 error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at /x/handshake.cc:320]))")
+        let text = ConnectionTrouble.describe(verify, url: "https://agg.example:8470", settings: .agent)
+        #expect(text.contains("agg.example:8470") && text.contains("aggregator.tls.ca_file") && !text.contains("handshake.cc"), "\(text)")
+        #expect(ConnectionTrouble.describe(Raw(description: "NIOSSLExtraError.failedToValidateHostname: Couldn't find <none>"), url: "https://10.0.0.5",
+                                           settings: .agent).contains("subjectAltName"))
+        #expect(ConnectionTrouble.describe(Raw(description: "HTTPClientError.remoteConnectionClosed"), url: "http://a:1", settings: .tool).contains("use https://"))
+        #expect(ConnectionTrouble.describe(Raw(description: "sslError([... WRONG_VERSION_NUMBER ...])"), url: "https://a:1", settings: .tool).contains("use http://"))
+        #expect(ConnectionTrouble.describe(Raw(description: "connection reset (error set): Connection refused) (errno: 111)"), url: "http://a:1/x",
+                                           settings: .tool) == "nothing listens at a:1 (connection refused): is the server running, and is the URL right?")
+        #expect(ConnectionTrouble.describe(Raw(description: "something new"), url: "http://a:1", settings: .tool) == "a:1: something new")
+    }
+}

@@ -231,9 +231,11 @@ struct VirtualGateway {
         self.latency = latency
         id = FleetSimulator.gatewayID(index: index, prefix: options.gatewayPrefix)
         self.options = options
-        client = SyncClient(http: http, url: options.aggregator, encoding: options.compression,
-                            timeout: .nanoseconds(Int64(options.timeout.inSeconds * 1e9)), observer: stats, token: options.tokens[id],
-                            gatewayID: id)
+        var client = SyncClient(http: http, url: options.aggregator, encoding: options.compression,
+                                timeout: .nanoseconds(Int64(options.timeout.inSeconds * 1e9)), observer: stats, token: options.tokens[id],
+                                gatewayID: id)
+        client.troubleSettings = .tool
+        self.client = client
         var generator = SeededGenerator(seed: options.seed &* 0x9E37_79B9 &+ UInt64(index))
         epoch = Self.newEpoch(&generator)
         let rate = options.rate * Double.random(in: 0.5...1.5, using: &generator)
