@@ -37,6 +37,8 @@ public final class IngestService: Service {
     private struct CommitterState {
         var sessions: MessageRouter.Sessions
         var admission: BufferAdmission
+        /// The kinds of quarantine reason logged at warning level so far (the first of each).
+        var quarantineKindsWarned: Set<String> = []
     }
 
     public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, logger: Logger) throws {
@@ -138,7 +140,7 @@ public final class IngestService: Service {
                     logger.info("retained MQTT message already stored; not stored again", metadata: ["topic": "\(item.message.topic)"])
                     continue
                 }
-                switch route(item, into: &readings, quarantined: &quarantined, sessions: &state.sessions, client: client) {
+                switch route(item, into: &readings, quarantined: &quarantined, state: &state, client: client) {
                 case .readings(_, let withheld):
                     digests[topic] = digest
                     if withheld > 0 { stats.countWithheld(withheld) }
@@ -203,16 +205,32 @@ public final class IngestService: Service {
     /// Routes one message: its readings appended, or its payload quarantined; what the
     /// Sparkplug sessions noticed is reported.
     private func route(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload],
-                       sessions: inout MessageRouter.Sessions, client: MQTTClient) -> MessageRouter.Result {
+                       state: inout CommitterState, client: MQTTClient) -> MessageRouter.Result {
         let message = item.message
         let result = router.route(topic: message.topic, payload: message.payload, receivedAtMs: item.receivedAtMs,
-                                  monotonicMs: item.monotonicMs, into: &readings, sessions: &sessions)
-        if let outcome = sessions.sparkplugOutcome { report(outcome, client: client) }
+                                  monotonicMs: item.monotonicMs, into: &readings, sessions: &state.sessions)
+        if let outcome = state.sessions.sparkplugOutcome { report(outcome, client: client) }
         if case .quarantined(let reason) = result {
-            logger.debug("payload quarantined", metadata: ["topic": "\(message.topic)", "reason": "\(reason)"])
+            // The first payload of each kind of reason at warning level, so a misconfigured
+            // subscription shows in the log at once; the rest at debug (they are all counted and
+            // kept in the buffer's quarantine with their reasons).
+            let kind = Self.quarantineKind(reason)
+            if state.quarantineKindsWarned.count < 256, state.quarantineKindsWarned.insert(kind).inserted {
+                logger.warning("payload quarantined (the first for this reason; later ones are logged at debug level)", metadata: [
+                    "gateway": "\(config.gatewayID)", "topic": "\(Printable.clean(message.topic, maxLength: 200))", "reason": "\(reason)",
+                ])
+            } else {
+                logger.debug("payload quarantined", metadata: ["topic": "\(message.topic)", "reason": "\(reason)"])
+            }
             quarantined.append(QuarantinedPayload(topic: message.topic, payload: message.payload, reason: reason, receivedAtMs: item.receivedAtMs))
         }
         return result
+    }
+
+    /// A reason without its particulars (the text before its first colon: "invalid JSON",
+    /// "invalid timestamp", "reading S/M"), so one log line stands for many alike.
+    static func quarantineKind(_ reason: String) -> String {
+        String(reason.prefix { $0 != ":" }.prefix(80))
     }
 
     /// The Sparkplug sessions the buffer kept from the last run, so the messages the broker held

@@ -68,6 +68,11 @@ struct SimulatorPipelineTests {
         #expect(manifest.entries.contains { $0.timeMs == nil }, "plain numbers carry no time")
         // Reordered Sparkplug messages are sequence gaps; the agent asked for a rebirth and got one.
         #expect(harness.agentLog.contains("sparkplug: rebirth requested"))
+        // The first quarantine of each kind of reason is a warning in the agent's log; not one
+        // line per malformed payload.
+        let warned = harness.agentLog.split(separator: "\n").filter { $0.contains("the first for this reason") }.count
+        let malformed = manifest.quarantined.values.reduce(0, +)
+        #expect(warned >= 1 && warned < malformed, "\(warned) warnings for \(malformed) malformed payloads")
         await harness.stop(agent, aggregator)
     }
 
