@@ -72,7 +72,7 @@ public final class AggregatorMetrics: Sendable {
             ("tributary_gateway_lag_seconds", .gauge, "Age of the oldest reading the gateway holds unacknowledged; 0 when caught up.",
              { Double($0.lagMs(nowMs: now)) / 1000 }),
             ("tributary_gateway_backlog_readings", .gauge, "Readings the gateway holds unacknowledged.", { Double($0.backlogReadings) }),
-            ("tributary_gateway_backlog_bytes", .gauge, "Size of the gateway's buffer file.", { Double($0.backlogBytes) }),
+            ("tributary_gateway_buffer_bytes", .gauge, "Pages in use in the gateway's buffer file (what waits to be sent, the quarantine, and what the file keeps): not the backlog alone.", { Double($0.backlogBytes) }),
             ("tributary_gateway_ingest_rate", .gauge, "Readings per second the gateway buffers (its last minute).", { $0.ingestRate }),
             ("tributary_gateway_clock_skew_seconds", .gauge, "The gateway's clock minus the aggregator's (NTP-style estimate).",
              { Double($0.clockSkewMs) / 1000 }),

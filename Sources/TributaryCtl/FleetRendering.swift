@@ -83,7 +83,7 @@ public enum FleetRendering {
             "last seen    \(lastSeen(g, nowMs: now)); stale after \(HumanUnits.duration(ms: Int64(detail.staleAfterSeconds) * 1000)) of silence",
             "last batch   " + (g.lastBatchMs > 0 ? HumanUnits.duration(ms: now.saturatingMinus(g.lastBatchMs)) + " ago" : "never"),
             "broker       " + (g.brokerConnected ? "connected" : "NOT connected"),
-            "backlog      \(HumanUnits.count(g.backlogReadings)) readings, buffer \(HumanUnits.bytes(g.backlogBytes))",
+            "backlog      \(HumanUnits.count(g.backlogReadings)) readings (buffer file \(HumanUnits.bytes(g.backlogBytes)) in use)",
             "lag          " + (g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) + " (oldest unsent reading)" : "none, caught up"),
             "rates        ingest \(HumanUnits.rate(g.ingestRate)), send \(HumanUnits.rate(g.sendRate))",
             "synced       \(HumanUnits.count(g.readingsSynced)) readings in \(HumanUnits.count(g.batchesSynced)) batches; \(HumanUnits.count(g.duplicateBatches)) resends answered duplicate",

@@ -58,7 +58,7 @@ import TributaryCore
         last seen    3s ago; stale after 2m00s of silence
         last batch   4m20s ago
         broker       connected
-        backlog      48.2k readings, buffer 9.3MiB
+        backlog      48.2k readings (buffer file 9.3MiB in use)
         lag          4m12s (oldest unsent reading)
         rates        ingest 1.3k/s, send 0.0/s
         synced       88.0k readings in 40 batches; 3 resends answered duplicate
