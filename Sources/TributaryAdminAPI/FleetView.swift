@@ -170,6 +170,9 @@ public struct GatewayView: Codable, Sendable, Equatable {
     /// The provenance chain of its latest epoch; nil before its first batch (and from an
     /// aggregator older than the chain).
     public var chain: ChainView?
+    /// Why its buffer's quarantined payloads were kept, by kind, most frequent first (at most
+    /// 5); nil from an agent or aggregator older than this field.
+    public var quarantineReasons: [QuarantineReasonCount]?
 
     public init(gatewayID: String) {
         self.gatewayID = gatewayID
@@ -226,6 +229,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         roundTripMs = try c.decode(Int64.self, forKey: .roundTripMs)
         lastBatchMs = try c.decode(Int64.self, forKey: .lastBatchMs)
         chain = try c.decodeIfPresent(ChainView.self, forKey: .chain)
+        quarantineReasons = try c.decodeIfPresent([QuarantineReasonCount].self, forKey: .quarantineReasons)
     }
 
     /// How far behind the gateway is: the age of its oldest unacknowledged reading. That time is
@@ -263,8 +267,23 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case lastError = "last_error"
         case lastErrorMs = "last_error_ms"
         case clockSkewMs = "clock_skew_ms"
+        case quarantineReasons = "quarantine_reasons"
         case roundTripMs = "round_trip_ms"
         case lastBatchMs = "last_batch_ms"
         case chain
+    }
+}
+
+/// One kind of reason a gateway's payloads were quarantined for (the text before its first
+/// colon), how many its buffer holds, and the latest full reason.
+public struct QuarantineReasonCount: Codable, Sendable, Equatable {
+    public var kind: String
+    public var count: UInt64
+    public var example: String
+
+    public init(kind: String, count: UInt64, example: String) {
+        self.kind = kind
+        self.count = count
+        self.example = example
     }
 }

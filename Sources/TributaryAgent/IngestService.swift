@@ -214,7 +214,7 @@ public final class IngestService: Service {
             // The first payload of each kind of reason at warning level, so a misconfigured
             // subscription shows in the log at once; the rest at debug (they are all counted and
             // kept in the buffer's quarantine with their reasons).
-            let kind = Self.quarantineKind(reason)
+            let kind = BufferStore.quarantineKind(reason)
             if state.quarantineKindsWarned.count < 256, state.quarantineKindsWarned.insert(kind).inserted {
                 logger.warning("payload quarantined (the first for this reason; later ones are logged at debug level)", metadata: [
                     "gateway": "\(config.gatewayID)", "topic": "\(Printable.clean(message.topic, maxLength: 200))", "reason": "\(reason)",
@@ -225,12 +225,6 @@ public final class IngestService: Service {
             quarantined.append(QuarantinedPayload(topic: message.topic, payload: message.payload, reason: reason, receivedAtMs: item.receivedAtMs))
         }
         return result
-    }
-
-    /// A reason without its particulars (the text before its first colon: "invalid JSON",
-    /// "invalid timestamp", "reading S/M"), so one log line stands for many alike.
-    static func quarantineKind(_ reason: String) -> String {
-        String(reason.prefix { $0 != ":" }.prefix(80))
     }
 
     /// The Sparkplug sessions the buffer kept from the last run, so the messages the broker held

@@ -22,6 +22,10 @@ public final class Uploader: Service {
     /// Replaced when `aggregator.token_file` changes (see `rereadTokenIfChanged`).
     private let currentClient: Mutex<SyncClient>
     private var client: SyncClient { currentClient.withLock { $0 } }
+    /// The quarantine's kinds of reason as last counted, with the quarantined total they were
+    /// counted at and when (counted again only when the total moved, at most every 10 s once
+    /// there are any).
+    private let quarantineKindsSeen = Mutex<(total: Int64, atMs: Int64, kinds: [Tributary_V1_QuarantineReason])>((-1, Int64.min / 2, []))
     /// The token file as last read, and when it was last looked at.
     private let tokenFileSeen: Mutex<(stamp: FileStamp?, checkedAt: ContinuousClock.Instant)>
     private let logger: Logger
@@ -179,6 +183,25 @@ public final class Uploader: Service {
         lastProblem = problem
     }
 
+    /// What the quarantine holds, by kind of reason, for the status: a GROUP BY over the
+    /// quarantine table, so counted again only when its total moved, at most every 10 s.
+    private func quarantineKinds(total: Int64) async -> [Tributary_V1_QuarantineReason] {
+        let now = MonotonicClock.nowMs()
+        let (seenTotal, atMs, kinds) = quarantineKindsSeen.withLock { $0 }
+        // The first quarantined payload is shown at once; later changes within 10 s.
+        guard total != seenTotal, now - atMs >= 10_000 || kinds.isEmpty else { return kinds }
+        let counted = (try? await blocking { [buffer] in try buffer.quarantineKinds() }) ?? []
+        let fresh = counted.map { k in
+            var reason = Tributary_V1_QuarantineReason()
+            reason.kind = k.kind
+            reason.count = UInt64(clamping: k.count)
+            reason.example = String(k.example.prefix(300))
+            return reason
+        }
+        quarantineKindsSeen.withLock { $0 = (total, now, fresh) }
+        return fresh
+    }
+
     /// Reads `aggregator.token_file` again when it changed (looked at once a second at most), so
     /// an operator rotates the gateway's token without a restart. A file that is gone or does not
     /// read is logged once, and the token read before stays in use.
@@ -318,6 +341,7 @@ public final class Uploader: Service {
         status.quarantinedTotal = UInt64(clamping: counters.quarantinedTotal)
         status.droppedTotal = UInt64(clamping: counters.droppedTotal)
         status.withheldTotal = stats.withheldTotal
+        status.quarantineReasons = await quarantineKinds(total: counters.quarantinedTotal)
         status.sealedBatches = UInt64(clamping: counters.sealedBatches)
         status.setAsideBatches = UInt64(clamping: counters.setAsideBatches)
         status.redeliveriesTotal = UInt64(clamping: counters.redeliveriesTotal)

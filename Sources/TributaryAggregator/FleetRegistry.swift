@@ -288,6 +288,12 @@ public final class FleetRegistry: Sendable {
                     view.sendRate = status.sendRate
                     view.lastError = status.lastError
                     view.lastErrorMs = status.lastErrorMs
+                    if !status.quarantineReasons.isEmpty {
+                        view.quarantineReasons = status.quarantineReasons.prefix(5).map {
+                            QuarantineReasonCount(kind: Printable.clean($0.kind, maxLength: 80), count: $0.count,
+                                                  example: Printable.clean($0.example, maxLength: 300))
+                        }
+                    }
                 }
                 views.append(view)
             }

@@ -15,6 +15,14 @@ extension Tributary_V1_GatewayStatus {
         var s = self
         s.agentVersion = Printable.clean(s.agentVersion, maxLength: 64)
         s.lastError = Printable.clean(s.lastError, maxLength: 512)
+        // Stored with the status, so bounded here: a few kinds of short text.
+        s.quarantineReasons = s.quarantineReasons.prefix(5).map { r in
+            var r = r
+            r.kind = Printable.clean(r.kind, maxLength: 80)
+            r.example = Printable.clean(r.example, maxLength: 300)
+            r.count = Swift.min(r.count, Self.maxCount)
+            return r
+        }
         for keyPath in [\Self.backlogReadings, \.backlogBytes, \.ingestedTotal, \.acknowledgedTotal, \.quarantinedTotal,
                         \.droppedTotal, \.sealedBatches, \.setAsideBatches, \.redeliveriesTotal, \.roundReadings, \.withheldTotal] {
             s[keyPath: keyPath] = Swift.min(s[keyPath: keyPath], Self.maxCount)

@@ -141,4 +141,27 @@ extension BufferStore {
             return result
         }
     }
+
+    /// A quarantine reason without its particulars: the text before its first colon ("invalid
+    /// JSON", "invalid timestamp", "reading S/M"), at most 80 characters. `quarantineKinds`
+    /// groups by the same rule in SQL.
+    public static func quarantineKind(_ reason: String) -> String {
+        String(reason.prefix { $0 != ":" }.prefix(80))
+    }
+
+    /// The kinds of reason the quarantine holds payloads for, most frequent first: each with its
+    /// count and its latest full reason.
+    public func quarantineKinds(limit: Int = 5) throws(SQLiteError) -> [(kind: String, count: Int64, example: String)] {
+        try db.withConnection { c throws(SQLiteError) in
+            var result: [(kind: String, count: Int64, example: String)] = []
+            try c.forEach("""
+                SELECT kind, n, (SELECT reason FROM quarantine WHERE id = latest) FROM (
+                    SELECT substr(reason, 1, min(instr(reason || ':', ':') - 1, 80)) AS kind, count(*) AS n, max(id) AS latest
+                    FROM quarantine GROUP BY kind ORDER BY n DESC, kind LIMIT ?)
+                """, [limit]) { row in
+                result.append((row.string(0) ?? "", row.int64(1), row.string(2) ?? ""))
+            }
+            return result
+        }
+    }
 }

@@ -94,9 +94,12 @@ public enum FleetRendering {
                 : "gateway \(HumanUnits.signedDuration(ms: g.clockSkewMs)) vs the aggregator (one-way estimate)"),
             "last error   " + (g.lastError.isEmpty ? "-" : "\(one(g.lastError)) (\(HumanUnits.duration(ms: now.saturatingMinus(g.aggregatorTime(g.lastErrorMs)))) ago)"),
             "chain        " + (g.chain.map { one(chain($0, nowMs: now)) } ?? "no batch yet"),
-            "",
-            "recent sync history (newest first):",
         ]
+        if let reasons = g.quarantineReasons, !reasons.isEmpty {
+            lines.append("quarantined, by reason (the gateway's buffer holds them; most frequent first):")
+            lines += reasons.map { "  \(HumanUnits.count($0.count))  \(one($0.kind)), e.g. \(one(String($0.example.prefix(120))))" }
+        }
+        lines += ["", "recent sync history (newest first):"]
         if detail.history.isEmpty { lines.append("  (none)") }
         let rows = detail.history.prefix(20).map { e -> [String] in
             [HumanUnits.duration(ms: now.saturatingMinus(e.atMs)) + " ago", e.kind.rawValue, e.batch.isEmpty ? "-" : e.batch,

@@ -73,6 +73,12 @@ struct SimulatorPipelineTests {
         let warned = harness.agentLog.split(separator: "\n").filter { $0.contains("the first for this reason") }.count
         let malformed = manifest.quarantined.values.reduce(0, +)
         #expect(warned >= 1 && warned < malformed, "\(warned) warnings for \(malformed) malformed payloads")
+        // The operator sees why, by kind, from the aggregator: `tributaryctl gateway ID`.
+        let reasons = try #require(try await harness.gateway()?.quarantineReasons, "the status carries the quarantine's reasons")
+        let counted = reasons.reduce(0) { $0 + $1.count }
+        #expect(!reasons.isEmpty && counted >= 1 && counted <= UInt64(malformed), "\(reasons)")
+        let detail = try await OperatorTests.ctl(harness, ["gateway", harness.gatewayID])
+        #expect(detail.output.contains("quarantined, by reason") && detail.output.contains(reasons[0].kind), "\(detail.output)")
         await harness.stop(agent, aggregator)
     }
 

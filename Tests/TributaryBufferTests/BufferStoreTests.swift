@@ -202,3 +202,23 @@ struct BufferStoreTests {
         #expect(try decoded.map { try $0.serializedBytes() as [UInt8] } == batches.map(\.payload))
     }
 }
+
+/// The quarantine's reasons, grouped by kind as the agent logs them and the fleet view shows them.
+@Suite("quarantine kinds")
+struct QuarantineKindTests {
+    @Test func kindsAreCountedMostFrequentFirstWithTheLatestExample() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let buffer = try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw")
+        defer { buffer.close() }
+        func q(_ reason: String) -> QuarantinedPayload { QuarantinedPayload(topic: "t", payload: [1], reason: reason, receivedAtMs: 1) }
+        try buffer.append([], quarantined: [q("invalid JSON: unexpected end"), q("invalid JSON: bad escape"), q("no subscription matches the topic"),
+                                            q("invalid timestamp: '2026-12-05T14:32:51' has no zone"), q("invalid JSON: trailing comma")])
+        let kinds = try buffer.quarantineKinds()
+        #expect(kinds.map(\.kind) == ["invalid JSON", "invalid timestamp", "no subscription matches the topic"])
+        #expect(kinds.map(\.count) == [3, 1, 1])
+        #expect(kinds[0].example == "invalid JSON: trailing comma", "the latest of its kind")
+        #expect(BufferStore.quarantineKind("invalid JSON: x") == "invalid JSON")
+        #expect(try buffer.quarantineKinds(limit: 1).count == 1)
+    }
+}

@@ -166,11 +166,36 @@ public nonisolated struct Tributary_V1_GatewayStatus: @unchecked Sendable {
     set {_uniqueStorage()._withheldTotal = newValue}
   }
 
+  /// The kinds of reason the buffer's quarantined payloads were kept for (the reason's text
+  /// before its first colon), most frequent first, at most 5: what an operator fixes first.
+  public var quarantineReasons: [Tributary_V1_QuarantineReason] {
+    get {_storage._quarantineReasons}
+    set {_uniqueStorage()._quarantineReasons = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One kind of quarantine reason: how many payloads the buffer holds for it, and the full reason
+/// of the latest, as an example.
+public nonisolated struct Tributary_V1_QuarantineReason: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: String = String()
+
+  public var count: UInt64 = 0
+
+  public var example: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// The four timestamps of one request/answer, as NTP uses them: the gateway's clock when it sent
@@ -200,7 +225,7 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GatewayStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0\u{3}quarantine_reasons\0")
 
   fileprivate class _StorageClass {
     var _gatewayID: String = String()
@@ -226,6 +251,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
     var _roundReadings: UInt64 = 0
     var _roundOldestMs: Int64 = 0
     var _withheldTotal: UInt64 = 0
+    var _quarantineReasons: [Tributary_V1_QuarantineReason] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -259,6 +285,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       _roundReadings = source._roundReadings
       _roundOldestMs = source._roundOldestMs
       _withheldTotal = source._withheldTotal
+      _quarantineReasons = source._quarantineReasons
     }
   }
 
@@ -300,6 +327,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._roundReadings) }()
         case 22: try { try decoder.decodeSingularInt64Field(value: &_storage._roundOldestMs) }()
         case 23: try { try decoder.decodeSingularUInt64Field(value: &_storage._withheldTotal) }()
+        case 24: try { try decoder.decodeRepeatedMessageField(value: &_storage._quarantineReasons) }()
         default: break
         }
       }
@@ -381,6 +409,9 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       if _storage._withheldTotal != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._withheldTotal, fieldNumber: 23)
       }
+      if !_storage._quarantineReasons.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._quarantineReasons, fieldNumber: 24)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -413,10 +444,51 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         if _storage._roundReadings != rhs_storage._roundReadings {return false}
         if _storage._roundOldestMs != rhs_storage._roundOldestMs {return false}
         if _storage._withheldTotal != rhs_storage._withheldTotal {return false}
+        if _storage._quarantineReasons != rhs_storage._quarantineReasons {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tributary_V1_QuarantineReason: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".QuarantineReason"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}count\0\u{1}example\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.count) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.example) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 1)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularUInt64Field(value: self.count, fieldNumber: 2)
+    }
+    if !self.example.isEmpty {
+      try visitor.visitSingularStringField(value: self.example, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tributary_V1_QuarantineReason, rhs: Tributary_V1_QuarantineReason) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.count != rhs.count {return false}
+    if lhs.example != rhs.example {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
