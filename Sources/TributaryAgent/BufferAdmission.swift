@@ -18,6 +18,10 @@ struct BufferAdmission: Sendable {
     let logger: Logger
     let reserve: DiskReserve
     private var lastReserveCheckMs: Int64 = 0
+    /// When a stopping agent gives up committing, for every group still queued: one deadline for
+    /// the whole stop, not one per group (with a full disk and a full queue, per-group deadlines
+    /// made a stop last minutes, past any service manager's stop timeout).
+    private var shutdownDeadlineMs: Int64?
     /// Readings given up because the buffer could not be written while shutting down.
     private(set) var abandonedOnShutdown = 0
 
@@ -92,14 +96,14 @@ struct BufferAdmission: Sendable {
     }
 
     /// Runs `write` (one group's commit of `readings` readings), retrying while the disk
-    /// refuses. While shutting down it gives up after `shutdownCommitMs` and says exactly what
-    /// was lost.
+    /// refuses. While shutting down it gives up once `shutdownCommitMs` have passed since the
+    /// stop first met a refusing disk, and says exactly what was lost.
     mutating func commit(readings: Int, isShuttingDown: () -> Bool, _ write: () throws(SQLiteError) -> Void) {
         var delay = 0.1
         var stalled = false
-        var shutdownDeadline: Int64?
+        var committed = false
         defer {
-            if stalled {
+            if stalled && committed {
                 stats.bufferFull = false
                 logger.notice("buffer writable again; reading from the broker", metadata: ["gateway": "\(gatewayID)"])
             }
@@ -107,6 +111,7 @@ struct BufferAdmission: Sendable {
         while true {
             do {
                 try write()
+                committed = true
                 retakeReserveNowAndThen(force: stalled)
                 return
             } catch {
@@ -123,8 +128,8 @@ struct BufferAdmission: Sendable {
                     // make room, so try a little longer, but never past a service manager's
                     // stop timeout (30 s in our unit); then give up and say exactly what.
                     let now = MonotonicClock.nowMs()
-                    let deadline = shutdownDeadline ?? now + Self.shutdownCommitMs
-                    shutdownDeadline = deadline
+                    let deadline = shutdownDeadlineMs ?? now + Self.shutdownCommitMs
+                    shutdownDeadlineMs = deadline
                     if now >= deadline {
                         abandonOnShutdown(readings)
                         return

@@ -12,6 +12,8 @@ final class RefusedSenders: Sendable {
     private let entries = Mutex<[String: RefusedSender]>([:])
     private let capacity: Int
     private let logger: Logger
+    /// News is logged at most once every 10 s: clients inventing ids must not flood the log.
+    private let logThrottle = LogThrottle()
 
     init(capacity: Int = 256, logger: Logger) {
         self.capacity = capacity
@@ -19,7 +21,8 @@ final class RefusedSenders: Sendable {
     }
 
     /// Records one refusal. The first refusal of a claimed id, and each change of its reason,
-    /// is logged (a warning: the gateway delivers nothing until an operator acts).
+    /// is logged (a warning: the gateway delivers nothing until an operator acts), one line
+    /// every 10 s at most, with how many such lines were held back.
     func record(claimed: String, reason: String, peer: String, atMs: Int64 = WallClock.nowMs()) {
         let claimed = Printable.clean(claimed, maxLength: 128)
         let reason = Printable.clean(reason, maxLength: 256)
@@ -39,10 +42,19 @@ final class RefusedSenders: Sendable {
             entries[claimed] = RefusedSender(claimedGateway: claimed, refusals: 1, lastReason: reason, lastPeer: peer, firstAtMs: atMs, lastAtMs: atMs)
             return true
         }
-        guard isNews else { return }
+        guard isNews, let held = logThrottle.admit("refused credentials") else { return }
         logger.warning("a gateway's credentials were refused; it delivers nothing until they are fixed", metadata: [
             "claimed_gateway": "\(claimed.isEmpty ? "(none given)" : claimed)", "reason": "\(reason)", "peer": "\(peer)",
+            "similar_held_back": "\(held)",
         ])
+    }
+
+    /// `gateway` proved who it is: it is no longer a refused sender (a fixed token shows at once,
+    /// not after `stale_after_seconds`).
+    func forget(_ gateway: String) {
+        entries.withLock { entries in
+            if entries[gateway] != nil { entries[gateway] = nil }
+        }
     }
 
     /// Refused within the last `withinMs`, most recent first.

@@ -24,7 +24,7 @@ public struct PayloadTimeZone: Sendable, Equatable, CustomStringConvertible {
             let digits = trimmed.dropFirst().filter { $0 != ":" }
             guard digits.count == 4 || digits.count == 2, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
                   let hours = Int(digits.prefix(2)), let minutes = Int(digits.count == 4 ? String(digits.suffix(2)) : "0"),
-                  hours <= 14, minutes < 60 else {
+                  minutes < 60, hours * 60 + minutes <= 14 * 60 else {
                 throw PayloadTimeZoneError(text: text, reason: "an offset is +HH:MM or -HH:MM, at most 14 hours")
             }
             kind = .offset(seconds: (first == "-" ? -1 : 1) * (hours * 3600 + minutes * 60))
@@ -49,8 +49,8 @@ public struct PayloadTimeZone: Sendable, Equatable, CustomStringConvertible {
 
     /// Ms since the epoch of a wall time in this zone; `wallMs` is its fields read as if they
     /// were UTC. Where the zone's clocks go back, a wall time that happens twice is taken as
-    /// the zone's rules map it (one of the two); where they go forward, one that never happens
-    /// is read with the offset before the change.
+    /// one of the two; where they go forward, one that never happens is read with one of the
+    /// two offsets (which, depends on the zone's rules).
     public func epochMs(ofWallTime wallMs: Int64) -> Int64 {
         switch kind {
         case .offset(let seconds):

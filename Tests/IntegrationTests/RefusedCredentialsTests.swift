@@ -66,6 +66,12 @@ struct RefusedCredentialsTests {
         try await eventually(timeout: .seconds(30), "the agent is ready again") {
             try await OperatorTests.get("http://127.0.0.1:\(statusPort)/readyz").status == 200
         }
+        // Once it proves who it is, it is no longer listed as refused, and check passes again.
+        try await eventually(timeout: .seconds(10), "the fixed gateway leaves the refused senders") {
+            (try await harness.fleet().refusedSenders ?? []).isEmpty
+        }
+        let fixedCheck = try await OperatorTests.ctl(harness, ["check"])
+        #expect(fixedCheck.code == 0, "\(fixedCheck.output)")
         await harness.stop(agent, aggregator)
     }
 

@@ -173,3 +173,12 @@ struct PayloadTimeZoneTests {
         #expect(try PayloadTimeZone("+05:45").description == "+05:45" && PayloadTimeZone("Z").description == "+00:00")
     }
 }
+
+@Suite("payload time zone bounds")
+struct PayloadTimeZoneBoundsTests {
+    @Test func offsetsStopAtFourteenHours() throws {
+        #expect(try PayloadTimeZone("+14:00").description == "+14:00")
+        #expect(try PayloadTimeZone("+08").description == "+08:00", "a whole-hour offset may omit its minutes")
+        #expect(throws: PayloadTimeZoneError.self) { try PayloadTimeZone("+14:59") }
+    }
+}

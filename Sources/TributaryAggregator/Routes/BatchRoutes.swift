@@ -72,8 +72,10 @@ struct BatchRoutes {
         }
         if result.outcome == .unauthorized {
             // Refused before its body was read, the request's claim is the agent's header.
-            if result.claimedGateway.isEmpty { result.claimedGateway = request.headers[HTTPField.Name(WireProtocol.gatewayHeader)!] ?? "" }
+            if result.claimedGateway.isEmpty { result.claimedGateway = request.headers[values: HTTPField.Name(WireProtocol.gatewayHeader)!].first ?? "" }
             ingestor.refusedSenders.record(claimed: result.claimedGateway, reason: result.ack.reason, peer: address)
+        } else if let authenticated, [.accepted, .duplicate, .heartbeat].contains(result.outcome) {
+            ingestor.refusedSenders.forget(authenticated)
         }
         audit.record(Self.auditEvent(result, authenticated: authenticated, credentialsRequired: credentials != .open, peer: address))
         var headers: HTTPFields = [.contentType: WireProtocol.protobufContentType]
