@@ -20,6 +20,9 @@ public struct RefusedSender: Codable, Sendable, Equatable {
         self.lastAtMs = lastAtMs
     }
 
+    /// The claimed id as tools show it.
+    public var shownGateway: String { claimedGateway.isEmpty ? "(no id given)" : claimedGateway }
+
     enum CodingKeys: String, CodingKey {
         case claimedGateway = "claimed_gateway"
         case refusals

@@ -26,8 +26,8 @@ public final class Uploader: Service {
     /// counted at and when (counted again only when the total moved, at most every 10 s once
     /// there are any).
     private let quarantineKindsSeen = Mutex<(total: Int64, atMs: Int64, kinds: [Tributary_V1_QuarantineReason])>((-1, Int64.min / 2, []))
-    /// The token file as last read, and when it was last looked at.
-    private let tokenFileSeen: Mutex<(stamp: FileStamp?, checkedAt: ContinuousClock.Instant)>
+    /// `aggregator.token_file`, reread when it changes.
+    private let tokenFileWatch: FileWatch?
     private let logger: Logger
     private let reserve: DiskReserve
     public static let agentVersion = "0.2.0"
@@ -44,7 +44,7 @@ public final class Uploader: Service {
         currentClient = Mutex(SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
                                          timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), observer: stats.sync,
                                          token: config.aggregator.token, gatewayID: config.gatewayID))
-        tokenFileSeen = Mutex((config.aggregator.tokenFile.flatMap(FileStamp.init), .now))
+        tokenFileWatch = config.aggregator.tokenFile.map { FileWatch(path: $0) }
     }
 
     public func run() async throws {
@@ -206,17 +206,9 @@ public final class Uploader: Service {
     /// an operator rotates the gateway's token without a restart. A file that is gone or does not
     /// read is logged once, and the token read before stays in use.
     private func rereadTokenIfChanged() {
-        guard let path = config.aggregator.tokenFile else { return }
-        let changed: FileStamp?? = tokenFileSeen.withLock { seen in
-            guard ContinuousClock.now - seen.checkedAt >= .seconds(1) else { return .none }
-            seen.checkedAt = .now
-            let stamp = FileStamp(path)
-            guard stamp != seen.stamp else { return .none }
-            seen.stamp = stamp
-            return .some(stamp)
-        }
-        guard case .some(let stamp) = changed else { return }
-        guard stamp != nil else {
+        guard let watch = tokenFileWatch, let change = watch.change() else { return }
+        let path = watch.path
+        guard change == .rewritten else {
             logger.error("aggregator.token_file is gone; keeping the token read before", metadata: ["file": "\(path)"])
             return
         }

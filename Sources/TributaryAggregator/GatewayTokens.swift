@@ -17,18 +17,12 @@ import TributaryCore
 public final class GatewayTokens: Sendable {
     public let path: String
     private let logger: Logger
-    private let state: Mutex<State>
 
     typealias Entry = GatewayTokenFile.Entry
 
-    private typealias Stamp = FileStamp
-
-    private struct State {
-        var entries: [Entry]
-        /// The version last looked at, good or not (so a broken file is reported once).
-        var seen: Stamp?
-        var checkedAt: ContinuousClock.Instant
-    }
+    /// The entries last read well; the file is reread when `watch` sees it change.
+    private let entries: Mutex<[Entry]>
+    private let watch: FileWatch
 
     public enum Authentication: Sendable, Equatable {
         case gateway(String)
@@ -42,11 +36,12 @@ public final class GatewayTokens: Sendable {
     public init(path: String, logger: Logger) throws(AggregatorStartError) {
         self.path = path
         self.logger = logger
-        let stamp = Stamp(path)
-        state = Mutex(State(entries: try Self.read(path), seen: stamp, checkedAt: .now))
+        // Watched from before the first read: an edit made meanwhile is seen next time.
+        watch = FileWatch(path: path)
+        entries = Mutex(try Self.read(path))
     }
 
-    public var count: Int { state.withLock { $0.entries.count } }
+    public var count: Int { entries.withLock { $0.count } }
 
     /// Which gateway the `Authorization` header speaks for. Every token is compared, each in
     /// the same time wherever it differs, so timing tells nothing about which one came close.
@@ -65,22 +60,19 @@ public final class GatewayTokens: Sendable {
 
     /// The entries, read again first when the file changed since the last look (a second ago or more).
     private func currentEntries() -> [Entry] {
-        let (entries, due, seen) = state.withLock { s in
-            let due = ContinuousClock.now - s.checkedAt >= .seconds(1)
-            if due { s.checkedAt = .now }
-            return (s.entries, due, s.seen)
-        }
-        guard due else { return entries }
-        let stamp = Stamp(path)
-        guard stamp != seen else { return entries }
-        state.withLock { $0.seen = stamp }
-        guard stamp != nil else {
+        let entries = self.entries.withLock { $0 }
+        switch watch.change() {
+        case nil:
+            return entries
+        case .gone:
             logger.error("gateway token file is gone; keeping the tokens read before", metadata: ["file": "\(path)"])
             return entries
+        case .rewritten:
+            break
         }
         do {
             let fresh = try Self.read(path)
-            state.withLock { $0.entries = fresh }
+            self.entries.withLock { $0 = fresh }
             logger.notice("gateway tokens reloaded", metadata: ["file": "\(path)", "gateways": "\(fresh.count)"])
             return fresh
         } catch {

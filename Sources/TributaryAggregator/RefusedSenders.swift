@@ -52,9 +52,7 @@ final class RefusedSenders: Sendable {
     /// `gateway` proved who it is: it is no longer a refused sender (a fixed token shows at once,
     /// not after `stale_after_seconds`).
     func forget(_ gateway: String) {
-        entries.withLock { entries in
-            if entries[gateway] != nil { entries[gateway] = nil }
-        }
+        entries.withLock { $0[gateway] = nil }
     }
 
     /// Refused within the last `withinMs`, most recent first.

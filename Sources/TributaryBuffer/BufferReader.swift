@@ -38,14 +38,9 @@ public final class BufferReader {
         return held
     }
 
-    /// The reasons payloads were quarantined for, each with how many, most frequent first.
-    public func quarantineReasons() throws(SQLiteError) -> [(reason: String, count: Int)] {
-        var reasons: [(reason: String, count: Int)] = []
-        try db.withConnection { c throws(SQLiteError) in
-            try c.forEach("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY n DESC, reason") { row in
-                reasons.append((row.string(0) ?? "", Int(row.int64(1))))
-            }
-        }
-        return reasons
+    /// The kinds of reason payloads were quarantined for, most frequent first (as the agent's
+    /// status reports them; see `BufferStore.quarantineKinds`).
+    public func quarantineKinds(limit: Int = 5) throws(SQLiteError) -> [QuarantineKind] {
+        try db.withConnection { c throws(SQLiteError) in try BufferStore.quarantineKinds(c, limit: limit) }
     }
 }

@@ -151,17 +151,28 @@ extension BufferStore {
 
     /// The kinds of reason the quarantine holds payloads for, most frequent first: each with its
     /// count and its latest full reason.
-    public func quarantineKinds(limit: Int = 5) throws(SQLiteError) -> [(kind: String, count: Int64, example: String)] {
-        try db.withConnection { c throws(SQLiteError) in
-            var result: [(kind: String, count: Int64, example: String)] = []
-            try c.forEach("""
-                SELECT kind, n, (SELECT reason FROM quarantine WHERE id = latest) FROM (
-                    SELECT substr(reason, 1, min(instr(reason || ':', ':') - 1, 80)) AS kind, count(*) AS n, max(id) AS latest
-                    FROM quarantine GROUP BY kind ORDER BY n DESC, kind LIMIT ?)
-                """, [limit]) { row in
-                result.append((row.string(0) ?? "", row.int64(1), row.string(2) ?? ""))
-            }
-            return result
-        }
+    public func quarantineKinds(limit: Int = 5) throws(SQLiteError) -> [QuarantineKind] {
+        try db.withConnection { c throws(SQLiteError) in try Self.quarantineKinds(c, limit: limit) }
     }
+
+    /// The query behind `quarantineKinds`, for the writer and `BufferReader` alike.
+    static func quarantineKinds(_ c: SQLiteConnection, limit: Int) throws(SQLiteError) -> [QuarantineKind] {
+        var result: [QuarantineKind] = []
+        try c.forEach("""
+            SELECT kind, n, (SELECT reason FROM quarantine WHERE id = latest) FROM (
+                SELECT substr(reason, 1, min(instr(reason || ':', ':') - 1, 80)) AS kind, count(*) AS n, max(id) AS latest
+                FROM quarantine GROUP BY kind ORDER BY n DESC, kind LIMIT ?)
+            """, [limit]) { row in
+            result.append(QuarantineKind(kind: row.string(0) ?? "", count: row.int64(1), example: row.string(2) ?? ""))
+        }
+        return result
+    }
+}
+
+/// One kind of quarantine reason (see `BufferStore.quarantineKind`): how many payloads the
+/// quarantine holds for it, and the latest full reason.
+public struct QuarantineKind: Sendable, Equatable {
+    public let kind: String
+    public let count: Int64
+    public let example: String
 }

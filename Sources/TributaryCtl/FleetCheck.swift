@@ -45,7 +45,7 @@ public struct FleetCheck: Sendable {
         }
         if refusedCredentialsAreCritical {
             for r in (view.refusedSenders ?? []).prefix(10) {
-                problems.append("gateway '\(r.claimedGateway.isEmpty ? "(no id given)" : r.claimedGateway)' (as it claims) refused for its credentials \(r.refusals) time(s), last from \(r.lastPeer): \(r.lastReason.prefix(120))")
+                problems.append("gateway '\(r.shownGateway)' (as it claims) refused for its credentials \(r.refusals) time(s), last from \(r.lastPeer): \(r.lastReason.prefix(120))")
             }
         }
         if sinkMustBeHealthy, view.admission.consecutiveSinkFailures > 0 {

@@ -29,7 +29,7 @@ public enum FleetRendering {
         }
         if let refused = view.refusedSenders, !refused.isEmpty {
             let first = refused[0]
-            lines.append("credentials  \(refused.count) gateway(s) refused for their credentials (401/403), e.g. \(one(first.claimedGateway.isEmpty ? "(no id given)" : first.claimedGateway)) from \(first.lastPeer): \(first.lastReason.prefix(80)); see `tributaryctl gateways`")
+            lines.append("credentials  \(refused.count) gateway(s) refused for their credentials (401/403), e.g. \(one(first.shownGateway)) from \(first.lastPeer): \(first.lastReason.prefix(80)); see `tributaryctl gateways`")
         }
         if t.fullBuffers > 0 { lines.append("buffer full  \(t.fullBuffers) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
         if t.withErrors > 0 { lines.append("errors       \(t.withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
@@ -45,7 +45,7 @@ public enum FleetRendering {
     public static func refusedSendersTable(_ view: FleetView) -> String {
         guard let refused = view.refusedSenders, !refused.isEmpty else { return "" }
         let rows = refused.map { r -> [String] in
-            [r.claimedGateway.isEmpty ? "(no id given)" : r.claimedGateway, HumanUnits.count(r.refusals),
+            [r.shownGateway, HumanUnits.count(r.refusals),
              HumanUnits.duration(ms: max(0, view.generatedAtMs - r.lastAtMs)) + " ago", r.lastPeer, String(r.lastReason.prefix(80))]
         }
         return Printable.lines("\nRefused for their credentials (401/403; the gateway ids are what the requests claimed, unauthenticated):\n"

@@ -45,8 +45,8 @@ struct RealDeviceTests {
             try await eventually("plug-8's message is quarantined, with the reason") {
                 try await fetchFleet(harness).view.gateways.first { $0.gatewayID == "gw-tasmota" }?.quarantinedTotal == 1
             }
-            let held = try BufferReader(path: config.bufferPath).quarantineReasons()
-            #expect(held.count == 1 && held[0].count == 1 && held[0].reason.contains("has no zone") && held[0].reason.contains("time_zone"),
+            let held = try BufferReader(path: config.bufferPath).quarantineKinds()
+            #expect(held.count == 1 && held[0].count == 1 && held[0].example.contains("has no zone") && held[0].example.contains("time_zone"),
                     "\(held)")
         }
     }
