@@ -18,6 +18,7 @@ struct BufferAdmission: Sendable {
     let logger: Logger
     let reserve: DiskReserve
     private var lastReserveCheckMs: Int64 = 0
+    private var lastHeadroomWarningMs: Int64 = Int64.min / 2
     /// When a stopping agent gives up committing, for every group still queued: one deadline for
     /// the whole stop, not one per group (with a full disk and a full queue, per-group deadlines
     /// made a stop last minutes, past any service manager's stop timeout).
@@ -135,7 +136,11 @@ struct BufferAdmission: Sendable {
                         return
                     }
                 } else if error.isDiskFull {
-                    waitForFreedSpace(isShuttingDown: isShuttingDown)
+                    if reserve.bytes > 0 {
+                        waitForHeadroom(isShuttingDown: isShuttingDown)
+                    } else {
+                        waitForFreedSpace(isShuttingDown: isShuttingDown)
+                    }
                 }
                 Thread.sleep(forTimeInterval: delay)
                 delay = min(delay * 2, isShuttingDown() ? 1 : 5)
@@ -143,31 +148,72 @@ struct BufferAdmission: Sendable {
         }
     }
 
-    /// After a full disk, waits until acknowledged batches freed pages inside the buffer file,
-    /// the disk has room again, or nothing more can be freed: retrying at once would only
-    /// fill what the reserve freed.
+    /// While the reserve file is not held (released on a full disk, or no room to take it at
+    /// start), ingest keeps half the room it stood for free instead (`DiskReserve.keptFree`):
+    /// it commits only while the buffer's headroom (free pages inside its file plus free space
+    /// on its disk) exceeds that by a group's worth, and otherwise waits until acknowledgements
+    /// free more. So the uploader can always record acknowledgements and the backlog drains.
+    /// (Before, ingest resumed as soon as the reserve was released, filled what it freed, and
+    /// the agent was wedged for good: every acknowledgement failed, every resend was answered
+    /// duplicate, and a restart did not help.) Returns at once while shutting down: what we
+    /// hold was acknowledged to the broker, and committing it into the kept room beats losing it.
+    mutating func waitForHeadroom(isShuttingDown: () -> Bool) {
+        guard reserve.bytes > 0, !reserve.isHeld, !retakeReserveNowAndThen(force: true) else { return }
+        let needed = reserve.keptFree + Self.groupRoom
+        guard reserve.headroomBytes(buffer: buffer) < needed else { return }
+        // Said once a minute at most: under traffic ingest may pause and resume with every
+        // acknowledged batch.
+        let now = MonotonicClock.nowMs()
+        let tell = now - lastHeadroomWarningMs >= 60_000
+        if tell { lastHeadroomWarningMs = now }
+        stats.bufferFull = true
+        var delay = 0.05
+        var headroom: Int64 = 0
+        while !isShuttingDown() {
+            if retakeReserveNowAndThen(force: true) { break }
+            headroom = reserve.headroomBytes(buffer: buffer)
+            if headroom >= needed { break }
+            if tell && delay == 0.05 {
+                let message = "buffer disk nearly full (\(headroom) bytes of room, \(reserve.keptFree) kept free for acknowledgements): "
+                    + "reading from the broker only as acknowledged batches free room"
+                logger.warning("\(message)", metadata: ["gateway": "\(gatewayID)", "path": "\(buffer.path)"])
+                stats.recordError(message)
+            }
+            Thread.sleep(forTimeInterval: delay)
+            delay = min(delay * 2, 1)
+        }
+        stats.bufferFull = false
+    }
+
+    /// Room one group's commit may take: ingest keeps this much above the reserve.
+    static let groupRoom: Int64 = 256 << 10
+
+    /// Without a disk reserve (`disk_reserve_bytes: 0`): after a full disk, waits until
+    /// acknowledged batches freed pages inside the buffer file, the disk has room again, or
+    /// nothing more can be freed.
     private func waitForFreedSpace(isShuttingDown: () -> Bool) {
-        let needed: Int64 = 256 << 10
         var delay = 0.05
         while !isShuttingDown() {
             let inFile = (try? buffer.freeBytesInFile()) ?? 0
             let onDisk = DiskReserve.availableBytes(near: buffer.path) ?? 0
             let nothingToFree = buffer.snapshot.sealedBatches == 0
-            if inFile >= needed || onDisk >= needed + reserve.bytes || nothingToFree { return }
+            if inFile >= Self.groupRoom || onDisk >= Self.groupRoom || nothingToFree { return }
             Thread.sleep(forTimeInterval: delay)
             delay = min(delay * 2, 1)
         }
     }
 
     /// Takes the disk reserve again once the disk has room for it: checked after a stall and
-    /// otherwise every few seconds (the uploader may have released it).
-    private mutating func retakeReserveNowAndThen(force: Bool) {
+    /// otherwise every few seconds (the uploader may have released it). True when it is held.
+    @discardableResult
+    private mutating func retakeReserveNowAndThen(force: Bool) -> Bool {
         let now = MonotonicClock.nowMs()
-        guard reserve.bytes > 0, force || now - lastReserveCheckMs >= 5000 else { return }
+        guard reserve.bytes > 0, force || now - lastReserveCheckMs >= 5000 else { return true }
         lastReserveCheckMs = now
-        guard !reserve.isHeld else { return }
-        guard let available = DiskReserve.availableBytes(near: buffer.path), available >= 2 * reserve.bytes, reserve.take() else { return }
+        guard !reserve.isHeld else { return true }
+        guard let available = DiskReserve.availableBytes(near: buffer.path), available >= 2 * reserve.bytes, reserve.take() else { return false }
         logger.notice("disk reserve restored", metadata: ["gateway": "\(gatewayID)", "reserve_bytes": "\(reserve.bytes)"])
+        return true
     }
 
     /// Shutting down while the buffer cannot be written: what was received from the broker

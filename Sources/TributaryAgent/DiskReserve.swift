@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TributaryBuffer
 import TributarySQLite
 
 #if canImport(Glibc)
@@ -10,9 +11,9 @@ import Glibc
 ///
 /// With the disk full, SQLite cannot even record an acknowledgement (a delete writes WAL
 /// frames, and the checkpoint that recycles the WAL may need to grow the file), so the buffer
-/// could never drain. Releasing this file gives those writes room; ingest then waits until
-/// acknowledged batches have freed pages inside the buffer file, and the reserve is taken
-/// again once the disk has room for it.
+/// could never drain. Releasing this file gives those writes room; from then on ingest keeps
+/// that much room free (see `headroomBytes`), and the file is taken again once the disk has
+/// room for it.
 struct DiskReserve {
     let path: String
     let bytes: Int64
@@ -33,6 +34,20 @@ struct DiskReserve {
             "gateway": "\(gateway)", "reserve_bytes": "\(bytes)",
         ])
     }
+
+    /// Room the buffer can still write into: free pages inside its file (reused without growing
+    /// it) plus free space on its disk. While the reserve file is released, ingest keeps this
+    /// above `keptFree`, so room stays free for acknowledgements. (The buffer has one SQLite connection, so its WAL is checkpointed
+    /// fully and reused from the start: transactions that reuse free pages need no new disk.)
+    func headroomBytes(buffer: BufferStore) -> Int64 {
+        let inFile = (try? buffer.freeBytesInFile()) ?? 0
+        return inFile + (Self.availableBytes(near: buffer.path) ?? 0)
+    }
+
+    /// What ingest leaves free while the reserve file is released: half its size. Recording an
+    /// acknowledgement takes a few pages, and a checkpoint grows the file by at most the WAL's
+    /// 1 MiB; the other half lets a small buffer go on working on a disk filled by others.
+    var keptFree: Int64 { bytes / 2 }
 
     var isHeld: Bool {
         guard bytes > 0, let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64 else { return false }

@@ -153,6 +153,7 @@ public final class IngestService: Service {
                 }
             }
             state.admission.waitForRoom(isShuttingDown: { queue.isShuttingDown })
+            state.admission.waitForHeadroom(isShuttingDown: { queue.isShuttingDown })
             let sessions = state.sessions.sparkplug.takeDefinitions()
             state.admission.commit(readings: readings.count, isShuttingDown: { queue.isShuttingDown }) { () throws(SQLiteError) in
                 try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries, sparkplugSessions: sessions,

@@ -107,13 +107,16 @@ public final class Uploader: Service {
                 await expire(olderThanHours: hours)
             }
             // Sealing needs disk space; when the disk is full, batches sealed earlier still go
-            // out, and their acknowledgements free the space.
-            do {
-                try await blocking { [buffer, config] in
-                    try buffer.sealDueBatches(maxReadings: config.aggregator.batchMaxReadings, maxAgeMs: config.aggregator.batchMaxAgeMs)
+            // out, and their acknowledgements free the space. With the reserve released, sealing
+            // (about as much freed as written) may go further into the room kept free than ingest.
+            if sealingHasRoom() {
+                do {
+                    try await blocking { [buffer, config] in
+                        try buffer.sealDueBatches(maxReadings: config.aggregator.batchMaxReadings, maxAgeMs: config.aggregator.batchMaxAgeMs)
+                    }
+                } catch {
+                    reportBufferTrouble("cannot seal batches", error)
                 }
-            } catch {
-                reportBufferTrouble("cannot seal batches", error)
             }
             let batches: [SealedBatch]
             do {
@@ -221,6 +224,10 @@ public final class Uploader: Service {
             stats.recordError(message)
             logger.error("\(message)", metadata: ["gateway": "\(config.gatewayID)"])
         }
+    }
+
+    private func sealingHasRoom() -> Bool {
+        reserve.bytes == 0 || reserve.isHeld || reserve.headroomBytes(buffer: buffer) >= reserve.keptFree / 2
     }
 
     private func reportBufferTrouble(_ what: String, _ error: any Error) {

@@ -258,6 +258,39 @@ struct FaultTests {
         await harness.stop(agent, aggregator)
     }
 
+    @Test("disk full while the aggregator is away and sensors keep sending: the reserve's room stays free, the backlog drains exactly",
+          .enabled(if: FaultTests.canMountTmpfs, "needs the right to mount a small tmpfs for the buffer (root with CAP_SYS_ADMIN)"))
+    func diskFullUnderTraffic() async throws {
+        let harness = try await ProcessHarness(
+            gatewayID: "gw-enospc-live", aggregatorSettings: Self.fast,
+            bufferSettings: ["max_bytes: 0", "queue_capacity: 50", "disk_reserve_bytes: 2m"])
+        let dataDir = harness.dir.file("agent")
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let mount = try ChildProcess(executable: "/bin/mount", arguments: ["-t", "tmpfs", "-o", "size=8m", "tmpfs", dataDir])
+        #expect(ProcessHarness.exitCode(await mount.wait()) == 0, "mount an 8 MiB tmpfs for the buffer")
+        defer {
+            _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: [dataDir]).waitUntilExit()
+            harness.dir.remove()
+        }
+        let agent = try await harness.startAgent()
+        let available = try #require(Self.availableBytes(dataDir))
+        try Data(count: Int(available) - (512 << 10)).write(to: URL(fileURLWithPath: dataDir + "/filler"))
+        // 60,000 readings, far more than the 512 KiB left plus the 2 MiB reserve. Before the fix,
+        // ingest went on into the released reserve until the disk was full again; on a buffer
+        // that filled its disk itself (attack round 5, 16 MiB), no acknowledgement could be
+        // recorded from then on: every resend answered duplicate, the backlog never drained,
+        // not even after a restart. Now ingest keeps room free and follows the acknowledgements.
+        let published = try harness.publish(12_000, rate: 3000)
+        try await eventually("the agent reports the full disk") { harness.agentLog.contains("released the disk reserve") }
+        let manifest = try await published.value
+        let aggregator = try await harness.startAggregator()
+        let report = try await harness.verifyWhenComplete(manifest, timeout: .seconds(120))
+        #expect(report.passed, "\(report)")
+        #expect(harness.agentLog.contains("buffer disk nearly full"), "ingest paused short of the room kept for acknowledgements")
+        #expect(try await harness.gateway()?.bufferFull == false)
+        await harness.stop(agent, aggregator)
+    }
+
     /// Whether this machine lets the tests mount a tmpfs (root in a VM does; many containers do not).
     static let canMountTmpfs: Bool = {
         guard getuid() == 0, let dir = try? TemporaryDirectory() else { return false }
