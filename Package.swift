@@ -157,7 +157,8 @@ let package = Package(
             name: "TributaryAggregator",
             dependencies: [
                 "TributaryRuntime", "TributaryCore", "TributaryWire", "TributarySQLite", "TributaryConfig", "TributaryClickHouse", "TributaryLogging",
-                "TributaryCrypto", "TributaryAdminAPI", "TributarySinks",
+                "TributaryCrypto", "TributaryAdminAPI", "TributarySinks", "TributarySync",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -173,6 +173,9 @@ public struct GatewayView: Codable, Sendable, Equatable {
     /// Why its buffer's quarantined payloads were kept, by kind, most frequent first (at most
     /// 5); nil from an agent or aggregator older than this field.
     public var quarantineReasons: [QuarantineReasonCount]?
+    /// The relays its batches came through, nearest the gateway first; nil when it reports
+    /// here directly (and from an aggregator older than relays).
+    public var via: [String]?
 
     public init(gatewayID: String) {
         self.gatewayID = gatewayID
@@ -230,6 +233,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         lastBatchMs = try c.decode(Int64.self, forKey: .lastBatchMs)
         chain = try c.decodeIfPresent(ChainView.self, forKey: .chain)
         quarantineReasons = try c.decodeIfPresent([QuarantineReasonCount].self, forKey: .quarantineReasons)
+        via = try c.decodeIfPresent([String].self, forKey: .via)
     }
 
     /// How far behind the gateway is: the age of its oldest unacknowledged reading. That time is
@@ -268,6 +272,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case lastErrorMs = "last_error_ms"
         case clockSkewMs = "clock_skew_ms"
         case quarantineReasons = "quarantine_reasons"
+        case via
         case roundTripMs = "round_trip_ms"
         case lastBatchMs = "last_batch_ms"
         case chain

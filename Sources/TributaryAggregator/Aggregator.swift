@@ -31,6 +31,9 @@ public final class Aggregator: Service, Sendable {
     private let audit: AuditLog
     private let gatewayTokens: GatewayTokens?
     private let closed = Mutex(false)
+    /// On a relay: its custody of what it has not forwarded, and the loop that forwards it.
+    public let spool: RelaySpool?
+    public let forwarder: UpstreamForwarder?
 
     public init(config: AggregatorConfig, logger: Logger) throws {
         self.config = config
@@ -45,10 +48,31 @@ public final class Aggregator: Service, Sendable {
         } catch {
             throw AggregatorStartError(message: "cannot create data_dir \(config.dataDirectory): \(error.localizedDescription)")
         }
-        sink = try config.sink.makeSink(clickHouse: config.clickHouse, logger: logger)
+        sink = config.keepsLocalCopy ? try config.sink.makeSink(clickHouse: config.clickHouse, logger: logger) : ForwardOnlySink()
         self.logger = logger
         registry = try FleetRegistry(path: config.dataDirectory + "/registry.sqlite")
-        ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, logger: logger)
+        var custody: RelayCustody?
+        if let upstream = config.upstream {
+            let spool: RelaySpool
+            do {
+                spool = try RelaySpool(path: config.spoolPath)
+            } catch {
+                throw AggregatorStartError(message: "cannot open the relay spool \(config.spoolPath): \(error)")
+            }
+            let forwarder = try UpstreamForwarder(spool: spool, settings: upstream, relayID: config.relayID, logger: logger)
+            self.spool = spool
+            self.forwarder = forwarder
+            custody = RelayCustody(spool: spool, config: config, forwarder: forwarder)
+            logger.info("relay: batches are kept in the spool and forwarded upstream", metadata: [
+                "relay_id": "\(config.relayID)", "upstream": "\(upstream.url)", "spool": "\(config.spoolPath)",
+                "spool_batches": "\(spool.snapshot.batches)", "local_copy": "\(config.keepsLocalCopy ? "\(sink)" : "none")",
+            ])
+        } else {
+            spool = nil
+            forwarder = nil
+        }
+        ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, relay: custody,
+                                 trustedRelays: config.trustedRelays, logger: logger)
         let token = try AdminToken.resolve(config.adminToken)
         logger.info("operator token for the admin API and /metrics", metadata: ["from": "\(token.origin)"])
         let gatewayTokens = try config.gatewayTokenFile.map { path throws(AggregatorStartError) in try GatewayTokens(path: path, logger: logger) }
@@ -157,6 +181,8 @@ public final class Aggregator: Service, Sendable {
             }
         }
         defer { watcher?.cancel() }
+        let forwarding = forwarder.map { forwarder in Task { await forwarder.run() } }
+        defer { forwarding?.cancel() }
         do {
             try await prepareSink()
             try await application.run()
@@ -177,6 +203,8 @@ public final class Aggregator: Service, Sendable {
         audit.flush()
         await sink.close()
         registry.close()
+        await forwarder?.shutdown()
+        spool?.close()
     }
 
     /// The routes, one collection per kind of client: gateways (batches), operators (the admin

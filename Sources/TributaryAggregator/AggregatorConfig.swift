@@ -34,7 +34,7 @@ public struct AggregatorConfig: Sendable {
     /// where the data goes: the SQLite file, or ClickHouse's scheme, host, port and database).
     /// Nil: whatever `sink` or `--sink` names.
     public var sinkAllowList: [SinkURL]?
-    public var sinkIsAllowed: Bool { sinkAllowList?.contains { $0.destination == sink.destination } ?? true }
+    public var sinkIsAllowed: Bool { !keepsLocalCopy || sinkAllowList?.contains { $0.destination == sink.destination } ?? true }
     /// The `tls:` section: HTTPS, and optionally gateway client certificates. Nil: plain HTTP.
     public var tls: ServerTLS?
     /// `audit.dir`: where the audit log's day files go. Default `<data_dir>/audit`.
@@ -46,6 +46,18 @@ public struct AggregatorConfig: Sendable {
     public var auditMaxBytes: Int64 = 20 << 30
     /// `text` (default) or `json`, one object per line.
     public var logFormat = LogFormat.text
+    /// `upstream:` (or `--upstream`): the next tier. Nil: this aggregator is the top of its tree.
+    public var upstream: Upstream?
+    /// `relay_id`: this relay's name in forwarded statuses and the next tier's tables. Default
+    /// the host name.
+    public var relayID = AggregatorConfig.hostName
+    /// `trusted_relays`: relay ids (proved by `gateway_auth` token or client certificate like a
+    /// gateway's) that may forward batches of other gateways. Empty: none.
+    public var trustedRelays: [String] = []
+    /// False with `sink: none`: a relay that keeps no copy of its own and only forwards.
+    public var keepsLocalCopy = true
+    /// Where a relay keeps what it has not forwarded yet.
+    public var spoolPath: String { dataDirectory + "/spool.sqlite" }
 
     /// The operator token: inline, or a file. The default file, `<data_dir>/admin-token`, is
     /// created with a random token on first start, so the admin API is never open by accident.
@@ -113,11 +125,13 @@ public struct AggregatorConfig: Sendable {
         public var dataDirectory: String?
         public var sink: String?
         public var logFormat: LogFormat?
-        public init(listen: String? = nil, dataDirectory: String? = nil, sink: String? = nil, logFormat: LogFormat? = nil) {
+        public var upstream: String?
+        public init(listen: String? = nil, dataDirectory: String? = nil, sink: String? = nil, logFormat: LogFormat? = nil, upstream: String? = nil) {
             self.listen = listen
             self.dataDirectory = dataDirectory
             self.sink = sink
             self.logFormat = logFormat
+            self.upstream = upstream
         }
     }
 
@@ -136,13 +150,14 @@ public struct AggregatorConfig: Sendable {
         let dataDirectory = overrides.dataDirectory ?? fileDataDirectory ?? "/var/lib/tributary-aggregator"
         var config = AggregatorConfig(listenHost: host, listenPort: port, dataDirectory: dataDirectory)
         let fileSink = try root.string("sink")
-        if let sinkText = overrides.sink ?? fileSink {
+        if let sinkText = overrides.sink ?? fileSink, sinkText != "none" {
             do {
                 config.sink = try SinkURL(sinkText)
             } catch {
                 throw ConfigError(file: overrides.sink == nil ? file : nil, key: "sink", message: error.description)
             }
         }
+        config.keepsLocalCopy = (overrides.sink ?? fileSink) != "none"
         if let s = try root.section("clickhouse") {
             try config.applyClickHouseSection(s)
         }
@@ -219,6 +234,7 @@ public struct AggregatorConfig: Sendable {
                 config.auditMaxBytes = bytes
             }
         }
+        try config.applyRelaySections(root, file: file, upstreamFlag: overrides.upstream, sinkText: overrides.sink ?? fileSink)
         let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
         config.logFormat = overrides.logFormat ?? fileLogFormat ?? .text
         try root.checkNoUnknownKeys()

@@ -43,9 +43,16 @@ public final class BatchIngestor: Sendable {
     public let metrics: AggregatorMetrics
     /// Who was refused for their credentials, by the gateway they claimed.
     let refusedSenders: RefusedSenders
+    /// On a relay: the spool that takes custody of each batch before it is answered.
+    let relay: RelayCustody?
+    /// `trusted_relays`: senders that may forward other gateways' batches.
+    let trustedRelays: [String]
 
-    public init(sink: any Sink, registry: FleetRegistry, limits: AggregatorConfig.Limits, metrics: AggregatorMetrics = .init(), logger: Logger) {
+    public init(sink: any Sink, registry: FleetRegistry, limits: AggregatorConfig.Limits, metrics: AggregatorMetrics = .init(),
+                relay: RelayCustody? = nil, trustedRelays: [String] = [], logger: Logger) {
         self.sink = sink
+        self.relay = relay
+        self.trustedRelays = trustedRelays
         self.metrics = metrics
         self.registry = registry
         self.limits = limits
@@ -133,7 +140,8 @@ public final class BatchIngestor: Sendable {
             }
             claimed = request.status.gatewayID
             try checkStatus(request)
-            if let authenticatedGateway, !Self.sameID(request.status.gatewayID, authenticatedGateway) {
+            try checkPath(request.status.via, authenticatedSender: authenticatedGateway)
+            if let authenticatedGateway, !isTrustedRelay(authenticatedGateway), !Self.sameID(request.status.gatewayID, authenticatedGateway) {
                 // Not recorded in the registry: the claimed gateway did not send it. 403: the
                 // agent keeps its batches and retries (its token or id is misconfigured).
                 throw RequestError(status: 403, reason: "the credentials are gateway \(authenticatedGateway)'s; the request speaks for '\(Printable.clean(request.status.gatewayID, maxLength: 64))'")
@@ -168,7 +176,7 @@ public final class BatchIngestor: Sendable {
         let readings: [Reading]
         do throws(RequestError) {
             readings = try checkBatch(request)
-            if let authenticatedGateway, let other = readings.first(where: { !Self.sameID($0.gatewayID, authenticatedGateway) }) {
+            if let authenticatedGateway, let other = readings.first(where: { !Self.sameID($0.gatewayID, isTrustedRelay(authenticatedGateway) ? status.gatewayID : authenticatedGateway) }) {
                 // 422, not 403: this batch can never be taken, so the agent sets it aside and
                 // goes on with its later ones (on a 403 it would retry it forever, holding them back).
                 throw RequestError(status: 422, reason: "the batch carries readings of gateway '\(Printable.clean(other.gatewayID, maxLength: 64))'; gateway \(authenticatedGateway) may send only its own")
@@ -193,10 +201,27 @@ public final class BatchIngestor: Sendable {
                          retryAfterMs: 5000, receivedAtMs: receivedAtMs)
         }
         let digest = Digest.fnv1a64(batchBytes)
+        // A relay takes custody first: once the spool holds the batch it reaches the upstream,
+        // whatever becomes of this request. A resend finds it there (duplicate) and is still
+        // written to the local sink if the first attempt did not get that far.
+        var spooled: RelaySpool.Taken?
+        if let relay {
+            switch await relay.take(request, identity: identity, digest: digest, batchBytes: batchBytes, readings: readings.count, receivedAtMs: receivedAtMs) {
+            case .taken(let taken):
+                spooled = taken
+            case .refused(let status, let reason, let retryAfterMs):
+                if status == 409 { await recordStatus(request.status, .rejected(identity, reason: reason), receivedAtMs: receivedAtMs) }
+                return reply(status, status == 409 ? .rejected : .retry, identity: identity, reason: reason, retryAfterMs: retryAfterMs, receivedAtMs: receivedAtMs)
+            }
+        }
         let result: SinkWriteResult
         do {
             let batch = IncomingBatch(identity: identity, readings: readings, digest: digest, receivedAtMs: receivedAtMs)
-            result = try await metrics.sinkWriteSeconds.time { () async throws(SinkError) in try await sink.write(batch) }
+            if let spooled, relay?.keepsLocalCopy == false {
+                result = spooled == .stored ? .accepted : .duplicate
+            } else {
+                result = try await metrics.sinkWriteSeconds.time { () async throws(SinkError) in try await sink.write(batch) }
+            }
         } catch {
             // Back off harder while the sink stays down: 1 s, 2 s, 4 s ... 30 s.
             let failures = inFlight.withLock { f in
@@ -245,6 +270,36 @@ public final class BatchIngestor: Sendable {
     }
 
     // MARK: checks
+
+    private func isTrustedRelay(_ sender: String) -> Bool {
+        trustedRelays.contains { Self.sameID($0, sender) }
+    }
+
+    /// The relays a request passed through (`status.via`): bounded, printable; named last by a
+    /// trusted relay that sends it, empty from a gateway that proved itself; and on a relay,
+    /// neither through this relay already (a loop) nor longer than `upstream.max_hops`. 422: the
+    /// sender sets the batch aside, so a loop stops at the first turn, not in a storm.
+    private func checkPath(_ via: [String], authenticatedSender: String?) throws(RequestError) {
+        guard via.count <= 64, via.allSatisfy(AggregatorConfig.isRelayID) else {
+            throw RequestError(status: 400, reason: "status.via holds more than 64 relays or a relay id that is not 1-128 printable characters")
+        }
+        if let sender = authenticatedSender {
+            if isTrustedRelay(sender) {
+                guard let last = via.last, Self.sameID(last, sender) else {
+                    throw RequestError(status: 403, reason: "relay \(sender) must name itself last in status.via")
+                }
+            } else if !via.isEmpty {
+                throw RequestError(status: 403, reason: "\(sender) forwards for other gateways but is not in this aggregator's trusted_relays")
+            }
+        }
+        guard let relay else { return }
+        if via.contains(where: { Self.sameID($0, relay.relayID) }) {
+            throw RequestError(status: 422, reason: "loop: this request already passed through relay \(relay.relayID) (via \(via.joined(separator: " -> "))); check the upstream settings of the relays on that path")
+        }
+        if via.count >= relay.maxHops {
+            throw RequestError(status: 422, reason: "the request passed through \(via.count) relays (via \(via.joined(separator: " -> "))); upstream.max_hops here is \(relay.maxHops)")
+        }
+    }
 
     /// Byte for byte: String equality would take two Unicode spellings of one id as the same,
     /// which the sink and its ledger would not.

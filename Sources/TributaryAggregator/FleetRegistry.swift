@@ -288,6 +288,9 @@ public final class FleetRegistry: Sendable {
                     view.sendRate = status.sendRate
                     view.lastError = status.lastError
                     view.lastErrorMs = status.lastErrorMs
+                    if !status.via.isEmpty {
+                        view.via = status.via.prefix(64).map { Printable.clean($0, maxLength: 128) }
+                    }
                     if !status.quarantineReasons.isEmpty {
                         view.quarantineReasons = status.quarantineReasons.prefix(5).map {
                             QuarantineReasonCount(kind: Printable.clean($0.kind, maxLength: 80), count: $0.count,

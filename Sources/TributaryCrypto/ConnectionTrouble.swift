@@ -15,6 +15,7 @@ public enum ConnectionTrouble {
         }
 
         public static let agent = Settings(caFile: "aggregator.tls.ca_file", clientCertificate: "aggregator.tls.cert_file and key_file")
+        public static let relay = Settings(caFile: "upstream.tls.ca_file", clientCertificate: "upstream.tls.cert_file and key_file")
         public static let tool = Settings(caFile: "--ca-file (or TRIBUTARY_CA_FILE)", clientCertificate: "a client certificate")
     }
 

@@ -55,10 +55,12 @@ public enum FleetRendering {
     /// One row per gateway, in the order given (all of them, by id, when nil).
     public static func gatewaysTable(_ view: FleetView, rows gateways: [GatewayView]? = nil) -> String {
         let now = view.generatedAtMs
-        let header = ["GATEWAY", "STATE", "LAST SEEN", "LAG", "BACKLOG", "INGEST", "SYNCED", "QUARANTINED", "DROPPED", "SET ASIDE", "SKEW", "LAST ERROR"]
-        let rows = (gateways ?? view.gateways).map { g -> [String] in
-            [
-                g.gatewayID,
+        let shown = gateways ?? view.gateways
+        // Behind relays (a tiered fleet), the relay path each gateway's batches came by.
+        let relayed = shown.contains { !($0.via ?? []).isEmpty }
+        let header = ["GATEWAY"] + (relayed ? ["VIA"] : []) + ["STATE", "LAST SEEN", "LAG", "BACKLOG", "INGEST", "SYNCED", "QUARANTINED", "DROPPED", "SET ASIDE", "SKEW", "LAST ERROR"]
+        let rows = shown.map { g -> [String] in
+            [g.gatewayID] + (relayed ? [(g.via ?? []).isEmpty ? "-" : g.via!.joined(separator: ">")] : []) + [
                 state(g),
                 lastSeen(g, nowMs: now),
                 g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) : "-",

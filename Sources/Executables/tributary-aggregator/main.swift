@@ -25,10 +25,16 @@ struct AggregatorCommand: AsyncParsableCommand {
     var dataDir: String?
 
     @Option(name: .long, help: ArgumentHelp(
-        "Sink (overrides sink; default sqlite:<data_dir>/sink.sqlite).",
+        "Sink (overrides sink; default sqlite:<data_dir>/sink.sqlite; none: a relay that only forwards).",
         discussion: "sqlite:PATH, or clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE] (clickhouse+https:// for TLS).",
         valueName: "url"))
     var sink: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "The next tier's aggregator: makes this aggregator a relay (overrides upstream.url).",
+        discussion: "A relay keeps what it accepts in its spool (and its sink, unless sink: none) and forwards it verbatim.",
+        valueName: "url"))
+    var upstream: String?
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
@@ -39,7 +45,7 @@ struct AggregatorCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let settings = try AggregatorConfig.load(
-                file: configFile, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink, logFormat: logFormat))
+                file: configFile, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink, logFormat: logFormat, upstream: upstream))
             settings.logFormat.bootstrap()
             var logger = Logger(label: "tributary-aggregator")
             logger.logLevel = logLevel

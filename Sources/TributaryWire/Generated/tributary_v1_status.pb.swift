@@ -173,6 +173,15 @@ public nonisolated struct Tributary_V1_GatewayStatus: @unchecked Sendable {
     set {_uniqueStorage()._quarantineReasons = newValue}
   }
 
+  /// The relays this status (and the batch it came with) passed through on its way here,
+  /// nearest the gateway first; empty when the gateway reports directly. Each relay appends its
+  /// relay_id when it forwards; a relay refuses a request that already names it (a loop) or
+  /// names more than its upstream.max_hops. The agent never sets it.
+  public var via: [String] {
+    get {_storage._via}
+    set {_uniqueStorage()._via = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -225,7 +234,7 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GatewayStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0\u{3}quarantine_reasons\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0\u{3}quarantine_reasons\0\u{1}via\0")
 
   fileprivate class _StorageClass {
     var _gatewayID: String = String()
@@ -252,6 +261,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
     var _roundOldestMs: Int64 = 0
     var _withheldTotal: UInt64 = 0
     var _quarantineReasons: [Tributary_V1_QuarantineReason] = []
+    var _via: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -286,6 +296,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       _roundOldestMs = source._roundOldestMs
       _withheldTotal = source._withheldTotal
       _quarantineReasons = source._quarantineReasons
+      _via = source._via
     }
   }
 
@@ -328,6 +339,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         case 22: try { try decoder.decodeSingularInt64Field(value: &_storage._roundOldestMs) }()
         case 23: try { try decoder.decodeSingularUInt64Field(value: &_storage._withheldTotal) }()
         case 24: try { try decoder.decodeRepeatedMessageField(value: &_storage._quarantineReasons) }()
+        case 25: try { try decoder.decodeRepeatedStringField(value: &_storage._via) }()
         default: break
         }
       }
@@ -412,6 +424,9 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       if !_storage._quarantineReasons.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._quarantineReasons, fieldNumber: 24)
       }
+      if !_storage._via.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._via, fieldNumber: 25)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -445,6 +460,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         if _storage._roundOldestMs != rhs_storage._roundOldestMs {return false}
         if _storage._withheldTotal != rhs_storage._withheldTotal {return false}
         if _storage._quarantineReasons != rhs_storage._quarantineReasons {return false}
+        if _storage._via != rhs_storage._via {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -1,0 +1,176 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import TributaryCore
+import TributaryCrypto
+import TributaryRuntime
+import TributarySync
+import TributaryWire
+
+/// Drains a relay's spool to its upstream: the oldest batches first, the gateways taking turns,
+/// each sent verbatim with its gateway's status (this relay appended to `via`). A batch leaves
+/// the spool only when the upstream answered accepted or duplicate; 429, 503, timeouts and
+/// connection failures are retried with the agent's AIMD window and jittered backoff; a batch
+/// the upstream refuses for good (4xx: a loop, too many hops, a conflict) is set aside in the
+/// spool, counted and logged, and never blocks the rest.
+public final class UpstreamForwarder: Sendable {
+    /// What the upstream link looks like, for metrics and the fleet view.
+    public struct State: Sendable, Equatable {
+        /// The last request was answered (any answer); false after a connection failure or timeout.
+        public var reachable = false
+        public var lastError = ""
+        public var lastContactMs: Int64 = 0
+        public var setAsideTotal: UInt64 = 0
+    }
+
+    private let spool: RelaySpool
+    private let settings: AggregatorConfig.Upstream
+    private let relayID: String
+    private let client: SyncClient
+    private let http: HTTPClient
+    private let logger: Logger
+    private let state = Mutex(State())
+    /// Answers from the upstream, by outcome, and their times.
+    public let stats = SyncStats()
+
+    public init(spool: RelaySpool, settings: AggregatorConfig.Upstream, relayID: String, logger: Logger) throws(AggregatorStartError) {
+        self.spool = spool
+        self.settings = settings
+        self.relayID = relayID
+        self.logger = logger
+        var configuration = HTTPClient.Configuration()
+        // A refused connection comes back at once, so this loop's own backoff decides the retry.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(Int64(min(settings.requestTimeoutSeconds, 5)))
+        if let tls = settings.tls {
+            do {
+                configuration.tlsConfiguration = try TLSFiles.client(caFile: tls.caFile, certificateFile: tls.certificateFile,
+                                                                     keyFile: tls.keyFile, keyPrefix: "upstream.tls")
+            } catch {
+                throw AggregatorStartError(message: error.description)
+            }
+        }
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        var client = SyncClient(http: http, url: settings.url, encoding: settings.compression,
+                                timeout: .seconds(Int64(settings.requestTimeoutSeconds)), observer: stats,
+                                token: settings.token, gatewayID: relayID)
+        client.troubleSettings = .relay
+        self.client = client
+    }
+
+    public var upstream: State { state.withLock { $0 } }
+
+    /// Forwards until cancelled.
+    public func run() async {
+        var backoff = Backoff(initialMs: settings.retryInitialMs, maxMs: settings.retryMaxMs)
+        var window = InFlightWindow(limit: settings.maxInFlightBatches)
+        var troubleLogged = ""
+        while !Task.isCancelled {
+            let entries: [RelaySpool.Entry]
+            do {
+                entries = try await blocking { [spool, window] in try spool.oldest(limit: window.size) }
+            } catch {
+                logger.error("cannot read the relay spool", metadata: ["path": "\(spool.path)", "error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+                continue
+            }
+            guard !entries.isEmpty else {
+                try? await Task.sleep(for: .milliseconds(50))
+                continue
+            }
+            let outcomes = await withTaskGroup(of: (Int, SyncClient.Outcome).self) { group in
+                for (index, entry) in entries.enumerated() {
+                    group.addTask { (index, await self.forward(entry)) }
+                }
+                var outcomes = [SyncClient.Outcome?](repeating: nil, count: entries.count)
+                for await (index, outcome) in group { outcomes[index] = outcome }
+                return outcomes.map { $0! }
+            }
+            var retryAfterMs: Int?
+            for (entry, outcome) in zip(entries, outcomes) {
+                do {
+                    retryAfterMs = try await settle(entry, outcome, retryAfterMs: retryAfterMs, troubleLogged: &troubleLogged)
+                } catch {
+                    // The upstream has it, or will be asked again: a resend is answered duplicate.
+                    logger.error("cannot record what the upstream answered; the batch will be sent again", metadata: [
+                        "batch": "\(entry.identity)", "error": "\(error)"])
+                    retryAfterMs = retryAfterMs ?? 1000
+                }
+            }
+            if let retryAfterMs {
+                window.congestedRound()
+                try? await Task.sleep(for: .milliseconds(backoff.next(floorMs: retryAfterMs)))
+            } else {
+                if entries.count == window.size { window.acknowledgedRound() }
+                backoff.reset()
+            }
+        }
+    }
+
+    private func forward(_ entry: RelaySpool.Entry) async -> SyncClient.Outcome {
+        var request = Tributary_V1_SyncRequest()
+        do {
+            request.batch = try Tributary_V1_Batch(serializedBytes: entry.batch)
+            request.status = try Tributary_V1_GatewayStatus(serializedBytes: entry.status)
+        } catch {
+            return .rejected(reason: "the spooled batch does not decode: \(error)")
+        }
+        request.status.via.append(relayID)
+        return await client.send(request, expecting: entry.identity)
+    }
+
+    /// Records the answer; returns the retry floor when the batch must be sent again.
+    private func settle(_ entry: RelaySpool.Entry, _ outcome: SyncClient.Outcome, retryAfterMs: Int?,
+                        troubleLogged: inout String) async throws -> Int? {
+        let now = WallClock.nowMs()
+        switch outcome {
+        case .acknowledged:
+            try await blocking { [spool] in try spool.forwarded(entry) }
+            state.withLock { s in
+                s.reachable = true
+                s.lastContactMs = now
+                if !s.lastError.isEmpty { s.lastError = "" }
+            }
+            if !troubleLogged.isEmpty {
+                logger.notice("upstream takes batches again", metadata: ["upstream": "\(settings.url)"])
+                troubleLogged = ""
+            }
+            return retryAfterMs
+        case .retry(let afterMs, let reason):
+            state.withLock { s in
+                s.reachable = !reason.hasPrefix("aggregator unreachable")
+                s.lastError = reason
+                if s.reachable { s.lastContactMs = now }
+            }
+            if reason != troubleLogged {
+                logger.warning("upstream does not take batches now; the spool keeps them", metadata: [
+                    "upstream": "\(settings.url)", "reason": "\(reason)", "spool_batches": "\(spool.snapshot.batches)"])
+                troubleLogged = reason
+            }
+            try? await blocking { [spool] in try spool.recordAttempt(entry, error: reason) }
+            return max(retryAfterMs ?? 0, afterMs)
+        case .rejected(let reason), .identityTaken(let reason):
+            try await blocking { [spool] in try spool.setAside(entry, reason: reason) }
+            state.withLock { s in
+                s.reachable = true
+                s.lastError = reason
+                s.lastContactMs = now
+                s.setAsideTotal += 1
+            }
+            logger.error("upstream refused a batch for good; set aside in the relay spool", metadata: [
+                "batch": "\(entry.identity)", "readings": "\(entry.readings)", "reason": "\(reason)", "spool": "\(spool.path)"])
+            return retryAfterMs
+        }
+    }
+
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+}
+
+/// Runs blocking SQLite work off Swift's cooperative pool.
+private func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await NIOThreadPool.singleton.runIfActive { try work() }
+}

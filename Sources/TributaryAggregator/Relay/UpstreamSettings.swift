@@ -1,0 +1,94 @@
+import Foundation
+import TributaryConfig
+import TributaryCore
+import TributaryWire
+
+extension AggregatorConfig {
+    /// The `upstream:` section: an aggregator with one is a relay. It keeps each batch it
+    /// accepts in its spool (and in its own sink, unless `sink: none`) and forwards it, verbatim,
+    /// to the next tier: the same keys as the agent's `aggregator:` section, plus the spool's.
+    public struct Upstream: Sendable {
+        /// The next tier's aggregator (or relay), http:// or https://.
+        public var url: String
+        /// This relay's token at the next tier, from `token_file`. The next tier lists this
+        /// relay's id in its `trusted_relays` (and, with `gateway_auth`, its token under that id).
+        public var token: String?
+        public var tokenFile: String?
+        /// `tls`: `ca_file`, `cert_file`, `key_file`, as the agent's `aggregator.tls`.
+        public var tls: ClientTLSFiles?
+        /// Past this many bytes of batches waiting in the spool, gateways are answered 429
+        /// (503 while the upstream is down), so the backlog waits in their own buffers. Default 10 GiB.
+        public var maxSpoolBytes: Int64 = 10 << 30
+        /// A request that passed through more relays than this is refused (422). Default 8.
+        public var maxHops = 8
+        /// An unforwarded batch older than this is shown as lagging (`tributaryctl check`, the
+        /// alert). Default 600.
+        public var maxAgeSeconds = 600
+        /// Batches forwarded at once, at most; the relay adapts within this (AIMD), as an agent does.
+        public var maxInFlightBatches = 8
+        public var requestTimeoutSeconds = 30
+        public var retryInitialMs = 200
+        public var retryMaxMs = 30_000
+        public var compression = ContentEncoding.zstd
+
+        public init(url: String) { self.url = url }
+    }
+
+    /// The host name: a relay's default `relay_id`.
+    static var hostName: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "relay" }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? "relay" : name
+    }
+
+    /// `upstream:`, `relay_id:` and `trusted_relays:`, and `sink: none` (a relay that only forwards).
+    mutating func applyRelaySections(_ root: ConfigSection, file: String?, upstreamFlag: String?, sinkText: String?) throws(ConfigError) {
+        if let ids = try root.strings("trusted_relays") {
+            for (index, id) in ids.enumerated() where !Self.isRelayID(id) {
+                throw ConfigError(file: file, key: "trusted_relays[\(index)]", message: "'\(Printable.clean(id, maxLength: 64))' is not a relay id (1-128 printable characters, no spaces)")
+            }
+            trustedRelays = ids
+        }
+        let section = try root.section("upstream")
+        let fileURL = try section?.string("url")
+        if let text = try root.string("relay_id") {
+            guard Self.isRelayID(text) else { throw ConfigError(file: file, key: "relay_id", message: "'\(Printable.clean(text, maxLength: 64))' is not a relay id (1-128 printable characters, no spaces)") }
+            relayID = text
+        }
+        guard let url = upstreamFlag ?? fileURL else {
+            if section != nil { throw ConfigError(file: file, key: "upstream.url", message: "required: the next tier's aggregator, http(s)://HOST:PORT") }
+            if sinkText == "none" { throw ConfigError(file: file, key: "sink", message: "'none' is for a relay (an upstream: section or --upstream), which forwards what it takes; an aggregator without an upstream needs a sink") }
+            return
+        }
+        guard url.hasPrefix("http://") || url.hasPrefix("https://"), URL(string: url)?.host != nil else {
+            throw ConfigError(file: upstreamFlag == nil ? file : nil, key: "upstream.url", message: "'\(url)' is not an http:// or https:// URL")
+        }
+        var upstream = Upstream(url: url.hasSuffix("/") ? String(url.dropLast()) : url)
+        if let s = section {
+            upstream.token = try s.secret("token_file", .token(minLength: 16))
+            upstream.tokenFile = try s.string("token_file")
+            if let t = try s.section("tls") {
+                guard url.hasPrefix("https://") else { throw s.error("tls", "the url \(url) is not https://, so this section would not be used") }
+                upstream.tls = try t.clientTLSFiles()
+            }
+            if let bytes = try s.bytes("max_spool_bytes") {
+                guard bytes >= 1 << 20 else { throw s.error("max_spool_bytes", "at least 1 MiB") }
+                upstream.maxSpoolBytes = bytes
+            }
+            upstream.maxHops = try s.int("max_hops", range: 1...64) ?? upstream.maxHops
+            upstream.maxAgeSeconds = try s.int("max_age_seconds", range: 1...86_400 * 30) ?? upstream.maxAgeSeconds
+            upstream.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...256) ?? upstream.maxInFlightBatches
+            upstream.requestTimeoutSeconds = try s.int("request_timeout_seconds", range: 1...600) ?? upstream.requestTimeoutSeconds
+            upstream.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? upstream.retryInitialMs
+            upstream.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? upstream.retryMaxMs
+            upstream.compression = try s.choice("compression", of: ContentEncoding.self) ?? upstream.compression
+        }
+        self.upstream = upstream
+    }
+
+    /// Relay ids travel in every forwarded status and are shown in tables: printable, bounded.
+    static func isRelayID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 128 && id.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && !CharacterSet.controlCharacters.contains($0) }
+    }
+}
