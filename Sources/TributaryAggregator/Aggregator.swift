@@ -63,6 +63,10 @@ public final class Aggregator: Service, Sendable {
             self.spool = spool
             self.forwarder = forwarder
             custody = RelayCustody(spool: spool, config: config, forwarder: forwarder)
+            if spool.requeuedAtStart > 0 {
+                logger.warning("batches the upstream refused last run are tried again", metadata: [
+                    "batches": "\(spool.requeuedAtStart)", "spool": "\(config.spoolPath)"])
+            }
             logger.info("relay: batches are kept in the spool and forwarded upstream", metadata: [
                 "relay_id": "\(config.relayID)", "upstream": "\(upstream.url)", "spool": "\(config.spoolPath)",
                 "spool_batches": "\(spool.snapshot.batches)", "local_copy": "\(config.keepsLocalCopy ? "\(sink)" : "none")",
@@ -182,14 +186,20 @@ public final class Aggregator: Service, Sendable {
         }
         defer { watcher?.cancel() }
         let forwarding = forwarder.map { forwarder in Task { await forwarder.run() } }
-        defer { forwarding?.cancel() }
+        // The forwarder stops before the spool closes: what it was sending stays spooled.
+        func stopForwarding() async {
+            forwarding?.cancel()
+            await forwarding?.value
+        }
         do {
             try await prepareSink()
             try await application.run()
         } catch {
+            await stopForwarding()
             await close()
             throw error
         }
+        await stopForwarding()
         await close()
     }
 

@@ -127,7 +127,7 @@ struct TierTests {
         await harness.stop(agent, relay, proxy, top)
     }
 
-    @Test("a loop (relay A's upstream is B and B's is A) is refused with a clear reason and no traffic storm; nothing is lost: it waits set aside")
+    @Test("a loop (relay A's upstream is B and B's is A) is refused with a clear reason and no traffic storm; nothing is lost: it waits set aside, and goes on once the loop is fixed")
     func loopRefused() async throws {
         let harness = try await ProcessHarness(gatewayID: "gw-loop", aggregatorSettings: Self.fast, proxied: true)
         defer { harness.dir.remove() }
@@ -152,7 +152,67 @@ struct TierTests {
         #expect(requestsToA == setAside, "one refused request per batch")
         #expect(b.log.contains("loop: this request already passed through relay city-a"))
         #expect(try await a.metric("tributary_relay_forwarded_readings_total") == Double(manifest.entries.count))
-        await harness.stop(agent, relayA, relayB)
+        // The operator fixes B's upstream and restarts it: what waited set aside is forwarded,
+        // exactly once. (The gateway was answered accepted long ago: custody ends only upstream.)
+        await relayB.stop(signal: SIGTERM)
+        let fixed = try Relay("city-b", in: harness, port: portB, upstreamPort: harness.httpPort, keepsCopy: false)
+        let top = try await harness.startAggregator()
+        let restarted = try await fixed.start()
+        let report = try await harness.verifyWhenComplete(manifest)
+        #expect(report.passed, "at the province after the fix: \(report)")
+        #expect(fixed.log.contains("batches the upstream refused last run are tried again"))
+        await harness.stop(agent, relayA, restarted, top)
+    }
+
+    @Test("a relay's spool at its quota while the province is down: the gateway is answered 503 and keeps the backlog; all of it arrives once, after")
+    func spoolQuota() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-spool-quota", aggregatorSettings: Self.fast, proxied: true)
+        defer { harness.dir.remove() }
+        let city = try Relay("city", in: harness, port: harness.agentTargetPort, upstreamPort: harness.httpPort, keepsCopy: false,
+                             extra: ["max_spool_bytes: 64k"])
+        let relay = try await city.start()
+        let agent = try await harness.startAgent()
+        let manifest = try await harness.publish(4000, rate: 2000).value
+        try await eventually("the spool reached its quota and the gateway was told to wait") {
+            harness.agentLog.contains("spool is full") || harness.agentLog.contains("max_spool_bytes")
+        }
+        let held = try await city.metric("tributary_relay_spool_bytes")
+        #expect(held <= 64 * 1024, "the spool stays within its quota: \(held) bytes")
+        let top = try await harness.startAggregator()
+        let report = try await harness.verifyWhenComplete(manifest, timeout: .seconds(120))
+        #expect(report.passed, "at the province: \(report)")
+        await harness.stop(agent, relay, top)
+    }
+
+    @Test("a gateway re-pointed mid-stream from one relay to the other, then straight to the province: no duplicate, nothing missing")
+    func gatewayRepointed() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-moved", aggregatorSettings: Self.fast, proxied: true)
+        defer { harness.dir.remove() }
+        let portB = try FreePort.allocate()
+        let a = try Relay("city-a", in: harness, port: harness.agentTargetPort, upstreamPort: harness.httpPort, keepsCopy: true)
+        let b = try Relay("city-b", in: harness, port: portB, upstreamPort: harness.httpPort, keepsCopy: false)
+        let top = try await harness.startAggregator()
+        let relayA = try await a.start(), relayB = try await b.start()
+        var agent = try await harness.startAgent()
+        let published = try harness.publish(6000, rate: 1500)
+        let config = harness.dir.file("agent.yaml")
+        for target in [portB, harness.httpPort] {
+            try await Task.sleep(for: .seconds(1))
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+            let moved = text.replacingOccurrences(of: #"url: http://127\.0\.0\.1:\d+"#, with: "url: http://127.0.0.1:\(target)", options: .regularExpression)
+            try moved.write(toFile: config, atomically: true, encoding: .utf8)
+            // A restart, as an operator's reload: batches sent and not yet acknowledged are
+            // resent to the new place, which the province answers duplicate when they came
+            // through already. (Not SIGKILL: that loses what the agent took from the broker and
+            // had not committed, the agent's documented window, nothing to do with relays.)
+            await agent.stop(signal: SIGTERM)
+            agent = try await harness.startAgent()
+        }
+        let manifest = try await published.value
+        let report = try await harness.verifyWhenComplete(manifest, timeout: .seconds(120))
+        #expect(report.passed, "at the province: \(report)")
+        #expect(try await harness.gateway()?.chain?.intact == true)
+        await harness.stop(agent, relayA, relayB, top)
     }
 
     /// Waits until `sink` holds every reading of `manifest` and stays put, then the report.

@@ -15,6 +15,59 @@ struct AggregatorConfigTests {
         #expect(config.adminToken == .file(path: "/var/lib/tributary-aggregator/admin-token", createIfMissing: true))
     }
 
+    @Test func theTierExamplesLoad() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tier-examples-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The secrets and certificates the examples name, made here.
+        for name in ["relay-token", "gateway-tokens", "province-ca.pem", "province.pem", "province.key"] {
+            let text = name == "relay-token" ? "0123456789abcdef0123\n" : "city-jinan 0123456789abcdef0123\n"
+            try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/" + name)
+        }
+        func load(_ example: String) throws -> AggregatorConfig {
+            let text = try String(contentsOfFile: root.appendingPathComponent("deploy/examples/tiers/" + example).path, encoding: .utf8)
+            let yaml = text.replacingOccurrences(of: "/etc/tributary/relay-token", with: dir + "/relay-token")
+                .replacingOccurrences(of: "/etc/tributary", with: dir)
+            return try AggregatorConfig.parse(yaml: yaml, file: example)
+        }
+        let city = try load("city-relay.yaml")
+        #expect(city.relayID == "city-jinan" && city.keepsLocalCopy)
+        let upstream = try #require(city.upstream)
+        #expect(upstream.url == "https://province.example:8470" && upstream.maxSpoolBytes == 10 << 30 && upstream.maxHops == 8)
+        #expect(upstream.token != nil && upstream.tls?.caFile == dir + "/province-ca.pem")
+        let province = try load("province.yaml")
+        #expect(province.upstream == nil && province.trustedRelays == ["city-jinan", "city-qingdao"])
+    }
+
+    @Test func aRelayMayKeepNoCopyAndTheFlagMakesOne() throws {
+        let config = try AggregatorConfig.parse(yaml: "sink: none\n", file: "a.yaml", overrides: .init(upstream: "http://127.0.0.1:9000/"))
+        #expect(config.upstream?.url == "http://127.0.0.1:9000" && !config.keepsLocalCopy && config.sinkIsAllowed)
+        #expect(try AggregatorConfig.parse(yaml: "", file: "a.yaml").upstream == nil)
+    }
+
+    @Test(arguments: [
+        ("sink: none\n", "sink"),
+        ("upstream:\n  token_file: /x\n", "upstream.url"),
+        ("upstream:\n  url: ftp://x\n", "upstream.url"),
+        ("upstream:\n  url: http://x:1\n  tls:\n    ca_file: /etc/hostname\n", "upstream.tls"),
+        ("upstream:\n  url: http://x:1\n  max_spool_bytes: 1k\n", "upstream.max_spool_bytes"),
+        ("upstream:\n  url: http://x:1\n  max_hops: 0\n", "upstream.max_hops"),
+        ("upstream:\n  url: http://x:1\n  spool: 1\n", "upstream.spool"),
+        ("relay_id: \"two words\"\n", "relay_id"),
+        ("listen: 127.0.0.1:8470\nupstream:\n  url: http://localhost:8470\n", "upstream.url"),
+        ("upstream:\n  url: http://x:1\n  token_file: /etc/hostname\n", "upstream.token_file"),
+        ("trusted_relays: [ok, \"\"]\n", "trusted_relays[1]"),
+    ])
+    func badRelaySettingsNameTheKey(_ yaml: String, _ key: String) {
+        #expect {
+            _ = try AggregatorConfig.parse(yaml: yaml, file: "agg.yaml")
+        } throws: { error in
+            "\(error)".contains(key) && "\(error)".contains("agg.yaml")
+        }
+    }
+
     @Test func adminTokenAndLogFormat() throws {
         var config = try AggregatorConfig.parse(yaml: "admin:\n  token_file: /etc/tributary/admin-token\nlog_format: json\n", file: "a.yaml")
         #expect(config.adminToken == .file(path: "/etc/tributary/admin-token", createIfMissing: false))

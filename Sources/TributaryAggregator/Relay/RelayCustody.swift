@@ -59,13 +59,6 @@ public struct RelayCustody: Sendable {
     /// Commits the batch, verbatim, with the status it came with, or says why not.
     func take(_ request: Tributary_V1_SyncRequest, identity: BatchIdentity, digest: UInt64, batchBytes: [UInt8],
               readings: Int, receivedAtMs: Int64) async -> Decision {
-        let held = spool.snapshot.bytes
-        if held + Int64(batchBytes.count) > maxSpoolBytes {
-            // The backlog waits in the gateways' own buffers, which are sized for it.
-            return upstreamReachable()
-                ? .refused(status: 429, reason: "relay \(relayID) spool is at upstream.max_spool_bytes (\(held) bytes held); forwarding catches up", retryAfterMs: 5000)
-                : .refused(status: 503, reason: "relay \(relayID) spool is full (\(held) bytes) and its upstream is unreachable", retryAfterMs: 15_000)
-        }
         let status: [UInt8]
         do {
             status = try request.status.serializedBytes()
@@ -74,7 +67,15 @@ public struct RelayCustody: Sendable {
         }
         do {
             let taken = try await NIOThreadPool.singleton.runIfActive { [spool] in
-                try spool.take(identity: identity, digest: digest, batch: batchBytes, status: status, readings: readings, receivedMs: receivedAtMs)
+                try spool.take(identity: identity, digest: digest, batch: batchBytes, status: status, readings: readings, receivedMs: receivedAtMs,
+                               maxBytes: maxSpoolBytes)
+            }
+            if taken == .full {
+                // The backlog waits in the gateways' own buffers, which are sized for it.
+                let held = spool.snapshot.bytes
+                return upstreamReachable()
+                    ? .refused(status: 429, reason: "relay \(relayID) spool is at upstream.max_spool_bytes (\(held) bytes held); forwarding catches up", retryAfterMs: 5000)
+                    : .refused(status: 503, reason: "relay \(relayID) spool is full (\(held) bytes) and its upstream is unreachable", retryAfterMs: 15_000)
             }
             if taken == .conflict {
                 return .refused(status: 409, reason: "batch \(identity) is in relay \(relayID)'s spool with different contents", retryAfterMs: 0)

@@ -43,6 +43,8 @@ public final class RelaySpool: Sendable {
         case duplicate
         /// The spool holds this identity with other contents.
         case conflict
+        /// Not taken: it would put the spool past its quota.
+        case full
     }
 
     public let path: String
@@ -52,7 +54,7 @@ public final class RelaySpool: Sendable {
     public init(path: String) throws(SQLiteError) {
         self.path = path
         db = try SQLiteDatabase(path: path)
-        let loaded = try db.withConnection { c throws(SQLiteError) -> Figures in
+        let loaded = try db.withConnection { c throws(SQLiteError) -> (Figures, Int) in
             try c.execute("PRAGMA journal_mode = WAL")
             // Custody: an accepted batch must survive a power cut, not only a crash.
             try c.execute("PRAGMA synchronous = FULL")
@@ -70,6 +72,10 @@ public final class RelaySpool: Sendable {
                 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
                 """)
             var f = Figures()
+            // What the upstream refused last run (a loop, a path too long, a body too large for
+            // it) is tried again once per start: the gateways were told it is in custody, so
+            // only forwarding it ends that, and a restart is how an operator applies a fix.
+            let requeued = Int(try c.run("UPDATE spool SET set_aside = 0 WHERE set_aside = 1"))
             if let row = try c.query("""
                 SELECT count(*), coalesce(sum(length(batch) + length(status)), 0), coalesce(sum(readings), 0), coalesce(min(received_ms), 0)
                 FROM spool WHERE set_aside = 0
@@ -79,7 +85,6 @@ public final class RelaySpool: Sendable {
                 f.readings = row[2].int64 ?? 0
                 f.oldestReceivedMs = row[3].int64 ?? 0
             }
-            f.setAside = Int(try c.scalar("SELECT count(*) FROM spool WHERE set_aside = 1")?.int64 ?? 0)
             for row in try c.query("SELECT name, value FROM counters") {
                 switch row[0].string {
                 case "forwarded_batches": f.forwardedBatches = UInt64(row[1].int64 ?? 0)
@@ -87,35 +92,45 @@ public final class RelaySpool: Sendable {
                 default: break
                 }
             }
-            return f
+            return (f, requeued)
         }
-        figures = Mutex(loaded)
+        figures = Mutex(loaded.0)
+        requeuedAtStart = loaded.1
     }
+
+    /// Set-aside batches of the last run put back in the queue at start.
+    public let requeuedAtStart: Int
 
     public var snapshot: Figures { figures.withLock { $0 } }
 
     /// Takes a batch into custody; returns once it is committed to disk.
-    public func take(identity: BatchIdentity, digest: UInt64, batch: [UInt8], status: [UInt8], readings: Int, receivedMs: Int64) throws(SQLiteError) -> Taken {
+    /// A resend of a batch the spool holds is answered duplicate even when the spool is full.
+    public func take(identity: BatchIdentity, digest: UInt64, batch: [UInt8], status: [UInt8], readings: Int, receivedMs: Int64,
+                     maxBytes: Int64 = .max) throws(SQLiteError) -> Taken {
         let taken = try db.withConnection { c throws(SQLiteError) -> Taken in
-            try c.transaction { () throws(SQLiteError) -> Taken in
+            let taken = try c.transaction { () throws(SQLiteError) -> Taken in
                 if let held = try c.scalar("SELECT digest FROM spool WHERE gateway_id = ? AND epoch = ? AND sequence = ?",
                                            identity.gatewayID, identity.epoch, identity.sequence) {
                     return held.int64 == Int64(bitPattern: digest) ? .duplicate : .conflict
                 }
+                // Under the connection's lock: concurrent requests cannot both slip under the quota.
+                if snapshot.bytes + Int64(batch.count + status.count) > maxBytes { return .full }
                 try c.run("""
                     INSERT INTO spool (gateway_id, epoch, sequence, digest, batch, status, readings, received_ms)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """, identity.gatewayID, identity.epoch, identity.sequence, Int64(bitPattern: digest), batch, status, readings, receivedMs)
                 return .stored
             }
-        }
-        if taken == .stored {
-            figures.withLock { f in
-                f.batches += 1
-                f.bytes += Int64(batch.count + status.count)
-                f.readings += Int64(readings)
-                if f.oldestReceivedMs == 0 || receivedMs < f.oldestReceivedMs { f.oldestReceivedMs = receivedMs }
+            // Counted while the connection is still held, so the next take's quota check sees it.
+            if taken == .stored {
+                figures.withLock { f in
+                    f.batches += 1
+                    f.bytes += Int64(batch.count + status.count)
+                    f.readings += Int64(readings)
+                    if f.oldestReceivedMs == 0 || receivedMs < f.oldestReceivedMs { f.oldestReceivedMs = receivedMs }
+                }
             }
+            return taken
         }
         return taken
     }

@@ -73,7 +73,7 @@ extension AggregatorConfig {
                 upstream.tls = try t.clientTLSFiles()
             }
             if let bytes = try s.bytes("max_spool_bytes") {
-                guard bytes >= 1 << 20 else { throw s.error("max_spool_bytes", "at least 1 MiB") }
+                guard bytes >= 64 << 10 else { throw s.error("max_spool_bytes", "at least 64 KiB") }
                 upstream.maxSpoolBytes = bytes
             }
             upstream.maxHops = try s.int("max_hops", range: 1...64) ?? upstream.maxHops
@@ -84,7 +84,23 @@ extension AggregatorConfig {
             upstream.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? upstream.retryMaxMs
             upstream.compression = try s.choice("compression", of: ContentEncoding.self) ?? upstream.compression
         }
+        if let target = URL(string: upstream.url), (target.port ?? (upstream.url.hasPrefix("https://") ? 443 : 80)) == listenPort,
+           Self.isThisMachine(target.host ?? "") && Self.isThisMachine(listenHost) || target.host == listenHost {
+            throw ConfigError(file: upstreamFlag == nil ? file : nil, key: "upstream.url",
+                              message: "\(upstream.url) is this aggregator's own listen address: a relay forwarding to itself would refuse every batch as a loop")
+        }
+        // A relay its upstream trusts speaks for any gateway there: if anyone could send it
+        // batches, anyone could write as any gateway upstream, past the upstream's gateway_auth.
+        let provesItself = upstream.token != nil || upstream.tls?.certificateFile != nil
+        if provesItself && gatewayTokenFile == nil && tls?.clientCAFile == nil {
+            throw ConfigError(file: file, key: upstream.token != nil ? "upstream.token_file" : "upstream.tls.cert_file",
+                              message: "this relay proves itself upstream, where it may forward any gateway's batches, but takes batches from anyone: set gateway_auth.token_file (or tls.client_ca_file) so only its own gateways can send through it")
+        }
         self.upstream = upstream
+    }
+
+    static func isThisMachine(_ host: String) -> Bool {
+        ["127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0", "::", ""].contains(host.lowercased()) || host == hostName
     }
 
     /// Relay ids travel in every forwarded status and are shown in tables: printable, bounded.
