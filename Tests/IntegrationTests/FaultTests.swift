@@ -229,22 +229,10 @@ struct FaultTests {
     @Test("disk full (ENOSPC) behaves as block: a clear log line, no crash, nothing lost",
           .enabled(if: FaultTests.canMountTmpfs, "needs the right to mount a small tmpfs for the buffer (root with CAP_SYS_ADMIN)"))
     func diskFull() async throws {
-        let harness = try await ProcessHarness(
-            gatewayID: "gw-enospc", aggregatorSettings: Self.fast,
-            bufferSettings: ["max_bytes: 0", "queue_capacity: 50", "disk_reserve_bytes: 2m"])
-        let dataDir = harness.dir.file("agent")
-        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        let mount = try ChildProcess(executable: "/bin/mount", arguments: ["-t", "tmpfs", "-o", "size=8m", "tmpfs", dataDir])
-        #expect(ProcessHarness.exitCode(await mount.wait()) == 0, "mount an 8 MiB tmpfs for the buffer")
-        defer {
-            _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: [dataDir]).waitUntilExit()
-            harness.dir.remove()
-        }
-        let agent = try await harness.startAgent()
         // Something else (logs, say) fills the disk but for 512 KiB; the agent's 2 MiB reserve
         // is already set aside. Without the reserve this test stalls: nothing can be acknowledged.
-        let available = try #require(Self.availableBytes(dataDir))
-        try Data(count: Int(available) - (512 << 10)).write(to: URL(fileURLWithPath: dataDir + "/filler"))
+        let (harness, agent) = try await Self.agentOnAlmostFullDisk("gw-enospc")
+        defer { Self.unmountBufferDisk(harness) }
         let manifest = try await harness.publish(6000, rate: 2500).value
         // Whoever meets the full disk first, ingest or the uploader sealing batches, releases the reserve.
         try await eventually("the agent reports the full disk") { harness.agentLog.contains("released the disk reserve") }
@@ -261,20 +249,8 @@ struct FaultTests {
     @Test("disk full while the aggregator is away and sensors keep sending: the reserve's room stays free, the backlog drains exactly",
           .enabled(if: FaultTests.canMountTmpfs, "needs the right to mount a small tmpfs for the buffer (root with CAP_SYS_ADMIN)"))
     func diskFullUnderTraffic() async throws {
-        let harness = try await ProcessHarness(
-            gatewayID: "gw-enospc-live", aggregatorSettings: Self.fast,
-            bufferSettings: ["max_bytes: 0", "queue_capacity: 50", "disk_reserve_bytes: 2m"])
-        let dataDir = harness.dir.file("agent")
-        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        let mount = try ChildProcess(executable: "/bin/mount", arguments: ["-t", "tmpfs", "-o", "size=8m", "tmpfs", dataDir])
-        #expect(ProcessHarness.exitCode(await mount.wait()) == 0, "mount an 8 MiB tmpfs for the buffer")
-        defer {
-            _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: [dataDir]).waitUntilExit()
-            harness.dir.remove()
-        }
-        let agent = try await harness.startAgent()
-        let available = try #require(Self.availableBytes(dataDir))
-        try Data(count: Int(available) - (512 << 10)).write(to: URL(fileURLWithPath: dataDir + "/filler"))
+        let (harness, agent) = try await Self.agentOnAlmostFullDisk("gw-enospc-live")
+        defer { Self.unmountBufferDisk(harness) }
         // 60,000 readings, far more than the 512 KiB left plus the 2 MiB reserve. Before the fix,
         // ingest went on into the released reserve until the disk was full again; on a buffer
         // that filled its disk itself (attack round 5, 16 MiB), no acknowledgement could be
@@ -289,6 +265,27 @@ struct FaultTests {
         #expect(harness.agentLog.contains("buffer disk nearly full"), "ingest paused short of the room kept for acknowledgements")
         #expect(try await harness.gateway()?.bufferFull == false)
         await harness.stop(agent, aggregator)
+    }
+
+    /// An agent whose buffer is on an 8 MiB tmpfs that something else has filled but for
+    /// 512 KiB, after the agent set aside its 2 MiB disk reserve. The aggregator is not started.
+    static func agentOnAlmostFullDisk(_ gatewayID: String) async throws -> (ProcessHarness, ChildProcess) {
+        let harness = try await ProcessHarness(
+            gatewayID: gatewayID, aggregatorSettings: Self.fast,
+            bufferSettings: ["max_bytes: 0", "queue_capacity: 50", "disk_reserve_bytes: 2m"])
+        let dataDir = harness.dir.file("agent")
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let mount = try ChildProcess(executable: "/bin/mount", arguments: ["-t", "tmpfs", "-o", "size=8m", "tmpfs", dataDir])
+        guard ProcessHarness.exitCode(await mount.wait()) == 0 else { throw TestingError("cannot mount an 8 MiB tmpfs for the buffer") }
+        let agent = try await harness.startAgent()
+        let available = try #require(Self.availableBytes(dataDir))
+        try Data(count: Int(available) - (512 << 10)).write(to: URL(fileURLWithPath: dataDir + "/filler"))
+        return (harness, agent)
+    }
+
+    static func unmountBufferDisk(_ harness: ProcessHarness) {
+        _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: [harness.dir.file("agent")]).waitUntilExit()
+        harness.dir.remove()
     }
 
     /// Whether this machine lets the tests mount a tmpfs (root in a VM does; many containers do not).
