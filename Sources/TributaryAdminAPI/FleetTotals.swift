@@ -19,8 +19,12 @@ public struct FleetTotals: Sendable {
     /// The gateway furthest behind, and by how much; nil for an empty fleet.
     public var worst: (gatewayID: String, lagMs: Int64)?
 
+    /// Relays reporting themselves (not counted as gateways).
+    public var relays = 0
+
     public init(_ view: FleetView) {
-        let g = view.gateways
+        let g = view.gateways.filter { $0.relay == nil }
+        relays = view.gateways.count - g.count
         gateways = g.count
         stale = g.filter(\.stale).count
         backlogReadings = g.saturatingSum(\.backlogReadings)

@@ -176,6 +176,9 @@ public struct GatewayView: Codable, Sendable, Equatable {
     /// The relays its batches came through, nearest the gateway first; nil when it reports
     /// here directly (and from an aggregator older than relays).
     public var via: [String]?
+    /// Set when this entry is a relay reporting itself (its id is its relay_id): its spool and
+    /// upstream link. Its backlog and lag figures then describe the spool.
+    public var relay: RelayView?
 
     public init(gatewayID: String) {
         self.gatewayID = gatewayID
@@ -234,6 +237,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         chain = try c.decodeIfPresent(ChainView.self, forKey: .chain)
         quarantineReasons = try c.decodeIfPresent([QuarantineReasonCount].self, forKey: .quarantineReasons)
         via = try c.decodeIfPresent([String].self, forKey: .via)
+        relay = try c.decodeIfPresent(RelayView.self, forKey: .relay)
     }
 
     /// How far behind the gateway is: the age of its oldest unacknowledged reading. That time is
@@ -272,7 +276,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case lastErrorMs = "last_error_ms"
         case clockSkewMs = "clock_skew_ms"
         case quarantineReasons = "quarantine_reasons"
-        case via
+        case via, relay
         case roundTripMs = "round_trip_ms"
         case lastBatchMs = "last_batch_ms"
         case chain
@@ -290,5 +294,43 @@ public struct QuarantineReasonCount: Codable, Sendable, Equatable {
         self.kind = kind
         self.count = count
         self.example = example
+    }
+}
+
+/// A relay as its upstream last heard of it (`tributaryctl relays`).
+public struct RelayView: Codable, Sendable, Equatable {
+    public var spoolBatches: UInt64
+    public var spoolBytes: UInt64
+    /// When the oldest unforwarded batch arrived at the relay, on its clock; 0 if none.
+    public var oldestUnforwardedMs: Int64
+    public var upstreamUp: Bool
+    public var forwardedBatchesTotal: UInt64
+    public var forwardedReadingsTotal: UInt64
+    public var setAsideBatches: UInt64
+    public var forwardRate: Double
+    /// Gateways in the relay's own registry.
+    public var gateways: UInt32
+    public var lastError: String
+
+    public init(spoolBatches: UInt64 = 0, spoolBytes: UInt64 = 0, oldestUnforwardedMs: Int64 = 0, upstreamUp: Bool = false,
+                forwardedBatchesTotal: UInt64 = 0, forwardedReadingsTotal: UInt64 = 0, setAsideBatches: UInt64 = 0,
+                forwardRate: Double = 0, gateways: UInt32 = 0, lastError: String = "") {
+        self.spoolBatches = spoolBatches
+        self.spoolBytes = spoolBytes
+        self.oldestUnforwardedMs = oldestUnforwardedMs
+        self.upstreamUp = upstreamUp
+        self.forwardedBatchesTotal = forwardedBatchesTotal
+        self.forwardedReadingsTotal = forwardedReadingsTotal
+        self.setAsideBatches = setAsideBatches
+        self.forwardRate = forwardRate
+        self.gateways = gateways
+        self.lastError = lastError
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case spoolBatches = "spool_batches", spoolBytes = "spool_bytes", oldestUnforwardedMs = "oldest_unforwarded_ms"
+        case upstreamUp = "upstream_up", forwardedBatchesTotal = "forwarded_batches_total"
+        case forwardedReadingsTotal = "forwarded_readings_total", setAsideBatches = "set_aside_batches"
+        case forwardRate = "forward_rate", gateways, lastError = "last_error"
     }
 }

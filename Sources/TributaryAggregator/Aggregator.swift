@@ -50,7 +50,8 @@ public final class Aggregator: Service, Sendable {
         }
         sink = config.keepsLocalCopy ? try config.sink.makeSink(clickHouse: config.clickHouse, logger: logger) : ForwardOnlySink()
         self.logger = logger
-        registry = try FleetRegistry(path: config.dataDirectory + "/registry.sqlite")
+        let registry = try FleetRegistry(path: config.dataDirectory + "/registry.sqlite")
+        self.registry = registry
         var custody: RelayCustody?
         if let upstream = config.upstream {
             let spool: RelaySpool
@@ -59,7 +60,8 @@ public final class Aggregator: Service, Sendable {
             } catch {
                 throw AggregatorStartError(message: "cannot open the relay spool \(config.spoolPath): \(error)")
             }
-            let forwarder = try UpstreamForwarder(spool: spool, settings: upstream, relayID: config.relayID, logger: logger)
+            let forwarder = try UpstreamForwarder(spool: spool, settings: upstream, relayID: config.relayID,
+                                                  gatewayCount: { registry.gatewayCount }, logger: logger)
             self.spool = spool
             self.forwarder = forwarder
             custody = RelayCustody(spool: spool, config: config, forwarder: forwarder)

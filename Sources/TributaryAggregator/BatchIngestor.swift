@@ -170,6 +170,7 @@ public final class BatchIngestor: Sendable {
             } catch {
                 return reply(503, .retry, reason: "fleet registry unavailable: \(error)", retryAfterMs: 5000, receivedAtMs: receivedAtMs)
             }
+            relay?.noteHeartbeat(status)
             return reply(200, .heartbeat, receivedAtMs: receivedAtMs)
         }
         let identity = request.batch.id.identity

@@ -288,6 +288,13 @@ public final class FleetRegistry: Sendable {
                     view.sendRate = status.sendRate
                     view.lastError = status.lastError
                     view.lastErrorMs = status.lastErrorMs
+                    if status.hasRelay {
+                        let r = status.relay
+                        view.relay = RelayView(spoolBatches: r.spoolBatches, spoolBytes: r.spoolBytes, oldestUnforwardedMs: r.oldestUnforwardedMs,
+                                               upstreamUp: r.upstreamUp, forwardedBatchesTotal: r.forwardedBatchesTotal,
+                                               forwardedReadingsTotal: r.forwardedReadingsTotal, setAsideBatches: r.setAsideBatches,
+                                               forwardRate: r.forwardRate, gateways: r.gateways, lastError: Printable.clean(r.lastError, maxLength: 300))
+                    }
                     if !status.via.isEmpty {
                         view.via = status.via.prefix(64).map { Printable.clean($0, maxLength: 128) }
                     }

@@ -23,7 +23,7 @@ public struct Ctl: AsyncParsableCommand {
             The admin API needs the operator token (the aggregator writes one to <data_dir>/admin-token on first start).
             Shell completions: tributaryctl --generate-completion-script bash|zsh|fish.
             """,
-        subcommands: [Status.self, Gateways.self, GatewayCommand.self, Watch.self, Check.self])
+        subcommands: [Status.self, Gateways.self, Relays.self, GatewayCommand.self, Watch.self, Check.self])
 }
 
 struct Connection: ParsableArguments {
@@ -107,6 +107,22 @@ struct Gateways: AsyncParsableCommand {
             output.show(try encode(filtered)) { "" }
         } else {
             print(FleetRendering.gatewaysTable(view, rows: rows) + FleetRendering.refusedSendersTable(view), terminator: "")
+        }
+    }
+}
+
+struct Relays: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "One row per relay reporting to this aggregator: spool, oldest unforwarded batch, upstream state, forward rate, set aside.")
+    @OptionGroup var connection: Connection
+    @OptionGroup var output: Output
+
+    func run() async throws {
+        let (view, _) = try await fetchFleet(connection)
+        if output.json {
+            output.show(try encode(view.gateways.filter { $0.relay != nil })) { "" }
+        } else {
+            print(FleetRendering.relaysTable(view), terminator: "")
         }
     }
 }

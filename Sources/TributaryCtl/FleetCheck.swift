@@ -33,8 +33,13 @@ public struct FleetCheck: Sendable {
         if let maxLagMs {
             let lagging = FleetQuery(order: .lag, laggingAtLeastMs: maxLagMs + 1).apply(view)
             for g in lagging {
-                problems.append("gateway \(g.gatewayID) is \(HumanUnits.duration(ms: g.lagMs(nowMs: now))) behind (max \(HumanUnits.duration(ms: maxLagMs)))")
+                // A relay's lag is the age of the oldest batch its spool has not forwarded.
+                let what = g.relay == nil ? "gateway \(g.gatewayID) is" : "relay \(g.gatewayID) holds a batch"
+                problems.append("\(what) \(HumanUnits.duration(ms: g.lagMs(nowMs: now))) behind (max \(HumanUnits.duration(ms: maxLagMs)))")
             }
+        }
+        for r in view.gateways where (r.relay?.setAsideBatches ?? 0) > 0 {
+            problems.append("relay \(r.gatewayID) set aside \(r.relay!.setAsideBatches) batch(es) its upstream refused: \(r.relay!.lastError.prefix(120))")
         }
         if let maxStale {
             let stale = view.gateways.filter(\.stale)

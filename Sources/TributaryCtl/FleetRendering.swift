@@ -24,6 +24,12 @@ public enum FleetRendering {
             "dropped      \(HumanUnits.count(t.dropped)) readings",
             "set aside    \(HumanUnits.count(t.setAsideBatches)) batches refused for good, kept on their gateways",
         ]
+        if t.relays > 0 {
+            let relays = view.gateways.compactMap(\.relay)
+            let spooled = relays.reduce(UInt64(0)) { $0 &+ $1.spoolBatches }
+            let down = relays.filter { !$0.upstreamUp }.count
+            lines.insert("relays       \(t.relays) report here, \(HumanUnits.count(spooled)) batches in their spools, \(down) with their upstream down (tributaryctl relays)", at: 5)
+        }
         if a.newGatewaysRefused > 0 {
             lines.append("refused      \(HumanUnits.count(UInt64(a.newGatewaysRefused))) requests from gateways not shown here: the registry holds limits.max_gateways; they keep their readings until it is raised")
         }
@@ -52,10 +58,40 @@ public enum FleetRendering {
             + table(header: ["CLAIMED GATEWAY", "REFUSALS", "LAST", "FROM", "REASON"], rows: rows))
     }
 
+    /// One row per relay that reports to this aggregator: its spool, its upstream link and its
+    /// own gateways. VIA is the relays above it on the way here, if any.
+    public static func relaysTable(_ view: FleetView) -> String {
+        let now = view.generatedAtMs
+        let relays = view.gateways.filter { $0.relay != nil }
+        guard !relays.isEmpty else { return "no relays report to this aggregator\n" }
+        let header = ["RELAY", "VIA", "STATE", "LAST SEEN", "SPOOL", "SPOOL BYTES", "OLDEST", "UPSTREAM", "FORWARDED", "RATE", "GATEWAYS", "SET ASIDE", "LAST ERROR"]
+        let rows = relays.map { g -> [String] in
+            let r = g.relay!
+            let above = (g.via ?? []).dropLast()
+            return [
+                g.gatewayID,
+                above.isEmpty ? "-" : above.joined(separator: ">"),
+                g.stale ? "stale" : "online",
+                lastSeen(g, nowMs: now),
+                HumanUnits.count(r.spoolBatches),
+                HumanUnits.bytes(r.spoolBytes),
+                r.oldestUnforwardedMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) : "-",
+                r.upstreamUp ? "up" : "down",
+                HumanUnits.count(r.forwardedReadingsTotal),
+                HumanUnits.rate(r.forwardRate),
+                String(r.gateways),
+                HumanUnits.count(r.setAsideBatches),
+                r.lastError.isEmpty ? "-" : String(r.lastError.prefix(60)),
+            ]
+        }
+        return Printable.lines(table(header: header, rows: rows))
+    }
+
     /// One row per gateway, in the order given (all of them, by id, when nil).
     public static func gatewaysTable(_ view: FleetView, rows gateways: [GatewayView]? = nil) -> String {
         let now = view.generatedAtMs
-        let shown = gateways ?? view.gateways
+        // Relays reporting themselves have their own table (`relaysTable`).
+        let shown = (gateways ?? view.gateways).filter { $0.relay == nil }
         // Behind relays (a tiered fleet), the relay path each gateway's batches came by.
         let relayed = shown.contains { !($0.via ?? []).isEmpty }
         let header = ["GATEWAY"] + (relayed ? ["VIA"] : []) + ["STATE", "LAST SEEN", "LAG", "BACKLOG", "INGEST", "SYNCED", "QUARANTINED", "DROPPED", "SET ASIDE", "SKEW", "LAST ERROR"]

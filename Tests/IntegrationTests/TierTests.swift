@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TributaryAdminAPI
 import TributaryCore
 import TributaryCtl
 import TributarySimulator
@@ -63,8 +64,11 @@ struct TierTests {
 
     @Test("agents -> two city relays (one keeping a copy) -> province: exact at the province and at the relay's sink, with the relay path shown")
     func threeTiers() async throws {
-        let province = try await ProcessHarness(gatewayID: "gw-city-a", aggregatorSettings: Self.fast, proxied: true)
-        let second = try await ProcessHarness(gatewayID: "gw-city-b", aggregatorSettings: Self.fast, proxied: true)
+        // Stale after 8 s at the province, heartbeats every second at the agents: an idle
+        // gateway behind a relay stays online there only if the relay passes heartbeats on.
+        let province = try await ProcessHarness(gatewayID: "gw-city-a", aggregatorSettings: Self.fast + ["heartbeat_seconds: 1"],
+                                                aggregatorConfig: ["stale_after_seconds: 8"], proxied: true)
+        let second = try await ProcessHarness(gatewayID: "gw-city-b", aggregatorSettings: Self.fast + ["heartbeat_seconds: 1"], proxied: true)
         defer { province.dir.remove(); second.dir.remove() }
         let cityA = try Relay("city-a", in: province, port: province.agentTargetPort, upstreamPort: province.httpPort, keepsCopy: true)
         let cityB = try Relay("city-b", in: second, port: second.agentTargetPort, upstreamPort: province.httpPort, keepsCopy: false)
@@ -89,6 +93,26 @@ struct TierTests {
             return a == 0 && b == 0
         }
         #expect(try await cityA.metric("tributary_relay_forwarded_readings_total") == Double(manifestA.entries.count))
+        // The relays report themselves to the province: `tributaryctl relays` there.
+        var relays: [GatewayView] = []
+        try await eventually("both relays reported a drained spool to the province") {
+            relays = try await province.fleet().gateways.filter { $0.relay != nil }
+            return relays.count == 2 && relays.allSatisfy { $0.relay!.spoolBatches == 0 && $0.relay!.upstreamUp }
+                && relays.first { $0.gatewayID == "city-a" }?.relay?.forwardedReadingsTotal == UInt64(manifestA.entries.count)
+        }
+        #expect(relays.first { $0.gatewayID == "city-b" }?.relay?.forwardedReadingsTotal == UInt64(manifestB.entries.count))
+        let view = try await province.fleet()
+        let relaysText = FleetRendering.relaysTable(view)
+        #expect(relaysText.contains("RELAY") && relaysText.contains("city-a") && relaysText.contains("city-b"), "\(relaysText)")
+        let gatewaysText = FleetRendering.gatewaysTable(view)
+        #expect(!gatewaysText.split(separator: "\n").contains { $0.hasPrefix("city-") } && gatewaysText.contains("gw-city-a"), "relays are not listed as gateways: \(gatewaysText)")
+        #expect(FleetTotals(view).gateways == 2 && FleetTotals(view).relays == 2)
+        #expect(FleetCheck(maxLagMs: 60_000).evaluate(view).code == .ok, "\(FleetCheck(maxLagMs: 60_000).evaluate(view).lines)")
+        // Idle past stale_after_seconds: the gateways' heartbeats and the relays' reports keep
+        // every one of them online at the province.
+        try await Task.sleep(for: .seconds(12))
+        let idle = try await province.fleet()
+        #expect(idle.gateways.count == 4 && idle.gateways.allSatisfy { !$0.stale }, "\(idle.gateways.map { ($0.gatewayID, $0.stale) })")
         await province.stop(agentA, relayA, top)
         await second.stop(agentB, relayB)
     }

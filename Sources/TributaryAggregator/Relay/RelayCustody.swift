@@ -28,6 +28,11 @@ public struct RelayCustody: Sendable {
         self.forwarder = forwarder
     }
 
+    /// A gateway's heartbeat: passed upstream, so the top tier sees idle gateways too.
+    func noteHeartbeat(_ status: Tributary_V1_GatewayStatus) {
+        forwarder.noteHeartbeat(status)
+    }
+
     /// Whether the upstream answered its last request (429 while it does, 503 while it does not).
     func upstreamReachable() -> Bool { forwarder.upstream.reachable }
 

@@ -32,11 +32,23 @@ public final class UpstreamForwarder: Sendable {
     private let http: HTTPClient
     private let logger: Logger
     private let state = Mutex(State())
+    /// Gateways' latest heartbeats (statuses without a batch) not yet passed upstream, by
+    /// gateway: a newer one replaces an older, so an idle gateway behind the relay stays
+    /// visible upstream without a request per heartbeat piling up.
+    private let pendingHeartbeats = Mutex<[String: [UInt8]]>([:])
+    /// (when, forwarded readings total) a minute back at most, for the forward rate.
+    private let forwardSamples = Mutex<[(ms: Int64, total: UInt64)]>([])
+    /// How many gateways the relay's own registry holds, for its report.
+    private let gatewayCount: @Sendable () -> Int
+    /// How often the relay reports itself upstream.
+    static let reportIntervalMs: Int64 = 5000
     /// Answers from the upstream, by outcome, and their times.
     public let stats = SyncStats()
 
-    public init(spool: RelaySpool, settings: AggregatorConfig.Upstream, relayID: String, logger: Logger) throws(AggregatorStartError) {
+    public init(spool: RelaySpool, settings: AggregatorConfig.Upstream, relayID: String, gatewayCount: @escaping @Sendable () -> Int = { 0 },
+                logger: Logger) throws(AggregatorStartError) {
         self.spool = spool
+        self.gatewayCount = gatewayCount
         self.settings = settings
         self.relayID = relayID
         self.logger = logger
@@ -62,8 +74,90 @@ public final class UpstreamForwarder: Sendable {
 
     public var upstream: State { state.withLock { $0 } }
 
-    /// Forwards until cancelled.
+    /// Forwards batches, and reports this relay and its gateways' heartbeats, until cancelled.
     public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.forwardBatches() }
+            group.addTask { await self.report() }
+        }
+    }
+
+    /// A gateway's heartbeat reached this relay: passed upstream with the next report round.
+    public func noteHeartbeat(_ status: Tributary_V1_GatewayStatus) {
+        guard let bytes = try? status.serializedBytes() as [UInt8] else { return }
+        pendingHeartbeats.withLock { $0[status.gatewayID] = bytes }
+    }
+
+    /// Every `reportIntervalMs`: this relay's own status (its spool and upstream link, as a
+    /// heartbeat under its relay_id), then the gateways' heartbeats that came in meanwhile.
+    /// Heartbeats are not data: one the upstream does not take is not sent again, the next replaces it.
+    private func report() async {
+        while !Task.isCancelled {
+            var own = Tributary_V1_SyncRequest()
+            own.status = relayStatus()
+            _ = await client.send(own, expecting: nil)
+            let pending = pendingHeartbeats.withLock { p in defer { p.removeAll() }; return p }
+            await withTaskGroup(of: Void.self) { group in
+                var running = 0
+                for bytes in pending.values {
+                    guard var status = try? Tributary_V1_GatewayStatus(serializedBytes: bytes) else { continue }
+                    status.via.append(relayID)
+                    var request = Tributary_V1_SyncRequest()
+                    request.status = status
+                    if running >= settings.maxInFlightBatches { await group.next(); running -= 1 }
+                    running += 1
+                    group.addTask { _ = await self.client.send(request, expecting: nil) }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(Self.reportIntervalMs))
+        }
+    }
+
+    /// This relay as its upstream sees it: a "gateway" named by relay_id whose backlog is its spool.
+    func relayStatus(nowMs: Int64 = WallClock.nowMs()) -> Tributary_V1_GatewayStatus {
+        let f = spool.snapshot
+        let link = upstream
+        var status = Tributary_V1_GatewayStatus()
+        status.gatewayID = relayID
+        status.agentVersion = "relay " + Self.version
+        status.clockMs = nowMs
+        status.backlogReadings = UInt64(clamping: f.readings)
+        status.backlogBytes = UInt64(clamping: f.bytes)
+        status.oldestUnsentMs = f.oldestReceivedMs
+        status.acknowledgedTotal = f.forwardedReadings
+        status.setAsideBatches = UInt64(f.setAside)
+        status.sealedBatches = UInt64(f.batches)
+        status.lastError = link.lastError
+        status.sendRate = forwardRate(total: f.forwardedReadings, nowMs: nowMs)
+        status.via = [relayID]
+        var report = Tributary_V1_RelayReport()
+        report.spoolBatches = UInt64(f.batches)
+        report.spoolBytes = UInt64(clamping: f.bytes)
+        report.oldestUnforwardedMs = f.oldestReceivedMs
+        report.upstreamUp = link.reachable
+        report.forwardedBatchesTotal = f.forwardedBatches
+        report.forwardedReadingsTotal = f.forwardedReadings
+        report.setAsideBatches = UInt64(f.setAside)
+        report.forwardRate = status.sendRate
+        report.gateways = UInt32(clamping: gatewayCount())
+        report.lastError = link.lastError
+        status.relay = report
+        return status
+    }
+
+    static let version = "0.2.0"
+
+    /// Readings/s forwarded over about the last minute.
+    private func forwardRate(total: UInt64, nowMs: Int64) -> Double {
+        forwardSamples.withLock { samples in
+            samples.append((nowMs, total))
+            samples.removeAll { nowMs - $0.ms > 60_000 }
+            guard let first = samples.first, nowMs > first.ms else { return 0 }
+            return Double(total - min(total, first.total)) * 1000 / Double(nowMs - first.ms)
+        }
+    }
+
+    private func forwardBatches() async {
         var backoff = Backoff(initialMs: settings.retryInitialMs, maxMs: settings.retryMaxMs)
         var window = InFlightWindow(limit: settings.maxInFlightBatches)
         var troubleLogged = ""

@@ -182,11 +182,60 @@ public nonisolated struct Tributary_V1_GatewayStatus: @unchecked Sendable {
     set {_uniqueStorage()._via = newValue}
   }
 
+  /// Set only by a relay reporting itself (gateway_id is then its relay_id): its spool and its
+  /// upstream link. backlog_readings, backlog_bytes and oldest_unsent_ms then describe the spool.
+  public var relay: Tributary_V1_RelayReport {
+    get {_storage._relay ?? Tributary_V1_RelayReport()}
+    set {_uniqueStorage()._relay = newValue}
+  }
+  /// Returns true if `relay` has been explicitly set.
+  public var hasRelay: Bool {_storage._relay != nil}
+  /// Clears the value of `relay`. Subsequent reads from it will return its default value.
+  public mutating func clearRelay() {_uniqueStorage()._relay = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A relay's own figures, sent upstream with its heartbeats.
+public nonisolated struct Tributary_V1_RelayReport: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// held, not yet forwarded (set-aside ones not counted)
+  public var spoolBatches: UInt64 = 0
+
+  public var spoolBytes: UInt64 = 0
+
+  /// when the oldest of them arrived, on the relay's clock; 0 if none
+  public var oldestUnforwardedMs: Int64 = 0
+
+  /// the upstream answered the relay's last request
+  public var upstreamUp: Bool = false
+
+  public var forwardedBatchesTotal: UInt64 = 0
+
+  public var forwardedReadingsTotal: UInt64 = 0
+
+  /// refused for good upstream, kept in the spool
+  public var setAsideBatches: UInt64 = 0
+
+  /// readings/s forwarded over the last minute
+  public var forwardRate: Double = 0
+
+  /// gateways in the relay's own registry
+  public var gateways: UInt32 = 0
+
+  /// why the upstream last did not take a batch
+  public var lastError: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// One kind of quarantine reason: how many payloads the buffer holds for it, and the full reason
@@ -234,7 +283,7 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GatewayStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0\u{3}quarantine_reasons\0\u{1}via\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0\u{3}quarantine_reasons\0\u{1}via\0\u{1}relay\0")
 
   fileprivate class _StorageClass {
     var _gatewayID: String = String()
@@ -262,6 +311,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
     var _withheldTotal: UInt64 = 0
     var _quarantineReasons: [Tributary_V1_QuarantineReason] = []
     var _via: [String] = []
+    var _relay: Tributary_V1_RelayReport? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -297,6 +347,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       _withheldTotal = source._withheldTotal
       _quarantineReasons = source._quarantineReasons
       _via = source._via
+      _relay = source._relay
     }
   }
 
@@ -340,6 +391,7 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         case 23: try { try decoder.decodeSingularUInt64Field(value: &_storage._withheldTotal) }()
         case 24: try { try decoder.decodeRepeatedMessageField(value: &_storage._quarantineReasons) }()
         case 25: try { try decoder.decodeRepeatedStringField(value: &_storage._via) }()
+        case 26: try { try decoder.decodeSingularMessageField(value: &_storage._relay) }()
         default: break
         }
       }
@@ -427,6 +479,9 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       if !_storage._via.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._via, fieldNumber: 25)
       }
+      try { if let v = _storage._relay {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -461,10 +516,86 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         if _storage._withheldTotal != rhs_storage._withheldTotal {return false}
         if _storage._quarantineReasons != rhs_storage._quarantineReasons {return false}
         if _storage._via != rhs_storage._via {return false}
+        if _storage._relay != rhs_storage._relay {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tributary_V1_RelayReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RelayReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spool_batches\0\u{3}spool_bytes\0\u{3}oldest_unforwarded_ms\0\u{3}upstream_up\0\u{3}forwarded_batches_total\0\u{3}forwarded_readings_total\0\u{3}set_aside_batches\0\u{3}forward_rate\0\u{1}gateways\0\u{3}last_error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.spoolBatches) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.spoolBytes) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.oldestUnforwardedMs) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.upstreamUp) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.forwardedBatchesTotal) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.forwardedReadingsTotal) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.setAsideBatches) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.forwardRate) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.gateways) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.spoolBatches != 0 {
+      try visitor.visitSingularUInt64Field(value: self.spoolBatches, fieldNumber: 1)
+    }
+    if self.spoolBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.spoolBytes, fieldNumber: 2)
+    }
+    if self.oldestUnforwardedMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.oldestUnforwardedMs, fieldNumber: 3)
+    }
+    if self.upstreamUp != false {
+      try visitor.visitSingularBoolField(value: self.upstreamUp, fieldNumber: 4)
+    }
+    if self.forwardedBatchesTotal != 0 {
+      try visitor.visitSingularUInt64Field(value: self.forwardedBatchesTotal, fieldNumber: 5)
+    }
+    if self.forwardedReadingsTotal != 0 {
+      try visitor.visitSingularUInt64Field(value: self.forwardedReadingsTotal, fieldNumber: 6)
+    }
+    if self.setAsideBatches != 0 {
+      try visitor.visitSingularUInt64Field(value: self.setAsideBatches, fieldNumber: 7)
+    }
+    if self.forwardRate.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.forwardRate, fieldNumber: 8)
+    }
+    if self.gateways != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gateways, fieldNumber: 9)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tributary_V1_RelayReport, rhs: Tributary_V1_RelayReport) -> Bool {
+    if lhs.spoolBatches != rhs.spoolBatches {return false}
+    if lhs.spoolBytes != rhs.spoolBytes {return false}
+    if lhs.oldestUnforwardedMs != rhs.oldestUnforwardedMs {return false}
+    if lhs.upstreamUp != rhs.upstreamUp {return false}
+    if lhs.forwardedBatchesTotal != rhs.forwardedBatchesTotal {return false}
+    if lhs.forwardedReadingsTotal != rhs.forwardedReadingsTotal {return false}
+    if lhs.setAsideBatches != rhs.setAsideBatches {return false}
+    if lhs.forwardRate != rhs.forwardRate {return false}
+    if lhs.gateways != rhs.gateways {return false}
+    if lhs.lastError != rhs.lastError {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
