@@ -4,9 +4,11 @@
 # loopback in a temporary directory and stops at the end.
 # DEMO_SECONDS=N changes the duration; DEMO_SINK=clickhouse writes to a clickhouse-server
 # started for the demo instead of the SQLite sink.
+# DEMO_TIERS=1 runs the tiers demo instead (scripts/demo-tiers.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+if [ "${DEMO_TIERS:-0}" = 1 ]; then exec "$root/scripts/demo-tiers.sh"; fi
 "$root/scripts/install-deps.sh"
 DURATION=${DEMO_SECONDS:-30}
 swift build --product tributary-agent >/dev/null
