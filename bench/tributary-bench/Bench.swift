@@ -10,7 +10,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Benchmarks on a release build: ratios against baselines measured in the same run.",
-        discussion: "Benchmarks: buffer, wire, ingest, peer-collectd, sink-sqlite, sink-clickhouse, end-to-end (with agent-memory), drain, fleet. Run through `make bench` (it builds in release first).")
+        discussion: "Benchmarks: buffer, wire, ingest, peer-collectd, sink-sqlite, sink-clickhouse, end-to-end (with agent-memory), drain, fleet, relay (with relay-drain). Run through `make bench` (it builds in release first).")
 
     @Option(help: "Comma list of benchmarks to run (default: all).") var only: String?
     @Flag(help: "Smaller counts: a quick look, not figures to keep.") var quick = false
@@ -45,6 +45,9 @@ struct Bench: AsyncParsableCommand {
         }
         if selected("drain") { record(try await drainBench(bin: bin, readingsPerSecond: 2_000, seconds: quick ? 5 : 20)) }
         if selected("fleet") { record(try await fleetBench(bin: bin, gateways: quick ? 100 : 500, batches: quick ? 3 : 6)) }
+        if selected("relay") {
+            for r in try await relayBench(bin: bin, gateways: quick ? 50 : 100, batches: quick ? 4 : 20) { record(r) }
+        }
 
         print(table(results))
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")

@@ -196,7 +196,7 @@ private func rowBinary(_ readings: [Reading]) -> [UInt8] {
                                                 readings: readings, digest: 0, receivedAtMs: 0)])
 }
 
-private func countRows(sqlite path: String) throws -> Int {
+func countRows(sqlite path: String) throws -> Int {
     let db = try BareSQLite(path: path, readOnly: true)
     let stmt = try db.prepare("SELECT count(*) FROM readings")
     defer { sqlite3_finalize(stmt) }
