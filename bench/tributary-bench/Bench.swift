@@ -46,7 +46,7 @@ struct Bench: AsyncParsableCommand {
         if selected("drain") { record(try await drainBench(bin: bin, readingsPerSecond: 2_000, seconds: quick ? 5 : 20)) }
         if selected("fleet") { record(try await fleetBench(bin: bin, gateways: quick ? 100 : 500, batches: quick ? 3 : 6)) }
         if selected("relay") {
-            for r in try await relayBench(bin: bin, gateways: quick ? 50 : 100, batches: quick ? 4 : 20) { record(r) }
+            for r in try await relayBench(bin: bin, gateways: quick ? 50 : 100, batches: quick ? 4 : 20, outageSeconds: quick ? 15 : 60) { record(r) }
         }
 
         print(table(results))

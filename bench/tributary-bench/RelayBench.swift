@@ -5,22 +5,25 @@ import TributaryTesting
 
 /// 9. Tiers: `tributary-sim fleet` straight at a province, then the same fleet at a relay
 /// (`sink: none`) in front of another province, timed until the province's sink holds every
-/// reading. Then the relay's drain: the province is down while the fleet sends into the relay's
-/// spool, then comes back; the drain rate against the rate the fleet offered meanwhile.
-func relayBench(bin: String, gateways: Int, batches: Int) async throws -> [BenchResult] {
+/// reading. Then the relay's drain: the province is down while a fleet at a live rate sends into
+/// the relay's spool, then comes back; the drain rate against the rate the fleet offered meanwhile.
+func relayBench(bin: String, gateways: Int, batches: Int, outageSeconds: Int) async throws -> [BenchResult] {
     // Straight at the province: the baseline, in the same run.
     var direct = try await Tier(bin: bin, relayed: false)
-    let (directSeconds, directCount) = try await direct.runFleet(gateways: gateways, batches: batches, provinceUp: true)
+    let (directSeconds, directCount) = try await direct.runFleet(gateways: gateways, pacing: ["--batches", String(batches), "--rate", "200"], provinceUp: true)
     await direct.stop()
 
     var relayed = try await Tier(bin: bin, relayed: true)
-    let (relayedSeconds, relayedCount) = try await relayed.runFleet(gateways: gateways, batches: batches, provinceUp: true)
+    let (relayedSeconds, relayedCount) = try await relayed.runFleet(gateways: gateways, pacing: ["--batches", String(batches), "--rate", "200"], provinceUp: true)
     let usage = relayed.relay.flatMap { processUsage($0.pid) }
     let exact = try await relayed.verify()
     await relayed.stop()
 
+    // The outage: a fleet at a live rate (20 readings/s per gateway, batches of 100 every ~5 s)
+    // for `outageSeconds` while the province is down.
     var outage = try await Tier(bin: bin, relayed: true)
-    let (offeredSeconds, spooled) = try await outage.runFleet(gateways: gateways, batches: batches, provinceUp: false)
+    let (offeredSeconds, spooled) = try await outage.runFleet(gateways: gateways, pacing: ["--duration", "\(outageSeconds)s", "--rate", "20"],
+                                                              provinceUp: false)
     let drainSeconds = try await timed { try await outage.startProvinceAndWaitForAll() }
     let drainExact = try await outage.verify()
     await outage.stop()
@@ -89,7 +92,7 @@ private struct Tier {
 
     /// Runs the fleet; with the province up, returns when the province holds every reading
     /// acknowledged (seconds from the start, readings). With it down, when the fleet ends.
-    mutating func runFleet(gateways: Int, batches: Int, provinceUp: Bool) async throws -> (Double, Int) {
+    mutating func runFleet(gateways: Int, pacing: [String], provinceUp: Bool) async throws -> (Double, Int) {
         if provinceUp && province == nil {
             province = try Self.startProvince(bin: bin, dir: dir, port: provincePort)
             try await FreePort.waitUntilListening(provincePort)
@@ -97,9 +100,9 @@ private struct Tier {
         let target = relayPort ?? provincePort
         let started = ContinuousClock.now
         let fleet = try ChildProcess(executable: bin + "/tributary-sim", arguments: [
-            "fleet", "--aggregator", "http://127.0.0.1:\(target)", "--gateways", String(gateways), "--batches", String(batches),
-            "--batch-size", "100", "--rate", "200", "--manifest", manifestPath,
-        ], logFile: dir.file("fleet.out"))
+            "fleet", "--aggregator", "http://127.0.0.1:\(target)", "--gateways", String(gateways),
+            "--batch-size", "100", "--manifest", manifestPath,
+        ] + pacing, logFile: dir.file("fleet.out"))
         _ = await fleet.wait()
         let count = try Manifest.read(from: manifestPath).entries.count
         if provinceUp { try await waitForAll(count) }
