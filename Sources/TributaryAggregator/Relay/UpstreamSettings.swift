@@ -25,7 +25,8 @@ extension AggregatorConfig {
         /// alert). Default 600.
         public var maxAgeSeconds = 600
         /// Batches forwarded at once, at most; the relay adapts within this (AIMD), as an agent does.
-        public var maxInFlightBatches = 8
+        /// Default 16, an upstream's default share per address (`limits.max_in_flight_per_address`).
+        public var maxInFlightBatches = 16
         public var requestTimeoutSeconds = 30
         public var retryInitialMs = 200
         public var retryMaxMs = 30_000
