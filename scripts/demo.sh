@@ -18,15 +18,7 @@ swift build --product tributary-sim >/dev/null
 bin=$(swift build --show-bin-path)
 
 work=$(mktemp -d /tmp/tributary-demo.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on port $1" >&2; return 1; }
+. "$root/scripts/demo-lib.sh"
 
 mqtt_port=$(free_port)
 http_port=$(free_port)
