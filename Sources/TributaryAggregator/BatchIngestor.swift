@@ -207,7 +207,9 @@ public final class BatchIngestor: Sendable {
         // written to the local sink if the first attempt did not get that far.
         var spooled: RelaySpool.Taken?
         if let relay {
-            switch await relay.take(request, identity: identity, digest: digest, batchBytes: batchBytes, readings: readings.count, receivedAtMs: receivedAtMs) {
+            let oldest = readings.lazy.map(\.receivedAtMs).filter { $0 > 0 }.min() ?? 0
+            switch await relay.take(request, identity: identity, digest: digest, batchBytes: batchBytes, readings: readings.count,
+                                    oldestReadingMs: oldest, receivedAtMs: receivedAtMs) {
             case .taken(let taken):
                 spooled = taken
             case .refused(let status, let reason, let retryAfterMs):

@@ -117,7 +117,7 @@ struct TierTests {
         await second.stop(agentB, relayB)
     }
 
-    @Test("faults between the tiers: relay SIGKILLed three times, the province down while the relay spools, half the upstream's acks lost: exact at the province")
+    @Test("faults between the tiers: relay SIGKILLed three times, the province down 20 s while the relay spools, half the upstream's acks lost: exact at the province")
     func relayFaults() async throws {
         let harness = try await ProcessHarness(gatewayID: "gw-relay-faults", aggregatorSettings: Self.fast, proxied: true)
         defer { harness.dir.remove() }
@@ -137,7 +137,7 @@ struct TierTests {
         // The province goes away; the relay keeps taking batches into its spool.
         await top.stop(signal: SIGKILL)
         try await eventually("the relay spools while the province is down") { try await city.metric("tributary_relay_spool_batches") > 0 }
-        try await Task.sleep(for: .seconds(2))
+        try await Task.sleep(for: .seconds(20))
         top = try await harness.startAggregator()
         let manifest = try await published.value
         let report = try await harness.verifyWhenComplete(manifest, timeout: .seconds(120))

@@ -63,7 +63,7 @@ public struct RelayCustody: Sendable {
 
     /// Commits the batch, verbatim, with the status it came with, or says why not.
     func take(_ request: Tributary_V1_SyncRequest, identity: BatchIdentity, digest: UInt64, batchBytes: [UInt8],
-              readings: Int, receivedAtMs: Int64) async -> Decision {
+              readings: Int, oldestReadingMs: Int64, receivedAtMs: Int64) async -> Decision {
         let status: [UInt8]
         do {
             status = try request.status.serializedBytes()
@@ -73,7 +73,7 @@ public struct RelayCustody: Sendable {
         do {
             let taken = try await NIOThreadPool.singleton.runIfActive { [spool] in
                 try spool.take(identity: identity, digest: digest, batch: batchBytes, status: status, readings: readings, receivedMs: receivedAtMs,
-                               maxBytes: maxSpoolBytes)
+                               oldestReadingMs: oldestReadingMs, maxBytes: maxSpoolBytes)
             }
             if taken == .full {
                 // The backlog waits in the gateways' own buffers, which are sized for it.

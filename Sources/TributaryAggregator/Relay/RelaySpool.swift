@@ -65,6 +65,7 @@ public final class RelaySpool: Sendable {
                     digest INTEGER NOT NULL,
                     batch BLOB NOT NULL, status BLOB NOT NULL,
                     readings INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+                    oldest_reading_ms INTEGER NOT NULL DEFAULT 0,  -- receive time of its oldest reading, on the gateway's clock
                     attempts INTEGER NOT NULL DEFAULT 0,
                     set_aside INTEGER NOT NULL DEFAULT 0,
                     last_error TEXT,
@@ -106,7 +107,7 @@ public final class RelaySpool: Sendable {
     /// Takes a batch into custody; returns once it is committed to disk.
     /// A resend of a batch the spool holds is answered duplicate even when the spool is full.
     public func take(identity: BatchIdentity, digest: UInt64, batch: [UInt8], status: [UInt8], readings: Int, receivedMs: Int64,
-                     maxBytes: Int64 = .max) throws(SQLiteError) -> Taken {
+                     oldestReadingMs: Int64 = 0, maxBytes: Int64 = .max) throws(SQLiteError) -> Taken {
         let taken = try db.withConnection { c throws(SQLiteError) -> Taken in
             let taken = try c.transaction { () throws(SQLiteError) -> Taken in
                 if let held = try c.scalar("SELECT digest FROM spool WHERE gateway_id = ? AND epoch = ? AND sequence = ?",
@@ -116,9 +117,10 @@ public final class RelaySpool: Sendable {
                 // Under the connection's lock: concurrent requests cannot both slip under the quota.
                 if snapshot.bytes + Int64(batch.count + status.count) > maxBytes { return .full }
                 try c.run("""
-                    INSERT INTO spool (gateway_id, epoch, sequence, digest, batch, status, readings, received_ms)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """, identity.gatewayID, identity.epoch, identity.sequence, Int64(bitPattern: digest), batch, status, readings, receivedMs)
+                    INSERT INTO spool (gateway_id, epoch, sequence, digest, batch, status, readings, received_ms, oldest_reading_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, identity.gatewayID, identity.epoch, identity.sequence, Int64(bitPattern: digest), batch, status, readings, receivedMs,
+                    oldestReadingMs)
                 return .stored
             }
             // Counted while the connection is still held, so the next take's quota check sees it.
@@ -155,6 +157,31 @@ public final class RelaySpool: Sendable {
                     attempts: Int(row.int64(8))))
             }
             return Array(entries.prefix(limit))
+        }
+    }
+
+    /// What the spool holds of one gateway, besides the batch `excluding` (the one a request
+    /// carries): the part of the gateway's backlog that left its buffer but has not reached
+    /// the upstream yet.
+    public struct Held: Sendable, Equatable {
+        public var readings: Int64 = 0
+        public var bytes: Int64 = 0
+        /// Receive time of the oldest of those readings, on the gateway's clock; 0 if none.
+        public var oldestReadingMs: Int64 = 0
+        public init(readings: Int64 = 0, bytes: Int64 = 0, oldestReadingMs: Int64 = 0) {
+            self.readings = readings
+            self.bytes = bytes
+            self.oldestReadingMs = oldestReadingMs
+        }
+    }
+
+    public func held(of gatewayID: String, excluding id: Int64? = nil) throws(SQLiteError) -> Held {
+        try db.withConnection { c throws(SQLiteError) -> Held in
+            guard let row = try c.query("""
+                SELECT coalesce(sum(readings), 0), coalesce(sum(length(batch)), 0), coalesce(min(nullif(oldest_reading_ms, 0)), 0)
+                FROM spool WHERE gateway_id = ? AND set_aside = 0 AND id != ?
+                """, gatewayID, id ?? -1).first else { return Held() }
+            return Held(readings: row[0].int64 ?? 0, bytes: row[1].int64 ?? 0, oldestReadingMs: row[2].int64 ?? 0)
         }
     }
 

@@ -100,10 +100,9 @@ public final class UpstreamForwarder: Sendable {
             await withTaskGroup(of: Void.self) { group in
                 var running = 0
                 for bytes in pending.values {
-                    guard var status = try? Tributary_V1_GatewayStatus(serializedBytes: bytes) else { continue }
-                    status.via.append(relayID)
+                    guard let status = try? Tributary_V1_GatewayStatus(serializedBytes: bytes) else { continue }
                     var request = Tributary_V1_SyncRequest()
-                    request.status = status
+                    request.status = Self.passedOn(status, relayID: relayID, held: (try? spool.held(of: status.gatewayID)) ?? .init())
                     if running >= settings.maxInFlightBatches { await group.next(); running -= 1 }
                     running += 1
                     group.addTask { _ = await self.client.send(request, expecting: nil) }
@@ -211,8 +210,22 @@ public final class UpstreamForwarder: Sendable {
         } catch {
             return .rejected(reason: "the spooled batch does not decode: \(error)")
         }
-        request.status.via.append(relayID)
+        request.status = Self.passedOn(request.status, relayID: relayID, held: (try? spool.held(of: entry.identity.gatewayID, excluding: entry.id)) ?? .init())
         return await client.send(request, expecting: entry.identity)
+    }
+
+    /// A gateway's status as this relay passes it upstream: this relay appended to `via`, and
+    /// what of the gateway the spool still holds added to its backlog, so the lag the top tier
+    /// shows is the age of the oldest reading not yet there, not only of what the gateway holds.
+    static func passedOn(_ status: Tributary_V1_GatewayStatus, relayID: String, held: RelaySpool.Held) -> Tributary_V1_GatewayStatus {
+        var status = status
+        status.via.append(relayID)
+        status.backlogReadings &+= UInt64(clamping: held.readings)
+        status.backlogBytes &+= UInt64(clamping: held.bytes)
+        if held.oldestReadingMs > 0 {
+            status.oldestUnsentMs = status.oldestUnsentMs > 0 ? min(status.oldestUnsentMs, held.oldestReadingMs) : held.oldestReadingMs
+        }
+        return status
     }
 
     /// Records the answer; returns the retry floor when the batch must be sent again.
