@@ -163,9 +163,6 @@ struct BufferAdmission: Sendable {
         guard reserve.headroomBytes(buffer: buffer) < needed else { return }
         // Said once a minute at most: under traffic ingest may pause and resume with every
         // acknowledged batch.
-        let now = MonotonicClock.nowMs()
-        let tell = now - lastHeadroomWarningMs >= 60_000
-        if tell { lastHeadroomWarningMs = now }
         stats.bufferFull = true
         var delay = 0.05
         var headroom: Int64 = 0
@@ -173,7 +170,11 @@ struct BufferAdmission: Sendable {
             if retakeReserveNowAndThen(force: true) { break }
             headroom = reserve.headroomBytes(buffer: buffer)
             if headroom >= needed { break }
-            if tell && delay == 0.05 {
+            // Only when it really waits: a wait that ends at once is not worth a line, nor may
+            // it use up the minute's line.
+            let now = MonotonicClock.nowMs()
+            if delay == 0.05 && now - lastHeadroomWarningMs >= 60_000 {
+                lastHeadroomWarningMs = now
                 let message = "buffer disk nearly full (\(headroom) bytes of room, \(reserve.keptFree) kept free for acknowledgements): "
                     + "reading from the broker only as acknowledged batches free room"
                 logger.warning("\(message)", metadata: ["gateway": "\(gatewayID)", "path": "\(buffer.path)"])
