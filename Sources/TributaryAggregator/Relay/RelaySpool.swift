@@ -139,7 +139,7 @@ public final class RelaySpool: Sendable {
 
     /// The oldest waiting batches, at most `limit`, the gateways taking turns: each gateway's
     /// batches stay in order, and one with a long backlog does not hold back the others.
-    public func oldest(limit: Int, excluding: Set<Int64> = []) throws(SQLiteError) -> [Entry] {
+    public func oldest(limit: Int) throws(SQLiteError) -> [Entry] {
         try db.withConnection { c throws(SQLiteError) -> [Entry] in
             // Each gateway's oldest few, then ordered by their rank within the gateway and age.
             var entries: [Entry] = []
@@ -148,15 +148,13 @@ public final class RelaySpool: Sendable {
                     SELECT *, row_number() OVER (PARTITION BY gateway_id ORDER BY id) AS rank
                     FROM spool WHERE set_aside = 0)
                 WHERE rank <= ? ORDER BY rank, id LIMIT ?
-                """, [limit, limit + excluding.count]) { row in
-                let id = row.int64(0)
-                guard !excluding.contains(id) else { return }
+                """, [limit, limit]) { row in
                 entries.append(Entry(
-                    id: id, identity: BatchIdentity(gatewayID: row.string(1) ?? "", epoch: row.string(2) ?? "", sequence: UInt64(bitPattern: row.int64(3))),
+                    id: row.int64(0), identity: BatchIdentity(gatewayID: row.string(1) ?? "", epoch: row.string(2) ?? "", sequence: UInt64(bitPattern: row.int64(3))),
                     batch: row[4].bytes ?? [], status: row[5].bytes ?? [], readings: Int(row.int64(6)), receivedMs: row.int64(7),
                     attempts: Int(row.int64(8))))
             }
-            return Array(entries.prefix(limit))
+            return entries
         }
     }
 
@@ -224,15 +222,6 @@ public final class RelaySpool: Sendable {
     public func recordAttempt(_ entry: Entry, error: String) throws(SQLiteError) {
         try db.withConnection { c throws(SQLiteError) in
             _ = try c.run("UPDATE spool SET attempts = attempts + 1, last_error = ? WHERE id = ?", error, entry.id)
-        }
-    }
-
-    /// Why each set-aside batch was refused, for the operator.
-    public func setAsideReasons() throws(SQLiteError) -> [(identity: BatchIdentity, reason: String)] {
-        try db.withConnection { c throws(SQLiteError) in
-            try c.query("SELECT gateway_id, epoch, sequence, coalesce(last_error, '') FROM spool WHERE set_aside = 1 ORDER BY id LIMIT 100").map { row in
-                (BatchIdentity(gatewayID: row[0].string ?? "", epoch: row[1].string ?? "", sequence: UInt64(bitPattern: row[2].int64 ?? 0)), row[3].string ?? "")
-            }
         }
     }
 

@@ -21,8 +21,6 @@ public final class UpstreamForwarder: Sendable {
         /// The last request was answered (any answer); false after a connection failure or timeout.
         public var reachable = false
         public var lastError = ""
-        public var lastContactMs: Int64 = 0
-        public var setAsideTotal: UInt64 = 0
     }
 
     private let spool: RelaySpool
@@ -231,14 +229,12 @@ public final class UpstreamForwarder: Sendable {
     /// Records the answer; returns the retry floor when the batch must be sent again.
     private func settle(_ entry: RelaySpool.Entry, _ outcome: SyncClient.Outcome, retryAfterMs: Int?,
                         troubleLogged: inout String) async throws -> Int? {
-        let now = WallClock.nowMs()
         switch outcome {
         case .acknowledged:
             try await blocking { [spool] in try spool.forwarded(entry) }
             state.withLock { s in
                 s.reachable = true
-                s.lastContactMs = now
-                if !s.lastError.isEmpty { s.lastError = "" }
+                s.lastError = ""
             }
             if !troubleLogged.isEmpty {
                 logger.notice("upstream takes batches again", metadata: ["upstream": "\(settings.url)"])
@@ -249,7 +245,6 @@ public final class UpstreamForwarder: Sendable {
             state.withLock { s in
                 s.reachable = !reason.hasPrefix("aggregator unreachable")
                 s.lastError = reason
-                if s.reachable { s.lastContactMs = now }
             }
             if reason != troubleLogged {
                 logger.warning("upstream does not take batches now; the spool keeps them", metadata: [
@@ -263,8 +258,6 @@ public final class UpstreamForwarder: Sendable {
             state.withLock { s in
                 s.reachable = true
                 s.lastError = reason
-                s.lastContactMs = now
-                s.setAsideTotal += 1
             }
             logger.error("upstream refused a batch for good; set aside in the relay spool", metadata: [
                 "batch": "\(entry.identity)", "readings": "\(entry.readings)", "reason": "\(reason)", "spool": "\(spool.path)"])
