@@ -15,6 +15,10 @@ public struct FleetView: Codable, Sendable, Equatable {
     /// Senders refused for their credentials within the last `staleAfterSeconds`, most recent
     /// first (absent from an aggregator older than this field).
     public var refusedSenders: [RefusedSender]?
+    /// Set by `tributaryctl` when it joined several aggregators' views (`FleetMerge`): the
+    /// aggregators asked, and those that did not answer, with why (their part is missing).
+    public var mergedFrom: [String]?
+    public var unanswered: [String: String]?
 
     public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, admission: AdmissionStats = .init(),
                 sinkWrites: SinkWriteStats = .init(), gateways: [GatewayView], refusedSenders: [RefusedSender] = []) {
@@ -29,6 +33,8 @@ public struct FleetView: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case refusedSenders = "refused_senders"
+        case mergedFrom = "merged_from"
+        case unanswered
         case generatedAtMs = "generated_at_ms"
         case staleAfterSeconds = "stale_after_seconds"
         case sink, admission, gateways
@@ -179,6 +185,10 @@ public struct GatewayView: Codable, Sendable, Equatable {
     /// Set when this entry is a relay reporting itself (its id is its relay_id): its spool and
     /// upstream link. Its backlog and lag figures then describe the spool.
     public var relay: RelayView?
+    /// The aggregator URL the gateway delivers to now, as it reported it (one of several it
+    /// may know), and its failovers since its agent started; nil from an older agent.
+    public var aggregator: String?
+    public var failovers: UInt64?
 
     public init(gatewayID: String) {
         self.gatewayID = gatewayID
@@ -238,6 +248,8 @@ public struct GatewayView: Codable, Sendable, Equatable {
         quarantineReasons = try c.decodeIfPresent([QuarantineReasonCount].self, forKey: .quarantineReasons)
         via = try c.decodeIfPresent([String].self, forKey: .via)
         relay = try c.decodeIfPresent(RelayView.self, forKey: .relay)
+        aggregator = try c.decodeIfPresent(String.self, forKey: .aggregator)
+        failovers = try c.decodeIfPresent(UInt64.self, forKey: .failovers)
     }
 
     /// How far behind the gateway is: the age of its oldest unacknowledged reading. That time is
@@ -276,7 +288,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case lastErrorMs = "last_error_ms"
         case clockSkewMs = "clock_skew_ms"
         case quarantineReasons = "quarantine_reasons"
-        case via, relay
+        case via, relay, aggregator, failovers
         case roundTripMs = "round_trip_ms"
         case lastBatchMs = "last_batch_ms"
         case chain

@@ -107,8 +107,14 @@ public struct AgentConfig: Sendable {
     }
 
     public struct Aggregator: Sendable {
-        /// Default http://127.0.0.1:8470.
-        public var url: String
+        /// `url`, or `urls` for several aggregators sharing one sink: each gateway prefers one
+        /// (rendezvous hashing of its id) and fails over to the next. Default http://127.0.0.1:8470.
+        public var urls: [String]
+        /// The first configured URL (the only one, usually).
+        public var url: String { urls[0] }
+        /// While failed over, how often a request goes to the preferred aggregator to see
+        /// whether it is back (`failback_seconds`). Default 10.
+        public var failbackSeconds = 10
         public var compression: ContentEncoding = .zstd
         /// A batch is sealed at this many readings...
         public var batchMaxReadings = 5_000
@@ -132,7 +138,8 @@ public struct AgentConfig: Sendable {
         /// `aggregator.tls`, for an https:// URL. Nil: the system's CAs, no client certificate.
         public var tls: ClientTLS?
 
-        public init(url: String) { self.url = url }
+        public init(url: String) { urls = [url] }
+        public init(urls: [String]) { self.urls = urls }
     }
 
     /// How the agent checks the aggregator (`ca_file`; nil: the system's CAs), and proves
@@ -158,7 +165,12 @@ extension AgentConfig {
     public struct Overrides: Sendable {
         public var gatewayID: String?
         public var broker: String?
-        public var aggregatorURL: String?
+        /// `--aggregator`, given once or more, each one URL or several comma-separated.
+        public var aggregatorURLs: [String]?
+        public var aggregatorURL: String? {
+            get { aggregatorURLs?.first }
+            set { aggregatorURLs = newValue.map { [$0] } }
+        }
         public var dataDirectory: String?
         public var statusListen: String?
         public var logFormat: LogFormat?
@@ -166,7 +178,7 @@ extension AgentConfig {
                     statusListen: String? = nil, logFormat: LogFormat? = nil) {
             self.gatewayID = gatewayID
             self.broker = broker
-            self.aggregatorURL = aggregatorURL
+            self.aggregatorURLs = aggregatorURL.map { [$0] }
             self.dataDirectory = dataDirectory
             self.statusListen = statusListen
             self.logFormat = logFormat
@@ -237,13 +249,15 @@ extension AgentConfig {
         }
 
         let aggregatorSection = try root.section("aggregator")
-        let fileUrl = try aggregatorSection?.string("url")
-        let url = overrides.aggregatorURL ?? fileUrl ?? "http://127.0.0.1:8470"
-        guard url.hasPrefix("http://") || url.hasPrefix("https://"), URL(string: url)?.host != nil else {
-            throw ConfigError(file: overrides.aggregatorURL == nil ? file : nil, key: "aggregator.url",
-                              message: "'\(url)' is not an http:// or https:// URL")
+        // The file's are read (and checked) even when the flag overrides them.
+        let fileURLs = try ServiceURLs.read(aggregatorSection, prefix: "aggregator")
+        let urls: [String]
+        if let flag = overrides.aggregatorURLs.flatMap(ServiceURLs.splitFlag) {
+            urls = try ServiceURLs.checked(flag, key: "aggregator.urls", file: nil)
+        } else {
+            urls = fileURLs ?? ["http://127.0.0.1:8470"]
         }
-        var aggregator = Aggregator(url: url.hasSuffix("/") ? String(url.dropLast()) : url)
+        var aggregator = Aggregator(urls: urls)
         if let s = aggregatorSection {
             aggregator.compression = try s.choice("compression", of: ContentEncoding.self) ?? aggregator.compression
             aggregator.batchMaxReadings = try s.int("batch_max_readings", range: 1...100_000) ?? aggregator.batchMaxReadings
@@ -253,11 +267,12 @@ extension AgentConfig {
             aggregator.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? aggregator.retryInitialMs
             aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
             aggregator.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...64) ?? aggregator.maxInFlightBatches
+            aggregator.failbackSeconds = try s.int("failback_seconds", range: 1...3600) ?? aggregator.failbackSeconds
             aggregator.token = try s.secret("token_file", .token(minLength: 16))
             aggregator.tokenFile = try s.string("token_file")
             if let t = try s.section("tls") {
-                guard url.hasPrefix("https://") else {
-                    throw s.error("tls", "the url \(url) is not https://, so this section would not be used")
+                guard urls.contains(where: { $0.hasPrefix("https://") }) else {
+                    throw s.error("tls", "no aggregator URL is https:// (\(urls.joined(separator: ", "))), so this section would not be used")
                 }
                 aggregator.tls = try t.clientTLSFiles()
             }

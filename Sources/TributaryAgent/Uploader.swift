@@ -22,6 +22,8 @@ public final class Uploader: Service {
     /// Replaced when `aggregator.token_file` changes (see `rereadTokenIfChanged`).
     private let currentClient: Mutex<SyncClient>
     private var client: SyncClient { currentClient.withLock { $0 } }
+    /// The aggregators, in this gateway's order, and the one in use.
+    let targets: AggregatorTargets
     /// The quarantine's kinds of reason as last counted, with the quarantined total they were
     /// counted at and when (counted again only when the total moved, at most every 10 s once
     /// there are any).
@@ -41,7 +43,19 @@ public final class Uploader: Service {
         self.stats = stats
         self.logger = logger
         reserve = DiskReserve(config: config)
-        currentClient = Mutex(SyncClient(http: http, url: config.aggregator.url, encoding: config.aggregator.compression,
+        let gateway = config.gatewayID
+        let targets = AggregatorTargets(urls: config.aggregator.urls, senderID: config.gatewayID,
+                                        failbackProbeMs: Int64(config.aggregator.failbackSeconds) * 1000) { move in
+            if let reason = move.reason {
+                logger.warning("failing over to another aggregator", metadata: ["gateway": "\(gateway)", "from": "\(move.from)",
+                                                                               "to": "\(move.to)", "reason": "\(reason)"])
+            } else {
+                logger.notice("back on the preferred aggregator", metadata: ["gateway": "\(gateway)", "aggregator": "\(move.to)",
+                                                                             "from": "\(move.from)"])
+            }
+        }
+        self.targets = targets
+        currentClient = Mutex(SyncClient(http: http, targets: targets, encoding: config.aggregator.compression,
                                          timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), observer: stats.sync,
                                          token: config.aggregator.token, gatewayID: config.gatewayID))
         tokenFileWatch = config.aggregator.tokenFile.map { FileWatch(path: $0) }
@@ -356,6 +370,8 @@ public final class Uploader: Service {
         if let exchange = stats.sync.bestRecentExchange { status.lastExchange = Tributary_V1_ClockExchange(exchange) }
         status.roundReadings = UInt64(roundReadings)
         status.roundOldestMs = batches.map(\.oldestReceivedMs).filter { $0 > 0 }.min() ?? 0
+        status.aggregator = targets.current
+        status.failoversTotal = targets.failovers
         return status
     }
 

@@ -29,6 +29,7 @@ public final class Aggregator: Service, Sendable {
     private let boundPort: BoundPort
     private let logger: Logger
     private let audit: AuditLog
+    private let readiness: SinkReadiness
     private let gatewayTokens: GatewayTokens?
     private let closed = Mutex(false)
     /// On a relay: its custody of what it has not forwarded, and the loop that forwards it.
@@ -70,7 +71,7 @@ public final class Aggregator: Service, Sendable {
                     "batches": "\(spool.requeuedAtStart)", "spool": "\(config.spoolPath)"])
             }
             logger.info("relay: batches are kept in the spool and forwarded upstream", metadata: [
-                "relay_id": "\(config.relayID)", "upstream": "\(upstream.url)", "spool": "\(config.spoolPath)",
+                "relay_id": "\(config.relayID)", "upstream": "\(upstream.urls.joined(separator: ", "))", "spool": "\(config.spoolPath)",
                 "spool_batches": "\(spool.snapshot.batches)", "local_copy": "\(config.keepsLocalCopy ? "\(sink)" : "none")",
             ])
         } else {
@@ -101,7 +102,8 @@ public final class Aggregator: Service, Sendable {
         let boundPort = BoundPort()
         self.boundPort = boundPort
         let sink = self.sink
-        let readiness = SinkReadiness(sink: sink, logger: logger)
+        let readiness = SinkReadiness(sink: sink, logger: logger, recentWriteFailure: { [ingestor] in ingestor.recentWriteFailure() })
+        self.readiness = readiness
         let audit = try AuditLog(directory: config.auditDirectory ?? config.dataDirectory + "/audit",
                                  retentionDays: config.auditRetentionDays, maxBytes: config.auditMaxBytes, logger: logger)
         self.audit = audit
@@ -195,7 +197,12 @@ public final class Aggregator: Service, Sendable {
         }
         do {
             try await prepareSink()
-            try await application.run()
+            let readiness = self.readiness
+            try await withGracefulShutdownHandler {
+                try await application.run()
+            } onGracefulShutdown: {
+                Task { await readiness.shutDown() }
+            }
         } catch {
             await stopForwarding()
             await close()

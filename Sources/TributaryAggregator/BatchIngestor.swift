@@ -30,6 +30,8 @@ public final class BatchIngestor: Sendable {
         var stats = AdmissionStats()
         /// Moving average of a request's time in flight (the sink write and the wait for it), for Retry-After.
         var averageWriteMs = 10.0
+        /// When the latest sink write failed (monotonic ms), for readiness.
+        var lastSinkFailureMs: Int64 = 0
     }
 
     private let sink: any Sink
@@ -111,6 +113,15 @@ public final class BatchIngestor: Sendable {
             if response.httpStatus != 408 { f.averageWriteMs = f.averageWriteMs * 0.9 + ms * 0.1 }
         }
         return response
+    }
+
+    /// Why the sink's latest writes failed, while they did within `withinMs` and none succeeded
+    /// since; nil otherwise.
+    func recentWriteFailure(withinMs: Int64 = 10_000) -> String? {
+        inFlight.withLock { f in
+            guard f.stats.consecutiveSinkFailures > 0, MonotonicClock.nowMs() - f.lastSinkFailureMs < withinMs else { return nil }
+            return f.stats.lastSinkError
+        }
     }
 
     /// What admission control and the sink have been through, for the fleet view.
@@ -231,6 +242,7 @@ public final class BatchIngestor: Sendable {
                 f.stats.sinkFailures += 1
                 f.stats.consecutiveSinkFailures += 1
                 f.stats.lastSinkError = error.description
+                f.lastSinkFailureMs = MonotonicClock.nowMs()
                 return f.stats.consecutiveSinkFailures
             }
             if let held = logThrottle.admit("sink") {

@@ -39,6 +39,14 @@ struct ChainTracker: Codable, Sendable, Equatable {
     /// gap back; the oldest are forgotten past `maxDeclared`.
     private var declared: [ClosedRange<UInt64>] = []
     static let maxDeclared = 256
+    /// Runs of checked batches ended by a gap, and batches that filled a gap late, oldest first
+    /// (at most `maxDeclared`): with the run being checked now, what `ChainView.merged` joins
+    /// with other aggregators' runs. Optional, so state stored before it decodes.
+    private var closed: [ChainSegment]?
+    /// Where the run being checked now began, and the previous digest its first batch named;
+    /// nil: at `view.startSequence`, naming `startPrevious`.
+    private var runStart: UInt64?
+    private var runPrevious: String?
 
     /// The first batch seen of an epoch starts the chain, whatever its sequence: an aggregator
     /// that joins late, or lost its registry, checks from there.
@@ -61,9 +69,14 @@ struct ChainTracker: Codable, Sendable, Equatable {
                 }
                 view.startSequence = sequence
                 startPrevious = link.previous
+                if closed?.isEmpty == false {
+                    closed![0].from = sequence
+                    closed![0].previous = link.previous
+                }
             }
             if let index = declared.firstIndex(where: { $0.contains(sequence) }) {
                 retract(sequence, from: index, atMs: atMs)
+                keep(ChainSegment(from: sequence, through: sequence, previous: link.previous, digest: link.digest))
             }
             return  // a resend of a batch already checked, or older than the start
         }
@@ -96,6 +109,9 @@ struct ChainTracker: Codable, Sendable, Equatable {
             declared.append(view.checkedThrough + 1...lowest - 1)
             if declared.count > Self.maxDeclared { declared.removeFirst() }
             let after = pending.removeValue(forKey: lowest)!
+            keep(currentRun)
+            runStart = lowest
+            runPrevious = after.link.previous
             view.checkedThrough = lowest
             head = after.link.digest
         }
@@ -129,6 +145,33 @@ struct ChainTracker: Codable, Sendable, Equatable {
         view.lastProblemMs = atMs
     }
 
+    /// The run being checked now: from its start through `checkedThrough`.
+    private var currentRun: ChainSegment {
+        let start = runStart ?? view.startSequence
+        return ChainSegment(from: start, through: view.checkedThrough, previous: runPrevious ?? (start == view.startSequence ? startPrevious : ""),
+                            digest: head)
+    }
+
+    private mutating func keep(_ run: ChainSegment) {
+        closed = (closed ?? []) + [run]
+        if closed!.count > Self.maxDeclared { closed!.removeFirst() }
+    }
+
+    /// The runs past the hole, which wait for it to fill, each linked within itself unchecked.
+    private var waitingRuns: [ChainSegment] {
+        var runs: [ChainSegment] = []
+        for sequence in pending.keys.sorted() {
+            let link = pending[sequence]!.link
+            if let last = runs.last, last.through + 1 == sequence {
+                runs[runs.count - 1].through = sequence
+                runs[runs.count - 1].digest = link.digest
+            } else {
+                runs.append(ChainSegment(from: sequence, through: sequence, previous: link.previous, digest: link.digest, waiting: true))
+            }
+        }
+        return runs
+    }
+
     private mutating func problem(_ text: String, atMs: Int64, mismatch: Bool = false) {
         if mismatch { view.mismatches = view.mismatches.addingClamped(1) }
         view.lastProblem = text
@@ -140,16 +183,8 @@ struct ChainTracker: Codable, Sendable, Equatable {
     func view(nowMs: Int64) -> ChainView {
         var copy = self
         copy.advance(nowMs: nowMs)
-        return copy.view
-    }
-}
-
-extension UInt64 {
-    /// `self - other`, or 0 where that would go below zero.
-    func subtractingClamped(_ other: UInt64) -> UInt64 { self >= other ? self - other : 0 }
-    /// `self + other`, or `UInt64.max` where that would overflow.
-    func addingClamped(_ other: UInt64) -> UInt64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
+        var view = copy.view
+        view.segments = (copy.closed ?? []) + [copy.currentRun] + copy.waitingRuns
+        return view
     }
 }

@@ -295,6 +295,10 @@ public final class FleetRegistry: Sendable {
                                                forwardedReadingsTotal: r.forwardedReadingsTotal, setAsideBatches: r.setAsideBatches,
                                                forwardRate: r.forwardRate, gateways: r.gateways, lastError: Printable.clean(r.lastError, maxLength: 300))
                     }
+                    if !status.aggregator.isEmpty {
+                        view.aggregator = Printable.clean(status.aggregator, maxLength: 256)
+                        view.failovers = status.failoversTotal
+                    }
                     if !status.via.isEmpty {
                         view.via = status.via.prefix(64).map { Printable.clean($0, maxLength: 128) }
                     }

@@ -15,6 +15,8 @@ extension Tributary_V1_GatewayStatus {
         var s = self
         s.agentVersion = Printable.clean(s.agentVersion, maxLength: 64)
         s.lastError = Printable.clean(s.lastError, maxLength: 512)
+        s.aggregator = Printable.clean(s.aggregator, maxLength: 256)
+        s.failoversTotal = Swift.min(s.failoversTotal, Self.maxCount)
         // Stored with the status, so bounded here: a few kinds of short text.
         s.quarantineReasons = s.quarantineReasons.prefix(5).map { r in
             var r = r

@@ -27,8 +27,15 @@ public struct Ctl: AsyncParsableCommand {
 }
 
 struct Connection: ParsableArguments {
-    @Option(name: .long, help: "Aggregator URL (default: $TRIBUTARY_AGGREGATOR or http://127.0.0.1:8470).")
-    var aggregator: String = ProcessInfo.processInfo.environment["TRIBUTARY_AGGREGATOR"] ?? "http://127.0.0.1:8470"
+    @Option(name: .long, help: "Aggregator URL (default: $TRIBUTARY_AGGREGATOR or http://127.0.0.1:8470). Repeat it, or separate URLs with commas, for aggregators that share a sink: their views are joined, each gateway once.")
+    var aggregator: [String] = []
+
+    /// The URLs given, else the environment's (which may list several, comma-separated), else the local default.
+    var aggregators: [String] {
+        let given = aggregator.isEmpty ? [ProcessInfo.processInfo.environment["TRIBUTARY_AGGREGATOR"] ?? ""] : aggregator
+        let urls = given.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }
+        return urls.isEmpty ? ["http://127.0.0.1:8470"] : urls
+    }
 
     @Option(name: .long, help: "Operator token (default: $TRIBUTARY_TOKEN).")
     var token: String?
@@ -39,11 +46,12 @@ struct Connection: ParsableArguments {
     @Option(name: .long, help: "PEM file of the CA that signed an https:// aggregator's certificate (default: $TRIBUTARY_CA_FILE, else the system's CAs).")
     var caFile: String? = ProcessInfo.processInfo.environment["TRIBUTARY_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
 
-    func client() throws -> FleetClient {
+    /// One token and CA for all of them: aggregators sharing a sink share their operators.
+    func client() throws -> FleetSources {
         do {
             let token = try FleetClient.resolveToken(flag: token, file: tokenFile, environment: ProcessInfo.processInfo.environment)
-            return FleetClient(aggregator: aggregator, token: token,
-                               tls: try caFile.map { path throws(TLSFiles.Problem) in try TLSFiles.trusting(path, key: "--ca-file") })
+            let tls = try caFile.map { path throws(TLSFiles.Problem) in try TLSFiles.trusting(path, key: "--ca-file") }
+            return FleetSources(aggregators.map { FleetClient(aggregator: $0, token: token, tls: tls) })
         } catch {
             throw Failure("tributaryctl: \(error)")
         }
@@ -72,7 +80,7 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let (view, data) = try await fetchFleet(connection)
-        output.show(data) { FleetRendering.status(view, aggregator: connection.aggregator) }
+        output.show(data) { FleetRendering.status(view, aggregator: connection.aggregators.joined(separator: ", ")) }
     }
 }
 
@@ -236,7 +244,7 @@ struct Watch: AsyncParsableCommand {
                 let size = Terminal.size
                 let view = last ?? FleetView(generatedAtMs: WallClock.nowMs(), staleAfterSeconds: 0, sink: "?", gateways: [])
                 let shownProblem = problem ?? (last == nil ? "waiting for the aggregator's first answer" : nil)
-                terminal.draw(WatchScreen.render(view, history: history, aggregator: client.base, clock: formatter.string(from: Date()),
+                terminal.draw(WatchScreen.render(view, history: history, aggregator: client.description, clock: formatter.string(from: Date()),
                                                  intervalSeconds: interval, width: size.width, height: size.height, problem: shownProblem))
             }
             // Quit: stop the ticker, the key reader and a fetch under way, without waiting for them.

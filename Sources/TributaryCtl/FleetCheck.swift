@@ -30,6 +30,10 @@ public struct FleetCheck: Sendable {
     public func evaluate(_ view: FleetView) -> (code: Code, lines: [String]) {
         let now = view.generatedAtMs
         var problems: [String] = []
+        // Several aggregators asked: one that did not answer is down, or its part of the fleet unseen.
+        for (url, reason) in (view.unanswered ?? [:]).sorted(by: { $0.key < $1.key }) {
+            problems.append("aggregator \(url) did not answer: \(reason.prefix(120))")
+        }
         if let maxLagMs {
             let lagging = FleetQuery(order: .lag, laggingAtLeastMs: maxLagMs + 1).apply(view)
             for g in lagging {

@@ -88,3 +88,74 @@ public struct FleetClient: Sendable {
         return try? SecretFile.read(defaultFile, as: .token(minLength: 1))
     }
 }
+
+/// The aggregators `tributaryctl` reads: one, or several that share a sink (`--aggregator A
+/// --aggregator B`, or `A,B`), whose views it joins (`FleetMerge`) so a gateway that failed over
+/// shows once, with its whole chain.
+public struct FleetSources: Sendable {
+    public let clients: [FleetClient]
+
+    public init(_ clients: [FleetClient]) {
+        precondition(!clients.isEmpty)
+        self.clients = clients
+    }
+
+    public var description: String { clients.map(\.base).joined(separator: ", ") }
+
+    /// The fleet view: one aggregator's as it sent it, or several joined. Fails only when no
+    /// aggregator answered; those that did not are named in the view's `unanswered`.
+    public func fleet() async throws(FleetClient.FetchError) -> (view: FleetView, json: Data) {
+        guard clients.count > 1 else { return try await clients[0].fleet() }
+        let answers = await withTaskGroup(of: (Int, Result<FleetView, FleetClient.FetchError>).self) { group in
+            for (index, client) in clients.enumerated() {
+                group.addTask {
+                    do throws(FleetClient.FetchError) { return (index, .success(try await client.fleet().view)) } catch { return (index, .failure(error)) }
+                }
+            }
+            var answers: [(Int, Result<FleetView, FleetClient.FetchError>)] = []
+            for await answer in group { answers.append(answer) }
+            return answers.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        var views: [FleetView] = []
+        var unanswered: [String: String] = [:]
+        var firstError: FleetClient.FetchError?
+        for (client, answer) in zip(clients, answers) {
+            switch answer {
+            case .success(let view): views.append(view)
+            case .failure(let error):
+                unanswered[client.base] = error.description
+                firstError = firstError ?? error
+            }
+        }
+        guard !views.isEmpty else { throw firstError! }
+        var merged = FleetMerge.merge(views)
+        merged.mergedFrom = clients.map(\.base)
+        merged.unanswered = unanswered.isEmpty ? nil : unanswered
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = (try? encoder.encode(merged)) ?? Data()
+        return (merged, json)
+    }
+
+    /// One gateway in detail, joined over the aggregators that know it (its history interleaved,
+    /// newest first).
+    public func gateway(_ id: String) async throws(FleetClient.FetchError) -> (detail: GatewayDetail, json: Data) {
+        guard clients.count > 1 else { return try await clients[0].gateway(id) }
+        var details: [GatewayDetail] = []
+        var firstError: FleetClient.FetchError?
+        for client in clients {
+            do throws(FleetClient.FetchError) {
+                details.append(try await client.gateway(id).detail)
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        guard var merged = details.max(by: { $0.gateway.lastSeenMs < $1.gateway.lastSeenMs }) else { throw firstError! }
+        merged.gateway = FleetMerge.merge(details.map(\.gateway))
+        merged.generatedAtMs = details.map(\.generatedAtMs).max()!
+        merged.history = details.flatMap(\.history).sorted { $0.atMs > $1.atMs }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (merged, (try? encoder.encode(merged)) ?? Data())
+    }
+}

@@ -30,6 +30,9 @@ public enum FleetRendering {
             let down = relays.filter { !$0.upstreamUp }.count
             lines.insert("relays       \(t.relays) report here, \(HumanUnits.count(spooled)) batches in their spools, \(down) with their upstream down (tributaryctl relays)", at: 5)
         }
+        for (url, reason) in (view.unanswered ?? [:]).sorted(by: { $0.key < $1.key }) {
+            lines.insert("NO ANSWER    \(one(url)): \(one(String(reason.prefix(120)))); its part of the fleet is missing here", at: 1)
+        }
         if a.newGatewaysRefused > 0 {
             lines.append("refused      \(HumanUnits.count(UInt64(a.newGatewaysRefused))) requests from gateways not shown here: the registry holds limits.max_gateways; they keep their readings until it is raised")
         }
@@ -94,9 +97,14 @@ public enum FleetRendering {
         let shown = (gateways ?? view.gateways).filter { $0.relay == nil }
         // Behind relays (a tiered fleet), the relay path each gateway's batches came by.
         let relayed = shown.contains { !($0.via ?? []).isEmpty }
-        let header = ["GATEWAY"] + (relayed ? ["VIA"] : []) + ["STATE", "LAST SEEN", "LAG", "BACKLOG", "INGEST", "SYNCED", "QUARANTINED", "DROPPED", "SET ASIDE", "SKEW", "LAST ERROR"]
+        // With several aggregators: the one each gateway delivers to now, and its failovers.
+        let several = Set(shown.compactMap(\.aggregator)).count > 1 || shown.contains { ($0.failovers ?? 0) > 0 }
+        let header = ["GATEWAY"] + (relayed ? ["VIA"] : []) + (several ? ["AGGREGATOR", "FAILOVERS"] : [])
+            + ["STATE", "LAST SEEN", "LAG", "BACKLOG", "INGEST", "SYNCED", "QUARANTINED", "DROPPED", "SET ASIDE", "SKEW", "LAST ERROR"]
         let rows = shown.map { g -> [String] in
-            [g.gatewayID] + (relayed ? [(g.via ?? []).isEmpty ? "-" : g.via!.joined(separator: ">")] : []) + [
+            let path: [String] = relayed ? [(g.via ?? []).isEmpty ? "-" : g.via!.joined(separator: ">")] : []
+            let aggregator: [String] = several ? [g.aggregator.map(shortURL) ?? "-", g.failovers.map { HumanUnits.count($0) } ?? "-"] : []
+            let figures: [String] = [
                 state(g),
                 lastSeen(g, nowMs: now),
                 g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) : "-",
@@ -109,6 +117,7 @@ public enum FleetRendering {
                 HumanUnits.signedDuration(ms: g.clockSkewMs),
                 g.lastError.isEmpty ? "-" : String(g.lastError.prefix(60)),
             ]
+            return [g.gatewayID] + path + aggregator + figures
         }
         return Printable.lines(table(header: header, rows: rows))
     }
@@ -133,6 +142,9 @@ public enum FleetRendering {
             "last error   " + (g.lastError.isEmpty ? "-" : "\(one(g.lastError)) (\(HumanUnits.duration(ms: now.saturatingMinus(g.aggregatorTime(g.lastErrorMs)))) ago)"),
             "chain        " + (g.chain.map { one(chain($0, nowMs: now)) } ?? "no batch yet"),
         ]
+        if let aggregator = g.aggregator {
+            lines.insert("aggregator   \(one(aggregator)) now; \(HumanUnits.count(g.failovers ?? 0)) failover(s) since its agent started", at: 3)
+        }
         if let reasons = g.quarantineReasons, !reasons.isEmpty {
             lines.append("quarantined, by reason (the gateway's buffer holds them; most frequent first):")
             lines += reasons.map { "  \(HumanUnits.count($0.count))  \(one($0.kind)), e.g. \(one(String($0.example.prefix(120))))" }
@@ -148,6 +160,12 @@ public enum FleetRendering {
                 .split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         }
         return Printable.lines(lines.joined(separator: "\n") + "\n")
+    }
+
+    /// `http://agg-a.example:8470` as `agg-a.example:8470`: a column, not a link.
+    static func shortURL(_ url: String) -> String {
+        let rest = url.split(separator: "://", maxSplits: 1).last.map(String.init) ?? url
+        return String(rest.prefix(40))
     }
 
     /// The hash chain of the gateway's latest epoch, in one line.

@@ -24,10 +24,18 @@ public struct SyncClient: Sendable {
         /// buffer was rolled back and reuses identities: the batch must be sealed again under a
         /// new epoch (`BufferStore.renewEpoch`), never set aside.
         case identityTaken(reason: String)
+
+        var reason: String {
+            switch self {
+            case .acknowledged: ""
+            case .retry(_, let reason), .rejected(let reason), .identityTaken(let reason): reason
+            }
+        }
     }
 
     let http: HTTPClient
-    let url: String
+    /// Where requests go: one aggregator, or several with failover.
+    public let targets: AggregatorTargets
     let encoding: ContentEncoding
     let timeout: TimeAmount
     let observer: any SyncObserver
@@ -40,8 +48,14 @@ public struct SyncClient: Sendable {
 
     public init(http: HTTPClient, url: String, encoding: ContentEncoding, timeout: TimeAmount, observer: any SyncObserver, token: String? = nil,
                 gatewayID: String? = nil) {
+        self.init(http: http, targets: AggregatorTargets(urls: [url], senderID: gatewayID ?? ""), encoding: encoding, timeout: timeout,
+                  observer: observer, token: token, gatewayID: gatewayID)
+    }
+
+    public init(http: HTTPClient, targets: AggregatorTargets, encoding: ContentEncoding, timeout: TimeAmount, observer: any SyncObserver,
+                token: String? = nil, gatewayID: String? = nil) {
         self.http = http
-        self.url = url
+        self.targets = targets
         self.encoding = encoding
         self.timeout = timeout
         self.observer = observer
@@ -51,11 +65,14 @@ public struct SyncClient: Sendable {
 
     /// The same client with another gateway token (a rotated `token_file`).
     public func replacingToken(_ token: String?) -> SyncClient {
-        var client = SyncClient(http: http, url: url, encoding: encoding, timeout: timeout, observer: observer, token: token, gatewayID: gatewayID)
+        var client = SyncClient(http: http, targets: targets, encoding: encoding, timeout: timeout, observer: observer, token: token, gatewayID: gatewayID)
         client.troubleSettings = troubleSettings
         return client
     }
 
+    /// Sends the request to the current aggregator; if that one does not answer or answers
+    /// 5xx, to each other one in the sender's order at most once, at once (a failover costs no
+    /// backoff). The last outcome is returned when none took it.
     public func send(_ request: Tributary_V1_SyncRequest, expecting identity: BatchIdentity?) async -> Outcome {
         let body: [UInt8]
         do {
@@ -63,6 +80,22 @@ public struct SyncClient: Sendable {
         } catch {
             return .rejected(reason: "cannot encode the request: \(error)")
         }
+        var url = targets.next()
+        var tried: Set<String> = []
+        while true {
+            tried.insert(url)
+            let (outcome, failed) = await send(body, to: url, expecting: identity)
+            guard failed else {
+                targets.answered(url)
+                return outcome
+            }
+            guard let next = targets.failed(url, reason: outcome.reason), !tried.contains(next) else { return outcome }
+            url = next
+        }
+    }
+
+    /// One attempt at one aggregator; `failed` when it did not answer or answered 5xx.
+    private func send(_ body: [UInt8], to url: String, expecting identity: BatchIdentity?) async -> (Outcome, failed: Bool) {
         let http = Self.batchRequest(url: url, body: ByteBuffer(bytes: body), encoding: encoding, token: token, gatewayID: gatewayID)
         let sentMs = WallClock.nowMs()
         let started = ContinuousClock.now
@@ -79,10 +112,10 @@ public struct SyncClient: Sendable {
                                     text: String(buffer: bytes), identity: identity)
             observer.requestFinished(Self.counted(status: Int(response.status.code), ack: ack, outcome: outcome),
                                      after: ContinuousClock.now - started)
-            return outcome
+            return (outcome, (500...599).contains(Int(response.status.code)))
         } catch {
             observer.requestFinished(.unreachable, after: ContinuousClock.now - started)
-            return .retry(afterMs: 0, reason: "aggregator unreachable: " + ConnectionTrouble.describe(error, url: url, settings: troubleSettings))
+            return (.retry(afterMs: 0, reason: "aggregator unreachable: " + ConnectionTrouble.describe(error, url: url, settings: troubleSettings)), true)
         }
     }
 

@@ -29,11 +29,12 @@ struct ProcessHarness {
     /// read `verifySinkURL` instead when it is given (the same sink, bypassing a fault proxy).
     /// `brokerSecurity` gives the broker a TLS listener or passwords (the agent's URL is then
     /// mqtts://), and `mqttSettings` are extra YAML lines for the agent's `mqtt:` section.
+    /// `aggregatorURLs` replaces the agent's one aggregator URL with a list (failover).
     /// Everything goes in `directory` (a new temporary one by default), which `dir.remove()` deletes.
     init(gatewayID: String, aggregatorSettings: [String] = [], bufferSettings: [String] = [],
          aggregatorConfig: [String] = [], proxied: Bool = false, brokerProxied: Bool = false,
          sinkURL: String? = nil, verifySinkURL: String? = nil, directory: TemporaryDirectory? = nil,
-         brokerSecurity: MosquittoBroker.Security = .init(), mqttSettings: [String] = []) async throws {
+         brokerSecurity: MosquittoBroker.Security = .init(), mqttSettings: [String] = [], aggregatorURLs: [String]? = nil) async throws {
         dir = try directory ?? TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir.file("broker"), withIntermediateDirectories: true)
         broker = try await MosquittoBroker(directory: dir.file("broker"), security: brokerSecurity)
@@ -59,7 +60,7 @@ struct ProcessHarness {
             buffer:
             \((["commit_interval_ms: 5"] + bufferSettings).map { "  " + $0 }.joined(separator: "\n"))
             aggregator:
-              url: http://127.0.0.1:\(agentTargetPort)
+            \(aggregatorURLs.map { "  urls: [\($0.joined(separator: ", "))]" } ?? "  url: http://127.0.0.1:\(agentTargetPort)")
             \(aggregatorSettings.map { "  " + $0 }.joined(separator: "\n"))
             """.write(toFile: dir.file("agent.yaml"), atomically: true, encoding: .utf8)
         try """

@@ -57,6 +57,33 @@ struct AgentConfigTests {
         #expect(config.dataDirectory == "/tmp/x")
     }
 
+    @Test func severalAggregatorsFromTheFileOrTheFlag() throws {
+        let file = try AgentConfig.parse(yaml: Self.issueExample.components(separatedBy: "\naggregator:")[0]
+            + "\naggregator:\n  urls: [http://agg-1:8470/, http://agg-2:8470]\n  failback_seconds: 3\n", file: "agent.yaml")
+        #expect(file.aggregator.urls == ["http://agg-1:8470", "http://agg-2:8470"] && file.aggregator.failbackSeconds == 3)
+        var overrides = AgentConfig.Overrides()
+        overrides.aggregatorURLs = ["http://a:1,http://b:2", "http://c:3"]
+        let flags = try AgentConfig.parse(yaml: Self.issueExample, file: "agent.yaml", overrides: overrides)
+        #expect(flags.aggregator.urls == ["http://a:1", "http://b:2", "http://c:3"])
+        #expect(try AgentConfig.parse(yaml: Self.issueExample, file: nil).aggregator.failbackSeconds == 10)
+    }
+
+    @Test(arguments: [
+        ("aggregator:\n  url: http://a:1\n  urls: [http://b:2]\n", "aggregator.urls", "not both"),
+        ("aggregator:\n  urls: []\n", "aggregator.urls", "empty"),
+        ("aggregator:\n  urls: [http://a:1, http://a:1/]\n", "aggregator.urls[1]", "listed twice"),
+        ("aggregator:\n  urls: [http://a:1, ftp://b]\n", "aggregator.urls[1]", "not an http"),
+        ("aggregator:\n  urls: [http://a:1, http://b:2]\n  tls:\n    ca_file: /etc/hostname\n", "aggregator.tls", "no aggregator URL is https"),
+    ])
+    func badAggregatorListsNameTheKey(_ yaml: String, _ key: String, _ words: String) {
+        let base = Self.issueExample.components(separatedBy: "\naggregator:")[0]
+        #expect {
+            _ = try AgentConfig.parse(yaml: base + "\n" + yaml, file: "agent.yaml")
+        } throws: { error in
+            "\(error)".contains("'\(key)'") && "\(error)".contains(words) && "\(error)".contains("agent.yaml")
+        }
+    }
+
     @Test func statusListenerIsOffByDefault() throws {
         var config = try AgentConfig.parse(yaml: Self.issueExample, file: nil)
         #expect(config.statusListen == nil && config.logFormat == .text)
@@ -129,7 +156,7 @@ struct AgentConfigTests {
                 (error as? ConfigError)?.key == key && "\(error)".contains(message) && "\(error)".contains("a.yaml")
             }
         }
-        refused(yaml(url: "http://127.0.0.1:8470", "    ca_file: \(pki.caFile)\n"), key: "aggregator.tls", "not https://")
+        refused(yaml(url: "http://127.0.0.1:8470", "    ca_file: \(pki.caFile)\n"), key: "aggregator.tls", "is https://")
         refused(yaml("    ca_file: \(dir.file("nope.pem"))\n"), key: "aggregator.tls.ca_file", "nope.pem")
         refused(yaml("    cert_file: \(own.certificate)\n"), key: "aggregator.tls.key_file", "needs its key_file")
         // A key that is not the certificate's: found when the agent starts, not at the first batch.

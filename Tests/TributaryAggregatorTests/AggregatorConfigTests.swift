@@ -47,8 +47,17 @@ struct AggregatorConfigTests {
         #expect(try AggregatorConfig.parse(yaml: "", file: "a.yaml").upstream == nil)
     }
 
+    @Test func aRelayMayListSeveralUpstreams() throws {
+        let config = try AggregatorConfig.parse(yaml: "upstream:\n  urls: [http://p-1:8470, http://p-2:8470]\n  failback_seconds: 5\n", file: "a.yaml")
+        #expect(config.upstream?.urls == ["http://p-1:8470", "http://p-2:8470"] && config.upstream?.failbackSeconds == 5)
+        let flag = try AggregatorConfig.parse(yaml: "", file: "a.yaml", overrides: .init(upstream: "http://p-1:8470,http://p-2:8470"))
+        #expect(flag.upstream?.urls == ["http://p-1:8470", "http://p-2:8470"])
+    }
+
     @Test(arguments: [
         ("sink: none\n", "sink"),
+        ("upstream:\n  url: http://a:1\n  urls: [http://b:2]\n", "upstream.urls"),
+        ("listen: 127.0.0.1:8470\nupstream:\n  urls: [http://p:1, http://localhost:8470]\n", "upstream.urls"),
         ("upstream:\n  token_file: /x\n", "upstream.url"),
         ("upstream:\n  url: ftp://x\n", "upstream.url"),
         ("upstream:\n  url: http://x:1\n  tls:\n    ca_file: /etc/hostname\n", "upstream.tls"),

@@ -24,8 +24,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "MQTT broker, mqtt://HOST:PORT (overrides mqtt.broker).")
     var broker: String?
 
-    @Option(name: .long, help: "Aggregator, http://HOST:PORT (overrides aggregator.url).")
-    var aggregator: String?
+    @Option(name: .long, help: "Aggregator, http://HOST:PORT; repeat it or separate with commas for several sharing one sink, with failover (overrides aggregator.url and aggregator.urls).")
+    var aggregator: [String] = []
 
     @Option(name: .long, help: "Directory for the buffer file (overrides data_dir).")
     var dataDir: String?
@@ -41,10 +41,12 @@ struct AgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
+            var overrides = AgentConfig.Overrides(gatewayID: gatewayId, broker: broker, dataDirectory: dataDir,
+                                                  statusListen: statusListen, logFormat: logFormat)
+            overrides.aggregatorURLs = aggregator.isEmpty ? nil : aggregator
             let settings = try AgentConfig.load(
                 file: configFile,
-                overrides: .init(gatewayID: gatewayId, broker: broker, aggregatorURL: aggregator, dataDirectory: dataDir,
-                                 statusListen: statusListen, logFormat: logFormat))
+                overrides: overrides)
             settings.logFormat.bootstrap()
             var logger = Logger(label: "tributary-agent")
             logger.logLevel = logLevel

@@ -31,7 +31,7 @@ struct AggregatorCommand: AsyncParsableCommand {
     var sink: String?
 
     @Option(name: .long, help: ArgumentHelp(
-        "The next tier's aggregator: makes this aggregator a relay (overrides upstream.url).",
+        "The next tier's aggregator: makes this aggregator a relay (overrides upstream.url and upstream.urls; several, comma-separated, share one sink and are failed over between).",
         discussion: "A relay keeps what it accepts in its spool (and its sink, unless sink: none) and forwards it verbatim.",
         valueName: "url"))
     var upstream: String?

@@ -63,7 +63,15 @@ public final class UpstreamForwarder: Sendable {
             }
         }
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        var client = SyncClient(http: http, url: settings.url, encoding: settings.compression,
+        let targets = AggregatorTargets(urls: settings.urls, senderID: relayID, failbackProbeMs: Int64(settings.failbackSeconds) * 1000) { move in
+            if let reason = move.reason {
+                logger.warning("failing over to another upstream", metadata: ["relay_id": "\(relayID)", "from": "\(move.from)", "to": "\(move.to)",
+                                                                             "reason": "\(reason)"])
+            } else {
+                logger.notice("back on the preferred upstream", metadata: ["relay_id": "\(relayID)", "upstream": "\(move.to)", "from": "\(move.from)"])
+            }
+        }
+        var client = SyncClient(http: http, targets: targets, encoding: settings.compression,
                                 timeout: .seconds(Int64(settings.requestTimeoutSeconds)), observer: stats,
                                 token: settings.token, gatewayID: relayID)
         client.troubleSettings = .relay
@@ -127,6 +135,8 @@ public final class UpstreamForwarder: Sendable {
         status.lastError = link.lastError
         status.sendRate = forwardRate(total: f.forwardedReadings, nowMs: nowMs)
         status.via = [relayID]
+        status.aggregator = client.targets.current
+        status.failoversTotal = client.targets.failovers
         var report = Tributary_V1_RelayReport()
         report.spoolBatches = UInt64(f.batches)
         report.spoolBytes = UInt64(clamping: f.bytes)
@@ -237,7 +247,7 @@ public final class UpstreamForwarder: Sendable {
                 s.lastError = ""
             }
             if !troubleLogged.isEmpty {
-                logger.notice("upstream takes batches again", metadata: ["upstream": "\(settings.url)"])
+                logger.notice("upstream takes batches again", metadata: ["upstream": "\(client.targets.current)"])
                 troubleLogged = ""
             }
             return retryAfterMs
@@ -248,7 +258,7 @@ public final class UpstreamForwarder: Sendable {
             }
             if reason != troubleLogged {
                 logger.warning("upstream does not take batches now; the spool keeps them", metadata: [
-                    "upstream": "\(settings.url)", "reason": "\(reason)", "spool_batches": "\(spool.snapshot.batches)"])
+                    "upstream": "\(client.targets.current)", "reason": "\(reason)", "spool_batches": "\(spool.snapshot.batches)"])
                 troubleLogged = reason
             }
             try? await blocking { [spool] in try spool.recordAttempt(entry, error: reason) }

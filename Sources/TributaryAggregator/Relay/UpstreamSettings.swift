@@ -8,8 +8,13 @@ extension AggregatorConfig {
     /// accepts in its spool (and in its own sink, unless `sink: none`) and forwards it, verbatim,
     /// to the next tier: the same keys as the agent's `aggregator:` section, plus the spool's.
     public struct Upstream: Sendable {
-        /// The next tier's aggregator (or relay), http:// or https://.
-        public var url: String
+        /// The next tier's aggregators (or relays), http:// or https:// (`url`, or `urls` for
+        /// several sharing one sink: this relay prefers one and fails over, as an agent does).
+        public var urls: [String]
+        /// The first configured URL (the only one, usually).
+        public var url: String { urls[0] }
+        /// While failed over, how often a request goes to the preferred upstream again. Default 10.
+        public var failbackSeconds = 10
         /// This relay's token at the next tier, from `token_file`. The next tier lists this
         /// relay's id in its `trusted_relays` (and, with `gateway_auth`, its token under that id).
         public var token: String?
@@ -32,7 +37,8 @@ extension AggregatorConfig {
         public var retryMaxMs = 30_000
         public var compression = ContentEncoding.zstd
 
-        public init(url: String) { self.url = url }
+        public init(url: String) { urls = [url] }
+        public init(urls: [String]) { self.urls = urls }
     }
 
     /// The host name: a relay's default `relay_id`.
@@ -52,25 +58,29 @@ extension AggregatorConfig {
             trustedRelays = ids
         }
         let section = try root.section("upstream")
-        let fileURL = try section?.string("url")
         if let text = try root.string("relay_id") {
             guard Self.isRelayID(text) else { throw ConfigError(file: file, key: "relay_id", message: "'\(Printable.clean(text, maxLength: 64))' is not a relay id (1-128 printable characters, no spaces)") }
             relayID = text
         }
-        guard let url = upstreamFlag ?? fileURL else {
-            if section != nil { throw ConfigError(file: file, key: "upstream.url", message: "required: the next tier's aggregator, http(s)://HOST:PORT") }
+        let fileURLs = try ServiceURLs.read(section, prefix: "upstream")
+        let urls: [String]
+        if let flag = upstreamFlag.flatMap({ ServiceURLs.splitFlag([$0]) }) {
+            urls = try ServiceURLs.checked(flag, key: "upstream.urls", file: nil)
+        } else if let fromFile = fileURLs {
+            urls = fromFile
+        } else {
+            if section != nil { throw ConfigError(file: file, key: "upstream.url", message: "required: the next tier's aggregator, http(s)://HOST:PORT (or urls: a list)") }
             if sinkText == "none" { throw ConfigError(file: file, key: "sink", message: "'none' is for a relay (an upstream: section or --upstream), which forwards what it takes; an aggregator without an upstream needs a sink") }
             return
         }
-        guard url.hasPrefix("http://") || url.hasPrefix("https://"), URL(string: url)?.host != nil else {
-            throw ConfigError(file: upstreamFlag == nil ? file : nil, key: "upstream.url", message: "'\(url)' is not an http:// or https:// URL")
-        }
-        var upstream = Upstream(url: url.hasSuffix("/") ? String(url.dropLast()) : url)
+        var upstream = Upstream(urls: urls)
         if let s = section {
             upstream.token = try s.secret("token_file", .token(minLength: 16))
             upstream.tokenFile = try s.string("token_file")
             if let t = try s.section("tls") {
-                guard url.hasPrefix("https://") else { throw s.error("tls", "the url \(url) is not https://, so this section would not be used") }
+                guard urls.contains(where: { $0.hasPrefix("https://") }) else {
+                    throw s.error("tls", "no upstream URL is https:// (\(urls.joined(separator: ", "))), so this section would not be used")
+                }
                 upstream.tls = try t.clientTLSFiles()
             }
             if let bytes = try s.bytes("max_spool_bytes") {
@@ -84,11 +94,14 @@ extension AggregatorConfig {
             upstream.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? upstream.retryInitialMs
             upstream.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? upstream.retryMaxMs
             upstream.compression = try s.choice("compression", of: ContentEncoding.self) ?? upstream.compression
+            upstream.failbackSeconds = try s.int("failback_seconds", range: 1...3600) ?? upstream.failbackSeconds
         }
-        if let target = URL(string: upstream.url), (target.port ?? (upstream.url.hasPrefix("https://") ? 443 : 80)) == listenPort,
-           Self.isThisMachine(target.host ?? "") && Self.isThisMachine(listenHost) || target.host == listenHost {
-            throw ConfigError(file: upstreamFlag == nil ? file : nil, key: "upstream.url",
-                              message: "\(upstream.url) is this aggregator's own listen address: a relay forwarding to itself would refuse every batch as a loop")
+        for url in urls {
+            if let target = URL(string: url), (target.port ?? (url.hasPrefix("https://") ? 443 : 80)) == listenPort,
+               Self.isThisMachine(target.host ?? "") && Self.isThisMachine(listenHost) || target.host == listenHost {
+                throw ConfigError(file: upstreamFlag == nil ? file : nil, key: urls.count > 1 ? "upstream.urls" : "upstream.url",
+                                  message: "\(url) is this aggregator's own listen address: a relay forwarding to itself would refuse every batch as a loop")
+            }
         }
         // A relay its upstream trusts speaks for any gateway there: if anyone could send it
         // batches, anyone could write as any gateway upstream, past the upstream's gateway_auth.

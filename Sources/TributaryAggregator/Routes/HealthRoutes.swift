@@ -8,9 +8,12 @@ struct HealthRoutes {
         let routes = RouteCollection(context: AggregatorRequestContext.self)
         routes.get("/healthz") { _, _ in "ok\n" }
         routes.get("/readyz") { _, _ -> Response in
-            guard await readiness.problem() == nil else {
+            if let problem = await readiness.problem() {
+                // The kind of trouble only: the details (hosts, errors) are for operators.
+                let kind = problem == "shutting down" ? "shutting down"
+                    : problem.hasPrefix("the last sink writes failed") ? "the last sink writes failed" : "the sink does not answer"
                 return Response(status: .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
-                                body: .init(byteBuffer: ByteBuffer(string: "not ready: the sink does not answer (details in the aggregator's log and tributaryctl status)\n")))
+                                body: .init(byteBuffer: ByteBuffer(string: "not ready: \(kind) (details in the aggregator's log and tributaryctl status)\n")))
             }
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
         }

@@ -193,6 +193,18 @@ public nonisolated struct Tributary_V1_GatewayStatus: @unchecked Sendable {
   /// Clears the value of `relay`. Subsequent reads from it will return its default value.
   public mutating func clearRelay() {_uniqueStorage()._relay = nil}
 
+  /// The aggregator URL the sender is delivering to now (one of its aggregator.urls or a relay's
+  /// upstream.urls), and how often it moved away from one that had answered, since it started.
+  public var aggregator: String {
+    get {_storage._aggregator}
+    set {_uniqueStorage()._aggregator = newValue}
+  }
+
+  public var failoversTotal: UInt64 {
+    get {_storage._failoversTotal}
+    set {_uniqueStorage()._failoversTotal = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -283,7 +295,7 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GatewayStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0\u{3}quarantine_reasons\0\u{1}via\0\u{1}relay\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gateway_id\0\u{3}agent_version\0\u{3}backlog_readings\0\u{3}backlog_bytes\0\u{3}oldest_unsent_ms\0\u{3}ingested_total\0\u{3}acknowledged_total\0\u{3}quarantined_total\0\u{3}dropped_total\0\u{3}last_error\0\u{3}last_error_ms\0\u{3}broker_connected\0\u{3}clock_ms\0\u{3}ingest_rate\0\u{3}send_rate\0\u{3}sealed_batches\0\u{3}set_aside_batches\0\u{3}redeliveries_total\0\u{3}buffer_full\0\u{3}last_exchange\0\u{3}round_readings\0\u{3}round_oldest_ms\0\u{3}withheld_total\0\u{3}quarantine_reasons\0\u{1}via\0\u{1}relay\0\u{1}aggregator\0\u{3}failovers_total\0")
 
   fileprivate class _StorageClass {
     var _gatewayID: String = String()
@@ -312,6 +324,8 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
     var _quarantineReasons: [Tributary_V1_QuarantineReason] = []
     var _via: [String] = []
     var _relay: Tributary_V1_RelayReport? = nil
+    var _aggregator: String = String()
+    var _failoversTotal: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -348,6 +362,8 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       _quarantineReasons = source._quarantineReasons
       _via = source._via
       _relay = source._relay
+      _aggregator = source._aggregator
+      _failoversTotal = source._failoversTotal
     }
   }
 
@@ -392,6 +408,8 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         case 24: try { try decoder.decodeRepeatedMessageField(value: &_storage._quarantineReasons) }()
         case 25: try { try decoder.decodeRepeatedStringField(value: &_storage._via) }()
         case 26: try { try decoder.decodeSingularMessageField(value: &_storage._relay) }()
+        case 27: try { try decoder.decodeSingularStringField(value: &_storage._aggregator) }()
+        case 28: try { try decoder.decodeSingularUInt64Field(value: &_storage._failoversTotal) }()
         default: break
         }
       }
@@ -482,6 +500,12 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
       try { if let v = _storage._relay {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
       } }()
+      if !_storage._aggregator.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._aggregator, fieldNumber: 27)
+      }
+      if _storage._failoversTotal != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._failoversTotal, fieldNumber: 28)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -517,6 +541,8 @@ nonisolated extension Tributary_V1_GatewayStatus: SwiftProtobuf.Message, SwiftPr
         if _storage._quarantineReasons != rhs_storage._quarantineReasons {return false}
         if _storage._via != rhs_storage._via {return false}
         if _storage._relay != rhs_storage._relay {return false}
+        if _storage._aggregator != rhs_storage._aggregator {return false}
+        if _storage._failoversTotal != rhs_storage._failoversTotal {return false}
         return true
       }
       if !storagesAreEqual {return false}
