@@ -112,8 +112,8 @@ public struct AgentConfig: Sendable {
         public var urls: [String]
         /// The first configured URL (the only one, usually).
         public var url: String { urls[0] }
-        /// While failed over, how often a request goes to the preferred aggregator to see
-        /// whether it is back (`failback_seconds`). Default 10.
+        /// While failed over, how often the preferred aggregator's `/readyz` is asked whether
+        /// it is back (`failback_seconds`). Default 10.
         public var failbackSeconds = 10
         public var compression: ContentEncoding = .zstd
         /// A batch is sealed at this many readings...

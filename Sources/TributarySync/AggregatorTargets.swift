@@ -9,8 +9,8 @@ import TributaryRuntime
 /// its order whatever order the list is written in, and when an aggregator is added or removed
 /// only the senders that preferred it move. A sender uses the first in its order until that one
 /// fails (connection failure, timeout, 5xx), then the next; while it is away from its
-/// preferred aggregator, a request every `failbackProbeMs` goes to the preferred one again, and
-/// the first that is answered brings the sender back.
+/// preferred aggregator, it asks that one's `/readyz` every `failbackProbeMs`, and goes back
+/// once it is ready (or once any request to it is answered).
 ///
 /// Which aggregator took a batch does not matter for delivery: they share one sink and its
 /// ledger, so a batch resent to another after a lost ack is answered duplicate there.
@@ -54,15 +54,17 @@ public final class AggregatorTargets: Sendable {
     public var failovers: UInt64 { state.withLock { $0.failovers } }
     public var preferred: String { order[0] }
 
-    /// Where the next request goes: the current aggregator, or, at most once every
-    /// `failbackProbeMs` while the sender is away from it, the preferred one.
-    func next(nowMs: Int64 = MonotonicClock.nowMs()) -> String {
+    /// Where requests go now.
+    func next() -> String { current }
+
+    /// The preferred aggregator, when the sender is away from it and a look at whether it is
+    /// back is due (at most once every `failbackProbeMs`); nil otherwise. The caller asks it
+    /// `/readyz` beside the traffic, so no batch waits on an aggregator that may still be gone.
+    func claimProbe(nowMs: Int64 = MonotonicClock.nowMs()) -> String? {
         state.withLock { s in
-            if s.current != 0, nowMs >= s.nextProbeMs {
-                s.nextProbeMs = nowMs + failbackProbeMs
-                return order[0]
-            }
-            return order[s.current]
+            guard s.current != 0, nowMs >= s.nextProbeMs else { return nil }
+            s.nextProbeMs = nowMs + failbackProbeMs
+            return order[0]
         }
     }
 

@@ -80,6 +80,7 @@ public struct SyncClient: Sendable {
         } catch {
             return .rejected(reason: "cannot encode the request: \(error)")
         }
+        if let preferred = targets.claimProbe() { probeReadiness(of: preferred) }
         var url = targets.next()
         var tried: Set<String> = []
         while true {
@@ -91,6 +92,19 @@ public struct SyncClient: Sendable {
             }
             guard let next = targets.failed(url, reason: outcome.reason), !tried.contains(next) else { return outcome }
             url = next
+        }
+    }
+
+    /// Asks the preferred aggregator's `/readyz` (no token needed) in the background, briefly:
+    /// ready brings the sender back to it.
+    private func probeReadiness(of url: String) {
+        let http = self.http, targets = self.targets
+        Task {
+            var request = HTTPClientRequest(url: url + "/readyz")
+            request.method = .GET
+            guard let response = try? await http.execute(request, timeout: .seconds(2)) else { return }
+            _ = try? await response.body.collect(upTo: 4096)
+            if response.status == .ok { targets.answered(url) }
         }
     }
 

@@ -31,15 +31,15 @@ struct AggregatorTargetsTests {
     @Test func failsOverInOrderAndComesBackWhenThePreferredAnswers() {
         let targets = AggregatorTargets(urls: Self.urls, senderID: "gw-1", failbackProbeMs: 10_000)
         let order = targets.order
-        #expect(targets.next(nowMs: 0) == order[0])
+        #expect(targets.next() == order[0] && targets.claimProbe(nowMs: 0) == nil, "on the preferred one: nothing to probe")
         targets.answered(order[0])
         #expect(targets.failed(order[0], reason: "down", nowMs: 0) == order[1])
         #expect(targets.current == order[1] && targets.failovers == 1)
-        // Before the probe is due, requests stay on the second; then one goes to the preferred.
-        #expect(targets.next(nowMs: 5_000) == order[1])
-        #expect(targets.next(nowMs: 10_000) == order[0])
-        #expect(targets.next(nowMs: 10_001) == order[1], "one probe per interval")
-        // A failed probe leaves the sender where it is, uncounted.
+        // Requests stay on the second; the preferred one is looked at once per interval.
+        #expect(targets.next() == order[1] && targets.claimProbe(nowMs: 5_000) == nil)
+        #expect(targets.claimProbe(nowMs: 10_000) == order[0])
+        #expect(targets.claimProbe(nowMs: 10_001) == nil, "one probe per interval")
+        // A request that failed at the preferred one (sent before the move) leaves the sender where it is, uncounted.
         #expect(targets.failed(order[0], reason: "still down", nowMs: 10_002) == order[1])
         #expect(targets.current == order[1] && targets.failovers == 1)
         targets.answered(order[0])

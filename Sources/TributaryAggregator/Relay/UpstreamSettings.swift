@@ -13,7 +13,7 @@ extension AggregatorConfig {
         public var urls: [String]
         /// The first configured URL (the only one, usually).
         public var url: String { urls[0] }
-        /// While failed over, how often a request goes to the preferred upstream again. Default 10.
+        /// While failed over, how often the preferred upstream's `/readyz` is asked. Default 10.
         public var failbackSeconds = 10
         /// This relay's token at the next tier, from `token_file`. The next tier lists this
         /// relay's id in its `trusted_relays` (and, with `gateway_auth`, its token under that id).
