@@ -4,6 +4,7 @@
 set -euo pipefail
 packages=("$@"
   mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev pkg-config tmux clickhouse-server
+  zookeeper                   # the replicated ClickHouse cluster's coordination (ClickHouseReplicationTests)
   python3-prometheus-client   # the reference parser the /metrics tests check against
   gcc make libprotobuf-c-dev) # the C sender (simulators/c-sender) its integration test builds
 missing=()

@@ -11,27 +11,59 @@ public final class ClickHouseServer: @unchecked Sendable {
     public let tcpPort: Int
     /// The HTTPS port, when started with a certificate.
     public let httpsPort: Int?
+    /// The port replicas fetch parts from each other on, when started with `replication`.
+    public let interserverPort: Int?
     public let user = "tributary"
     public let password: String
     private var process: ChildProcess?
 
-    /// A shard of a cluster, as `remote_servers` lists it.
+    /// A shard of a cluster, as `remote_servers` lists it: the native ports of its replicas.
     public struct Shard: Sendable {
-        public let tcpPort: Int
-        public init(tcpPort: Int) { self.tcpPort = tcpPort }
+        public let replicaTCPPorts: [Int]
+        public init(tcpPort: Int) { replicaTCPPorts = [tcpPort] }
+        public init(replicaTCPPorts: [Int]) { self.replicaTCPPorts = replicaTCPPorts }
+    }
+
+    /// This server's place in a replicated cluster: the `{shard}` and `{replica}` macros that
+    /// the replicated tables' DDL names, and the ZooKeeper they coordinate through.
+    public struct Replication: Sendable {
+        public var shard: String
+        public var replica: String
+        public var zooKeeperPort: Int
+        /// How long after this server dies ZooKeeper stops counting it as alive (ClickHouse's
+        /// default is 30 s; tests want it short).
+        public var sessionTimeout: Duration = .seconds(4)
+        public init(shard: String, replica: String, zooKeeperPort: Int) {
+            self.shard = shard
+            self.replica = replica
+            self.zooKeeperPort = zooKeeperPort
+        }
     }
 
     /// Writes the config and starts the server. With `cluster`, the config also declares a
     /// cluster named `clusterName` of those shards (this server may be one of them; pass
-    /// `tcpPort` so it knows its own port in advance).
+    /// `tcpPort` so it knows its own port in advance); a shard of several replicas is declared
+    /// with `internal_replication` (its replicated tables copy each insert themselves).
+    /// With `replication`, the server also gets its macros, ZooKeeper and an interserver port.
     /// With `tls` (PEM certificate and key files), it also serves HTTPS on `httpsPort`.
     public init(directory: String, password: String = "tributary-test-password", tcpPort: Int? = nil,
-                clusterName: String = "tributary", cluster: [Shard] = [],
+                clusterName: String = "tributary", cluster: [Shard] = [], replication: Replication? = nil,
                 tls: (certificate: String, key: String)? = nil) async throws {
         self.directory = directory
         self.password = password
         httpPort = try FreePort.allocate()
         self.tcpPort = try tcpPort ?? FreePort.allocate()
+        let interserverPort = try replication.map { _ in try FreePort.allocate() }
+        self.interserverPort = interserverPort
+        let replicationConfig = replication.map { replication in
+            """
+              <interserver_http_host>127.0.0.1</interserver_http_host>
+              <interserver_http_port>\(interserverPort!)</interserver_http_port>
+              <macros><shard>\(replication.shard)</shard><replica>\(replication.replica)</replica></macros>
+              <zookeeper><node><host>127.0.0.1</host><port>\(replication.zooKeeperPort)</port></node>\
+            <session_timeout_ms>\(Int(replication.sessionTimeout / .milliseconds(1)))</session_timeout_ms></zookeeper>
+            """
+        } ?? ""
         let httpsPort = try tls.map { _ in try FreePort.allocate() }
         self.httpsPort = httpsPort
         let tlsConfig = tls.map { tls in
@@ -43,10 +75,11 @@ public final class ClickHouseServer: @unchecked Sendable {
         } ?? ""
         try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
         let shards = cluster.map { shard in
-            """
-                  <shard><replica><host>127.0.0.1</host><port>\(shard.tcpPort)</port>\
-            <user>\(user)</user><password>\(password)</password></replica></shard>
-            """
+            let replicas = shard.replicaTCPPorts.map { port in
+                "<replica><host>127.0.0.1</host><port>\(port)</port><user>\(user)</user><password>\(password)</password></replica>"
+            }
+            let internalReplication = shard.replicaTCPPorts.count > 1 ? "<internal_replication>true</internal_replication>" : ""
+            return "      <shard>\(internalReplication)\(replicas.joined())</shard>"
         }.joined(separator: "\n")
         let config = """
             <?xml version="1.0"?>
@@ -56,6 +89,7 @@ public final class ClickHouseServer: @unchecked Sendable {
               <http_port>\(httpPort)</http_port>
               <tcp_port>\(self.tcpPort)</tcp_port>
             \(tlsConfig)
+            \(replicationConfig)
               <path>\(directory)/data/</path>
               <tmp_path>\(directory)/data/tmp/</tmp_path>
               <user_files_path>\(directory)/data/user_files/</user_files_path>
