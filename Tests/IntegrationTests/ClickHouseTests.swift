@@ -184,26 +184,15 @@ struct ClickHouseTests {
         await server.stop()
     }
 
-    @Test("a two-shard cluster: the shipped DDL, writes through the Distributed table, every reading read back; a shard down holds acks back")
+    @Test("a two-shard cluster: the shipped DDL, writes through the Distributed table, every reading read back; a shard down holds acks back",
+          .enabled(if: ZooKeeperServer.unavailableReason == nil, "zookeeper is not installed"))
     func shardedCluster() async throws {
         let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
         defer { dir.remove() }
-        let tcpPorts = [try FreePort.allocate(), try FreePort.allocate()]
-        let shards = tcpPorts.map(ClickHouseServer.Shard.init)
-        var servers: [ClickHouseServer] = []
-        for (index, port) in tcpPorts.enumerated() {
-            servers.append(try await ClickHouseServer(directory: dir.file("shard\(index + 1)"), tcpPort: port, cluster: shards))
-        }
-        let shardDDL = try String(contentsOfFile: Self.deployFile("cluster/shard.sql"), encoding: .utf8)
-        let distributedDDL = try String(contentsOfFile: Self.deployFile("cluster/distributed.sql"), encoding: .utf8)
-        for server in servers {
-            let client = Self.client(server)
-            for statement in ClickHouseSchema.statements(inFile: shardDDL) { try await client.execute(statement) }
-            await client.shutdown()
-        }
-        let entry = Self.client(servers[0])
-        for statement in ClickHouseSchema.statements(inFile: distributedDDL) { try await entry.execute(statement) }
-        await entry.shutdown()
+        // The shipped shard tables are replicated, so even one replica per shard needs ZooKeeper.
+        let cluster = try await ClickHouseCluster(directory: dir.file("cluster"), shards: 2, replicas: 1)
+        try await Self.applyClusterDDL(cluster)
+        let servers = cluster.servers
 
         let harness = try await ProcessHarness(gatewayID: "gw-ch-cluster", aggregatorSettings: Self.fast, sinkURL: servers[0].url())
         defer { harness.dir.remove() }
@@ -234,7 +223,7 @@ struct ClickHouseTests {
         let after = try await harness.verifyWhenComplete(both)
         #expect(after.passed, "\(after)")
         await harness.stop(agent, aggregator)
-        for server in servers { await server.stop() }
+        await cluster.stop()
     }
 
     @Test("TLS: clickhouse+https with the CA in clickhouse.ca_file works; without it the aggregator exits 1 naming TLS")
@@ -261,6 +250,23 @@ struct ClickHouseTests {
         #expect(try await Verifier.verify(manifest, sink: url, caFile: pki.caFile).passed, "verify reads over TLS too")
         await harness.stop(agent, aggregator)
         await server.stop()
+    }
+
+    /// Applies the shipped cluster DDL as an operator would: `cluster/shard.sql` on every node,
+    /// then `cluster/distributed.sql` on every node (so any of them can take an aggregator).
+    static func applyClusterDDL(_ cluster: ClickHouseCluster) async throws {
+        let shardDDL = try String(contentsOfFile: deployFile("cluster/shard.sql"), encoding: .utf8)
+        let distributedDDL = try String(contentsOfFile: deployFile("cluster/distributed.sql"), encoding: .utf8)
+        for server in cluster.servers {
+            let client = client(server)
+            for statement in ClickHouseSchema.statements(inFile: shardDDL) { try await client.execute(statement) }
+            await client.shutdown()
+        }
+        for server in cluster.servers {
+            let client = client(server)
+            for statement in ClickHouseSchema.statements(inFile: distributedDDL) { try await client.execute(statement) }
+            await client.shutdown()
+        }
     }
 
     /// A file under `deploy/clickhouse/` of this checkout.

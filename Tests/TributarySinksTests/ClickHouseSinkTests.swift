@@ -18,7 +18,7 @@ struct ClickHouseSinkTests {
             return ClickHouseSchema.statements(inFile: text).map(Self.normalized)
         }
         #expect(try statements("schema.sql") == ClickHouseSchema.tables(database: "tributary").map(Self.normalized))
-        #expect(try statements("cluster/shard.sql") == ClickHouseSchema.tables(database: "tributary", suffix: "_local").map(Self.normalized))
+        #expect(try statements("cluster/shard.sql") == ClickHouseSchema.tables(database: "tributary", suffix: "_local", replicated: true).map(Self.normalized))
         #expect(try statements("cluster/distributed.sql") == ClickHouseSchema.distributed(database: "tributary", cluster: "tributary").map(Self.normalized))
     }
 

@@ -9,8 +9,15 @@ import Foundation
 /// copy in merges, and at once in queries with `FINAL`. The same goes for `batch_ledger`.
 public enum ClickHouseSchema {
     /// Tables on a single node, or the local tables of each shard with `suffix: "_local"`.
-    public static func tables(database: String, suffix: String = "") -> [String] {
-        [
+    /// `replicated`: the engines' replicated form, for a cluster whose shards have replicas; each
+    /// table's ZooKeeper path holds the node's `{shard}` macro and its replica name is `{replica}`.
+    public static func tables(database: String, suffix: String = "", replicated: Bool = false) -> [String] {
+        func engine(_ table: String) -> String {
+            replicated
+                ? "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/\(database)/\(table)\(suffix)', '{replica}')"
+                : "ReplacingMergeTree()"
+        }
+        return [
             "CREATE DATABASE IF NOT EXISTS \(database)",
             """
             CREATE TABLE IF NOT EXISTS \(database).readings\(suffix) (
@@ -30,7 +37,7 @@ public enum ClickHouseSchema {
                 batch_epoch      String,
                 batch_seq        UInt64,
                 batch_index      UInt32              -- its position in that batch
-            ) ENGINE = ReplacingMergeTree()
+            ) ENGINE = \(engine("readings"))
             PARTITION BY toYYYYMM(toDateTime(intDiv(time_ms, 1000)))
             ORDER BY (gateway_id, sensor_id, metric, time_ms, batch_gateway_id, batch_epoch, batch_seq, batch_index)
             """,
@@ -42,7 +49,7 @@ public enum ClickHouseSchema {
                 digest        UInt64,
                 reading_count UInt32,
                 written_ms    Int64
-            ) ENGINE = ReplacingMergeTree()
+            ) ENGINE = \(engine("batch_ledger"))
             ORDER BY (gateway_id, epoch, sequence)
             """,
         ]
