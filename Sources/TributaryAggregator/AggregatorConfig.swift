@@ -254,6 +254,8 @@ public struct AggregatorConfig: Sendable {
         clickHouse.maxInsertBatches = try s.int("max_insert_batches", range: 1...100_000) ?? clickHouse.maxInsertBatches
         clickHouse.maxInsertReadings = try s.int("max_insert_readings", range: 1...100_000_000) ?? clickHouse.maxInsertReadings
         if let caFile = try s.readableFile("ca_file") { clickHouse.caFile = caFile }
+        clickHouse.insertQuorum = try s.int("insert_quorum", range: 0...16) ?? clickHouse.insertQuorum
+        if let seconds = try s.int("insert_quorum_timeout_seconds", range: 1...3600) { clickHouse.insertQuorumTimeout = .seconds(seconds) }
         guard case .clickhouse(var endpoint) = sink else { return }
         if let user {
             guard endpoint.user == nil else { throw s.error("user", "the sink URL names a user already; set it in one place") }

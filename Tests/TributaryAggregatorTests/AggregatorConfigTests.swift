@@ -11,6 +11,7 @@ struct AggregatorConfigTests {
         #expect(config.limits.maxInFlightBatches == 64 && config.limits.maxInFlightBytes == 64 << 20)
         #expect(config.staleAfterSeconds == 120)
         #expect(config.clickHouse.maxInsertBatches == 256 && config.clickHouse.timeout == .seconds(30))
+        #expect(config.clickHouse.insertQuorum == 0 && config.clickHouse.insertQuorumTimeout == .seconds(10))
         #expect(config.logFormat == .text)
         #expect(config.adminToken == .file(path: "/var/lib/tributary-aggregator/admin-token", createIfMissing: true))
     }
@@ -143,9 +144,12 @@ struct AggregatorConfigTests {
               password: s3cret
               timeout_seconds: 5
               max_insert_batches: 32
+              insert_quorum: 2
+              insert_quorum_timeout_seconds: 4
             """, file: "agg.yaml")
         #expect(config.sink == .clickhouse(ClickHouseEndpoint(host: "ch.example", port: 8123, user: "ingest", password: "s3cret")))
         #expect(config.clickHouse.timeout == .seconds(5) && config.clickHouse.maxInsertBatches == 32)
+        #expect(config.clickHouse.insertQuorum == 2 && config.clickHouse.insertQuorumTimeout == .seconds(4))
         do {
             _ = try AggregatorConfig.parse(yaml: """
                 data_dir: /tmp/x

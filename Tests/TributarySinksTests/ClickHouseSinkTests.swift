@@ -22,6 +22,16 @@ struct ClickHouseSinkTests {
         #expect(try statements("cluster/distributed.sql") == ClickHouseSchema.distributed(database: "tributary", cluster: "tributary").map(Self.normalized))
     }
 
+    /// Inserts are synchronous through a Distributed table always; the quorum goes with them
+    /// only when set.
+    @Test func insertSettingsCarryTheQuorumWhenSet() {
+        var settings = ClickHouseSink.Settings()
+        #expect(settings.insertSettings == ["insert_distributed_sync": "1"])
+        settings.insertQuorum = 2
+        settings.insertQuorumTimeout = .seconds(3)
+        #expect(settings.insertSettings == ["insert_distributed_sync": "1", "insert_quorum": "2", "insert_quorum_timeout": "3000"])
+    }
+
     static func normalized(_ sql: String) -> String {
         sql.split(whereSeparator: \.isWhitespace).joined(separator: " ")
     }

@@ -13,6 +13,9 @@ import TributaryCore
 /// with the same sorting key, and ReplacingMergeTree collapses the copies (at once under
 /// `FINAL`). The agent is answered only after both inserts returned.
 ///
+/// On a cluster whose shards have replicas, `Settings.insertQuorum` makes every insert wait
+/// until that many replicas of each shard hold it, so an acknowledged batch outlives a node.
+///
 /// Concurrent batches are coalesced (`CoalescingWriter`): one lookup and two inserts carry
 /// every batch that waited while the previous insert ran.
 public final class ClickHouseSink: Sink {
@@ -26,7 +29,37 @@ public final class ClickHouseSink: Sink {
         /// PEM file of the CA that signed ClickHouse's certificate (`clickhouse+https`); default:
         /// the system's trusted roots.
         public var caFile: String?
+        /// Replicas of each shard that must hold an insert before ClickHouse answers it
+        /// (`insert_quorum`); 0, the default, means off: an insert is answered once one replica
+        /// of each shard has it, and the others copy it a moment later, so losing that
+        /// replica's disk in between loses acknowledged readings. With 2, an acknowledged batch
+        /// survives the loss of any one node; but with two replicas a shard then takes no
+        /// inserts while one of them is down (503s: the agents keep their backlog), and every
+        /// insert waits for a replica to fetch it. 18.16 also refuses a quorum insert into a
+        /// shard while the previous one there has not reached its quorum, so concurrent
+        /// aggregators refuse each other part of the time (503, retried). See docs/sinks.md.
+        /// Plain (unreplicated) tables ignore it.
+        public var insertQuorum = 0
+        /// With `insertQuorum`: how long ClickHouse waits for the quorum before it fails the
+        /// insert (`insert_quorum_timeout`). Keep it below `timeout` and below the agents'
+        /// request timeout, so a replica that just died (ZooKeeper counts it as alive until its
+        /// session times out) costs a clear error, not a timed-out request. Default 10 s.
+        public var insertQuorumTimeout: Duration = .seconds(10)
         public init() {}
+
+        /// The settings every insert is sent with. `insert_distributed_sync=1`: inserts through
+        /// a `Distributed` table return only once every shard has its rows; without it they
+        /// would be queued on the local disk and answered before the shards had them. A plain
+        /// table ignores it. `insert_quorum` travels with a synchronous distributed insert to
+        /// every shard's replica that takes it.
+        var insertSettings: [String: String] {
+            var settings = ["insert_distributed_sync": "1"]
+            if insertQuorum > 0 {
+                settings["insert_quorum"] = "\(insertQuorum)"
+                settings["insert_quorum_timeout"] = "\(Int(insertQuorumTimeout / .milliseconds(1)))"
+            }
+            return settings
+        }
     }
 
     public let endpoint: ClickHouseEndpoint
@@ -50,6 +83,7 @@ public final class ClickHouseSink: Sink {
         client = ClickHouseClient(endpoint: endpoint, timeout: settings.timeout, caFile: settings.caFile)
         let database = endpoint.database
         let client = self.client
+        let insertSettings = settings.insertSettings
         let prepared = PreparedFlag()
         self.prepared = prepared
         writer = CoalescingWriter(maxBatches: settings.maxInsertBatches, maxReadings: settings.maxInsertReadings) { group in
@@ -61,7 +95,7 @@ public final class ClickHouseSink: Sink {
                     return group.map { _ in .failure(error) }
                 }
             }
-            return await Self.write(group, client: client, database: database)
+            return await Self.write(group, client: client, database: database, insertSettings: insertSettings)
         }
     }
 
@@ -127,29 +161,32 @@ public final class ClickHouseSink: Sink {
         }
     }
 
-    /// Inserts through a `Distributed` table return only once every shard has its rows;
-    /// without it they would be queued on the local disk and answered before the shards had
-    /// them. A plain table ignores it.
-    static let insertSettings = ["insert_distributed_sync": "1"]
-
-    static func write(_ group: [IncomingBatch], client: ClickHouseClient, database: String) async -> [CoalescingWriter.Outcome] {
-        switch await writeTogether(group, client: client, database: database) {
+    static func write(_ group: [IncomingBatch], client: ClickHouseClient, database: String,
+                      insertSettings: [String: String] = Settings().insertSettings) async -> [CoalescingWriter.Outcome] {
+        switch await writeTogether(group, client: client, database: database, insertSettings: insertSettings) {
         case .success(let results):
             return results.map { .success($0) }
-        case .failure(let error) where error.kind == .server && group.count > 1:
+        case .failure(let error) where error.kind == .server && group.count > 1 && !quorumCodes.contains(error.code ?? 0):
             // ClickHouse refused a statement for the group. That may be one batch's fault (say,
             // timestamps spread over too many partitions): write each alone, so only that one
             // waits and the others go through.
             var outcomes: [CoalescingWriter.Outcome] = []
-            for batch in group { outcomes += await write([batch], client: client, database: database) }
+            for batch in group { outcomes += await write([batch], client: client, database: database, insertSettings: insertSettings) }
             return outcomes
         case .failure(let error):
             return group.map { _ in .failure(SinkError(error)) }
         }
     }
 
+    /// Refusals of a quorum insert that are no batch's fault, so writing the group's batches one
+    /// by one would only repeat them (each after up to `insertQuorumTimeout`): too few live
+    /// replicas (285), the previous quorum insert not yet complete or another one under way
+    /// (286), the quorum not reached in time (319, the rows may be on one replica).
+    static let quorumCodes: Set<Int> = [285, 286, 319]
+
     /// One ledger lookup and (for the batches not written before) two inserts for the group.
-    static func writeTogether(_ group: [IncomingBatch], client: ClickHouseClient, database: String) async -> Result<[SinkWriteResult], ClickHouseError> {
+    static func writeTogether(_ group: [IncomingBatch], client: ClickHouseClient, database: String,
+                              insertSettings: [String: String]) async -> Result<[SinkWriteResult], ClickHouseError> {
         do throws(ClickHouseError) {
             let known = try await ledgerDigests(of: group, client: client, database: database)
             // The first of several copies of one identity in the group is written; the others
@@ -167,8 +204,8 @@ public final class ClickHouseSink: Sink {
                 }
             }
             if !toWrite.isEmpty {
-                try await insertReadings(of: toWrite, client: client, database: database)
-                try await insertLedgerRows(for: toWrite, client: client, database: database)
+                try await insertReadings(of: toWrite, client: client, database: database, settings: insertSettings)
+                try await insertLedgerRows(for: toWrite, client: client, database: database, settings: insertSettings)
             }
             return .success(results)
         } catch {
@@ -204,9 +241,10 @@ public final class ClickHouseSink: Sink {
         topic, batch_gateway_id, batch_epoch, batch_seq, batch_index
         """
 
-    static func insertReadings(of batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) {
+    static func insertReadings(of batches: [IncomingBatch], client: ClickHouseClient, database: String,
+                               settings: [String: String] = Settings().insertSettings) async throws(ClickHouseError) {
         try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT RowBinary",
-                                rows: rowBinary(of: batches), settings: insertSettings)
+                                rows: rowBinary(of: batches), settings: settings)
     }
 
     /// The batches' readings as `readings` rows, in RowBinary, not text: doubles must arrive
@@ -237,7 +275,8 @@ public final class ClickHouseSink: Sink {
         return rows.bytes
     }
 
-    static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String) async throws(ClickHouseError) {
+    static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String,
+                                 settings: [String: String]) async throws(ClickHouseError) {
         var rows = TabSeparated.Writer()
         for batch in batches {
             rows.field(batch.identity.gatewayID)
@@ -250,7 +289,7 @@ public final class ClickHouseSink: Sink {
         }
         try await client.insert("""
             INSERT INTO \(database).batch_ledger (gateway_id, epoch, sequence, digest, reading_count, written_ms) FORMAT TabSeparated
-            """, rows: rows.bytes, settings: insertSettings)
+            """, rows: rows.bytes, settings: settings)
     }
 }
 
