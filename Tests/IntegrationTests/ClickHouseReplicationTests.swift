@@ -100,7 +100,7 @@ struct ClickHouseReplicationTests {
         await cluster.stop()
     }
 
-    @Test("two aggregators with insert_quorum 2 on one cluster: quorum inserts refuse each other at times (503, retried), and each gateway's readings arrive exactly once")
+    @Test("two aggregators with insert_quorum 2 on one cluster: quorum inserts refuse each other at times (286: the sink waits and tries again, then 503), and each gateway's readings arrive exactly once")
     func concurrentQuorumWriters() async throws {
         let dir = try TemporaryDirectory(prefix: "tributary-clickhouse-replicas")
         defer { dir.remove() }

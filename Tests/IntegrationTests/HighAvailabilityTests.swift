@@ -20,13 +20,18 @@ struct HighAvailabilityTests {
         (0..<1000).lazy.map { "\(prefix)-\($0)" }.first { AggregatorTargets.rendezvousOrder(urls, senderID: $0).first == preferred }!
     }
 
-    @Test("the preferred aggregator SIGKILLed mid-stream: every gateway fails over and comes back; exact after FINAL, one row each, chains intact across both")
+    @Test("two aggregators on a 2 x 2 replicated cluster with insert_quorum 2: the preferred one SIGKILLed mid-stream, every gateway fails over and comes back; exact after FINAL, one row each, chains intact across both",
+          .enabled(if: ClickHouseCluster.unavailableReason == nil, "zookeeper is not installed"))
     func failoverAndBack() async throws {
         let dir = try TemporaryDirectory(prefix: "tributary-ha")
         defer { dir.remove() }
-        let clickhouse = try await ClickHouseServer(directory: dir.file("clickhouse"))
-        defer { Task { await clickhouse.stop() } }
-        let sink = clickhouse.url()
+        // The shipped cluster: ZooKeeper, 2 shards x 2 replicas, the DDL of deploy/clickhouse/cluster/.
+        // A enters it by shard 1's first replica, B by shard 2's: each a node with the Distributed tables.
+        let cluster = try await ClickHouseCluster(directory: dir.file("cluster"), shards: 2, replicas: 2)
+        defer { Task { await cluster.stop() } }
+        try await ClickHouseTests.applyClusterDDL(cluster)
+        let sink = cluster.shards[0][0].url()
+        let quorum = ["clickhouse:", "  insert_quorum: 2", "  insert_quorum_timeout_seconds: 3"]
         // Two gateways, each with its broker and agent; both prefer aggregator A (the first
         // harness's), and list the URLs B first: the order written does not matter.
         let portA = try FreePort.allocate(), portB = try FreePort.allocate()
@@ -39,8 +44,8 @@ struct HighAvailabilityTests {
                                                       aggregatorURLs: [urlB, urlA]))
         }
         defer { harnesses.forEach { $0.dir.remove() } }
-        let a = try AggregatorProcess(port: portA, dir: dir.file("aggregator-a"), sink: sink)
-        let b = try AggregatorProcess(port: portB, dir: dir.file("aggregator-b"), sink: sink)
+        let a = try AggregatorProcess(port: portA, dir: dir.file("aggregator-a"), sink: sink, extra: quorum)
+        let b = try AggregatorProcess(port: portB, dir: dir.file("aggregator-b"), sink: cluster.shards[1][0].url(), extra: quorum)
         var processA = try await a.start()
         let processB = try await b.start()
         var agents: [ChildProcess] = []
@@ -239,7 +244,11 @@ struct AggregatorProcess {
     func start() async throws -> ChildProcess {
         let process = try ChildProcess(executable: try ProcessHarness.executable("tributary-aggregator"),
                                        arguments: ["--config", dir + ".yaml"], logFile: dir + ".log")
-        try await FreePort.waitUntilListening(port)
+        do {
+            try await FreePort.waitUntilListening(port)
+        } catch {
+            throw TestingError("\(error); aggregator log:\n\(ProcessHarness.tail(dir + ".log"))")
+        }
         return process
     }
 

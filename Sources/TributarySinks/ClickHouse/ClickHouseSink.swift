@@ -37,7 +37,7 @@ public final class ClickHouseSink: Sink {
         /// inserts while one of them is down (503s: the agents keep their backlog), and every
         /// insert waits for a replica to fetch it. 18.16 also refuses a quorum insert into a
         /// shard while the previous one there has not reached its quorum, so concurrent
-        /// aggregators refuse each other part of the time (503, retried). See docs/sinks.md.
+        /// aggregators refuse each other part of the time (286: waited out briefly, then 503). See docs/sinks.md.
         /// Plain (unreplicated) tables ignore it.
         public var insertQuorum = 0
         /// With `insertQuorum`: how long ClickHouse waits for the quorum before it fails the
@@ -184,6 +184,23 @@ public final class ClickHouseSink: Sink {
     /// (286), the quorum not reached in time (319, the rows may be on one replica).
     static let quorumCodes: Set<Int> = [285, 286, 319]
 
+    /// 18.16 runs one quorum insert at a time per table and shard and refuses the others at
+    /// once (286). With several aggregators on one cluster that is contention, not a fault: the
+    /// insert is tried again after a short jittered pause (20 ms doubling to 640 ms, about 1.3 s
+    /// in all) before the batches are answered 503, which would send their gateways to another
+    /// aggregator that meets the same contention. A refused insert wrote nothing.
+    static func waitingOutOtherQuorumInserts(_ insert: () async throws(ClickHouseError) -> Void) async throws(ClickHouseError) {
+        var pauseMs = 20
+        while true {
+            do {
+                return try await insert()
+            } catch where error.code == 286 && pauseMs <= 640 {
+                try? await Task.sleep(for: .milliseconds(Int.random(in: pauseMs / 2...pauseMs)))
+                pauseMs *= 2
+            }
+        }
+    }
+
     /// One ledger lookup and (for the batches not written before) two inserts for the group.
     static func writeTogether(_ group: [IncomingBatch], client: ClickHouseClient, database: String,
                               insertSettings: [String: String]) async -> Result<[SinkWriteResult], ClickHouseError> {
@@ -204,8 +221,12 @@ public final class ClickHouseSink: Sink {
                 }
             }
             if !toWrite.isEmpty {
-                try await insertReadings(of: toWrite, client: client, database: database, settings: insertSettings)
-                try await insertLedgerRows(for: toWrite, client: client, database: database, settings: insertSettings)
+                try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
+                    try await insertReadings(of: toWrite, client: client, database: database, settings: insertSettings)
+                }
+                try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
+                    try await insertLedgerRows(for: toWrite, client: client, database: database, settings: insertSettings)
+                }
             }
             return .success(results)
         } catch {
