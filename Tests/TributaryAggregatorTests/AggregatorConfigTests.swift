@@ -42,6 +42,21 @@ struct AggregatorConfigTests {
         #expect(province.upstream == nil && province.trustedRelays == ["city-jinan", "city-qingdao"])
     }
 
+    @Test func theHighAvailabilityExampleLoads() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ha-example-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["gateway-tokens", "admin-token", "clickhouse-ca.pem", "aggregator.pem", "aggregator.key"] {
+            try (name == "gateway-tokens" ? "gw-1 0123456789abcdef0123\n" : "0123456789abcdef0123\n").write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/" + name)
+        }
+        let text = try String(contentsOfFile: root.appendingPathComponent("deploy/examples/ha/aggregator.yaml").path, encoding: .utf8)
+        #expect(throws: Never.self) {
+            _ = try AggregatorConfig.parse(yaml: text.replacingOccurrences(of: "/etc/tributary", with: dir), file: "ha/aggregator.yaml")
+        }
+    }
+
     @Test func aRelayMayKeepNoCopyAndTheFlagMakesOne() throws {
         let config = try AggregatorConfig.parse(yaml: "sink: none\n", file: "a.yaml", overrides: .init(upstream: "http://127.0.0.1:9000/"))
         #expect(config.upstream?.url == "http://127.0.0.1:9000" && !config.keepsLocalCopy && config.sinkIsAllowed)
