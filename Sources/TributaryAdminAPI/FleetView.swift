@@ -189,6 +189,10 @@ public struct GatewayView: Codable, Sendable, Equatable {
     /// may know), and its failovers since its agent started; nil from an older agent.
     public var aggregator: String?
     public var failovers: UInt64?
+    /// Readings the gateway counts as acknowledged (by any aggregator) since its buffer was
+    /// created, as it last reported: unlike `readingsSynced`, which each aggregator counts for
+    /// itself, it does not depend on which aggregator took which batch. Nil from an older aggregator.
+    public var acknowledgedTotal: UInt64?
 
     public init(gatewayID: String) {
         self.gatewayID = gatewayID
@@ -250,6 +254,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         relay = try c.decodeIfPresent(RelayView.self, forKey: .relay)
         aggregator = try c.decodeIfPresent(String.self, forKey: .aggregator)
         failovers = try c.decodeIfPresent(UInt64.self, forKey: .failovers)
+        acknowledgedTotal = try c.decodeIfPresent(UInt64.self, forKey: .acknowledgedTotal)
     }
 
     /// How far behind the gateway is: the age of its oldest unacknowledged reading. That time is
@@ -289,6 +294,7 @@ public struct GatewayView: Codable, Sendable, Equatable {
         case clockSkewMs = "clock_skew_ms"
         case quarantineReasons = "quarantine_reasons"
         case via, relay, aggregator, failovers
+        case acknowledgedTotal = "acknowledged_total"
         case roundTripMs = "round_trip_ms"
         case lastBatchMs = "last_batch_ms"
         case chain

@@ -281,6 +281,7 @@ public final class FleetRegistry: Sendable {
                     view.quarantinedTotal = status.quarantinedTotal
                     view.droppedTotal = status.droppedTotal
                     view.withheldTotal = status.withheldTotal
+                    view.acknowledgedTotal = status.acknowledgedTotal
                     view.setAsideBatches = status.setAsideBatches
                     view.redeliveriesTotal = status.redeliveriesTotal
                     view.bufferFull = status.bufferFull

@@ -133,7 +133,8 @@ public enum FleetRendering {
             "backlog      \(HumanUnits.count(g.backlogReadings)) readings (buffer file \(HumanUnits.bytes(g.backlogBytes)) in use)",
             "lag          " + (g.oldestUnsentMs > 0 ? HumanUnits.duration(ms: g.lagMs(nowMs: now)) + " (oldest unsent reading)" : "none, caught up"),
             "rates        ingest \(HumanUnits.rate(g.ingestRate)), send \(HumanUnits.rate(g.sendRate))",
-            "synced       \(HumanUnits.count(g.readingsSynced)) readings in \(HumanUnits.count(g.batchesSynced)) batches; \(HumanUnits.count(g.duplicateBatches)) resends answered duplicate",
+            "synced       \(HumanUnits.count(g.readingsSynced)) readings in \(HumanUnits.count(g.batchesSynced)) batches; \(HumanUnits.count(g.duplicateBatches)) resends answered duplicate"
+                + (g.acknowledgedTotal.map { "; the gateway counts \(HumanUnits.count($0)) acknowledged since its buffer was created" } ?? ""),
             "losses       \(HumanUnits.count(g.droppedTotal)) readings dropped, \(HumanUnits.count(g.quarantinedTotal)) payloads quarantined, \(HumanUnits.count(g.setAsideBatches)) batches set aside"
                 + (g.withheldTotal > 0 ? "; \(HumanUnits.count(g.withheldTotal)) withheld by governance drop rules (on purpose)" : ""),
             "clock        " + (g.roundTripMs >= 0

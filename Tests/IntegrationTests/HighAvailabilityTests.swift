@@ -90,19 +90,18 @@ struct HighAvailabilityTests {
         // The joined view: each gateway once, its totals the sum over A and B, its chain
         // whole across both, on A again after one failover.
         let sources = FleetSources([try a.client(), try b.client()])
-        // Each batch is counted by the aggregator that wrote it. One written by A in the instant
-        // before it was killed, before A recorded it, is counted by neither: its resend is
-        // answered duplicate at B. So SYNCED may be short by such batches, and by no more.
+        // The gateway's own count of acknowledged readings is exact whichever aggregator took
+        // which batch. Each aggregator's SYNCED counts what it wrote: a batch A wrote in the
+        // instant before it was killed, before recording it, is counted by neither (its resend
+        // is answered duplicate at B), and one resent to B after a timeout while A still wrote
+        // it may be counted by both (docs/high-availability.md, Not built).
         try await eventually("the joined view settles") {
             let view = try await sources.fleet().view
-            return ids.allSatisfy { id in view.gateways.first { $0.gatewayID == id }.map { $0.chain?.waiting == 0 && $0.backlogReadings == 0 } ?? false }
-        }
-        for (index, id) in ids.enumerated() {
-            let synced = try await sources.fleet().view.gateways.first { $0.gatewayID == id }?.readingsSynced ?? 0
-            let expected = UInt64(manifests[index].entries.count)
-            let duplicatesAtB = try await b.client().fleet().view.gateways.first { $0.gatewayID == id }?.duplicateBatches ?? 0
-            #expect(synced <= expected && (synced == expected || expected - synced <= duplicatesAtB * 5000),
-                    "\(id): \(synced) synced of \(expected), \(duplicatesAtB) resends answered duplicate at B")
+            return ids.enumerated().allSatisfy { index, id in
+                view.gateways.first { $0.gatewayID == id }.map {
+                    $0.chain?.waiting == 0 && $0.acknowledgedTotal == UInt64(manifests[index].entries.count)
+                } ?? false
+            }
         }
         let joined = try await sources.fleet().view
         #expect(joined.gateways.count == ids.count, "one row per gateway: \(joined.gateways.map(\.gatewayID))")
@@ -112,7 +111,7 @@ struct HighAvailabilityTests {
             #expect(g.aggregator == urlA && (g.failovers ?? 0) >= 1, "\(id): on \(g.aggregator ?? "?") after \(g.failovers ?? 0) failovers")
             let chain = try #require(g.chain)
             #expect(chain.intact && chain.waiting == 0 && chain.gaps == 0 && chain.startSequence == 1, "\(id): \(chain)")
-            #expect((chain.segments ?? []).count >= 3, "\(id): runs at A, then B, then A: \(chain.segments ?? [])")
+            #expect((chain.segments ?? []).count >= 2, "\(id): runs at A and at B: \(chain.segments ?? [])")
         }
         #expect(FleetCheck(maxLagMs: 60_000).evaluate(joined).code == .ok, "\(FleetCheck(maxLagMs: 60_000).evaluate(joined).lines)")
         let table = FleetRendering.gatewaysTable(joined)
@@ -152,7 +151,13 @@ struct HighAvailabilityTests {
         #expect((atB?.duplicateBatches ?? 0) > 0, "batches A wrote, whose acks were lost, were answered duplicate by B: \(String(describing: atB))")
         let joined = try await FleetSources([try a.client(), try b.client()]).fleet().view
         let g = try #require(joined.gateways.first { $0.gatewayID == id })
-        #expect(g.readingsSynced == UInt64(manifest.entries.count), "each batch counted once, by the aggregator that wrote it")
+        try await eventually("the gateway reports every reading acknowledged") {
+            try await FleetSources([try a.client(), try b.client()]).fleet().view.gateways.first { $0.gatewayID == id }?.acknowledgedTotal
+                == UInt64(manifest.entries.count)
+        }
+        // Nothing was killed, so every batch was counted by an aggregator that wrote it (by two
+        // only if a resend overtook a slow original: a request timeout, not a lost ack).
+        #expect(g.readingsSynced >= UInt64(manifest.entries.count), "\(g.readingsSynced) of \(manifest.entries.count)")
         #expect(g.chain?.intact == true && g.chain?.gaps == 0, "\(String(describing: g.chain))")
         await harness.stop(agent)
         await proxy.stop(signal: SIGTERM)
