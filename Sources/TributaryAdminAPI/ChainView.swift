@@ -29,6 +29,9 @@ public struct ChainView: Codable, Sendable, Equatable {
     /// run, with each run's first previous digest and last digest: what `merged` joins when a
     /// gateway's batches went to several aggregators (failover). Nil from an older aggregator.
     public var segments: [ChainSegment]?
+    /// Runs older than the last 256 are no longer listed in `segments`: this aggregator held
+    /// batches from `startSequence` through here (with the gaps it counted). Nil: none forgotten.
+    public var forgottenThrough: UInt64?
 
     public init(epoch: String, startSequence: UInt64) {
         self.epoch = epoch
@@ -59,6 +62,7 @@ public struct ChainView: Codable, Sendable, Equatable {
         lastProblem = try c.decode(String.self, forKey: .lastProblem)
         lastProblemMs = try c.decode(Int64.self, forKey: .lastProblemMs)
         segments = try c.decodeIfPresent([ChainSegment].self, forKey: .segments)
+        forgottenThrough = try c.decodeIfPresent(UInt64.self, forKey: .forgottenThrough)
     }
 
     /// Nothing missing for good, nothing altered, every link checked.
@@ -81,6 +85,7 @@ public struct ChainView: Codable, Sendable, Equatable {
         case lastProblem = "last_problem"
         case lastProblemMs = "last_problem_ms"
         case segments
+        case forgottenThrough = "forgotten_through"
     }
 }
 
@@ -122,7 +127,9 @@ extension ChainView {
         merged.highestSeen = same.map(\.highestSeen).max()!
         merged.unchained = same.reduce(0) { $0.addingClamped($1.unchained) }
         merged.mismatches = same.reduce(0) { $0.addingClamped($1.mismatches) }
-        let runs = same.flatMap { $0.segments! }.sorted { ($0.from, $1.through) < ($1.from, $0.through) }
+        // What an aggregator no longer lists run by run is taken as held, its seams unchecked.
+        let forgotten = same.compactMap { v in v.forgottenThrough.map { ChainSegment(from: v.startSequence, through: $0, previous: "", digest: "") } }
+        let runs = (same.flatMap { $0.segments! } + forgotten).sorted { ($0.from, $1.through) < ($1.from, $0.through) }
         guard var end = runs.first.map({ $0.from.subtractingClamped(1) }) else { return first }
         var endDigest = ""
         var problems: [String] = []
@@ -144,8 +151,10 @@ extension ChainView {
                 merged.mismatches = merged.mismatches.addingClamped(1)
                 problems.append("batch \(run.from) names a previous batch that is not the batch \(end) another aggregator holds: one of them was altered")
             }
-            if run.through > end || endDigest.isEmpty {
-                end = max(end, run.through)
+            if run.through > end {
+                end = run.through
+                endDigest = run.digest
+            } else if run.through == end, endDigest.isEmpty {
                 endDigest = run.digest
             }
         }

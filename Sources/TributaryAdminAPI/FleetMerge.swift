@@ -7,10 +7,15 @@ public enum FleetMerge {
     /// aggregator that heard from it last) with the counts each aggregator made of its batches
     /// added up (each batch is written by one aggregator: the shared ledger answers the others
     /// duplicate), and its hash chain joined across them (`ChainView.merged`).
-    public static func merge(_ views: [FleetView]) -> FleetView {
-        guard var merged = views.first else { return FleetView(generatedAtMs: 0, staleAfterSeconds: 0, sink: "", gateways: []) }
-        guard views.count > 1 else { return merged }
-        merged.generatedAtMs = views.map(\.generatedAtMs).max()!
+    ///
+    /// Each aggregator stamps times on its own clock, and theirs may disagree: every view's
+    /// times are moved onto `nowMs` (the reader's clock) by how far its `generatedAtMs` is from
+    /// it, so "latest" means most recently heard, not stamped by the clock furthest ahead.
+    public static func merge(_ answers: [FleetView], nowMs: Int64) -> FleetView {
+        guard var merged = answers.first else { return FleetView(generatedAtMs: nowMs, staleAfterSeconds: 0, sink: "", gateways: []) }
+        guard answers.count > 1 else { return merged }
+        let views = answers.map { shifted($0, by: nowMs.saturatingMinus($0.generatedAtMs)) }
+        merged.generatedAtMs = nowMs
         merged.staleAfterSeconds = views.map(\.staleAfterSeconds).max()!
         var sinks: [String] = []
         for view in views where !sinks.contains(view.sink) { sinks.append(view.sink) }
@@ -49,6 +54,36 @@ public enum FleetMerge {
             merged.chain = ChainView.merged([newest] + chains.dropFirst().filter { $0.epoch == newest.epoch }) ?? newest
         }
         return merged
+    }
+
+    /// The view with its aggregator's times moved by `offset` ms onto another clock.
+    static func shifted(_ view: FleetView, by offset: Int64) -> FleetView {
+        var v = view
+        v.generatedAtMs = v.generatedAtMs.saturatingAdd(offset)
+        v.gateways = v.gateways.map { shifted($0, by: offset) }
+        v.refusedSenders = v.refusedSenders?.map { r in
+            var r = r
+            r.firstAtMs = r.firstAtMs.saturatingAdd(offset)
+            r.lastAtMs = r.lastAtMs.saturatingAdd(offset)
+            return r
+        }
+        return v
+    }
+
+    /// One gateway's aggregator times moved by `offset` ms (0 stays "never"); its clock skew is
+    /// then against the other clock.
+    public static func shifted(_ gateway: GatewayView, by offset: Int64) -> GatewayView {
+        guard offset != 0 else { return gateway }
+        var g = gateway
+        if g.lastSeenMs > 0 { g.lastSeenMs = g.lastSeenMs.saturatingAdd(offset) }
+        if g.lastBatchMs > 0 { g.lastBatchMs = g.lastBatchMs.saturatingAdd(offset) }
+        g.clockSkewMs = g.clockSkewMs.saturatingMinus(offset)
+        if var chain = g.chain {
+            if chain.waitingSinceMs > 0 { chain.waitingSinceMs = chain.waitingSinceMs.saturatingAdd(offset) }
+            if chain.lastProblemMs > 0 { chain.lastProblemMs = chain.lastProblemMs.saturatingAdd(offset) }
+            g.chain = chain
+        }
+        return g
     }
 
     static func add(_ a: AdmissionStats, _ b: AdmissionStats) -> AdmissionStats {

@@ -47,6 +47,9 @@ struct ChainTracker: Codable, Sendable, Equatable {
     /// nil: at `view.startSequence`, naming `startPrevious`.
     private var runStart: UInt64?
     private var runPrevious: String?
+    /// The last sequence of the runs forgotten past `maxDeclared`: the joined view must not
+    /// take what this aggregator held there for missing.
+    private var forgottenThrough: UInt64?
 
     /// The first batch seen of an epoch starts the chain, whatever its sequence: an aggregator
     /// that joins late, or lost its registry, checks from there.
@@ -154,7 +157,10 @@ struct ChainTracker: Codable, Sendable, Equatable {
 
     private mutating func keep(_ run: ChainSegment) {
         closed = (closed ?? []) + [run]
-        if closed!.count > Self.maxDeclared { closed!.removeFirst() }
+        if closed!.count > Self.maxDeclared {
+            let forgotten = closed!.removeFirst()
+            forgottenThrough = max(forgottenThrough ?? 0, forgotten.through)
+        }
     }
 
     /// The runs past the hole, which wait for it to fill, each linked within itself unchecked.
@@ -185,6 +191,7 @@ struct ChainTracker: Codable, Sendable, Equatable {
         copy.advance(nowMs: nowMs)
         var view = copy.view
         view.segments = (copy.closed ?? []) + [copy.currentRun] + copy.waitingRuns
+        view.forgottenThrough = copy.forgottenThrough
         return view
     }
 }

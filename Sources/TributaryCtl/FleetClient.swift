@@ -6,6 +6,7 @@ import NIOCore
 import NIOSSL
 import TributaryCore
 import TributaryCrypto
+import TributaryRuntime
 
 /// Reads an aggregator's admin API with the operator token.
 public struct FleetClient: Sendable {
@@ -128,7 +129,7 @@ public struct FleetSources: Sendable {
             }
         }
         guard !views.isEmpty else { throw firstError! }
-        var merged = FleetMerge.merge(views)
+        var merged = FleetMerge.merge(views, nowMs: WallClock.nowMs())
         merged.mergedFrom = clients.map(\.base)
         merged.unanswered = unanswered.isEmpty ? nil : unanswered
         let encoder = JSONEncoder()
@@ -150,10 +151,23 @@ public struct FleetSources: Sendable {
                 firstError = firstError ?? error
             }
         }
-        guard var merged = details.max(by: { $0.gateway.lastSeenMs < $1.gateway.lastSeenMs }) else { throw firstError! }
-        merged.gateway = FleetMerge.merge(details.map(\.gateway))
-        merged.generatedAtMs = details.map(\.generatedAtMs).max()!
-        merged.history = details.flatMap(\.history).sorted { $0.atMs > $1.atMs }
+        // Each aggregator's times moved onto this host's clock (see `FleetMerge.merge`).
+        let nowMs = WallClock.nowMs()
+        let shifted = details.map { d -> GatewayDetail in
+            let offset = nowMs.saturatingMinus(d.generatedAtMs)
+            var d = d
+            d.gateway = FleetMerge.shifted(d.gateway, by: offset)
+            d.history = d.history.map { e in
+                var e = e
+                e.atMs = e.atMs.saturatingAdd(offset)
+                return e
+            }
+            d.generatedAtMs = nowMs
+            return d
+        }
+        guard var merged = shifted.max(by: { $0.gateway.lastSeenMs < $1.gateway.lastSeenMs }) else { throw firstError! }
+        merged.gateway = FleetMerge.merge(shifted.map(\.gateway))
+        merged.history = shifted.flatMap(\.history).sorted { $0.atMs > $1.atMs }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return (merged, (try? encoder.encode(merged)) ?? Data())

@@ -90,7 +90,8 @@ public struct SyncClient: Sendable {
                 targets.answered(url)
                 return outcome
             }
-            guard let next = targets.failed(url, reason: outcome.reason), !tried.contains(next) else { return outcome }
+            // Cancelled (the sender stops): not the aggregator's failure.
+            guard !Task.isCancelled, let next = targets.failed(url, reason: outcome.reason), !tried.contains(next) else { return outcome }
             url = next
         }
     }

@@ -89,3 +89,26 @@ struct ChainMergeTests {
         #expect(old.view(nowMs: 2000).segments == [ChainSegment(from: 1, through: 5, previous: "", digest: "d5")])
     }
 }
+
+/// Attack round 8's false gap: an aggregator that forgot its oldest runs (past 256) must not
+/// make the joined view report their batches as held by no aggregator.
+@Suite("hash chain across aggregators: forgotten runs")
+struct ChainMergeForgottenTests {
+    @Test func runsForgottenPastTheLimitStillCount() {
+        // A: batches 1-88, then one batch at a time past a hole, more than 256 times.
+        var a = ChainTracker(epoch: "e", sequence: 1, link: ChainTrackerTests.link(1))
+        for n in UInt64(2)...88 { a.add(sequence: n, link: ChainTrackerTests.link(n), atMs: 1000) }
+        var atMs: Int64 = 1000
+        for k in UInt64(0)..<300 {
+            atMs += ChainTracker.gapAfterMs + 1
+            a.add(sequence: 90 + 2 * k, link: ChainTrackerTests.link(90 + 2 * k), atMs: atMs)
+        }
+        let viewA = a.view(nowMs: atMs + ChainTracker.gapAfterMs + 1)
+        #expect((viewA.forgottenThrough ?? 0) >= 88 && (viewA.segments?.count ?? 0) <= ChainTracker.maxDeclared + 2)
+        // B: everything A lacks, from 86 on, but not 87, which A took before the trouble.
+        var b = ChainTracker(epoch: "e", sequence: 86, link: ChainTrackerTests.link(86))
+        for n in UInt64(88)...(90 + 2 * 299) where n % 2 == 1 || n < 90 { b.add(sequence: n, link: ChainTrackerTests.link(n), atMs: 1000) }
+        let joined = try! #require(ChainView.merged([viewA, b.view(nowMs: 2000)]))
+        #expect(joined.gaps == 0 && joined.missingBatches == 0 && joined.lastProblem.isEmpty, "\(joined.lastProblem)")
+    }
+}
