@@ -28,7 +28,6 @@ struct HighAvailabilityTests {
         // The shipped cluster: ZooKeeper, 2 shards x 2 replicas, the DDL of deploy/clickhouse/cluster/.
         // A enters it by shard 1's first replica, B by shard 2's: each a node with the Distributed tables.
         let cluster = try await ClickHouseCluster(directory: dir.file("cluster"), shards: 2, replicas: 2)
-        defer { Task { await cluster.stop() } }
         try await ClickHouseTests.applyClusterDDL(cluster)
         let sink = cluster.shards[0][0].url()
         let quorum = ["clickhouse:", "  insert_quorum: 2", "  insert_quorum_timeout_seconds: 3"]
@@ -122,6 +121,8 @@ struct HighAvailabilityTests {
         for (harness, agent) in zip(harnesses, agents) { await harness.stop(agent) }
         await processA.stop(signal: SIGTERM)
         await processB.stop(signal: SIGTERM)
+        // On a throw the servers are SIGKILLed when released (ChildProcess's deinit).
+        await cluster.stop()
     }
 
     @Test("acks lost on the way from one aggregator: the resend to the other is answered duplicate; exact after FINAL")
@@ -129,7 +130,6 @@ struct HighAvailabilityTests {
         let dir = try TemporaryDirectory(prefix: "tributary-ha")
         defer { dir.remove() }
         let clickhouse = try await ClickHouseServer(directory: dir.file("clickhouse"))
-        defer { Task { await clickhouse.stop() } }
         let sink = clickhouse.url()
         // The gateway prefers A, reached through a proxy that cuts 60% of the replies: the
         // batch was written, the ack lost, and the resend goes to B.
@@ -163,6 +163,7 @@ struct HighAvailabilityTests {
         await proxy.stop(signal: SIGTERM)
         await processA.stop(signal: SIGTERM)
         await processB.stop(signal: SIGTERM)
+        await clickhouse.stop()
     }
 
     @Test("a relay lists the province's two aggregators: the one it prefers SIGKILLed, it fails over, exact after FINAL")
@@ -170,7 +171,6 @@ struct HighAvailabilityTests {
         let dir = try TemporaryDirectory(prefix: "tributary-ha")
         defer { dir.remove() }
         let clickhouse = try await ClickHouseServer(directory: dir.file("clickhouse"))
-        defer { Task { await clickhouse.stop() } }
         let sink = clickhouse.url()
         let portA = try FreePort.allocate(), portB = try FreePort.allocate()
         let urlA = "http://127.0.0.1:\(portA)", urlB = "http://127.0.0.1:\(portB)"
@@ -213,6 +213,7 @@ struct HighAvailabilityTests {
         #expect(relayLog.contains("failing over to another upstream"), "\(ProcessHarness.tail(relayDir + ".log"))")
         await harness.stop(agent, relay)
         await processB.stop(signal: SIGTERM)
+        await clickhouse.stop()
     }
 
     @Test("/readyz: 200 while the sink takes writes, 503 while it cannot (ClickHouse down), 200 again after")
