@@ -24,6 +24,9 @@ public struct AggregatorConfig: Sendable {
     public var clickHouse = ClickHouseSink.Settings()
     /// A gateway silent this long is shown stale. Default 120.
     public var staleAfterSeconds = 120
+    /// `metrics.per_gateway`: which gateways get their own series on `/metrics`. Default
+    /// `top:1000`, the 1,000 most in trouble: a fleet of 10,000 would otherwise be 110,000 series.
+    public var metricsPerGateway = PerGatewayMetrics.top(1000)
     public var limits = Limits()
     /// Where the operator token for the admin API and `/metrics` comes from (the `admin:` section).
     public var adminToken: AdminTokenSource
@@ -177,6 +180,12 @@ public struct AggregatorConfig: Sendable {
             }
         }
         config.staleAfterSeconds = try root.int("stale_after_seconds", range: 1...86_400 * 30) ?? config.staleAfterSeconds
+        if let s = try root.section("metrics"), let text = try s.string("per_gateway") {
+            guard let choice = PerGatewayMetrics(text) else {
+                throw s.error("per_gateway", "'\(text)' is not none, all or top:N (N from 1 to 1000000)")
+            }
+            config.metricsPerGateway = choice
+        }
         if let s = try root.section("limits") {
             config.limits.maxBodyBytes = try s.int("max_body_bytes", range: 1024...(1 << 30)) ?? config.limits.maxBodyBytes
             config.limits.maxDecompressedBytes = try s.int("max_decompressed_bytes", range: 1024...(1 << 31)) ?? config.limits.maxDecompressedBytes
@@ -266,5 +275,34 @@ public struct AggregatorConfig: Sendable {
             endpoint.password = password
         }
         sink = .clickhouse(endpoint)
+    }
+}
+
+/// Which gateways get their own series on `/metrics` (`metrics.per_gateway`). The fleet-level
+/// histograms and totals are always there.
+public enum PerGatewayMetrics: Sendable, Equatable, CustomStringConvertible {
+    /// No per-gateway series.
+    case none
+    /// Every gateway: 11 series each.
+    case all
+    /// The N most in trouble: stale first, then the most behind, then the largest backlog.
+    case top(Int)
+
+    public init?(_ text: String) {
+        switch text {
+        case "none": self = .none
+        case "all": self = .all
+        default:
+            guard text.hasPrefix("top:"), let n = Int(text.dropFirst(4)), (1...1_000_000).contains(n) else { return nil }
+            self = .top(n)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .all: "all"
+        case .top(let n): "top:\(n)"
+        }
     }
 }

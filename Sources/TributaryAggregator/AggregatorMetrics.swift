@@ -27,7 +27,7 @@ public final class AggregatorMetrics: Sendable {
     }
 
     /// The exposition for `GET /metrics`.
-    public func render(_ view: FleetView, sinkUp: Bool, auditUnwritten: UInt64 = 0) -> String {
+    public func render(_ view: FleetView, sinkUp: Bool, auditUnwritten: UInt64 = 0, perGateway: PerGatewayMetrics = .all) -> String {
         let c = counts.withLock { $0 }
         var p = PrometheusText()
         p.family("tributary_requests_total", .counter, help: "Batch and heartbeat requests by outcome.")
@@ -65,7 +65,7 @@ public final class AggregatorMetrics: Sendable {
         p.family("tributary_gateways", .gauge, help: "Gateways in the fleet registry by state.")
         p.sample("tributary_gateways", ["state": "online"], totals.online)
         p.sample("tributary_gateways", ["state": "stale"], totals.stale)
-        let perGateway: [(String, PrometheusText.Kind, String, (GatewayView) -> Double)] = [
+        let perGatewaySeries: [(String, PrometheusText.Kind, String, (GatewayView) -> Double)] = [
             ("tributary_gateway_stale", .gauge, "1 when the gateway has been silent longer than stale_after_seconds.", { $0.stale ? 1 : 0 }),
             ("tributary_gateway_last_seen_timestamp_seconds", .gauge, "When the gateway was last heard from (Unix time).",
              { Double($0.lastSeenMs) / 1000 }),
@@ -84,10 +84,62 @@ public final class AggregatorMetrics: Sendable {
             ("tributary_batches_set_aside_total", .counter, "Batches refused for good and kept on the gateway's disk.",
              { Double($0.setAsideBatches) }),
         ]
-        for (name, kind, help, value) in perGateway {
+        fleetDistributions(view, into: &p)
+        let shown = Self.gatewaysWithSeries(view, perGateway)
+        p.family("tributary_gateway_series", .gauge, help: "Gateways with their own series here (metrics.per_gateway), and all gateways.")
+        p.sample("tributary_gateway_series", ["gateways": "shown"], shown.count)
+        p.sample("tributary_gateway_series", ["gateways": "all"], view.gateways.count)
+        for (name, kind, help, value) in perGatewaySeries {
             p.family(name, kind, help: help)
-            for g in view.gateways { p.sample(name, ["gateway": g.gatewayID], value(g)) }
+            for g in shown { p.sample(name, ["gateway": g.gatewayID], value(g)) }
         }
         return p.text
+    }
+
+    /// The gateways `perGateway` gives series, most in trouble first for `top`: stale, then
+    /// the most behind, then the largest backlog (ties by id, so the set is stable).
+    static func gatewaysWithSeries(_ view: FleetView, _ perGateway: PerGatewayMetrics) -> [GatewayView] {
+        switch perGateway {
+        case .none: return []
+        case .all: return view.gateways
+        case .top(let n) where view.gateways.count <= n: return view.gateways
+        case .top(let n):
+            let now = view.generatedAtMs
+            let ranked = view.gateways.map { ($0, $0.lagMs(nowMs: now)) }.sorted { a, b in
+                if a.0.stale != b.0.stale { return a.0.stale }
+                if a.1 != b.1 { return a.1 > b.1 }
+                if a.0.backlogReadings != b.0.backlogReadings { return a.0.backlogReadings > b.0.backlogReadings }
+                return a.0.gatewayID < b.0.gatewayID
+            }
+            return ranked.prefix(n).map(\.0)
+        }
+    }
+
+    /// The whole fleet in a few series, whatever `metrics.per_gateway` says: how lag, backlog
+    /// and silence are spread over the gateways, and the fleet's loss totals.
+    private func fleetDistributions(_ view: FleetView, into p: inout PrometheusText) {
+        let now = view.generatedAtMs
+        let gateways = view.gateways.filter { $0.relay == nil }
+        p.histogram("tributary_fleet_lag_seconds", help: "Gateways by lag: the age of the oldest reading each holds unacknowledged.",
+                    Self.distribution(gateways.map { Double($0.lagMs(nowMs: now)) / 1000 }, bounds: [1, 5, 30, 60, 300, 600, 1800, 3600, 21_600, 86_400]))
+        p.histogram("tributary_fleet_backlog_readings", help: "Gateways by backlog: readings each holds unacknowledged.",
+                    Self.distribution(gateways.map { Double($0.backlogReadings) }, bounds: [0, 100, 1000, 10_000, 100_000, 1_000_000]))
+        p.histogram("tributary_fleet_silence_seconds", help: "Gateways by the time since each was last heard from.",
+                    Self.distribution(gateways.map { Double(now.saturatingMinus($0.lastSeenMs)) / 1000 }, bounds: [10, 30, 60, 120, 300, 900, 3600, 86_400]))
+        let totals: [(String, String, (GatewayView) -> UInt64)] = [
+            ("tributary_fleet_readings_dropped_total", "Readings the fleet's gateways gave up under their drop_oldest quota policy.", { $0.droppedTotal }),
+            ("tributary_fleet_payloads_quarantined_total", "MQTT payloads the fleet's gateways could not decode and quarantined.", { $0.quarantinedTotal }),
+            ("tributary_fleet_batches_set_aside_total", "Batches refused for good and kept on the fleet's gateways' disks.", { $0.setAsideBatches }),
+        ]
+        for (name, help, value) in totals {
+            p.single(name, .counter, help: help, Double(gateways.reduce(UInt64(0)) { $0.addingClamped(value($1)) }))
+        }
+    }
+
+    /// Values counted into buckets with these upper bounds (and one past them).
+    static func distribution(_ values: [Double], bounds: [Double]) -> LatencyHistogram.Snapshot {
+        var counts = [UInt64](repeating: 0, count: bounds.count + 1)
+        for value in values { counts[bounds.firstIndex { value <= $0 } ?? bounds.count] += 1 }
+        return LatencyHistogram.Snapshot(upperBoundsSeconds: bounds, counts: counts, sumSeconds: values.reduce(0, +))
     }
 }

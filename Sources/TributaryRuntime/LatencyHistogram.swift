@@ -9,6 +9,13 @@ public final class LatencyHistogram: Sendable {
         public var counts: [UInt64]
         public var sumSeconds: Double
         public var count: UInt64 { counts.reduce(0, +) }
+
+        /// Any distribution, for `PrometheusText.histogram` (the names say seconds; the unit is the caller's).
+        public init(upperBoundsSeconds: [Double], counts: [UInt64], sumSeconds: Double) {
+            self.upperBoundsSeconds = upperBoundsSeconds
+            self.counts = counts
+            self.sumSeconds = sumSeconds
+        }
     }
 
     public static let defaultBoundsSeconds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]

@@ -33,7 +33,8 @@ struct AdminRoutes {
         routes.get("/metrics") { _, _ -> Response in
             // Up means both: the last write succeeded and the sink answers now.
             let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
-            var text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp, auditUnwritten: audit.unwrittenEvents)
+            var text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp, auditUnwritten: audit.unwrittenEvents,
+                                                 perGateway: config.metricsPerGateway)
             if let relay = ingestor.relay {
                 var p = PrometheusText()
                 relay.metrics(into: &p, nowMs: WallClock.nowMs())
