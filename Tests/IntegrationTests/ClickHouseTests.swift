@@ -216,6 +216,9 @@ struct ClickHouseTests {
         try await eventually("the aggregator reports the failing shard") {
             try await harness.fleet().admission.consecutiveSinkFailures > 0
         }
+        // The entry node still answers SELECT 1, but the inserts fail: not ready, for a balancer.
+        let readyz = try await OperatorTests.get("http://127.0.0.1:\(harness.httpPort)/readyz")
+        #expect(readyz.status == 503 && readyz.body.contains("the last sink writes failed"), "\(readyz)")
         try await Task.sleep(for: .seconds(2))
         #expect(try #require(try await harness.gateway()).readingsSynced == synced, "nothing acknowledged while a shard is down")
         try await servers[1].start()
