@@ -6,6 +6,7 @@ packages=("$@"
   mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev pkg-config tmux clickhouse-server
   zookeeper                   # the replicated ClickHouse cluster's coordination (ClickHouseReplicationTests)
   python3-prometheus-client   # the reference parser the /metrics tests check against
+  prometheus                  # promtool: the alert rules' check and unit tests
   gcc make libprotobuf-c-dev) # the C sender (simulators/c-sender) its integration test builds
 missing=()
 for p in "${packages[@]}"; do
