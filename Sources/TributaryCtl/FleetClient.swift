@@ -132,10 +132,7 @@ public struct FleetSources: Sendable {
         var merged = FleetMerge.merge(views, nowMs: WallClock.nowMs())
         merged.mergedFrom = clients.map(\.base)
         merged.unanswered = unanswered.isEmpty ? nil : unanswered
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let json = (try? encoder.encode(merged)) ?? Data()
-        return (merged, json)
+        return (merged, (try? encode(merged)) ?? Data())
     }
 
     /// One gateway in detail, joined over the aggregators that know it (its history interleaved,
@@ -168,8 +165,6 @@ public struct FleetSources: Sendable {
         guard var merged = shifted.max(by: { $0.gateway.lastSeenMs < $1.gateway.lastSeenMs }) else { throw firstError! }
         merged.gateway = FleetMerge.merge(shifted.map(\.gateway))
         merged.history = shifted.flatMap(\.history).sorted { $0.atMs > $1.atMs }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return (merged, (try? encoder.encode(merged)) ?? Data())
+        return (merged, (try? encode(merged)) ?? Data())
     }
 }
