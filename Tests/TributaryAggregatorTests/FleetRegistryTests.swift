@@ -35,6 +35,77 @@ import TributaryWire
         #expect(!registry.admits(decomposed, max: 1), "another gateway, and the registry is full")
     }
 
+    /// The registry is held in memory, and written in coalesced transactions: a batch's record
+    /// (counts, chain link) is in the file before `record` returns, as the batch is answered
+    /// only then; a heartbeat is not waited for (written within the flush interval, or on close).
+    @Test func batchesAreWrittenBeforeTheyAreAnsweredHeartbeatsLater() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("registry.sqlite")
+        let registry = try FleetRegistry(path: path, flushInterval: .seconds(3600))
+        // Concurrent batches share writes; each is in the file when its record returns.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for sequence in 1...3 as ClosedRange<UInt64> {
+                group.addTask {
+                    let id = BatchIdentity(gatewayID: "gw-1", epoch: "e1", sequence: sequence)
+                    try await registry.record(Self.status(backlog: 0, oldest: 0),
+                                              event: .accepted(id, readings: 10, chain: ChainLink(digest: "d\(sequence)", previous: sequence == 1 ? "" : "d\(sequence - 1)")),
+                                              receivedAtMs: Int64(sequence))
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await registry.record(Self.status(backlog: 0, oldest: 0), event: .duplicate(BatchIdentity(gatewayID: "gw-1", epoch: "e1", sequence: 3), readings: 10,
+                                  chain: ChainLink(digest: "d3", previous: "d2")), receivedAtMs: 4)
+        try await registry.record(Self.status("gw-2", backlog: 5, oldest: 0), event: .heartbeat, receivedAtMs: 4)
+        let shown = try await registry.gateways(nowMs: 5, staleAfterSeconds: 60)
+        #expect(shown.map(\.gatewayID) == ["gw-1", "gw-2"], "the view shows both at once")
+        let gw1 = try #require(shown.first)
+        #expect(gw1.readingsSynced == 30 && gw1.batchesSynced == 3 && gw1.duplicateBatches == 1)
+        #expect(gw1.chain?.checkedThrough == 3 && gw1.chain?.broken == false)
+        let file = try SQLiteDatabase(path: path, readOnly: true)
+        func inFile() throws -> [String: Int64] {
+            var rows: [String: Int64] = [:]
+            try file.withConnection { c throws(SQLiteError) in
+                try c.forEach("SELECT gateway_id, readings_synced FROM gateways") { rows[$0.string(0) ?? ""] = $0.int64(1) }
+            }
+            return rows
+        }
+        #expect(try inFile() == ["gw-1": 30], "the batches are in the file; the heartbeat waits for the next write")
+        registry.close()
+        #expect(try inFile() == ["gw-1": 30, "gw-2": 0], "closing writes the rest")
+        file.close()
+        let reopened = try FleetRegistry(path: path)
+        defer { reopened.close() }
+        #expect(try await reopened.gateways(nowMs: 5, staleAfterSeconds: 60) == shown)
+        let history = try #require(try await reopened.gateway("gw-1", nowMs: 5, staleAfterSeconds: 60)).history
+        #expect(history.map(\.kind) == [.duplicate, .accepted, .accepted, .accepted])
+    }
+
+    /// A gateway keeps the chains of its latest `chainEpochsPerGateway` epochs, in memory and in the file.
+    @Test func onlyTheLatestEpochsChainsAreKept() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("registry.sqlite")
+        let registry = try FleetRegistry(path: path)
+        for epoch in 1...6 {
+            let id = BatchIdentity(gatewayID: "gw-1", epoch: "e\(epoch)", sequence: 1)
+            try await registry.record(Self.status(backlog: 0, oldest: 0), event: .accepted(id, readings: 1, chain: Self.link), receivedAtMs: Int64(epoch))
+            if epoch == 3 { try await registry.flush() }
+        }
+        registry.close()
+        let check = try SQLiteDatabase(path: path, readOnly: true)
+        defer { check.close() }
+        var epochs: [String] = []
+        try check.withConnection { c throws(SQLiteError) in
+            try c.forEach("SELECT epoch FROM chains ORDER BY epoch") { row in epochs.append(row.string(0) ?? "") }
+        }
+        #expect(epochs == ["e3", "e4", "e5", "e6"])
+        let reopened = try FleetRegistry(path: path)
+        defer { reopened.close() }
+        #expect(try await reopened.gateways(nowMs: 7, staleAfterSeconds: 60).first?.chain?.epoch == "e6")
+    }
+
     /// A status sent with a batch leaves the batch out of the backlog. When the sink refuses the
     /// batch, the gateway still holds it, and the fleet view must say so.
     @Test func refusedBatchStaysInTheBacklog() async throws {
