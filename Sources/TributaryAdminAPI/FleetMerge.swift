@@ -16,6 +16,9 @@ public enum FleetMerge {
         guard answers.count > 1 else { return merged }
         let views = answers.map { shifted($0, by: nowMs.saturatingMinus($0.generatedAtMs)) }
         merged.generatedAtMs = nowMs
+        // Totals and pages are each aggregator's own; the joined view counts its gateways anew.
+        merged.summary = nil
+        merged.matched = nil
         merged.staleAfterSeconds = views.map(\.staleAfterSeconds).max()!
         var sinks: [String] = []
         for view in views where !sinks.contains(view.sink) { sinks.append(view.sink) }

@@ -1,8 +1,10 @@
 import TributaryCore
 
 /// The fleet-wide figures every summary shows (tributaryctl status, watch, check, /metrics),
-/// computed in one place from a fleet view so they cannot disagree.
-public struct FleetTotals: Sendable {
+/// computed in one place from a fleet view so they cannot disagree. An aggregator computes them
+/// over its whole fleet and sends them as the view's `summary` (`GET /v1/fleet/summary`), so a
+/// summary of ten thousand gateways does not need ten thousand gateways sent.
+public struct FleetTotals: Codable, Sendable, Equatable {
     public var gateways = 0
     public var stale = 0
     public var online: Int { gateways - stale }
@@ -17,14 +19,35 @@ public struct FleetTotals: Sendable {
     public var fullBuffers = 0
     public var withErrors = 0
     /// The gateway furthest behind, and by how much; nil for an empty fleet.
-    public var worst: (gatewayID: String, lagMs: Int64)?
+    public var worst: (gatewayID: String, lagMs: Int64)? {
+        worstGatewayID.map { ($0, worstLagMs ?? 0) }
+    }
+    public var worstGatewayID: String?
+    public var worstLagMs: Int64?
 
-    /// Relays reporting themselves (not counted as gateways).
+    /// Relays reporting themselves (not counted as gateways), the batches in their spools, and
+    /// how many have their upstream down.
     public var relays = 0
+    public var relaySpoolBatches: UInt64 = 0
+    public var relaysUpstreamDown = 0
+    /// Gateways whose provenance chain shows batches that never arrived or arrived altered, and one of them.
+    public var brokenChains = 0
+    public var firstBrokenChain: String?
 
     public init(_ view: FleetView) {
-        let g = view.gateways.filter { $0.relay == nil }
-        relays = view.gateways.count - g.count
+        if let summary = view.summary {
+            self = summary
+            return
+        }
+        self.init(gateways: view.gateways, nowMs: view.generatedAtMs)
+    }
+
+    public init(gateways all: [GatewayView], nowMs: Int64) {
+        let g = all.filter { $0.relay == nil }
+        let relayViews = all.compactMap(\.relay)
+        relays = relayViews.count
+        relaySpoolBatches = relayViews.reduce(UInt64(0)) { $0 &+ $1.spoolBatches }
+        relaysUpstreamDown = relayViews.filter { !$0.upstreamUp }.count
         gateways = g.count
         stale = g.filter(\.stale).count
         backlogReadings = g.saturatingSum(\.backlogReadings)
@@ -35,6 +58,38 @@ public struct FleetTotals: Sendable {
         ingestRate = g.filter { !$0.stale }.reduce(0.0) { $0 + $1.ingestRate }
         fullBuffers = g.filter { $0.bufferFull && !$0.stale }.count
         withErrors = g.filter { !$0.lastError.isEmpty }.count
-        worst = g.map { ($0.gatewayID, $0.lagMs(nowMs: view.generatedAtMs)) }.max { $0.1 < $1.1 }
+        if let worst = g.map({ ($0.gatewayID, $0.lagMs(nowMs: nowMs)) }).max(by: { $0.1 < $1.1 }) {
+            worstGatewayID = worst.0
+            worstLagMs = worst.1
+        }
+        let broken = all.filter { $0.chain?.broken == true }
+        brokenChains = broken.count
+        firstBrokenChain = broken.first?.gatewayID
+    }
+
+    public static func == (a: FleetTotals, b: FleetTotals) -> Bool {
+        // Doubles compared as bits: a NaN rate is the same figure twice.
+        a.gateways == b.gateways && a.stale == b.stale && a.backlogReadings == b.backlogReadings && a.readingsSynced == b.readingsSynced
+            && a.quarantined == b.quarantined && a.dropped == b.dropped && a.setAsideBatches == b.setAsideBatches
+            && a.ingestRate.bitPattern == b.ingestRate.bitPattern && a.fullBuffers == b.fullBuffers && a.withErrors == b.withErrors
+            && a.worstGatewayID == b.worstGatewayID && a.worstLagMs == b.worstLagMs && a.relays == b.relays
+            && a.relaySpoolBatches == b.relaySpoolBatches && a.relaysUpstreamDown == b.relaysUpstreamDown
+            && a.brokenChains == b.brokenChains && a.firstBrokenChain == b.firstBrokenChain
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case gateways, stale, relays, quarantined, dropped
+        case backlogReadings = "backlog_readings"
+        case readingsSynced = "readings_synced"
+        case setAsideBatches = "set_aside_batches"
+        case ingestRate = "ingest_rate"
+        case fullBuffers = "full_buffers"
+        case withErrors = "with_errors"
+        case worstGatewayID = "worst_gateway_id"
+        case worstLagMs = "worst_lag_ms"
+        case relaySpoolBatches = "relay_spool_batches"
+        case relaysUpstreamDown = "relays_upstream_down"
+        case brokenChains = "broken_chains"
+        case firstBrokenChain = "first_broken_chain"
     }
 }

@@ -19,6 +19,11 @@ public struct FleetView: Codable, Sendable, Equatable {
     /// aggregators asked, and those that did not answer, with why (their part is missing).
     public var mergedFrom: [String]?
     public var unanswered: [String: String]?
+    /// Set when the view was asked for with a query (`FleetQuery`, or `/v1/fleet/summary`):
+    /// the whole fleet's totals, and how many gateways matched the query before paging.
+    /// `gateways` then holds one page of them.
+    public var summary: FleetTotals?
+    public var matched: Int?
 
     public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, admission: AdmissionStats = .init(),
                 sinkWrites: SinkWriteStats = .init(), gateways: [GatewayView], refusedSenders: [RefusedSender] = []) {
@@ -34,7 +39,7 @@ public struct FleetView: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case refusedSenders = "refused_senders"
         case mergedFrom = "merged_from"
-        case unanswered
+        case unanswered, summary, matched
         case generatedAtMs = "generated_at_ms"
         case staleAfterSeconds = "stale_after_seconds"
         case sink, admission, gateways

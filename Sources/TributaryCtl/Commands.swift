@@ -79,7 +79,12 @@ struct Status: AsyncParsableCommand {
     @OptionGroup var output: Output
 
     func run() async throws {
-        let (view, data) = try await fetchFleet(connection)
+        let (view, data): (FleetView, Data)
+        do {
+            (view, data) = try await connection.client().summary()
+        } catch let error as FleetClient.FetchError {
+            throw Failure("tributaryctl: \(error)")
+        }
         output.show(data) { FleetRendering.status(view, aggregator: connection.aggregators.joined(separator: ", ")) }
     }
 }
@@ -99,16 +104,24 @@ struct Gateways: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only gateways at least this far behind, e.g. 30s, 5m, 1h30m.", valueName: "duration"))
     var lagging: String?
 
+    @Option(name: .long, help: "At most this many rows (the first, in --sort order); the aggregator sends only those.")
+    var limit: Int?
+
     func validate() throws {
         if let lagging, Units.milliseconds(lagging) == nil {
             throw ValidationError("--lagging '\(lagging)' is not a duration such as 30s, 5m or 1h30m")
         }
+        if let limit, !(0...FleetQuery.maxLimit).contains(limit) { throw ValidationError("--limit takes 0 to \(FleetQuery.maxLimit)") }
     }
 
     func run() async throws {
-        let query = FleetQuery(order: sort, onlyStale: stale, laggingAtLeastMs: lagging.flatMap(Units.milliseconds))
-        let (view, _) = try await fetchFleet(connection)
-        let rows = query.apply(view)
+        let query = FleetQuery(order: sort, onlyStale: stale, laggingAtLeastMs: lagging.flatMap(Units.milliseconds), limit: limit)
+        let (view, rows): (FleetView, [GatewayView])
+        do {
+            (view, rows) = try await connection.client().gateways(query)
+        } catch let error as FleetClient.FetchError {
+            throw Failure("tributaryctl: \(error)")
+        }
         if output.json {
             var filtered = view
             filtered.gateways = rows
@@ -224,7 +237,8 @@ struct Watch: AsyncParsableCommand {
                         fetching = true
                         group.addTask {
                             do throws(FleetClient.FetchError) {
-                                sink.yield(.fetched(.success(try await client.fleet().view)))
+                                // The most-behind first, as many as a screen shows, and the totals.
+                                sink.yield(.fetched(.success(try await client.gateways(FleetQuery(order: .lag, limit: 200)).view)))
                             } catch {
                                 sink.yield(.fetched(.failure(error)))
                             }

@@ -14,6 +14,8 @@ public struct FleetClient: Sendable {
         public let description: String
         /// 401: the token is missing or wrong (exit code 3 for `check`, like any unknown state).
         public var unauthorized = false
+        /// 404: the aggregator does not know the path (an older release).
+        public var notFound = false
     }
 
     public let base: String
@@ -27,10 +29,23 @@ public struct FleetClient: Sendable {
         self.tls = tls
     }
 
-    /// The fleet view, and the JSON as received.
-    public func fleet() async throws(FetchError) -> (view: FleetView, json: Data) {
-        let data = try await get("/v1/fleet")
+    /// The fleet view, and the JSON as received. With a query, the aggregator sends the page
+    /// asked for and the whole fleet's totals (`summary`); one older than paging sends
+    /// everything (`matched` nil), and the caller applies the query itself.
+    public func fleet(_ query: FleetQuery = FleetQuery()) async throws(FetchError) -> (view: FleetView, json: Data) {
+        let data = try await get("/v1/fleet" + query.urlQuery)
         return (try decode(FleetView.self, data), data)
+    }
+
+    /// The fleet's totals without a row per gateway; from an aggregator older than the summary
+    /// (404), the whole view.
+    public func summary() async throws(FetchError) -> (view: FleetView, json: Data) {
+        do {
+            let data = try await get("/v1/fleet/summary")
+            return (try decode(FleetView.self, data), data)
+        } catch where error.notFound {
+            return try await fleet()
+        }
     }
 
     /// One gateway with its history, and the JSON as received.
@@ -52,6 +67,7 @@ public struct FleetClient: Sendable {
                 let reason = (try? JSONDecoder().decode([String: String].self, from: data))?["error"] ?? String(buffer: body).prefix(300).description
                 var error = FetchError(description: "aggregator \(base) answered \(response.status.code): \(reason)")
                 error.unauthorized = response.status.code == 401
+                error.notFound = response.status.code == 404
                 throw error
             }
             return data
@@ -107,6 +123,24 @@ public struct FleetSources: Sendable {
     /// aggregator answered; those that did not are named in the view's `unanswered`.
     public func fleet() async throws(FleetClient.FetchError) -> (view: FleetView, json: Data) {
         guard clients.count > 1 else { return try await clients[0].fleet() }
+        return try await joined()
+    }
+
+    /// The gateways `query` keeps, in its order, and the view they came in (its `gateways`
+    /// that page). One aggregator pages and sorts them itself; several are joined whole first.
+    public func gateways(_ query: FleetQuery) async throws(FleetClient.FetchError) -> (view: FleetView, rows: [GatewayView]) {
+        let view = clients.count > 1 ? try await joined().view : try await clients[0].fleet(query).view
+        // An aggregator that paged has applied the query; otherwise (several, or an older one) it is applied here.
+        return (view, view.matched != nil ? view.gateways : query.page(query.apply(view)))
+    }
+
+    /// The fleet's totals: one aggregator's summary, or several aggregators' views joined.
+    public func summary() async throws(FleetClient.FetchError) -> (view: FleetView, json: Data) {
+        guard clients.count > 1 else { return try await clients[0].summary() }
+        return try await joined()
+    }
+
+    private func joined() async throws(FleetClient.FetchError) -> (view: FleetView, json: Data) {
         let answers = await withTaskGroup(of: (Int, Result<FleetView, FleetClient.FetchError>).self) { group in
             for (index, client) in clients.enumerated() {
                 group.addTask {

@@ -25,10 +25,7 @@ public enum FleetRendering {
             "set aside    \(HumanUnits.count(t.setAsideBatches)) batches refused for good, kept on their gateways",
         ]
         if t.relays > 0 {
-            let relays = view.gateways.compactMap(\.relay)
-            let spooled = relays.reduce(UInt64(0)) { $0 &+ $1.spoolBatches }
-            let down = relays.filter { !$0.upstreamUp }.count
-            lines.insert("relays       \(t.relays) report here, \(HumanUnits.count(spooled)) batches in their spools, \(down) with their upstream down (tributaryctl relays)", at: 5)
+            lines.insert("relays       \(t.relays) report here, \(HumanUnits.count(t.relaySpoolBatches)) batches in their spools, \(t.relaysUpstreamDown) with their upstream down (tributaryctl relays)", at: 5)
         }
         for (url, reason) in (view.unanswered ?? [:]).sorted(by: { $0.key < $1.key }) {
             lines.insert("NO ANSWER    \(one(url)): \(one(String(reason.prefix(120)))); its part of the fleet is missing here", at: 1)
@@ -42,9 +39,8 @@ public enum FleetRendering {
         }
         if t.fullBuffers > 0 { lines.append("buffer full  \(t.fullBuffers) gateway(s) at their buffer quota or disk limit: not reading from their brokers") }
         if t.withErrors > 0 { lines.append("errors       \(t.withErrors) gateway(s) report a last error; see `tributaryctl gateways`") }
-        let broken = view.gateways.filter { $0.chain?.broken == true }
-        if !broken.isEmpty {
-            lines.append("provenance   \(broken.count) gateway(s) with batches that never arrived or arrived altered, e.g. \(one(broken[0].gatewayID)); see `tributaryctl gateway ID`")
+        if t.brokenChains > 0 {
+            lines.append("provenance   \(t.brokenChains) gateway(s) with batches that never arrived or arrived altered, e.g. \(one(t.firstBrokenChain ?? "?")); see `tributaryctl gateway ID`")
         }
         return Printable.lines(lines.joined(separator: "\n") + "\n")
     }

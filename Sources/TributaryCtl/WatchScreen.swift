@@ -68,7 +68,9 @@ public enum WatchScreen {
                  HumanUnits.count(g.backlogReadings), HumanUnits.rate(g.ingestRate), HumanUnits.rate(g.sendRate),
                  g.lastError.isEmpty ? "-" : g.lastError]
             }).split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
-        if rows.count > shown.count { table.append("... \(rows.count - shown.count) more (tributaryctl gateways --sort lag)") }
+        // A paged view holds the first rows only: `matched` says how many there are.
+        let total = max(rows.count, view.matched ?? rows.count)
+        if total > shown.count { table.append("... \(total - shown.count) more (tributaryctl gateways --sort lag)") }
         lines += table
         return lines.prefix(height).map { clip(Printable.lines($0), width) }
     }

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import Logging
 import Testing
 import TributaryAdminAPI
+import TributaryRuntime
 import TributaryTesting
 import TributaryWire
 @testable import TributaryAggregator
@@ -45,6 +46,52 @@ struct RouteTests {
                 #expect(response.status == .notFound && String(buffer: response.body).contains("gw-nobody"))
             }
             try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .unauthorized) }
+        }
+        await aggregator.close()
+    }
+
+    /// `GET /v1/fleet` with a query sends one page, in the order asked, with the whole fleet's
+    /// totals; `/v1/fleet/summary` the totals alone; a bad parameter is a 400 naming it.
+    @Test func theFleetViewIsPagedAndSummarised() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let aggregator = try Self.aggregator(in: dir)
+        let now = WallClock.nowMs()
+        // Lags far apart, so a slow run (minutes under load) keeps their order and the filter's cut.
+        for (index, lagSeconds) in [1800, 0, 18_000, 5].enumerated() {
+            var status = Tributary_V1_GatewayStatus()
+            status.gatewayID = "gw-\(index + 1)"
+            status.backlogReadings = UInt64(lagSeconds)
+            status.oldestUnsentMs = lagSeconds > 0 ? now - Int64(lagSeconds) * 1000 : 0
+            try await aggregator.registry.record(status, event: .heartbeat, receivedAtMs: now)
+        }
+        let withToken: HTTPFields = [.authorization: "Bearer \(Self.token)"]
+        @Sendable func view(_ uri: String, _ client: any TestClientProtocol) async throws -> FleetView {
+            try await client.execute(uri: uri, method: .get, headers: withToken, body: nil) { response in
+                #expect(response.status == .ok, "\(uri)")
+                return try JSONDecoder().decode(FleetView.self, from: Data(buffer: response.body))
+            }
+        }
+        try await Application(responder: aggregator.routes).test(.router) { client in
+            let everything = try await view(WireProtocol.fleetPath, client)
+            #expect(everything.gateways.map(\.gatewayID) == ["gw-1", "gw-2", "gw-3", "gw-4"] && everything.summary == nil && everything.matched == nil)
+            let page = try await view(WireProtocol.fleetPath + "?sort=lag&limit=2", client)
+            #expect(page.gateways.map(\.gatewayID) == ["gw-3", "gw-1"])
+            #expect(page.matched == 4 && page.summary?.gateways == 4 && page.summary?.worstGatewayID == "gw-3")
+            #expect(page.summary?.backlogReadings == 19_805)
+            let next = try await view(WireProtocol.fleetPath + "?sort=lag&limit=2&offset=2", client)
+            #expect(next.gateways.map(\.gatewayID) == ["gw-4", "gw-2"])
+            let lagging = try await view(WireProtocol.fleetPath + "?lagging_ms=600000", client)
+            #expect(lagging.gateways.map(\.gatewayID) == ["gw-1", "gw-3"] && lagging.matched == 2)
+            let summary = try await view(WireProtocol.fleetPath + "/summary", client)
+            #expect(summary.gateways.isEmpty && summary.summary == FleetTotals(gateways: everything.gateways, nowMs: summary.generatedAtMs))
+            for bad in ["?sort=size", "?limit=-1", "?offset=x", "?stale=maybe", "?colour=red"] {
+                try await client.execute(uri: WireProtocol.fleetPath + bad, method: .get, headers: withToken) { response in
+                    #expect(response.status == .badRequest, "\(bad)")
+                    let name = String(bad.dropFirst().prefix { $0 != "=" })
+                    #expect(String(buffer: response.body).contains(name), "the reason names \(name)")
+                }
+            }
         }
         await aggregator.close()
     }

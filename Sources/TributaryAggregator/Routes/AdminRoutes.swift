@@ -20,8 +20,18 @@ struct AdminRoutes {
     var collection: RouteCollection<AggregatorRequestContext> {
         let routes = RouteCollection(context: AggregatorRequestContext.self)
             .add(middleware: OperatorMiddleware(token: token, audit: audit))
-        routes.get(RouterPath(WireProtocol.fleetPath)) { _, _ -> Response in
-            try Response.json(try await fleetView())
+        routes.get(RouterPath(WireProtocol.fleetPath)) { request, _ -> Response in
+            let query: FleetQuery
+            do {
+                query = try FleetQuery(parameters: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
+            } catch {
+                return Response.problem(.badRequest, "\(error)")
+            }
+            return try Response.json(try await fleetView(query))
+        }
+        // The totals alone: what `tributaryctl status` and `watch` show, without a row per gateway.
+        routes.get(RouterPath(WireProtocol.fleetPath + "/summary")) { _, _ -> Response in
+            try Response.json(try await fleetView(FleetQuery(limit: 0)))
         }
         routes.get(RouterPath(WireProtocol.gatewaysPath + "/:id")) { _, context -> Response in
             let id = context.parameters.get("id") ?? ""
@@ -47,10 +57,20 @@ struct AdminRoutes {
     }
 
     /// The fleet as `GET /v1/fleet` shows it: the registry's gateways and the aggregator's own
-    /// admission and connection counts.
-    func fleetView() async throws -> FleetView {
+    /// admission and connection counts. Asked with a query, one page of the gateways it keeps,
+    /// with the whole fleet's totals.
+    func fleetView(_ query: FleetQuery = FleetQuery()) async throws -> FleetView {
         let now = WallClock.nowMs()
-        let gateways = try await registry.gateways(nowMs: now, staleAfterSeconds: config.staleAfterSeconds)
+        let all = try await registry.gateways(nowMs: now, staleAfterSeconds: config.staleAfterSeconds)
+        var gateways = all
+        var summary: FleetTotals?
+        var matched: Int?
+        if !query.isEverything {
+            let kept = query.matching(all, nowMs: now)
+            matched = kept.count
+            gateways = query.page(kept)
+            summary = FleetTotals(gateways: all, nowMs: now)
+        }
         var admission = ingestor.admissionStats
         let connections = connectionLimits.counts
         admission.openConnections = connections.openConnections
@@ -58,8 +78,11 @@ struct AdminRoutes {
         admission.addressBusyRefusals = connections.addressBusyRefusals
         admission.headTimeouts = connections.headTimeouts
         admission.bodyTimeouts = connections.bodyTimeouts
-        return FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
-                         admission: admission, sinkWrites: sink.writeStats, gateways: gateways,
-                         refusedSenders: ingestor.refusedSenders.recent(nowMs: now, withinMs: Int64(config.staleAfterSeconds) * 1000))
+        var view = FleetView(generatedAtMs: now, staleAfterSeconds: config.staleAfterSeconds, sink: sink.description,
+                             admission: admission, sinkWrites: sink.writeStats, gateways: gateways,
+                             refusedSenders: ingestor.refusedSenders.recent(nowMs: now, withinMs: Int64(config.staleAfterSeconds) * 1000))
+        view.summary = summary
+        view.matched = matched
+        return view
     }
 }
