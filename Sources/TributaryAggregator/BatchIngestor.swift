@@ -32,6 +32,38 @@ public final class BatchIngestor: Sendable {
         var averageWriteMs = 10.0
         /// When the latest sink write failed (monotonic ms), for readiness.
         var lastSinkFailureMs: Int64 = 0
+        var pressure = Pressure()
+    }
+
+    /// Requests refused busy against requests answered, over the last whole second: how far
+    /// the offered load is past what the aggregator takes. Retry-After grows with it, so the
+    /// refused come back spread over the time the aggregator needs to serve them, instead of
+    /// all within a second to be refused again (a fleet in overload that retried every second
+    /// kept itself there).
+    struct Pressure {
+        private var windowStartMs: Int64 = 0
+        private var refused = 0
+        private var answered = 0
+        /// The last whole window's ratio of refused to answered; 0 when there was no refusal.
+        private(set) var overload = 0.0
+
+        mutating func note(refused isRefused: Bool, nowMs: Int64) {
+            if nowMs - windowStartMs >= 1000 {
+                // A window with no answers at all (everything refused, the sink slow) counts as one answered.
+                overload = nowMs - windowStartMs < 2000 ? Double(refused) / Double(max(answered, 1)) : 0
+                windowStartMs = nowMs
+                refused = 0
+                answered = 0
+            }
+            if isRefused { refused += 1 } else { answered += 1 }
+        }
+
+        /// How long a refused request should wait: the time a request spends in flight now,
+        /// times how many are refused per one served, at least a second, at most a minute.
+        func retryAfterMs(averageWriteMs: Double) -> Int {
+            let base = max(averageWriteMs + 100, 1000)
+            return Int(min(max(base * max(1, overload), 1000), 60_000))
+        }
     }
 
     private let sink: any Sink
@@ -85,12 +117,13 @@ public final class BatchIngestor: Sendable {
             let batches = f.stats.inFlightBatches, bytes = f.stats.inFlightBytes
             guard batches < limits.maxInFlightBatches, bytes + size <= limits.maxInFlightBytes || batches == 0 else {
                 f.stats.busyRefusals += 1
-                // About as long as a request has recently spent in flight: that time already
-                // includes waiting behind the queue ahead. (Multiplying by the queue length
+                f.pressure.note(refused: true, nowMs: MonotonicClock.nowMs())
+                // About as long as a request has recently spent in flight (that time already
+                // includes waiting behind the queue ahead; multiplying by the queue length
                 // counted the queue twice, and with a coalescing sink, which writes the whole
-                // queue at once, told agents to wait tens of seconds for a sink that was ready.)
-                let waitMs = Int(f.averageWriteMs) + 100
-                return min(max(waitMs, 1000), 60_000)
+                // queue at once, told agents to wait tens of seconds for a sink that was
+                // ready), stretched by how far the load is past what is served.
+                return f.pressure.retryAfterMs(averageWriteMs: f.averageWriteMs)
             }
             f.stats.inFlightBatches += 1
             f.stats.inFlightBytes += size
@@ -108,6 +141,7 @@ public final class BatchIngestor: Sendable {
         inFlight.withLock { f in
             f.stats.inFlightBatches -= 1
             f.stats.inFlightBytes -= size
+            f.pressure.note(refused: false, nowMs: MonotonicClock.nowMs())
             // A body cut off for arriving too slowly says nothing of how long the sink takes:
             // it would only push the Retry-After everyone is told toward its 60 s cap.
             if response.httpStatus != 408 { f.averageWriteMs = f.averageWriteMs * 0.9 + ms * 0.1 }
@@ -345,7 +379,11 @@ public final class BatchIngestor: Sendable {
 
     /// 429 decided outside admission (too much in flight from one address): retried soon.
     func busy(reason: String) -> Response {
-        return reply(429, .retry, reason: reason, retryAfterMs: 1000)
+        let retryAfterMs = inFlight.withLock { f in
+            f.pressure.note(refused: true, nowMs: MonotonicClock.nowMs())
+            return f.pressure.retryAfterMs(averageWriteMs: f.averageWriteMs)
+        }
+        return reply(429, .retry, reason: reason, retryAfterMs: retryAfterMs)
     }
 
     /// A refusal decided outside `process` (e.g. by the HTTP layer), as an ack.

@@ -130,4 +130,23 @@ struct BatchIngestorTests {
         let response = await f.ingestor.handle(body: body, contentType: WireProtocol.protobufContentType, contentEncoding: nil)
         #expect(response.httpStatus == 200 && body.count > 10)
     }
+
+    /// Retry-After stretches with how many are refused per one served, so a fleet in overload
+    /// comes back spread out instead of within the second; and it relaxes once the burst is over.
+    @Test func retryAfterGrowsWithTheOverload() {
+        var pressure = BatchIngestor.Pressure()
+        #expect(pressure.retryAfterMs(averageWriteMs: 10) == 1000, "at least a second")
+        #expect(pressure.retryAfterMs(averageWriteMs: 1500) == 1600, "at least the time a request spends in flight")
+        pressure.note(refused: false, nowMs: 1_000)
+        for _ in 0..<100 { pressure.note(refused: false, nowMs: 1_500) }
+        for _ in 0..<300 { pressure.note(refused: true, nowMs: 1_600) }
+        pressure.note(refused: true, nowMs: 2_100)  // the window closes: 300 refused per 101 served
+        #expect((2900...3000).contains(pressure.retryAfterMs(averageWriteMs: 10)))
+        #expect(pressure.retryAfterMs(averageWriteMs: 30_000) == 60_000, "at most a minute")
+        for _ in 0..<10 { pressure.note(refused: false, nowMs: 2_500) }
+        pressure.note(refused: false, nowMs: 3_200)  // a window with 1 refused per 10 served
+        #expect(pressure.retryAfterMs(averageWriteMs: 10) == 1000)
+        pressure.note(refused: true, nowMs: 9_000)  // after a quiet spell, nothing carried over
+        #expect(pressure.retryAfterMs(averageWriteMs: 10) == 1000)
+    }
 }
