@@ -1,4 +1,5 @@
 import Foundation
+import TributaryCrypto
 import TributaryConfig
 
 /// The operator token the admin API (`/v1/fleet`, `/v1/gateways/ID`) and `/metrics` require as
@@ -90,7 +91,6 @@ enum BearerToken {
 
     /// Equal or not, in the same time wherever they differ (only their lengths show).
     static func equalInConstantTime(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+        SecretIndex<Int>.equalInConstantTime(a, b)
     }
 }

@@ -3,6 +3,7 @@ import TributaryConfig
 import Logging
 import Synchronization
 import TributaryCore
+import TributaryCrypto
 
 /// Per-gateway bearer tokens for `/v1/batches`, from `gateway_auth.token_file`: one
 /// `GATEWAY_ID TOKEN` a line, `#` comments and blank lines ignored. A request must carry
@@ -20,8 +21,9 @@ public final class GatewayTokens: Sendable {
 
     typealias Entry = GatewayTokenFile.Entry
 
-    /// The entries last read well; the file is reread when `watch` sees it change.
-    private let entries: Mutex<[Entry]>
+    /// The tokens last read well, by the gateway holding each; the file is reread when `watch`
+    /// sees it change.
+    private let entries: Mutex<SecretIndex<String>>
     private let watch: FileWatch
 
     public enum Authentication: Sendable, Equatable {
@@ -38,20 +40,21 @@ public final class GatewayTokens: Sendable {
         self.logger = logger
         // Watched from before the first read: an edit made meanwhile is seen next time.
         watch = FileWatch(path: path)
-        entries = Mutex(try Self.read(path))
+        entries = Mutex(Self.index(try Self.read(path)))
     }
 
     public var count: Int { entries.withLock { $0.count } }
 
-    /// Which gateway the `Authorization` header speaks for. Every token is compared, each in
-    /// the same time wherever it differs, so timing tells nothing about which one came close.
+    /// Which gateway the `Authorization` header speaks for. The token is looked up by a keyed
+    /// digest and compared in constant time (`SecretIndex`), so timing tells nothing about which
+    /// token came close, and the cost does not grow with the fleet.
     public func authenticate(authorization: String?) -> Authentication {
         guard let offered = BearerToken.offered(in: authorization) else { return .missing }
-        var match: String?
-        for entry in currentEntries() where BearerToken.equalInConstantTime(offered, entry.token) {
-            match = entry.gateway
-        }
-        return match.map { .gateway($0) } ?? .unknown
+        return currentEntries().holder(of: offered).map { .gateway($0) } ?? .unknown
+    }
+
+    private static func index(_ entries: [Entry]) -> SecretIndex<String> {
+        SecretIndex(entries.map { (secret: $0.token, value: $0.gateway) })
     }
 
     /// Looks at the file now (the aggregator does every second), so an edit is taken, and
@@ -59,7 +62,7 @@ public final class GatewayTokens: Sendable {
     func refresh() { _ = currentEntries() }
 
     /// The entries, read again first when the file changed since the last look (a second ago or more).
-    private func currentEntries() -> [Entry] {
+    private func currentEntries() -> SecretIndex<String> {
         let entries = self.entries.withLock { $0 }
         switch watch.change() {
         case nil:
@@ -71,7 +74,7 @@ public final class GatewayTokens: Sendable {
             break
         }
         do {
-            let fresh = try Self.read(path)
+            let fresh = Self.index(try Self.read(path))
             self.entries.withLock { $0 = fresh }
             logger.notice("gateway tokens reloaded", metadata: ["file": "\(path)", "gateways": "\(fresh.count)"])
             return fresh

@@ -66,4 +66,19 @@ struct ConnectionTroubleTests {
                                            settings: .tool) == "nothing listens at a:1 (connection refused): is the server running, and is the URL right?")
         #expect(ConnectionTrouble.describe(Raw(description: "something new"), url: "http://a:1", settings: .tool) == "a:1: something new")
     }
+
+    /// Gateway tokens are found by a keyed digest, then compared in constant time: every holder
+    /// of ten thousand is found, a near miss (one byte off, one byte short) is not, and when two
+    /// lines hold one token the later wins (as the file's reading always had it).
+    @Test func secretIndexFindsEachHolderAndNothingElse() {
+        let pairs = (0..<10_000).map { (secret: Array("token-\($0)-0123456789abcdef".utf8), value: "gw-\($0)") }
+        let index = SecretIndex(pairs + [(secret: Array("token-7-0123456789abcdef".utf8), value: "gw-7-rotated")])
+        #expect(index.count == 10_001)
+        #expect(pairs.allSatisfy { pair in pair.value == "gw-7" || index.holder(of: pair.secret) == pair.value })
+        #expect(index.holder(of: Array("token-7-0123456789abcdef".utf8)) == "gw-7-rotated")
+        #expect(index.holder(of: Array("token-1-0123456789abcdeF".utf8)) == nil)
+        #expect(index.holder(of: Array("token-1-0123456789abcde".utf8)) == nil)
+        #expect(index.holder(of: []) == nil)
+        #expect(SecretIndex<Int>.equalInConstantTime([1, 2, 3], [1, 2, 3]) && !SecretIndex<Int>.equalInConstantTime([1, 2, 3], [1, 2, 4]))
+    }
 }
