@@ -87,13 +87,9 @@ public struct Manifest: Sendable, Equatable {
     }
 
     public func write(to path: String) throws {
-        var text = "{\"kind\":\"tributary-manifest\",\"version\":2,\"messages\":\(messagesPublished),\"readings\":\(entries.count)"
-            + ",\"quarantined\":\(quarantined.values.reduce(0, +)),\"duplicates\":\(duplicatesPublished),\"out_of_order\":\(outOfOrder)"
-            + ",\"silent\":\(silentSensors.count)}\n"
-        for e in entries {
-            let time = e.timeMs.map { ",\"t\":\($0)" } ?? ""
-            text += "{\"g\":\(JSONValue.quoted(e.gatewayID)),\"s\":\(JSONValue.quoted(e.sensorID)),\"m\":\(JSONValue.quoted(e.metric))\(time),\"v\":\(e.value.jsonLiteral)}\n"
-        }
+        var text = Self.headerLine(messages: messagesPublished, readings: entries.count, quarantined: quarantined.values.reduce(0, +),
+                                   duplicates: duplicatesPublished, outOfOrder: outOfOrder, silent: silentSensors.count) + "\n"
+        for e in entries { text += Self.line(e) }
         for (topic, count) in quarantined.sorted(by: { $0.key < $1.key }) {
             text += String(repeating: "{\"quarantine\":\(JSONValue.quoted(topic))}\n", count: count)
         }
@@ -101,6 +97,18 @@ public struct Manifest: Sendable, Equatable {
             text += "{\"silent\":\(JSONValue.quoted(sensor.sensorID)),\"g\":\(JSONValue.quoted(sensor.gatewayID))}\n"
         }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// The first line, without its newline.
+    static func headerLine(messages: Int, readings: Int, quarantined: Int = 0, duplicates: Int = 0, outOfOrder: Int = 0, silent: Int = 0) -> String {
+        "{\"kind\":\"tributary-manifest\",\"version\":2,\"messages\":\(messages),\"readings\":\(readings)"
+            + ",\"quarantined\":\(quarantined),\"duplicates\":\(duplicates),\"out_of_order\":\(outOfOrder),\"silent\":\(silent)}"
+    }
+
+    /// One reading's line, with its newline.
+    static func line(_ e: Entry) -> String {
+        let time = e.timeMs.map { ",\"t\":\($0)" } ?? ""
+        return "{\"g\":\(JSONValue.quoted(e.gatewayID)),\"s\":\(JSONValue.quoted(e.sensorID)),\"m\":\(JSONValue.quoted(e.metric))\(time),\"v\":\(e.value.jsonLiteral)}\n"
     }
 
     public static func read(from path: String) throws -> Manifest {
