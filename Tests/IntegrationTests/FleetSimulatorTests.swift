@@ -52,6 +52,49 @@ struct FleetSimulatorTests {
         await harness.stop(aggregator)
     }
 
+    /// A burst while the aggregator is unreachable: gateways keep sealing on schedule into their
+    /// backlogs while they back off, drain oldest first once it is back, send heartbeats when idle,
+    /// and the sink holds exactly what they sealed.
+    @Test func burstBacklogAndHeartbeatsEndInAnExactVerify() async throws {
+        let harness = try await ProcessHarness(gatewayID: "unused", proxied: true)
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        // The proxy refuses connections for the first seconds: every gateway's first sends fail.
+        try "0s refuse\n4s accept\n".write(toFile: harness.dir.file("faults"), atomically: true, encoding: .utf8)
+        let proxy = try await harness.startProxy(["--script", harness.dir.file("faults")])
+        let manifestPath = harness.dir.file("fleet.jsonl")
+        let (code, output) = try await ProcessHarness.run(try ProcessHarness.executable("tributary-sim"), [
+            "fleet", "--aggregator", "http://127.0.0.1:\(harness.agentTargetPort)", "--gateways", "5", "--duration", "12s",
+            "--rate", "2", "--batch-size", "10", "--burst", "4:4", "--heartbeat-seconds", "0.5", "--retry-max-ms", "1000",
+            "--seed", "3", "--manifest", manifestPath, "--json",
+        ], in: harness.dir.path)
+        #expect(code == 0, "\(output)")
+        let line = try #require(output.split(separator: "\n").first { $0.hasPrefix("{") })
+        guard case .object(let fields) = try JSONValue.parse(Array(line.utf8)) else { throw TestingError("not a JSON report: \(line)") }
+        func number(_ name: String) -> Double {
+            switch fields.first(where: { $0.0 == name })?.1 {
+            case .integer(let i)?: Double(i)
+            case .double(let d)?: d
+            default: -1
+            }
+        }
+        #expect(number("gateways_served") == 5 && number("rejected") == 0 && number("undelivered") == 0)
+        #expect(number("unreachable") > 0, "the refusals were retried")
+        #expect(number("heartbeats") > 0)
+        // Every reading the schedules sealed, during the outage too, was acknowledged.
+        #expect(number("offered_readings") > 0 && number("readings") == number("offered_readings"))
+        #expect(number("lag_s_max") > 0 && number("lag_s_max") >= number("lag_s_p99"))
+        #expect(fields.contains { $0.0 == "catch_up_seconds" } && number("burst_factor") == 4)
+
+        let manifest = try Manifest.read(from: manifestPath)
+        #expect(Double(manifest.entries.count) == number("readings"))
+        let report = try await Verifier.verify(manifest, sink: harness.sink)
+        #expect(report.passed && report.found == manifest.entries.count, "\(report)")
+        let fleet = try await harness.fleet()
+        #expect(fleet.gateways.filter { $0.gatewayID.hasPrefix("fleet-") }.count == 5)
+        await harness.stop(aggregator, proxy)
+    }
+
     /// An aggregator with gateway_auth: `--token-file` gives each virtual gateway its token and
     /// the run verifies exactly; a file missing a gateway's token is refused before anything is sent.
     /// Over HTTPS too: the aggregator executable reads its tls: section, the simulator trusts its CA.

@@ -174,9 +174,9 @@ struct Fleet: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Virtual gateways posting batches straight to an aggregator (no broker), with a report and a manifest.",
         discussion: """
-            Each gateway has its own id (<prefix>-0001, ...), epoch, sequence, status and rate (half to one and a half times --rate), and sends through the agent's own client: 429 and 5xx answers wait and retry, as agents do. --lost-acks makes gateways throw answers away and resend (the aggregator must say duplicate); --restarts makes gateways restart once, half keeping their buffer (their last batch is resent), half wiping it (a new epoch).
+            Each gateway has its own id (<prefix>-0001, ...), epoch, sequence, status and rate (half to one and a half times --rate), and sends through the agent's own client: 429 and 5xx answers wait and retry with the agent's backoff (exponential from 200 ms to 30 s, full jitter, Retry-After a floor). Batches are sealed on schedule into a backlog while a send waits, and sent oldest first, so an aggregator that cannot keep up shows as lag; a gateway with nothing to send for --heartbeat-seconds sends a heartbeat. --burst 3:60 makes every gateway produce at 3x its rate for the first 60 s. --lost-acks makes gateways throw answers away and resend (the aggregator must say duplicate); --restarts makes gateways restart once, half keeping their buffer (their last batch is resent), half wiping it (a new epoch).
 
-            The report gives readings/s, ack latency percentiles (HdrHistogram, from the request that got the acknowledgement to its answer), 429/5xx counts, and batches still undelivered 30 s after the end (exit 1). The manifest holds every acknowledged reading: `tributary-sim verify --manifest M --sink S` checks the sink against it.
+            The report gives readings/s, ack latency percentiles (HdrHistogram, from the request that got the acknowledgement to its answer), 429/5xx counts, heartbeats, offered (sealed) against served (acknowledged within the schedule) readings/s, each gateway's worst lag from seal to acknowledgement (max, and p99 across gateways), after a burst the time until every gateway caught up, the simulator's peak RSS, and batches still undelivered 30 s after the end (exit 1). The manifest, written as batches are acknowledged, holds every acknowledged reading: `tributary-sim verify --manifest M --sink S` checks the sink against it.
             """)
 
     @Option(help: "The aggregator, http://HOST:PORT.") var aggregator = "http://127.0.0.1:8470"
@@ -186,7 +186,11 @@ struct Fleet: AsyncParsableCommand {
     @Option(help: "Readings per batch.") var batchSize = 100
     @Option(help: "Readings per second per gateway, on average.") var rate = 100.0
     @Option(help: "Run this long, e.g. 30s or 2m...") var duration: String?
-    @Option(help: "...or until each gateway has sent this many batches.") var batches: Int?
+    @Option(help: "...or until each gateway has sealed this many batches.") var batches: Int?
+    @Option(help: "FACTOR:SECONDS: the first SECONDS of the run, every gateway produces FACTOR times its rate (e.g. 3:60).") var burst: String?
+    @Option(help: "A gateway with nothing to send for this long sends a heartbeat (the agent's default: 30).") var heartbeatSeconds = 30.0
+    @Option(help: "Retry backoff after 429/5xx: the first ceiling, ms (the agent's retry_initial_ms default).") var retryInitialMs = 200
+    @Option(help: "Retry backoff: the largest ceiling, ms (the agent's retry_max_ms default).") var retryMaxMs = 30_000
     @Option(help: "Share of acknowledgements thrown away (the batch is resent), 0-1.") var lostAcks = 0.0
     @Option(help: "Share of gateways that restart once, 0-1.") var restarts = 0.0
     @Option(help: "Request body encoding: zstd, gzip or identity.") var compression = "zstd"
@@ -206,6 +210,9 @@ struct Fleet: AsyncParsableCommand {
         }
         guard (0...1).contains(lostAcks), (0...1).contains(restarts) else { throw ValidationError("--lost-acks and --restarts take a share between 0 and 1") }
         guard ContentEncoding(rawValue: compression) != nil else { throw ValidationError("--compression: zstd, gzip or identity") }
+        guard burst.map({ FleetSimulator.Burst($0) != nil }) ?? true else { throw ValidationError("--burst: FACTOR:SECONDS, both positive, e.g. 3:60") }
+        guard heartbeatSeconds > 0, heartbeatSeconds.isFinite else { throw ValidationError("--heartbeat-seconds must be positive") }
+        guard retryInitialMs > 0, retryMaxMs >= retryInitialMs else { throw ValidationError("--retry-initial-ms must be positive and at most --retry-max-ms") }
         _ = try Sensors.duration(duration, "--duration")
     }
 
@@ -218,6 +225,10 @@ struct Fleet: AsyncParsableCommand {
         options.rate = rate
         options.duration = try Sensors.duration(duration, "--duration").map { .milliseconds($0) }
         options.batchesPerGateway = batches
+        options.burst = burst.flatMap(FleetSimulator.Burst.init)
+        options.heartbeatSeconds = heartbeatSeconds
+        options.retryInitialMs = retryInitialMs
+        options.retryMaxMs = retryMaxMs
         options.lostAckShare = lostAcks
         options.restartShare = restarts
         options.compression = ContentEncoding(rawValue: compression) ?? .zstd
@@ -226,16 +237,16 @@ struct Fleet: AsyncParsableCommand {
         if let tokenFile { options.tokens = try Self.tokens(from: tokenFile, for: options) }
         options.caFile = caFile
         let line = ProgressLine()
-        let (result, report) = try await FleetSimulator(options: options, logger: logger).run { readings, elapsed in
-            line.show(String(format: "%d readings acknowledged in %.0fs (%.0f/s)", readings, elapsed, Double(readings) / max(elapsed, 0.001)),
-                      elapsedSeconds: elapsed)
+        let report: FleetSimulator.Report
+        do {
+            report = try await FleetSimulator(options: options, logger: logger).run(manifestPath: manifest) { readings, elapsed in
+                line.show(String(format: "%d readings acknowledged in %.0fs (%.0f/s)", readings, elapsed, Double(readings) / max(elapsed, 0.001)),
+                          elapsedSeconds: elapsed)
+            }
+        } catch let error as ManifestError {
+            throw Failure("tributary-sim fleet: cannot write the manifest: \(error)")
         }
         line.finish()
-        do {
-            try result.write(to: manifest)
-        } catch {
-            throw Failure("tributary-sim fleet: cannot write the manifest \(manifest): \(error)")
-        }
         print(json ? report.json : report.description)
         if !json { print("manifest: \(manifest)") }
         if report.rejected > 0 || report.undelivered > 0 { throw ExitCode(1) }
