@@ -1,5 +1,5 @@
 # Shortcuts; each target is a script under scripts/ that a new user can also run directly.
-.PHONY: build test demo proto bench bench-quorum fuzz clean
+.PHONY: build test demo proto bench bench-fleet-10k bench-quorum fuzz clean
 
 build:
 	swift build
@@ -11,8 +11,15 @@ demo:
 	./scripts/demo.sh
 
 # Benchmarks on a release build: a table, and JSON under bench/results/ (see docs/performance.md).
+# BENCH_ARGS go to tributary-bench, e.g. BENCH_ARGS="--only buffer,wire".
 bench:
-	./scripts/bench.sh
+	./scripts/bench.sh $(BENCH_ARGS)
+
+# Province scale (issue 26): 10,000 gateways against one aggregator, 1x, burst, ClickHouse; about
+# ten minutes, so not part of `make bench`. RUNS=5 repeats the 1x run (the issue's five in a row).
+RUNS ?= 1
+bench-fleet-10k:
+	./scripts/bench.sh --only fleet-10k --runs $(RUNS)
 
 # Quorum inserts against plain ones on a replicated ClickHouse cluster (ZooKeeper, 2 x 2), same run.
 bench-quorum:
