@@ -163,6 +163,8 @@ private func fleetScaleRun(bin: String, gateways: Int, seconds: Int, burst: Stri
     if burst != nil { result.notes["catch_up_seconds"] = catchUp.map { String(format: "%.1f", $0) } ?? "not caught up" }
     if !missed.isEmpty { result.notes["goals_missed"] = missed.joined(separator: ", ") }
     if let profileNote { result.notes["profile"] = profileNote }
+    // The figures as soon as they are known: the whole benchmark takes minutes.
+    FileHandle.standardError.write(Data("  \(name): \(result.notes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\n".utf8))
     return result
 }
 
