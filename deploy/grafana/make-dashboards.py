@@ -144,9 +144,9 @@ def lag_quantiles(metric, sel):
 def fleet():
     l = Layout()
     l.row("Overview")
-    l.add(stat("Gateways", "Gateways in the registries, online and stale.", "short",
+    l.add(stat("Gateways", "Gateways in the chosen aggregators' registries, online and stale (a gateway behind a relay counts at the relay and at its upstream).", "short",
                f'sum(tributary_gateways{{{AGG}}})'), 4, 4)
-    l.add(stat("Stale gateways", "Gateways silent longer than stale_after_seconds (tributary_gateways{state=\"stale\"}).", "short",
+    l.add(stat("Stale gateways", "Gateways silent longer than stale_after_seconds in the chosen aggregators' registries (a gateway that moved is stale at the one it left).", "short",
                f'sum(tributary_gateways{{{AGG},state="stale"}})', [(1, "orange")]), 4, 4)
     l.add(stat("Sinks down", "Aggregators whose sink is not accepting writes (gateways buffer meanwhile).", "short",
                f'count(tributary_sink_up{{{AGG}}} == 0) or vector(0)', [(1, "red")]), 4, 4)
