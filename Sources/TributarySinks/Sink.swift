@@ -52,6 +52,10 @@ public struct SinkError: Error, Sendable, CustomStringConvertible {
         /// The sink refuses the aggregator's configuration (credentials, database, permissions):
         /// answered 503 as well, since the data is fine, but fatal at start.
         case misconfigured
+        /// The sink will never take this batch, however often it is sent (the message says why):
+        /// for the aggregator to answer with a 4xx that sets the batch aside on the gateway, with
+        /// that reason, instead of a 503 that brings it back forever.
+        case refused
     }
     public let kind: Kind
     public let message: String

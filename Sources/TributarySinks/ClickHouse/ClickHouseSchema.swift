@@ -72,6 +72,35 @@ public enum ClickHouseSchema {
         ]
     }
 
+    /// The columns the sink writes, with the types it writes them as (RowBinary has no types of
+    /// its own: bytes meant for one type are misread as another), per table.
+    public static let columns: [(table: String, columns: [(name: String, type: String)])] = [
+        ("readings", [("gateway_id", "String"), ("sensor_id", "String"), ("metric", "String"), ("time_ms", "Int64"),
+                      ("received_ms", "Int64"), ("value", "Nullable(Float64)"), ("value_int", "Nullable(Int64)"),
+                      ("value_text", "Nullable(String)"), ("value_type", "String"), ("unit", "Nullable(String)"),
+                      ("labels", "Nullable(String)"), ("topic", "String"), ("batch_gateway_id", "String"),
+                      ("batch_epoch", "String"), ("batch_seq", "UInt64"), ("batch_index", "UInt32")]),
+        ("batch_ledger", [("gateway_id", "String"), ("epoch", "String"), ("sequence", "UInt64"), ("digest", "UInt64"),
+                          ("reading_count", "UInt32"), ("written_ms", "Int64")]),
+    ]
+
+    /// What differs between `columns` and the tables' columns as ClickHouse lists them (rows of
+    /// table, name, type), or nil when every column the sink writes is there with its type.
+    /// Other columns (an operator's MATERIALIZED or DEFAULT ones) are no difference.
+    public static func columnProblem(database: String, found rows: [[String?]]) -> String? {
+        var found: [String: [String: String]] = [:]
+        for row in rows where row.count == 3 {
+            if let table = row[0], let name = row[1], let type = row[2] { found[table, default: [:]][name] = type }
+        }
+        var problems: [String] = []
+        for (table, expected) in columns {
+            for (name, type) in expected where found[table]?[name] != type {
+                problems.append("\(database).\(table).\(name) is \(found[table]?[name] ?? "missing"), not \(type)")
+            }
+        }
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
     /// Statements as a `.sql` file: each ends with `;` on its own line's end.
     public static func file(_ statements: [String]) -> String {
         statements.map { $0 + ";\n" }.joined(separator: "\n")

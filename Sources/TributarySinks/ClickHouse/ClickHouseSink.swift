@@ -11,7 +11,10 @@ import TributaryCore
 /// in `batch_ledger`, insert its readings, then its ledger row. A failure between the steps
 /// leaves readings without a ledger row; the agent resends, the readings are inserted again
 /// with the same sorting key, and ReplacingMergeTree collapses the copies (at once under
-/// `FINAL`). The agent is answered only after both inserts returned.
+/// `FINAL`). The agent is answered only after both inserts returned. Readings spread over more
+/// months than the server takes in one insert are inserted in parts, all before the ledger row
+/// (`ClickHouseSink+Partitions`); the settings sent suit the server's release
+/// (`ClickHouseServerProfile`); docs/clickhouse.md has both.
 ///
 /// On a cluster whose shards have replicas, `Settings.insertQuorum` makes every insert wait
 /// until that many replicas of each shard hold it, so an acknowledged batch outlives a node.
@@ -51,7 +54,8 @@ public final class ClickHouseSink: Sink {
         /// a `Distributed` table return only once every shard has its rows; without it they
         /// would be queued on the local disk and answered before the shards had them. A plain
         /// table ignores it. `insert_quorum` travels with a synchronous distributed insert to
-        /// every shard's replica that takes it.
+        /// every shard's replica that takes it. Named as 18.16 knows them; `ClickHouseServerProfile`
+        /// adapts them to the server's release.
         var insertSettings: [String: String] {
             var settings = ["insert_distributed_sync": "1"]
             if insertQuorum > 0 {
@@ -66,13 +70,26 @@ public final class ClickHouseSink: Sink {
     private let client: ClickHouseClient
     private let logger: Logger
     private let writer: CoalescingWriter
-    /// Set once the tables are known to exist; until then every write first tries `prepare`.
-    private let prepared: PreparedFlag
+    private let baseInsertSettings: [String: String]
+    /// How inserts go to this server, decided once the tables are known to exist and the server
+    /// was read (`ClickHouseServerProfile`); until then every write first tries `prepare`.
+    private let prepared: PreparedPlan
 
-    private final class PreparedFlag: Sendable {
-        private let value = Atomic<Bool>(false)
-        var isSet: Bool { value.load(ordering: .acquiring) }
-        func set() { value.store(true, ordering: .releasing) }
+    /// The settings and the monthly split of the inserts, for the server at hand.
+    struct InsertPlan: Sendable, Equatable {
+        var settings: [String: String]
+        var monthsPerInsert: Int?
+
+        init(_ profile: ClickHouseServerProfile, base: [String: String]) {
+            settings = profile.insertSettings(base)
+            monthsPerInsert = profile.monthsPerInsert
+        }
+    }
+
+    private final class PreparedPlan: Sendable {
+        private let plan = Mutex<InsertPlan?>(nil)
+        var current: InsertPlan? { plan.withLock { $0 } }
+        func set(_ value: InsertPlan?) { plan.withLock { $0 = value } }
     }
 
     public var description: String { endpoint.description }
@@ -83,33 +100,43 @@ public final class ClickHouseSink: Sink {
         client = ClickHouseClient(endpoint: endpoint, timeout: settings.timeout, caFile: settings.caFile)
         let database = endpoint.database
         let client = self.client
-        let insertSettings = settings.insertSettings
-        let prepared = PreparedFlag()
+        let base = settings.insertSettings
+        baseInsertSettings = base
+        let prepared = PreparedPlan()
         self.prepared = prepared
         writer = CoalescingWriter(maxBatches: settings.maxInsertBatches, maxReadings: settings.maxInsertReadings) { group in
-            if !prepared.isSet {
+            var plan = prepared.current
+            if plan == nil {
                 do throws(SinkError) {
-                    try await Self.createTables(client: client, database: database)
-                    prepared.set()
+                    let (_, profile) = try await Self.createTables(client: client, database: database)
+                    plan = InsertPlan(profile, base: base)
+                    prepared.set(plan)
                 } catch {
                     return group.map { _ in .failure(error) }
                 }
             }
-            return await Self.write(group, client: client, database: database, insertSettings: insertSettings)
+            return await Self.write(group, client: client, database: database, insertSettings: plan!.settings,
+                                    monthsPerInsert: plan!.monthsPerInsert, profileIsStale: { prepared.set(nil) })
         }
     }
 
     public func prepare() async throws(SinkError) {
-        let engine = try await Self.createTables(client: client, database: endpoint.database)
-        prepared.set()
-        logger.info("ClickHouse sink ready", metadata: ["sink": "\(endpoint)", "readings_engine": "\(engine)"])
+        let (engine, profile) = try await Self.createTables(client: client, database: endpoint.database)
+        let plan = InsertPlan(profile, base: baseInsertSettings)
+        prepared.set(plan)
+        let settings: [String] = plan.settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let months: String = plan.monthsPerInsert.map { String($0) } ?? "all"
+        logger.info("ClickHouse sink ready", metadata: [
+            "sink": "\(endpoint)", "readings_engine": "\(engine)", "server_version": "\(profile.version)",
+            "insert_settings": "\(settings.joined(separator: "&"))", "months_per_insert": "\(months)",
+        ])
     }
 
     /// Ready once the tables were checked (created now if the server was away at start) and the
     /// server answers a query.
     public func readinessProblem() async -> String? {
         do {
-            if !prepared.isSet { try await prepare() }
+            if prepared.current == nil { try await prepare() }
             _ = try await client.scalar("SELECT 1")
             return nil
         } catch {
@@ -129,17 +156,17 @@ public final class ClickHouseSink: Sink {
 
     /// Creates the tables when missing. Where they exist (made by an operator, e.g.
     /// `Distributed` ones over a cluster from `deploy/clickhouse/cluster/`), nothing is run, so
-    /// the aggregator's user needs no DDL rights then. Returns the engine of `readings`.
+    /// the aggregator's user needs no DDL rights then. Returns the engine of `readings`, and the
+    /// server's profile (its release and partition limit), which decides how inserts are sent.
     @discardableResult
-    static func createTables(client: ClickHouseClient, database: String) async throws(SinkError) -> String {
+    static func createTables(client: ClickHouseClient, database: String) async throws(SinkError) -> (engine: String, profile: ClickHouseServerProfile) {
         do {
+            let profile = try await ClickHouseServerProfile.read(client: client)
             var engines: [String: String] = [:]
-            for row in try await client.select("""
-                SELECT name, engine FROM system.tables WHERE database = \(ClickHouseClient.quote(database))
-                """) where row.count == 2 {
+            for row in try await client.select(tablesQuery(database: database)) where row.count == 2 {
                 if let name = row[0], let engine = row[1] { engines[name] = engine }
             }
-            if let engine = engines["readings"], engines["batch_ledger"] != nil { return engine }
+            if let engine = engines["readings"], engines["batch_ledger"] != nil { return (engine, profile) }
             if engines["readings_local"] != nil && engines["readings"] == nil {
                 // Shard tables without the Distributed ones: creating plain tables here would
                 // keep every reading on this node, unsharded.
@@ -151,7 +178,7 @@ public final class ClickHouseSink: Sink {
             for statement in ClickHouseSchema.tables(database: database) {
                 try await client.execute(statement)
             }
-            return engines["readings"] ?? "ReplacingMergeTree"
+            return (engines["readings"] ?? "ReplacingMergeTree", profile)
         } catch let error as ClickHouseError {
             throw SinkError(error)
         } catch let error as SinkError {
@@ -161,21 +188,74 @@ public final class ClickHouseSink: Sink {
         }
     }
 
+    /// The tables of the database and their engines (rows of name, engine).
+    static func tablesQuery(database: String) -> String {
+        "SELECT name, engine FROM system.tables WHERE database = \(ClickHouseClient.quote(database))"
+    }
+
+    /// The columns of the sink's tables (rows of table, name, type), for `ClickHouseSchema.columnProblem`.
+    static func columnsQuery(database: String) -> String {
+        """
+        SELECT table, name, type FROM system.columns
+        WHERE database = \(ClickHouseClient.quote(database)) AND table IN ('readings', 'batch_ledger')
+        """
+    }
+
+    /// Writes the group and answers each batch. `profileIsStale` is called when the server
+    /// refused a setting (115: an older release now answers at this address) or the partition
+    /// limit (252: it was lowered), so the next write reads the server again.
     static func write(_ group: [IncomingBatch], client: ClickHouseClient, database: String,
-                      insertSettings: [String: String] = Settings().insertSettings) async -> [CoalescingWriter.Outcome] {
-        switch await writeTogether(group, client: client, database: database, insertSettings: insertSettings) {
+                      insertSettings: [String: String] = Settings().insertSettings, monthsPerInsert: Int? = nil,
+                      profileIsStale: @Sendable () -> Void = {}) async -> [CoalescingWriter.Outcome] {
+        switch await writeTogether(group, client: client, database: database, insertSettings: insertSettings, monthsPerInsert: monthsPerInsert) {
         case .success(let results):
             return results.map { .success($0) }
-        case .failure(let error) where error.kind == .server && group.count > 1 && !quorumCodes.contains(error.code ?? 0):
-            // ClickHouse refused a statement for the group. That may be one batch's fault (say,
-            // timestamps spread over too many partitions): write each alone, so only that one
-            // waits and the others go through.
+        case .failure(let error) where error.kind == .server && group.count > 1 && !quorumCodes.contains(error.code ?? 0)
+                                        && !profileCodes.contains(error.code ?? 0):
+            // ClickHouse refused a statement for the group. That may be one batch's fault (a
+            // reading an operator's check refuses): write each alone, so only that one is
+            // refused and the others go through.
             var outcomes: [CoalescingWriter.Outcome] = []
-            for batch in group { outcomes += await write([batch], client: client, database: database, insertSettings: insertSettings) }
+            for batch in group {
+                outcomes += await write([batch], client: client, database: database, insertSettings: insertSettings,
+                                        monthsPerInsert: monthsPerInsert, profileIsStale: profileIsStale)
+            }
             return outcomes
         case .failure(let error):
+            if error.kind == .server, profileCodes.contains(error.code ?? 0) { profileIsStale() }
+            if group.count == 1, let reason = await refusal(error, client: client, database: database) {
+                return [.failure(SinkError(.refused, reason))]
+            }
             return group.map { _ in .failure(SinkError(error)) }
         }
+    }
+
+    /// Refusals that say the sink's picture of the server is out of date: an unknown setting
+    /// (115) and too many partitions for one insert (252). Neither is a batch's fault: the
+    /// server is read again and the resend goes out as it now needs.
+    static let profileCodes: Set<Int> = [115, 252]
+
+    /// Refusals that are the batch's own fault, given that the tables have the sink's columns:
+    /// a value ClickHouse cannot take (type mismatch, conversion or parse failure, incorrect
+    /// data, too large a string, argument out of bounds), or an operator's check that refuses
+    /// it (a CHECK constraint, 469; a `throwIf` in a MATERIALIZED column, 395). The same batch
+    /// would be refused on every resend.
+    static let refusalCodes: Set<Int> = [6, 27, 53, 69, 70, 72, 117, 131, 395, 469]
+
+    /// Why ClickHouse will never take this batch, when `error`, for the batch written alone, says
+    /// so. Only when the tables still have the sink's columns with the sink's types: one an
+    /// operator changed would refuse every batch, which is the operator's to fix, not a reason to
+    /// set the fleet's batches aside (it stays a 503). Nil when the check itself fails.
+    static func refusal(_ error: ClickHouseError, client: ClickHouseClient, database: String) async -> String? {
+        guard error.kind == .server, let code = error.code, refusalCodes.contains(code) else { return nil }
+        let rows: [[String?]]
+        do {
+            rows = try await client.select(columnsQuery(database: database))
+        } catch {
+            return nil
+        }
+        guard ClickHouseSchema.columnProblem(database: database, found: rows) == nil else { return nil }
+        return "ClickHouse refuses this batch for good: \(error.message)"
     }
 
     /// Refusals of a quorum insert that are no batch's fault, so writing the group's batches one
@@ -201,9 +281,13 @@ public final class ClickHouseSink: Sink {
         }
     }
 
-    /// One ledger lookup and (for the batches not written before) two inserts for the group.
+    /// One ledger lookup and, for the batches not written before, their readings (in one insert
+    /// per `monthsPerInsert` months, see `rowBinaryParts`), then their ledger rows. The ledger
+    /// rows go in only once every part is in: a failure between parts leaves the identity
+    /// unknown to the ledger, so the resend is written again whole, never answered "duplicate"
+    /// with parts missing; the parts written twice collapse under `FINAL`.
     static func writeTogether(_ group: [IncomingBatch], client: ClickHouseClient, database: String,
-                              insertSettings: [String: String]) async -> Result<[SinkWriteResult], ClickHouseError> {
+                              insertSettings: [String: String], monthsPerInsert: Int? = nil) async -> Result<[SinkWriteResult], ClickHouseError> {
         do throws(ClickHouseError) {
             let known = try await ledgerDigests(of: group, client: client, database: database)
             // The first of several copies of one identity in the group is written; the others
@@ -221,8 +305,10 @@ public final class ClickHouseSink: Sink {
                 }
             }
             if !toWrite.isEmpty {
-                try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
-                    try await insertReadings(of: toWrite, client: client, database: database, settings: insertSettings)
+                for part in rowBinaryParts(of: toWrite, monthsPerInsert: monthsPerInsert) {
+                    try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
+                        try await insertReadingRows(part, client: client, database: database, settings: insertSettings)
+                    }
                 }
                 try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
                     try await insertLedgerRows(for: toWrite, client: client, database: database, settings: insertSettings)
@@ -240,13 +326,7 @@ public final class ClickHouseSink: Sink {
         let identities = Array(Set(group.map(\.identity)))
         var digests: [BatchIdentity: UInt64] = [:]
         for start in stride(from: 0, to: identities.count, by: 500) {
-            let tuples = identities[start..<min(start + 500, identities.count)].map {
-                "(\(ClickHouseClient.quote($0.gatewayID)), \(ClickHouseClient.quote($0.epoch)), \($0.sequence))"
-            }
-            let rows = try await client.select("""
-                SELECT gateway_id, epoch, sequence, digest FROM \(database).batch_ledger
-                WHERE (gateway_id, epoch, sequence) IN (\(tuples.joined(separator: ", ")))
-                """)
+            let rows = try await client.select(ledgerQuery(database: database, identities: identities[start..<min(start + 500, identities.count)]))
             for row in rows where row.count == 4 {
                 guard let gateway = row[0], let epoch = row[1], let sequence = row[2].flatMap({ UInt64($0) }),
                       let digest = row[3].flatMap({ UInt64($0) }) else { continue }
@@ -256,16 +336,38 @@ public final class ClickHouseSink: Sink {
         return digests
     }
 
+    /// The ledger lookup for `identities` (answered as rows of gateway, epoch, sequence, digest).
+    static func ledgerQuery(database: String, identities: some Sequence<BatchIdentity>) -> String {
+        let tuples = identities.map { "(\(ClickHouseClient.quote($0.gatewayID)), \(ClickHouseClient.quote($0.epoch)), \($0.sequence))" }
+        return """
+            SELECT gateway_id, epoch, sequence, digest FROM \(database).batch_ledger
+            WHERE (gateway_id, epoch, sequence) IN (\(tuples.joined(separator: ", ")))
+            """
+    }
+
     /// The columns of `readings`, in the order `rowBinary(of:)` writes them.
     public static let readingColumns = """
         gateway_id, sensor_id, metric, time_ms, received_ms, value, value_int, value_text, value_type, unit, labels, \
         topic, batch_gateway_id, batch_epoch, batch_seq, batch_index
         """
 
+    /// Inserts the batches' readings, split by month when `monthsPerInsert` asks (see
+    /// `rowBinaryParts`), one part after the other.
     static func insertReadings(of batches: [IncomingBatch], client: ClickHouseClient, database: String,
-                               settings: [String: String] = Settings().insertSettings) async throws(ClickHouseError) {
-        try await client.insert("INSERT INTO \(database).readings (\(readingColumns)) FORMAT RowBinary",
-                                rows: rowBinary(of: batches), settings: settings)
+                               settings: [String: String] = Settings().insertSettings, monthsPerInsert: Int? = nil) async throws(ClickHouseError) {
+        for part in rowBinaryParts(of: batches, monthsPerInsert: monthsPerInsert) {
+            try await insertReadingRows(part, client: client, database: database, settings: settings)
+        }
+    }
+
+    static func insertReadingRows(_ rows: [UInt8], client: ClickHouseClient, database: String,
+                                  settings: [String: String]) async throws(ClickHouseError) {
+        try await client.insert(readingsInsert(database: database), rows: rows, settings: settings)
+    }
+
+    /// The readings insert; the rows are `rowBinaryParts(of:monthsPerInsert:)`.
+    static func readingsInsert(database: String) -> String {
+        "INSERT INTO \(database).readings (\(readingColumns)) FORMAT RowBinary"
     }
 
     /// The batches' readings as `readings` rows, in RowBinary, not text: doubles must arrive
@@ -273,31 +375,38 @@ public final class ClickHouseSink: Sink {
     public static func rowBinary(of batches: [IncomingBatch]) -> [UInt8] {
         var rows = RowBinary.Writer(reservingCapacity: batches.reduce(0) { $0 + $1.readings.count } * 160)
         for batch in batches {
-            let id = batch.identity
-            for (index, r) in batch.readings.enumerated() {
-                rows.string(r.gatewayID)
-                rows.string(r.sensorID)
-                rows.string(r.metric)
-                rows.int64(r.timeMs)
-                rows.int64(r.receivedAtMs)
-                rows.float64(r.value.numericValue)
-                rows.int64(r.value.exactIntegerValue)
-                rows.string(r.value.textValue)
-                rows.string(r.value.typeName)
-                rows.string(r.unit)
-                rows.string(LabelsJSON.encode(r.labels))
-                rows.string(r.topic)
-                rows.string(id.gatewayID)
-                rows.string(id.epoch)
-                rows.uint64(id.sequence)
-                rows.uint32(UInt32(index))
-            }
+            for (index, reading) in batch.readings.enumerated() { appendRow(reading, index: index, of: batch.identity, to: &rows) }
         }
         return rows.bytes
     }
 
-    static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String,
-                                 settings: [String: String]) async throws(ClickHouseError) {
+    /// One `readings` row, in the order of `readingColumns`.
+    static func appendRow(_ r: Reading, index: Int, of id: BatchIdentity, to rows: inout RowBinary.Writer) {
+        rows.string(r.gatewayID)
+        rows.string(r.sensorID)
+        rows.string(r.metric)
+        rows.int64(r.timeMs)
+        rows.int64(r.receivedAtMs)
+        rows.float64(r.value.numericValue)
+        rows.int64(r.value.exactIntegerValue)
+        rows.string(r.value.textValue)
+        rows.string(r.value.typeName)
+        rows.string(r.unit)
+        rows.string(LabelsJSON.encode(r.labels))
+        rows.string(r.topic)
+        rows.string(id.gatewayID)
+        rows.string(id.epoch)
+        rows.uint64(id.sequence)
+        rows.uint32(UInt32(index))
+    }
+
+    /// The ledger insert; the rows are `ledgerRows(for:)`.
+    static func ledgerInsert(database: String) -> String {
+        "INSERT INTO \(database).batch_ledger (gateway_id, epoch, sequence, digest, reading_count, written_ms) FORMAT TabSeparated"
+    }
+
+    /// The batches' ledger rows, in TabSeparated.
+    static func ledgerRows(for batches: [IncomingBatch]) -> [UInt8] {
         var rows = TabSeparated.Writer()
         for batch in batches {
             rows.field(batch.identity.gatewayID)
@@ -308,9 +417,12 @@ public final class ClickHouseSink: Sink {
             rows.field(batch.receivedAtMs)
             rows.endRow()
         }
-        try await client.insert("""
-            INSERT INTO \(database).batch_ledger (gateway_id, epoch, sequence, digest, reading_count, written_ms) FORMAT TabSeparated
-            """, rows: rows.bytes, settings: settings)
+        return rows.bytes
+    }
+
+    static func insertLedgerRows(for batches: [IncomingBatch], client: ClickHouseClient, database: String,
+                                 settings: [String: String]) async throws(ClickHouseError) {
+        try await client.insert(ledgerInsert(database: database), rows: ledgerRows(for: batches), settings: settings)
     }
 }
 
