@@ -6,6 +6,7 @@ packages=("$@"
   mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 zlib1g-dev libzstd-dev pkg-config tmux clickhouse-server
   zookeeper                   # the replicated ClickHouse cluster's coordination (ClickHouseReplicationTests)
   python3-prometheus-client   # the reference parser the /metrics tests check against
+  python3-venv                # chdb-core's environment (scripts/chdb-venv.sh) for ClickHouse26Tests
   prometheus                  # promtool: the alert rules' check and unit tests
   gcc make libprotobuf-c-dev) # the C sender (simulators/c-sender) its integration test builds
 missing=()

@@ -7,6 +7,7 @@ cd "$root"
 "$root/scripts/install-deps.sh"
 # The README's module graph must be Package.swift's.
 python3 scripts/module-graph.py --check README.md
+scripts/chdb-venv.sh >/dev/null 2>&1 &  # ClickHouse 26 (chdb-core) for ClickHouse26Tests, made once while the build runs
 swift build --build-tests
 swift test --skip-build
 # The fuzz target, briefly: proves on every run that it builds, that the committed corpus
