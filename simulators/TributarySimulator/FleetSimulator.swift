@@ -300,9 +300,15 @@ final class ReadingCounter: Sendable {
 struct VirtualGateway {
     /// A sealed batch waiting for its acknowledgement.
     struct Pending {
+        /// Only the encoded batch is kept while it waits (its readings, with a topic string each,
+        /// took a gigabyte for 10,000 gateways' backlogs under overload); they are decoded again
+        /// once, when it is acknowledged.
         var batch: Tributary_V1_Batch
-        var readings: [Reading]
+        var readingCount: Int
+        /// Receive time of its first reading, for the status's oldest unsent.
+        var oldestMs: Int64
         var identity: BatchIdentity
+        var readings: [Reading] { (try? BatchCodec.decode(batch)) ?? [] }
         /// Its due time on the schedule: lag counts from here.
         var sealedAt: ContinuousClock.Instant
         /// A resend, after a restart, of a batch already acknowledged: it adds nothing to the manifest.
@@ -419,7 +425,7 @@ struct VirtualGateway {
             if !backlog.isEmpty, retryAt.map({ now >= $0 }) ?? true {
                 var request = Tributary_V1_SyncRequest()
                 request.batch = backlog[0].batch
-                request.status = status(round: backlog[0].readings, waiting: backlog.dropFirst())
+                request.status = status(round: backlog[0], waiting: backlog.dropFirst())
                 let outcome = await client.send(request, expecting: backlog[0].identity)
                 let answered = ContinuousClock.now
                 switch outcome {
@@ -465,7 +471,7 @@ struct VirtualGateway {
             // Nothing to send for a while: a heartbeat, so the fleet view keeps this gateway fresh.
             if backlog.isEmpty, now - lastContact >= heartbeat, now >= nextHeartbeatAt {
                 var request = Tributary_V1_SyncRequest()
-                request.status = status(round: [], waiting: [])
+                request.status = status(round: nil, waiting: [])
                 let outcome = await client.send(request, expecting: nil)
                 now = ContinuousClock.now
                 switch outcome {
@@ -517,16 +523,16 @@ struct VirtualGateway {
         batch.previousDigest = Data(chainHead)
         chainHead = BatchChain.digest(of: (try? batch.serializedBytes()) ?? [])
         sequence += 1
-        return Pending(batch: batch, readings: readings, identity: identity, sealedAt: due)
+        return Pending(batch: batch, readingCount: readings.count, oldestMs: readings.first?.receivedAtMs ?? 0, identity: identity, sealedAt: due)
     }
 
     private mutating func acknowledge(_ pending: Pending, at answered: ContinuousClock.Instant, end: ContinuousClock.Instant?,
                                       onAck: ([Reading]) -> Void) {
         guard !pending.resend else { return }
-        acknowledged += UInt64(pending.readings.count)
+        acknowledged += UInt64(pending.readingCount)
         report.batches += 1
-        report.readings += pending.readings.count
-        if end.map({ answered <= $0 }) ?? true { report.servedReadings += pending.readings.count }
+        report.readings += pending.readingCount
+        if end.map({ answered <= $0 }) ?? true { report.servedReadings += pending.readingCount }
         onAck(pending.readings)
         noteLag(of: pending, at: answered, behindAfter: .seconds(2 * intervalSeconds))
     }
@@ -556,7 +562,7 @@ struct VirtualGateway {
             sequence = 1
             chainHead = []
             let waiting = backlog
-            ingested = waiting.reduce(0) { $0 + UInt64($1.readings.count) }
+            ingested = waiting.reduce(0) { $0 + UInt64($1.readingCount) }
             acknowledged = 0
             backlog = waiting.map { seal($0.readings, at: $0.sealedAt) }
         }
@@ -576,20 +582,20 @@ struct VirtualGateway {
     }
 
     /// This gateway's status with the round `round` in flight and `waiting` behind it.
-    private func status(round: [Reading], waiting: ArraySlice<Pending>) -> Tributary_V1_GatewayStatus {
+    private func status(round: Pending?, waiting: ArraySlice<Pending>) -> Tributary_V1_GatewayStatus {
         var status = Tributary_V1_GatewayStatus()
         status.gatewayID = id
         status.agentVersion = "tributary-sim-fleet/0.2"
         status.ingestedTotal = ingested
         status.acknowledgedTotal = acknowledged
-        status.backlogReadings = UInt64(waiting.reduce(0) { $0 + $1.readings.count })
-        status.oldestUnsentMs = waiting.first?.readings.first?.receivedAtMs ?? 0
+        status.backlogReadings = UInt64(waiting.reduce(0) { $0 + $1.readingCount })
+        status.oldestUnsentMs = waiting.first?.oldestMs ?? 0
         status.brokerConnected = true
         status.clockMs = WallClock.nowMs()
         status.ingestRate = Double(options.readingsPerBatch) / intervalSeconds
-        status.sealedBatches = UInt64(waiting.count + (round.isEmpty ? 0 : 1))
-        status.roundReadings = UInt64(round.count)
-        status.roundOldestMs = round.first?.receivedAtMs ?? 0
+        status.sealedBatches = UInt64(waiting.count + (round == nil ? 0 : 1))
+        status.roundReadings = UInt64(round?.readingCount ?? 0)
+        status.roundOldestMs = round?.oldestMs ?? 0
         if let exchange = stats.bestRecentExchange { status.lastExchange = Tributary_V1_ClockExchange(exchange) }
         return status
     }
