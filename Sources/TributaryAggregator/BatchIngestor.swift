@@ -271,6 +271,17 @@ public final class BatchIngestor: Sendable {
                 result = try await metrics.sinkWriteSeconds.time { () async throws(SinkError) in try await sink.write(batch) }
             }
         } catch {
+            if error.kind == .refused {
+                // The sink will never take this batch (ClickHouse says why): 422 sets it aside on
+                // the gateway with that reason, where a 503 would bring it back forever.
+                let reason = "the sink refuses this batch for good: \(error)"
+                if let held = logThrottle.admit("sink refused") {
+                    logger.error("batch refused by the sink", metadata: ["batch": "\(identity)", "sink": "\(sink)", "error": "\(error)",
+                                                                        "similar_held_back": "\(held)"])
+                }
+                await recordStatus(status, .rejected(identity, reason: reason), receivedAtMs: receivedAtMs)
+                return reply(422, .rejected, identity: identity, reason: reason, receivedAtMs: receivedAtMs)
+            }
             // Back off harder while the sink stays down: 1 s, 2 s, 4 s ... 30 s.
             let failures = inFlight.withLock { f in
                 f.stats.sinkFailures += 1

@@ -5,6 +5,7 @@ import TributarySinks
 import TributaryClickHouse
 import TributaryCore
 import TributarySimulator
+import TributaryRuntime
 import TributaryTesting
 
 /// The ClickHouse sink against real clickhouse-server processes (Debian's 18.16 in CI), with the
@@ -73,6 +74,45 @@ struct ClickHouseTests {
             """) == manifest.entries.count, "every row carries its value in the column its type names")
         let writes = try await harness.fleet().sinkWrites
         #expect(writes.batches == Int(gateway.batchesSynced) && writes.readings == manifest.entries.count, "\(writes)")
+        await harness.stop(agent, aggregator)
+        await server.stop()
+    }
+
+    @Test("a batch ClickHouse refuses for its data (an operator's check): 422, set aside on its gateway with the reason; the readings before and after it arrive exactly once")
+    func refusedForGoodIsSetAside() async throws {
+        let (harness, server) = try await Self.harness("gw-ch-refuse")
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let client = Self.client(server)
+        defer { Task { await client.shutdown() } }
+        try await eventually("the sink made its tables") {
+            try await Self.count(server, "SELECT count() FROM system.tables WHERE database = 'tributary' AND name = 'readings'") == 1
+        }
+        // The operator's check: ClickHouse itself refuses a reading whose text says so (code 395).
+        try await client.execute("""
+            ALTER TABLE tributary.readings ADD COLUMN checked UInt8 MATERIALIZED throwIf(ifNull(value_text, '') = 'refuse me')
+            """)
+        let agent = try await harness.startAgent()
+        let before = try await harness.publish(300, rate: 300).value
+        #expect(try await harness.verifyWhenComplete(before).passed)
+
+        // One message alone in its batch, which ClickHouse will never take.
+        let publish = try ChildProcess(executable: "/usr/bin/mosquitto_pub", arguments: [
+            "-h", "127.0.0.1", "-p", String(harness.broker.port), "-q", "1", "-t", "sensors/gw-ch-refuse/odd-one",
+            "-m", "{\"ts\": \(WallClock.nowMs()), \"state\": \"refuse me\"}",
+        ], logFile: harness.dir.file("mosquitto_pub.log"))
+        #expect(await publish.wait() == 0)
+        try await eventually("the gateway set the batch aside") { (try await harness.gateway())?.setAsideBatches == 1 }
+        let detail = try #require(try await harness.gateway())
+        #expect(detail.readingsSynced == UInt64(before.entries.count), "nothing of the refused batch counted as synced")
+
+        // Its later batches are not held back by it.
+        let after = try await harness.publish(300, rate: 300).value
+        let both = Manifest(messagesPublished: before.messagesPublished + after.messagesPublished, entries: before.entries + after.entries)
+        let report = try await harness.verifyWhenComplete(both)
+        #expect(report.passed, "\(report)")
+        #expect(try await Self.count(server, "SELECT count() FROM tributary.readings WHERE value_text = 'refuse me'") == 0)
+        #expect((try await harness.gateway())?.setAsideBatches == 1)
         await harness.stop(agent, aggregator)
         await server.stop()
     }
