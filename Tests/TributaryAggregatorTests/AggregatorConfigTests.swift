@@ -8,7 +8,7 @@ struct AggregatorConfigTests {
     @Test func theShippedExampleLoads() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let config = try AggregatorConfig.load(file: root.appendingPathComponent("deploy/examples/aggregator.yaml").path)
-        #expect(config.limits.maxInFlightBatches == 64 && config.limits.maxInFlightBytes == 64 << 20)
+        #expect(config.limits.maxInFlightBatches == 256 && config.limits.maxInFlightBytes == 64 << 20)
         #expect(config.staleAfterSeconds == 120)
         #expect(config.clickHouse.maxInsertBatches == 256 && config.clickHouse.timeout == .seconds(30))
         #expect(config.clickHouse.insertQuorum == 0 && config.clickHouse.insertQuorumTimeout == .seconds(10))

@@ -23,7 +23,7 @@ public final class ConnectionLimits: Sendable {
         /// `max_in_flight_bytes`). The shares above are enforced once half of either is taken:
         /// while there is room, gateways behind one NAT'd address are not held to one share;
         /// when there is not, one address cannot take more than half plus its share.
-        public var admissionBatches = 64
+        public var admissionBatches = 256
         public var admissionBytes = 64 << 20
         /// A request's head (request line and headers) must arrive whole this long after its
         /// first byte. Default 10 s.
