@@ -16,6 +16,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Smaller counts: a quick look, not figures to keep.") var quick = false
     @Option(help: "Directory for the JSON results.") var out = "bench/results"
     @Option(help: "fleet-10k: how many times to repeat its 1x run (the issue's goal is five in a row).") var runs = 1
+    @Option(help: "fleet-10k: which runs, a comma list of 1x, burst, clickhouse (default: all).") var fleetParts: String?
+    @Option(help: "fleet-10k: the aggregator's limits.max_in_flight_batches (default: its own default).") var maxInFlightBatches: Int?
+    @Option(help: "fleet-10k: the simulator's HTTP connections, all gateways together (default: its own, 256).") var fleetConnections: Int?
 
     func run() async throws {
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
@@ -51,7 +54,9 @@ struct Bench: AsyncParsableCommand {
         }
         // Long, so never part of "all": only when asked for by name.
         if wanted?.contains("fleet-10k") == true {
-            for r in try await fleetScaleBench(bin: bin, gateways: quick ? 2_000 : 10_000, seconds: quick ? 20 : 60, runs: runs, out: out) { record(r) }
+            for r in try await fleetScaleBench(bin: bin, gateways: quick ? 2_000 : 10_000, seconds: quick ? 20 : 60, runs: runs, out: out,
+                                                parts: Set((fleetParts ?? "1x,burst,clickhouse").split(separator: ",").map(String.init)),
+                                                maxInFlightBatches: maxInFlightBatches, connections: fleetConnections) { record(r) }
         }
 
         print(table(results))

@@ -10,18 +10,23 @@ import TributaryTesting
 /// clickhouse-server installed, the 1x run into ClickHouse. Long: only with `--only fleet-10k`.
 /// Each row's value is the served rate, its baseline the offered one (what the gateways'
 /// schedules sealed in the same run).
-func fleetScaleBench(bin: String, gateways: Int, seconds: Int, runs: Int, out: String) async throws -> [BenchResult] {
+func fleetScaleBench(bin: String, gateways: Int, seconds: Int, runs: Int, out: String, parts: Set<String> = ["1x", "burst", "clickhouse"],
+                     maxInFlightBatches: Int? = nil, connections: Int? = nil) async throws -> [BenchResult] {
     var results: [BenchResult] = []
-    for run in 1...max(1, runs) {
+    let limits = FleetScaleLimits(maxInFlightBatches: maxInFlightBatches, connections: connections)
+    for run in 1...max(1, runs) where parts.contains("1x") {
         // A profile of the aggregator on the first run only: perf costs it a little CPU.
         let profile = run == 1 && FileManager.default.isExecutableFile(atPath: "/usr/bin/perf") ? out : nil
-        var result = try await fleetScaleRun(bin: bin, gateways: gateways, seconds: seconds, burst: nil, clickHouse: false, profileInto: profile)
+        var result = try await fleetScaleRun(bin: bin, gateways: gateways, seconds: seconds, burst: nil, clickHouse: false, profileInto: profile, limits: limits)
         if runs > 1 { result.name += "-run\(run)" }
         results.append(result)
     }
-    results.append(try await fleetScaleRun(bin: bin, gateways: gateways, seconds: seconds * 2, burst: "3:\(seconds)", clickHouse: false, profileInto: nil))
-    if ClickHouseServer.unavailableReason == nil {
-        results.append(try await fleetScaleRun(bin: bin, gateways: gateways, seconds: seconds, burst: nil, clickHouse: true, profileInto: nil))
+    if parts.contains("burst") {
+        results.append(try await fleetScaleRun(bin: bin, gateways: gateways, seconds: seconds * 2, burst: "3:\(seconds)", clickHouse: false, profileInto: nil, limits: limits))
+    }
+    if !parts.contains("clickhouse") {
+    } else if ClickHouseServer.unavailableReason == nil {
+        results.append(try await fleetScaleRun(bin: bin, gateways: gateways, seconds: seconds, burst: nil, clickHouse: true, profileInto: nil, limits: limits))
     } else {
         FileHandle.standardError.write(Data("  fleet-10k-clickhouse: skipped, no clickhouse-server\n".utf8))
     }
@@ -58,7 +63,16 @@ private func sampleUsage(of pid: pid_t) -> Task<UsageSamples, Never> {
     }
 }
 
-private func fleetScaleRun(bin: String, gateways: Int, seconds: Int, burst: String?, clickHouse: Bool, profileInto out: String?) async throws -> BenchResult {
+/// What the benchmark sets in the aggregator's `limits:` beyond what one address carrying the fleet needs.
+struct FleetScaleLimits {
+    var maxInFlightBatches: Int?
+    /// The simulator's connections: past the aggregator's admission limit, requests meet 429s
+    /// (each real gateway has its own connection); within it, they wait in the simulator's pool.
+    var connections: Int?
+}
+
+private func fleetScaleRun(bin: String, gateways: Int, seconds: Int, burst: String?, clickHouse: Bool, profileInto out: String?,
+                           limits: FleetScaleLimits) async throws -> BenchResult {
     let name = "fleet-10k" + (burst != nil ? "-burst" : "") + (clickHouse ? "-clickhouse" : "")
     FileHandle.standardError.write(Data("  \(name): \(gateways) gateways for \(seconds) s...\n".utf8))
     let dir = try TemporaryDirectory(prefix: "tributary-bench-fleet")
@@ -74,7 +88,7 @@ private func fleetScaleRun(bin: String, gateways: Int, seconds: Int, burst: Stri
         "\(FleetSimulator.gatewayID(index: index, prefix: "fleet")) bench-\(String(generator.next(), radix: 16))-\(String(generator.next(), radix: 16))"
     }
     _ = try TemporaryDirectory.writeSecret(tokens.joined(separator: "\n") + "\n", to: tokenFile)
-    try """
+    let config = """
         listen: 127.0.0.1:\(port)
         data_dir: \(dir.file("aggregator"))
         sink: \(sink)
@@ -86,9 +100,10 @@ private func fleetScaleRun(bin: String, gateways: Int, seconds: Int, burst: Stri
           # carry all of them (its connections, and the whole of admission control).
           max_gateways: \(max(20_000, gateways * 2))
           max_connections_per_address: 16384
-          max_in_flight_per_address: 64            # = max_in_flight_batches
-          max_in_flight_bytes_per_address: 67108864  # = max_in_flight_bytes
-        """.write(toFile: dir.file("aggregator.yaml"), atomically: true, encoding: .utf8)
+          max_in_flight_per_address: 100000          # as much as all of admission control
+          max_in_flight_bytes_per_address: 17179869184
+        """ + (limits.maxInFlightBatches.map { "\n  max_in_flight_batches: \($0)" } ?? "")
+    try config.write(toFile: dir.file("aggregator.yaml"), atomically: true, encoding: .utf8)
     let aggregator = try ChildProcess(executable: bin + "/tributary-aggregator",
                                       arguments: ["--config", dir.file("aggregator.yaml"), "--log-level", "warning"],
                                       logFile: dir.file("aggregator.log"))
@@ -107,7 +122,7 @@ private func fleetScaleRun(bin: String, gateways: Int, seconds: Int, burst: Stri
     let fleet = try ChildProcess(executable: bin + "/tributary-sim", arguments: [
         "fleet", "--aggregator", "http://127.0.0.1:\(port)", "--gateways", String(gateways), "--rate", "1", "--batch-size", "10",
         "--duration", "\(seconds)s", "--token-file", tokenFile, "--manifest", manifestPath, "--json",
-    ] + (burst.map { ["--burst", $0] } ?? []), logFile: output)
+    ] + (burst.map { ["--burst", $0] } ?? []) + (limits.connections.map { ["--connections", String($0)] } ?? []), logFile: output)
     let fleetStatus = await fleet.wait()
     sampling.cancel()
     let usage = await sampling.value
@@ -124,6 +139,15 @@ private func fleetScaleRun(bin: String, gateways: Int, seconds: Int, burst: Stri
         throw BenchError("fleet printed no report (exit \(fleetStatus)): \(text.suffix(500))")
     }
     let verify = try await Verifier.verify(try Manifest.read(from: manifestPath), sink: sink)
+    // What an operator's reads cost at this size: the aggregator's CPU per answer, and its size.
+    let token = (try? String(contentsOfFile: dir.file("aggregator/admin-token"), encoding: .utf8))?
+        .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+    var reads: [String: String] = [:]
+    for (name, path) in [("summary", "/v1/fleet/summary"), ("sort_lag_limit_200", "/v1/fleet?sort=lag&limit=200"), ("everything", "/v1/fleet")] {
+        if let cost = try await adminReadCost(pid: aggregator.pid, url: "http://127.0.0.1:\(port)\(path)", token: token, dir: dir) {
+            reads["read_\(name)"] = String(format: "%.1f ms CPU, %d bytes", cost.cpuMs, cost.bytes)
+        }
+    }
     let aggregatorLog = (try? String(contentsOfFile: dir.file("aggregator.log"), encoding: .utf8)) ?? ""
     _ = await aggregator.stop(signal: SIGTERM)
     await server?.stop()
@@ -160,6 +184,7 @@ private func fleetScaleRun(bin: String, gateways: Int, seconds: Int, burst: Stri
         "verify": verify.passed ? "exact (missing 0, duplicates 0)" : verify.description.split(separator: "\n").prefix(3).joined(separator: "; "),
         "aggregator_warnings": String(aggregatorLog.split(separator: "\n").count),
     ]
+    result.notes.merge(reads) { a, _ in a }
     if burst != nil { result.notes["catch_up_seconds"] = catchUp.map { String(format: "%.1f", $0) } ?? "not caught up" }
     if !missed.isEmpty { result.notes["goals_missed"] = missed.joined(separator: ", ") }
     if let profileNote { result.notes["profile"] = profileNote }
@@ -201,4 +226,22 @@ private func perfTop(data: String, into out: String, lines: Int) async throws ->
     try (top.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
     try? FileManager.default.removeItem(atPath: path + ".full")
     return path
+}
+
+/// The aggregator's CPU per answer to an operator's GET (averaged over 5, as the CPU clock
+/// ticks every 10 ms), and the answer's size; nil if curl is missing or the read fails.
+private func adminReadCost(pid: pid_t, url: String, token: String, dir: TemporaryDirectory) async throws -> (cpuMs: Double, bytes: Int)? {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl"), let before = processUsage(pid) else { return nil }
+    var bytes = 0
+    for round in 0..<5 {
+        let out = dir.file("curl-\(round).out")
+        let curl = try ChildProcess(executable: "/usr/bin/curl", arguments: [
+            "-sf", "-o", "/dev/null", "-w", "%{size_download}", "-H", "Authorization: Bearer \(token)", url,
+        ], logFile: out)
+        guard await curl.wait() == 0 else { return nil }
+        bytes = Int((try? String(contentsOfFile: out, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        try? FileManager.default.removeItem(atPath: out)
+    }
+    guard let after = processUsage(pid) else { return nil }
+    return ((after.cpuSeconds - before.cpuSeconds) * 1000 / 5, bytes)
 }
