@@ -1,5 +1,5 @@
 # Shortcuts; each target is a script under scripts/ that a new user can also run directly.
-.PHONY: build test demo proto bench bench-fleet-10k bench-quorum fuzz clean
+.PHONY: build test demo proto bench bench-fleet-10k bench-scale bench-quorum fuzz clean
 
 build:
 	swift build
@@ -20,6 +20,12 @@ bench:
 RUNS ?= 1
 bench-fleet-10k:
 	./scripts/bench.sh --only fleet-10k --runs $(RUNS)
+
+# The sizes docs/scale.md is built from: wire bytes, buffer and spool bytes, ClickHouse bytes per
+# reading (bench/scale-figures.py), with the release binaries.
+bench-scale:
+	for product in tributary-agent tributary-aggregator tributary-sim; do swift build -c release --product $$product; done
+	python3 bench/scale-figures.py --bin .build/release
 
 # Quorum inserts against plain ones on a replicated ClickHouse cluster (ZooKeeper, 2 x 2), same run.
 bench-quorum:

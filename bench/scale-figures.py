@@ -94,7 +94,7 @@ def fleet(bin_dir, url, directory, gateways, batch_size, batches, rate):
     manifest = os.path.join(directory, f"fleet-{batch_size}.jsonl")
     out = subprocess.run([f"{bin_dir}/tributary-sim", "fleet", "--aggregator", url, "--gateways", str(gateways),
                           "--batch-size", str(batch_size), "--batches", str(batches), "--rate", str(rate),
-                          "--manifest", manifest, "--json"], capture_output=True, text=True, timeout=600)
+                          "--prefix", f"b{batch_size}", "--manifest", manifest, "--json"], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         sys.exit(f"tributary-sim fleet failed: {out.stdout[-500:]} {out.stderr[-500:]}")
     report = json.loads(out.stdout.strip().splitlines()[-1])
@@ -182,7 +182,7 @@ def measure_buffer(procs, bin_dir, work, messages=20000):
     dead = free_port()
     with open(os.path.join(directory, "agent.yaml"), "w") as f:
         f.write(f"gateway_id: gw-size\ndata_dir: {directory}/agent\nmqtt:\n  broker: mqtt://127.0.0.1:{broker_port}\n"
-                f"  subscriptions:\n{subscriptions}\naggregator:\n  url: http://127.0.0.1:{dead}\n")
+                f"{subscriptions.rstrip()}\naggregator:\n  url: http://127.0.0.1:{dead}\n")
     agent = procs.start([f"{bin_dir}/tributary-agent", "--config", os.path.join(directory, "agent.yaml")],
                         os.path.join(directory, "agent.log"))
     deadline = time.monotonic() + 30
