@@ -31,27 +31,12 @@ import tempfile
 import time
 import urllib.parse
 
+from loopback import free_port, wait_listening  # bench/loopback.py, beside this script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER_DDL = os.path.join(ROOT, "deploy", "clickhouse", "cluster")
 USER, PASSWORD = "tributary", "bench-password"
 ZK_JARS = ["zookeeper.jar", "zookeeper-jute.jar", "slf4j-api.jar", "slf4j-simple.jar"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 def wait_serving(port, timeout=60):
