@@ -114,12 +114,17 @@ struct ClickHousePartitionTests {
             #expect(try await client.scalar("SELECT count() FROM tributary.readings FINAL") == "4")
             #expect(try await client.scalar("SELECT groupArray(sequence) FROM (SELECT sequence FROM tributary.batch_ledger FINAL ORDER BY sequence)") == "[1,3]")
 
-            // Through the sink (its coalescing writer) the same.
-            do throws(SinkError) {
-                _ = try await sink.write(batch(4, "refuse me"))
-                Issue.record("taken")
-            } catch {
-                #expect(error.kind == .refused, "\(error)")
+            // Through the sink (its coalescing writer), alone: 503 the first time (a table that
+            // refuses every batch looks the same), refused for good once the refusal repeats
+            // after another batch was written.
+            for (attempt, expected) in [(1, SinkError.Kind.unavailable), (2, .refused)] {
+                do throws(SinkError) {
+                    _ = try await sink.write(batch(4, "refuse me"))
+                    Issue.record("taken")
+                } catch {
+                    #expect(error.kind == expected, "attempt \(attempt): \(error)")
+                }
+                if attempt == 1 { #expect(try await sink.write(batch(6, "fine")) == .accepted) }
             }
 
             // Once a column the sink writes has another type, a refusal is the tables' fault,
@@ -128,6 +133,35 @@ struct ClickHousePartitionTests {
             let afterChange = await ClickHouseSink.write([batch(5, "refuse me")], client: client, database: "tributary")
             guard case .failure(let unavailable) = afterChange[0] else { Issue.record("taken"); return }
             #expect(unavailable.kind == .unavailable, "\(unavailable)")
+        }
+    }
+
+    @Test("a column an operator added that fails on every row (attack round 10): every batch 503, none set aside, all written once it is dropped")
+    func aBrokenTableSetsNothingAside() async throws {
+        try await withServer { sink, client in
+            try await client.execute("ALTER TABLE tributary.readings ADD COLUMN oops UInt8 MATERIALIZED toUInt8(topic)")
+            func batch(_ sequence: UInt64) -> IncomingBatch {
+                IncomingBatch(identity: BatchIdentity(gatewayID: "gw", epoch: "e", sequence: sequence),
+                              readings: [.sample(timeMs: 1_763_900_000_000 + Int64(sequence), value: .integer(1))], digest: sequence, receivedAtMs: 1)
+            }
+            // A group, and each batch again alone, twice: nothing goes in, so nothing is the batch's fault.
+            for _ in 0..<2 {
+                for outcome in await ClickHouseSink.write([batch(1), batch(2), batch(3)], client: client, database: "tributary") {
+                    guard case .failure(let error) = outcome else { Issue.record("taken: \(outcome)"); continue }
+                    #expect(error.kind == .unavailable, "\(error)")
+                }
+                for sequence in 1...3 as ClosedRange<UInt64> {
+                    do throws(SinkError) {
+                        _ = try await sink.write(batch(sequence))
+                        Issue.record("taken")
+                    } catch {
+                        #expect(error.kind == .unavailable, "\(error)")
+                    }
+                }
+            }
+            try await client.execute("ALTER TABLE tributary.readings DROP COLUMN oops")
+            for sequence in 1...3 as ClosedRange<UInt64> { #expect(try await sink.write(batch(sequence)) == .accepted) }
+            #expect(try await client.scalar("SELECT count() FROM tributary.readings FINAL") == "3")
         }
     }
 }

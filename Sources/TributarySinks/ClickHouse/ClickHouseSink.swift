@@ -104,6 +104,7 @@ public final class ClickHouseSink: Sink {
         baseInsertSettings = base
         let prepared = PreparedPlan()
         self.prepared = prepared
+        let witness = RefusalWitness()
         writer = CoalescingWriter(maxBatches: settings.maxInsertBatches, maxReadings: settings.maxInsertReadings) { group in
             var plan = prepared.current
             if plan == nil {
@@ -116,7 +117,7 @@ public final class ClickHouseSink: Sink {
                 }
             }
             return await Self.write(group, client: client, database: database, insertSettings: plan!.settings,
-                                    monthsPerInsert: plan!.monthsPerInsert, profileIsStale: { prepared.set(nil) })
+                                    monthsPerInsert: plan!.monthsPerInsert, witness: witness, profileIsStale: { prepared.set(nil) })
         }
     }
 
@@ -203,12 +204,15 @@ public final class ClickHouseSink: Sink {
 
     /// Writes the group and answers each batch. `profileIsStale` is called when the server
     /// refused a setting (115: an older release now answers at this address) or the partition
-    /// limit (252: it was lowered), so the next write reads the server again.
+    /// limit (252: it was lowered), so the next write reads the server again. `witness` decides
+    /// when a refusal is the batch's fault (see `RefusalWitness`).
     static func write(_ group: [IncomingBatch], client: ClickHouseClient, database: String,
                       insertSettings: [String: String] = Settings().insertSettings, monthsPerInsert: Int? = nil,
-                      profileIsStale: @Sendable () -> Void = {}) async -> [CoalescingWriter.Outcome] {
+                      witness: RefusalWitness = RefusalWitness(), profileIsStale: @Sendable () -> Void = {},
+                      judging: Bool = true) async -> [CoalescingWriter.Outcome] {
         switch await writeTogether(group, client: client, database: database, insertSettings: insertSettings, monthsPerInsert: monthsPerInsert) {
         case .success(let results):
+            witness.noteWritten()
             return results.map { .success($0) }
         case .failure(let error) where error.kind == .server && group.count > 1 && !quorumCodes.contains(error.code ?? 0)
                                         && !profileCodes.contains(error.code ?? 0):
@@ -218,13 +222,21 @@ public final class ClickHouseSink: Sink {
             var outcomes: [CoalescingWriter.Outcome] = []
             for batch in group {
                 outcomes += await write([batch], client: client, database: database, insertSettings: insertSettings,
-                                        monthsPerInsert: monthsPerInsert, profileIsStale: profileIsStale)
+                                        monthsPerInsert: monthsPerInsert, witness: witness, profileIsStale: profileIsStale, judging: false)
             }
-            return outcomes
+            // Refused while others of the same group went in: the batch's own fault. Refused
+            // with none going in: perhaps the table's (a column that fails every row), judged
+            // as a lone batch is.
+            let othersWent = outcomes.contains { if case .success = $0 { true } else { false } }
+            return zip(group, outcomes).map { batch, outcome in
+                guard case .failure(let error) = outcome, error.kind == .refused, !othersWent else { return outcome }
+                return witness.judge(batch.identity) ? outcome : .failure(SinkError(.unavailable, RefusalWitness.notYet(error.message)))
+            }
         case .failure(let error):
             if error.kind == .server, profileCodes.contains(error.code ?? 0) { profileIsStale() }
             if group.count == 1, let reason = await refusal(error, client: client, database: database) {
-                return [.failure(SinkError(.refused, reason))]
+                if !judging || witness.judge(group[0].identity) { return [.failure(SinkError(.refused, reason))] }
+                return [.failure(SinkError(.unavailable, RefusalWitness.notYet(reason)))]
             }
             return group.map { _ in .failure(SinkError(error)) }
         }
@@ -429,5 +441,45 @@ public final class ClickHouseSink: Sink {
 extension SinkError {
     init(_ error: ClickHouseError) {
         self.init(error.kind == .authentication || error.kind == .tls ? .misconfigured : .unavailable, error.message)
+    }
+}
+
+/// When a refusal is the batch's fault rather than the table's. A column an operator added that
+/// fails on every row (then dropped again) refuses every batch with the same codes a bad value
+/// does; setting the whole fleet's batches aside for a five-second mistake took an operator on
+/// every gateway (attack round 10). So a batch refused alone is answered 503 the first time, and
+/// set aside only when it is refused again after other batches were written meanwhile: the
+/// table takes data, this batch it does not. Refused while others of its own group went in, it
+/// is set aside at once.
+final class RefusalWitness: Sendable {
+    private struct State {
+        var written: UInt64 = 0
+        /// Batches refused once, with `written` at the time.
+        var suspects: [BatchIdentity: UInt64] = [:]
+    }
+
+    private let state = Mutex(State())
+    /// Suspects kept at most; past it they start again (each is then answered 503 once more).
+    static let maxSuspects = 10_000
+
+    func noteWritten() { state.withLock { $0.written &+= 1 } }
+
+    /// True when the batch is to be refused for good now: it was refused before, and some write
+    /// succeeded since.
+    func judge(_ identity: BatchIdentity) -> Bool {
+        state.withLock { s in
+            if let at = s.suspects[identity] {
+                guard s.written > at else { return false }
+                s.suspects[identity] = nil
+                return true
+            }
+            if s.suspects.count >= Self.maxSuspects { s.suspects.removeAll() }
+            s.suspects[identity] = s.written
+            return false
+        }
+    }
+
+    static func notYet(_ reason: String) -> String {
+        "\(reason) (answered 503 until the refusal repeats after other batches were written: a problem of the table refuses them all)"
     }
 }
