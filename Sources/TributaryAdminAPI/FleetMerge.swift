@@ -32,6 +32,9 @@ public enum FleetMerge {
             t.largestWriteBatches = max(t.largestWriteBatches, view.sinkWrites.largestWriteBatches)
             return t
         }
+        // Any aggregator whose registry cannot be written, named.
+        let registryErrors = views.compactMap(\.registryWriteError)
+        merged.registryWriteError = registryErrors.isEmpty ? nil : registryErrors.joined(separator: "; ")
         merged.refusedSenders = views.flatMap { $0.refusedSenders ?? [] }.sorted { $0.lastAtMs > $1.lastAtMs }
         var byID: [String: [GatewayView]] = [:]
         for view in views {

@@ -24,6 +24,10 @@ public struct FleetView: Codable, Sendable, Equatable {
     /// `gateways` then holds one page of them.
     public var summary: FleetTotals?
     public var matched: Int?
+    /// Why the aggregator's fleet registry cannot be written now (a full disk), while it cannot:
+    /// its gateways' counts and chain links are then in its memory only, and a crash loses
+    /// them (delivery goes on: readings are in the sink). Nil when writes succeed.
+    public var registryWriteError: String?
 
     public init(generatedAtMs: Int64, staleAfterSeconds: Int, sink: String, admission: AdmissionStats = .init(),
                 sinkWrites: SinkWriteStats = .init(), gateways: [GatewayView], refusedSenders: [RefusedSender] = []) {
@@ -40,6 +44,7 @@ public struct FleetView: Codable, Sendable, Equatable {
         case refusedSenders = "refused_senders"
         case mergedFrom = "merged_from"
         case unanswered, summary, matched
+        case registryWriteError = "registry_write_error"
         case generatedAtMs = "generated_at_ms"
         case staleAfterSeconds = "stale_after_seconds"
         case sink, admission, gateways

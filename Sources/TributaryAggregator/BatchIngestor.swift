@@ -59,10 +59,12 @@ public final class BatchIngestor: Sendable {
         }
 
         /// How long a refused request should wait: the time a request spends in flight now,
-        /// times how many are refused per one served, at least a second, at most a minute.
+        /// times how many are refused per one served (at most 8: a second in which the sink
+        /// paused and nothing was answered must not send everyone away for a minute), at least
+        /// a second, at most a minute.
         func retryAfterMs(averageWriteMs: Double) -> Int {
             let base = max(averageWriteMs + 100, 1000)
-            return Int(min(max(base * max(1, overload), 1000), 60_000))
+            return Int(min(max(base * min(max(1, overload), 8), 1000), 60_000))
         }
     }
 
@@ -325,7 +327,10 @@ public final class BatchIngestor: Sendable {
         do {
             try await registry.record(status, event: event, receivedAtMs: receivedAtMs)
         } catch {
-            logger.error("fleet registry update failed", metadata: ["gateway": "\(status.gatewayID)", "error": "\(error)"])
+            if let held = logThrottle.admit("registry") {
+                logger.error("fleet registry update failed; the fleet view holds it in memory until the file can be written",
+                             metadata: ["gateway": "\(status.gatewayID)", "error": "\(error)", "similar_held_back": "\(held)"])
+            }
         }
     }
 

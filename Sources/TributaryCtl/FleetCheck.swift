@@ -57,6 +57,9 @@ public struct FleetCheck: Sendable {
                 problems.append("gateway '\(r.shownGateway)' (as it claims) refused for its credentials \(r.refusals) time(s), last from \(r.lastPeer): \(r.lastReason.prefix(120))")
             }
         }
+        if let registry = view.registryWriteError {
+            problems.append("the fleet registry cannot be written (\(registry.prefix(120))): gateways' counts and chains are in memory only, and a crash of the aggregator now loses them")
+        }
         if sinkMustBeHealthy, view.admission.consecutiveSinkFailures > 0 {
             problems.append("sink \(view.sink) failing: \(view.admission.consecutiveSinkFailures) writes in a row, last: \(view.admission.lastSinkError.prefix(120))")
         }

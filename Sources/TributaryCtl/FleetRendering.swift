@@ -14,7 +14,7 @@ public enum FleetRendering {
             "aggregator   \(aggregator)",
             "sink         \(one(view.sink)) (\(one(sinkHealth)))",
             "sink writes  \(HumanUnits.count(UInt64(view.sinkWrites.batches))) batches in \(HumanUnits.count(UInt64(view.sinkWrites.writes))) writes since start (up to \(view.sinkWrites.largestWriteBatches) batches coalesced in one)",
-            "in flight    \(a.inFlightBatches)/\(a.maxInFlightBatches) batches, \(HumanUnits.bytes(a.inFlightBytes))/\(HumanUnits.bytes(a.maxInFlightBytes)) toward the sink; \(a.busyRefusals) refused busy (429) since start",
+            "in flight    \(a.inFlightBatches)/\(a.maxInFlightBatches) batches, \(HumanUnits.bytes(a.inFlightBytes))/\(HumanUnits.bytes(a.maxInFlightBytes)) toward the sink; \(a.busyRefusals + a.addressBusyRefusals) refused busy (429) since start",
             "gateways     \(t.gateways) total, \(t.online) online, \(t.stale) stale (silent > \(HumanUnits.duration(ms: Int64(view.staleAfterSeconds) * 1000)))",
             "backlog      \(HumanUnits.count(t.backlogReadings)) readings",
             "worst lag    " + (t.worst.map { "\(HumanUnits.duration(ms: $0.lagMs)) (\(one($0.gatewayID)))" } ?? "-"),
@@ -29,6 +29,9 @@ public enum FleetRendering {
         }
         for (url, reason) in (view.unanswered ?? [:]).sorted(by: { $0.key < $1.key }) {
             lines.insert("NO ANSWER    \(one(url)): \(one(String(reason.prefix(120)))); its part of the fleet is missing here", at: 1)
+        }
+        if let registry = view.registryWriteError {
+            lines.append("REGISTRY     cannot be written: \(one(String(registry.prefix(120)))); counts and chains are in the aggregator's memory only until it can")
         }
         if a.newGatewaysRefused > 0 {
             lines.append("refused      \(HumanUnits.count(UInt64(a.newGatewaysRefused))) requests from gateways not shown here: the registry holds limits.max_gateways; they keep their readings until it is raised")

@@ -148,5 +148,9 @@ struct BatchIngestorTests {
         #expect(pressure.retryAfterMs(averageWriteMs: 10) == 1000)
         pressure.note(refused: true, nowMs: 9_000)  // after a quiet spell, nothing carried over
         #expect(pressure.retryAfterMs(averageWriteMs: 10) == 1000)
+        // A second in which the sink paused: 500 refused, nothing answered. At most 8 s, not a minute.
+        for _ in 0..<500 { pressure.note(refused: true, nowMs: 9_500) }
+        pressure.note(refused: true, nowMs: 10_100)
+        #expect(pressure.retryAfterMs(averageWriteMs: 10) == 8_000)
     }
 }

@@ -46,6 +46,18 @@ import TributaryTesting
         #expect(FleetCheck().evaluate(Fixtures.fleet).lines == ["CRITICAL: 1 problem(s)", "1 gateways stale (max 0): gw-pump-3"])
     }
 
+    /// A registry the aggregator cannot write (a full disk) is CRITICAL and in `status`: its
+    /// counts and chains are in memory only, and a crash would lose them (attack round 10).
+    @Test func anUnwritableRegistryIsCritical() {
+        var view = Fixtures.fleet
+        view.registryWriteError = "database or disk is full"
+        let (code, lines) = FleetCheck(maxStale: 1).evaluate(view)
+        #expect(code == .critical)
+        #expect(lines.contains { $0.hasPrefix("the fleet registry cannot be written (database or disk is full)") }, "\(lines)")
+        #expect(FleetRendering.status(view, aggregator: "a").contains("REGISTRY     cannot be written: database or disk is full"))
+        #expect(!FleetRendering.status(Fixtures.fleet, aggregator: "a").contains("REGISTRY"))
+    }
+
     @Test func sparklineScalesToTheLargestValue() {
         #expect(Sparkline.render([0, 1, 2, 4, 8], width: 5) == "▁▁▂▄█")
         #expect(Sparkline.render([3, 3], width: 4) == "  ██")

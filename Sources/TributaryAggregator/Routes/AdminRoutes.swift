@@ -83,6 +83,7 @@ struct AdminRoutes {
                              refusedSenders: ingestor.refusedSenders.recent(nowMs: now, withinMs: Int64(config.staleAfterSeconds) * 1000))
         view.summary = summary
         view.matched = matched
+        view.registryWriteError = registry.lastWriteError
         return view
     }
 }
