@@ -73,6 +73,7 @@ public struct StatusServer: Sendable {
         }
         let now = WallClock.nowMs()
         var p = PrometheusText()
+        ProcessMetrics.render(into: &p)
         p.single("tributary_agent_readings_ingested_total", .counter, help: "Readings committed to the buffer since it was created.",
                  Double(c.ingestedTotal))
         p.single("tributary_agent_readings_acknowledged_total", .counter, help: "Readings the aggregator acknowledged (its sink holds them).",

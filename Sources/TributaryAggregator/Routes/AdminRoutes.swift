@@ -45,11 +45,10 @@ struct AdminRoutes {
             let sinkUp = ingestor.admissionStats.consecutiveSinkFailures == 0 ? await readiness.problem() == nil : false
             var text = ingestor.metrics.render(try await fleetView(), sinkUp: sinkUp, auditUnwritten: audit.unwrittenEvents,
                                                  perGateway: config.metricsPerGateway)
-            if let relay = ingestor.relay {
-                var p = PrometheusText()
-                relay.metrics(into: &p, nowMs: WallClock.nowMs())
-                text += p.text
-            }
+            var p = PrometheusText()
+            if let relay = ingestor.relay { relay.metrics(into: &p, nowMs: WallClock.nowMs()) }
+            ProcessMetrics.render(into: &p)
+            text += p.text
             return Response(status: .ok, headers: [.contentType: PrometheusText.contentType],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }
