@@ -89,7 +89,12 @@ public struct FleetQuery: Sendable, Equatable {
     /// problem naming it, never a silent default.
     public init(parameters: [(String, String)]) throws(Problem) {
         self.init()
+        var seen: Set<String> = []
         for (name, value) in parameters {
+            // Twice is ambiguous (`sort=lag&sort=id`): refused, not read as the last one.
+            guard seen.insert(name).inserted else {
+                throw Problem(description: "'\(Printable.clean(name, maxLength: 40))' is given more than once")
+            }
             switch name {
             case "sort":
                 guard let order = Order(rawValue: value) else {

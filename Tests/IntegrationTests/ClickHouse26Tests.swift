@@ -22,8 +22,8 @@ struct ClickHouse26Tests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        FileManager.default.createFile(atPath: dir.file("out"), contents: nil)
-        FileManager.default.createFile(atPath: dir.file("err"), contents: nil)
+        _ = FileManager.default.createFile(atPath: dir.file("out"), contents: nil)
+        _ = FileManager.default.createFile(atPath: dir.file("err"), contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.file("out")))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.file("err")))
         process.standardInput = FileHandle.nullDevice

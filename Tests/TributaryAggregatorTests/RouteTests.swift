@@ -85,7 +85,7 @@ struct RouteTests {
             #expect(lagging.gateways.map(\.gatewayID) == ["gw-1", "gw-3"] && lagging.matched == 2)
             let summary = try await view(WireProtocol.fleetPath + "/summary", client)
             #expect(summary.gateways.isEmpty && summary.summary == FleetTotals(gateways: everything.gateways, nowMs: summary.generatedAtMs))
-            for bad in ["?sort=size", "?limit=-1", "?offset=x", "?stale=maybe", "?colour=red"] {
+            for bad in ["?sort=size", "?limit=-1", "?offset=x", "?stale=maybe", "?colour=red", "?sort=lag&sort=id"] {
                 try await client.execute(uri: WireProtocol.fleetPath + bad, method: .get, headers: withToken) { response in
                     #expect(response.status == .badRequest, "\(bad)")
                     let name = String(bad.dropFirst().prefix { $0 != "=" })
