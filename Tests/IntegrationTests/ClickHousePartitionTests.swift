@@ -13,24 +13,7 @@ import TributaryTesting
        .enabled(if: ClickHouseServer.unavailableReason == nil, "clickhouse-server is not installed"))
 struct ClickHousePartitionTests {
     func withServer(_ body: (ClickHouseSink, ClickHouseClient) async throws -> Void) async throws {
-        let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
-        defer { dir.remove() }
-        let server = try await ClickHouseServer(directory: dir.file("clickhouse"))
-        let endpoint = try ClickHouseEndpoint(url: server.url())
-        let sink = ClickHouseSink(endpoint: endpoint, logger: Logger(label: "test"))
-        let client = ClickHouseClient(endpoint: endpoint)
-        do {
-            try await sink.prepare()
-            try await body(sink, client)
-        } catch {
-            await sink.close()
-            await client.shutdown()
-            await server.stop()
-            throw error
-        }
-        await sink.close()
-        await client.shutdown()
-        await server.stop()
+        try await withClickHouseSink(body)
     }
 
     /// `count` readings one month apart from January 2000.

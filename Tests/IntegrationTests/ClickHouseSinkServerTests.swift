@@ -26,24 +26,7 @@ struct ClickHouseSinkServerTests {
                                           .boolean(true), .text(""), .text("\\N")]
 
     func withSink(_ body: (ClickHouseSink, ClickHouseClient) async throws -> Void) async throws {
-        let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
-        defer { dir.remove() }
-        let server = try await ClickHouseServer(directory: dir.file("clickhouse"))
-        let endpoint = try ClickHouseEndpoint(url: server.url())
-        let sink = ClickHouseSink(endpoint: endpoint, logger: Logger(label: "test"))
-        let client = ClickHouseClient(endpoint: endpoint)
-        do {
-            try await sink.prepare()
-            try await body(sink, client)
-        } catch {
-            await sink.close()
-            await client.shutdown()
-            await server.stop()
-            throw error
-        }
-        await sink.close()
-        await client.shutdown()
-        await server.stop()
+        try await withClickHouseSink(body)
     }
 
     @Test("awkward text, labels and ids round-trip exactly; a resend is a duplicate; other contents a conflict")
@@ -183,4 +166,27 @@ struct ClickHouseSinkServerTests {
             await sink.close()
         }
     }
+}
+
+/// A fresh ClickHouse server with the sink prepared on it and a client to read it, for `body`;
+/// all three stopped afterwards, whether `body` throws or not.
+func withClickHouseSink(_ body: (ClickHouseSink, ClickHouseClient) async throws -> Void) async throws {
+    let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
+    defer { dir.remove() }
+    let server = try await ClickHouseServer(directory: dir.file("clickhouse"))
+    let endpoint = try ClickHouseEndpoint(url: server.url())
+    let sink = ClickHouseSink(endpoint: endpoint, logger: Logger(label: "test"))
+    let client = ClickHouseClient(endpoint: endpoint)
+    do {
+        try await sink.prepare()
+        try await body(sink, client)
+    } catch {
+        await sink.close()
+        await client.shutdown()
+        await server.stop()
+        throw error
+    }
+    await sink.close()
+    await client.shutdown()
+    await server.stop()
 }

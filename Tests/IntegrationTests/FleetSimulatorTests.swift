@@ -21,15 +21,8 @@ struct FleetSimulatorTests {
             "--manifest", manifestPath, "--json",
         ], in: harness.dir.path)
         #expect(code == 0, "\(output)")
-        let line = try #require(output.split(separator: "\n").first { $0.hasPrefix("{") })
-        guard case .object(let fields) = try JSONValue.parse(Array(line.utf8)) else { throw TestingError("not a JSON report: \(line)") }
-        func number(_ name: String) -> Double {
-            switch fields.first(where: { $0.0 == name })?.1 {
-            case .integer(let i)?: Double(i)
-            case .double(let d)?: d
-            default: -1
-            }
-        }
+        let fields = try Self.report(output)
+        func number(_ name: String) -> Double { Self.number(name, in: fields) }
         #expect(number("gateways_served") == 300 && number("rejected") == 0)
         #expect(number("readings") == 300 * 3 * 40)
         #expect(number("lost_acks") > 0 && number("restarts") > 0 && number("new_epochs") > 0)
@@ -69,15 +62,8 @@ struct FleetSimulatorTests {
             "--seed", "3", "--manifest", manifestPath, "--json",
         ], in: harness.dir.path)
         #expect(code == 0, "\(output)")
-        let line = try #require(output.split(separator: "\n").first { $0.hasPrefix("{") })
-        guard case .object(let fields) = try JSONValue.parse(Array(line.utf8)) else { throw TestingError("not a JSON report: \(line)") }
-        func number(_ name: String) -> Double {
-            switch fields.first(where: { $0.0 == name })?.1 {
-            case .integer(let i)?: Double(i)
-            case .double(let d)?: d
-            default: -1
-            }
-        }
+        let fields = try Self.report(output)
+        func number(_ name: String) -> Double { Self.number(name, in: fields) }
         #expect(number("gateways_served") == 5 && number("rejected") == 0 && number("undelivered") == 0)
         #expect(number("unreachable") > 0, "the refusals were retried")
         #expect(number("heartbeats") > 0)
@@ -136,5 +122,21 @@ struct FleetSimulatorTests {
         let (untrusted, untrustedOutput) = try await ProcessHarness.run(ctl, common, in: harness.dir.path)
         #expect(untrusted != 0 && untrustedOutput.contains("cannot reach the aggregator"), "\(untrustedOutput)")
         await harness.stop(aggregator)
+    }
+
+    /// The fields of the fleet's JSON report line.
+    static func report(_ output: String) throws -> [(String, JSONValue)] {
+        let line = try #require(output.split(separator: "\n").first { $0.hasPrefix("{") })
+        guard case .object(let fields) = try JSONValue.parse(Array(line.utf8)) else { throw TestingError("not a JSON report: \(line)") }
+        return fields
+    }
+
+    /// A number of the report, -1 for one it lacks (or null).
+    static func number(_ name: String, in fields: [(String, JSONValue)]) -> Double {
+        switch fields.first(where: { $0.0 == name })?.1 {
+        case .integer(let i)?: Double(i)
+        case .double(let d)?: d
+        default: -1
+        }
     }
 }
