@@ -50,6 +50,37 @@ struct SQLiteSinkTests {
         #expect(series == 3 && batches == 3, "three series (s0 with and without a unit, s1), three batches")
     }
 
+    /// Batches written at once share transactions (the writer coalesces them), and each is still
+    /// answered for itself: a copy of an identity in the same group is a duplicate, one with
+    /// other contents a conflict, and a series added by one batch of a group is found by the next.
+    @Test func concurrentBatchesShareTransactionsAndAreEachAnswered() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let sink = try SQLiteSink(path: dir.file("sink.sqlite"))
+        var batches = (1...60).map { Self.batch(UInt64($0)) }
+        batches.append(Self.batch(7))  // the same contents: a duplicate
+        let other = Self.batch(9)
+        batches.append(IncomingBatch(identity: other.identity, readings: other.readings, digest: 999, receivedAtMs: 0))  // a conflict
+        let results = try await withThrowingTaskGroup(of: (Int, SinkWriteResult).self) { group in
+            for (index, batch) in batches.enumerated() { group.addTask { (index, try await sink.write(batch)) } }
+            var results = [SinkWriteResult?](repeating: nil, count: batches.count)
+            for try await (index, result) in group { results[index] = result }
+            return results
+        }
+        let stats = sink.writeStats
+        await sink.close()
+        // Which of the two copies of 7 (and of 9) went first is up to the scheduler.
+        #expect(results.filter { $0 == .accepted }.count == 60)
+        #expect(results.filter { $0 == .duplicate }.count == 1 && results.filter { $0 == .conflict }.count == 1)
+        #expect(stats.batches == 60 && stats.readings == 180)
+        #expect(stats.writes < 60 && stats.largestWriteBatches > 1, "\(stats.writes) transactions for 60 batches")
+        let rows = try Self.rows(dir.file("sink.sqlite"))
+        #expect(rows.count == 180 && Set(rows.map { $0[12] }).count == 60)
+        let db = try SQLiteDatabase(path: dir.file("sink.sqlite"), readOnly: true)
+        defer { db.close() }
+        #expect(try db.withConnection { c throws(SQLiteError) in try c.scalar("SELECT count(*) FROM series")?.int64 } == 3)
+    }
+
     /// Sensor ids that Swift's `==` takes as equal and SQLite does not: two series, each with
     /// its own bytes.
     @Test func canonicallyEquivalentSensorsAreTwoSeries() async throws {

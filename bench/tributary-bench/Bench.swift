@@ -15,6 +15,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Comma list of benchmarks to run (default: all).") var only: String?
     @Flag(help: "Smaller counts: a quick look, not figures to keep.") var quick = false
     @Option(help: "Directory for the JSON results.") var out = "bench/results"
+    @Option(help: "sink-sqlite, sink-clickhouse: batches of 500 each of the 100 gateways sends (default 4; more, for a run long enough to profile).") var sinkBatches = 4
     @Option(help: "fleet-10k: how many times to repeat its 1x run (the issue's goal is five in a row).") var runs = 1
     @Option(help: "fleet-10k: which runs, a comma list of 1x, burst, clickhouse (default: all).") var fleetParts: String?
     @Option(help: "fleet-10k: the aggregator's limits.max_in_flight_batches (default: its own default).") var maxInFlightBatches: Int?
@@ -40,7 +41,7 @@ struct Bench: AsyncParsableCommand {
         if selected("ingest") { record(try await ingestBench(bin: bin, messages: Int(40_000 * scale))) }
         if selected("peer-collectd") { record(try await peerBench(bin: bin, messages: Int(40_000 * scale))) }
         if selected("sink-sqlite") || selected("sink-clickhouse") {
-            let load = try SinkLoad(gateways: 100, batchesPerGateway: quick ? 1 : 4, batchSize: 500)
+            let load = try SinkLoad(gateways: 100, batchesPerGateway: quick ? 1 : sinkBatches, batchSize: 500)
             if selected("sink-sqlite") { record(try await sqliteSinkBench(bin: bin, load: load)) }
             if selected("sink-clickhouse") { record(try await clickHouseSinkBench(bin: bin, load: load)) }
         }

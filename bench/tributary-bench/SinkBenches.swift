@@ -102,11 +102,14 @@ struct SinkLoad {
 /// same schema (the sink's own, index included): one prepared statement, one transaction.
 func sqliteSinkBench(bin: String, load: SinkLoad) async throws -> BenchResult {
     var aggregatorRates: [Double] = []
+    var aggregatorCPU: [Double] = []
     var directRates: [Double] = []
     for run in 0..<2 {
         let rig = try await Rig(bin: bin)
         let aggregator = try await rig.startAggregator()
+        let cpuBefore = processUsage(aggregator.pid)?.cpuSeconds ?? 0
         let seconds = try await timed { try await load.post(to: "http://127.0.0.1:\(rig.httpPort)") }
+        aggregatorCPU.append(((processUsage(aggregator.pid)?.cpuSeconds ?? cpuBefore) - cpuBefore) * 1e6 / Double(load.readings.count))
         _ = await aggregator.stop(signal: SIGTERM)
         let stored = try countRows(sqlite: rig.dir.file("aggregator/sink.sqlite"))
         guard stored == load.readings.count else { throw BenchError("the SQLite sink holds \(stored) of \(load.readings.count) readings") }
@@ -125,6 +128,7 @@ func sqliteSinkBench(bin: String, load: SinkLoad) async throws -> BenchResult {
     result.notes = [
         "readings": String(load.readings.count), "batches": "\(load.batchCount) of \(load.batchSize) from \(load.batches.count) gateways at once",
         "runs": "2 each; the mean", "direct": "one transaction for all rows; the sink commits each group of batches and writes a ledger row per batch",
+        "aggregator_cpu_us_per_reading": String(format: "%.2f", median(aggregatorCPU)),
     ]
     return result
 }
@@ -139,6 +143,7 @@ func clickHouseSinkBench(bin: String, load: SinkLoad) async throws -> BenchResul
     let server = try await ClickHouseServer(directory: rig.dir.file("clickhouse"))
     let client = ClickHouseClient(endpoint: try ClickHouseEndpoint(url: server.url()))
     var aggregatorRates: [Double] = []
+    var aggregatorCPU: [Double] = []
     var directRates: [Double] = []
     let rows = rig.dir.file("rows.rowbinary")
     try Data(rowBinary(load.readings)).write(to: URL(fileURLWithPath: rows))
@@ -149,7 +154,9 @@ func clickHouseSinkBench(bin: String, load: SinkLoad) async throws -> BenchResul
             "--sink", server.url(database: database), "--log-level", "warning",
         ], logFile: rig.dir.file("aggregator-\(run).log"))
         try await FreePort.waitUntilListening(rig.httpPort)
+        let cpuBefore = processUsage(aggregator.pid)?.cpuSeconds ?? 0
         let seconds = try await timed { try await load.post(to: "http://127.0.0.1:\(rig.httpPort)") }
+        aggregatorCPU.append(((processUsage(aggregator.pid)?.cpuSeconds ?? cpuBefore) - cpuBefore) * 1e6 / Double(load.readings.count))
         _ = await aggregator.stop(signal: SIGTERM)
         aggregatorRates.append(Double(load.readings.count) / seconds)
 
@@ -186,6 +193,7 @@ func clickHouseSinkBench(bin: String, load: SinkLoad) async throws -> BenchResul
         "readings": String(load.readings.count), "batches": "\(load.batchCount) of \(load.batchSize) from \(load.batches.count) gateways at once",
         "runs": "2 each; the mean", "server": "clickhouse-server \(version ?? "?") on this machine",
         "differs": "the aggregator also looks each batch up in, and writes it to, the dedup ledger, and answers every batch",
+        "aggregator_cpu_us_per_reading": String(format: "%.2f", median(aggregatorCPU)),
     ]
     return result
 }
