@@ -130,7 +130,7 @@ let package = Package(
         .target(
             name: "TributarySinks",
             dependencies: [
-                "TributaryCore", "TributaryAdminAPI", "TributarySQLite", "TributaryClickHouse",
+                "TributaryCore", "TributaryAdminAPI", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),

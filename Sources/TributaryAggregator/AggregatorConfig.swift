@@ -268,6 +268,7 @@ public struct AggregatorConfig: Sendable {
         if let caFile = try s.readableFile("ca_file") { clickHouse.caFile = caFile }
         clickHouse.insertQuorum = try s.int("insert_quorum", range: 0...16) ?? clickHouse.insertQuorum
         if let seconds = try s.int("insert_quorum_timeout_seconds", range: 1...3600) { clickHouse.insertQuorumTimeout = .seconds(seconds) }
+        clickHouse.compression = try s.choice("compression", of: ClickHouseSink.InsertCompression.self) ?? clickHouse.compression
         guard case .clickhouse(var endpoint) = sink else { return }
         if let user {
             guard endpoint.user == nil else { throw s.error("user", "the sink URL names a user already; set it in one place") }

@@ -145,7 +145,7 @@ struct ClickHouse26Tests {
         let profile = try #require(ClickHouseServerProfile(version: versionText, limit: profileRows[1]))
         print("ClickHouse 26 (chdb): version() = \(versionText), max_partitions_per_insert_block = \(profile.maxPartitionsPerInsert.map(String.init) ?? "none")")
         #expect(profile.version.major >= 26, "chdb-core brings ClickHouse 26.x, found \(versionText)")
-        let plan = ClickHouseSink.InsertPlan(profile, base: ClickHouseSink.Settings().insertSettings)
+        let plan = try ClickHouseSink.InsertPlan(profile, base: ClickHouseSink.Settings().insertSettings)
         #expect(plan.settings == ["async_insert": "0", "distributed_foreground_insert": "1"])
         #expect(plan.monthsPerInsert == 50, "100 partitions per insert by default")
 

@@ -7,6 +7,7 @@ import TributaryRuntime
 import TributaryClickHouse
 import TributaryCore
 import TributaryTesting
+import TributaryWire
 
 /// The ClickHouse sink's write path in-process against a real clickhouse-server: the dedup
 /// branches, text that needs escaping, and a write cut between its two inserts.
@@ -149,6 +150,32 @@ struct ClickHouseSinkServerTests {
         }
     }
 
+    @Test("compressed inserts: 18.16 refuses zstd bodies when asked, so auto sends none; gzip arrives row for row")
+    func compressedInserts() async throws {
+        try await withClickHouseSink { _, client in
+            #expect(await !client.acceptsContentEncoding("zstd", selectOne: Compression.compress(Array("SELECT 1".utf8), encoding: .zstd)))
+            #expect(await client.acceptsContentEncoding("gzip", selectOne: Compression.compress(Array("SELECT 1".utf8), encoding: .gzip)))
+            let profile = try await ClickHouseServerProfile.read(client: client)
+            let plan = try ClickHouseSink.InsertPlan(profile, base: [:], compression: .auto)
+            #expect(!profile.acceptsZstd && plan.encoding == .identity)
+        }
+        var gzip = ClickHouseSink.Settings()
+        gzip.compression = .gzip
+        try await withClickHouseSink(settings: gzip) { sink, client in
+            let batches = (1...20).map { n in
+                IncomingBatch(identity: BatchIdentity(gatewayID: "gw-gzip", epoch: "e", sequence: UInt64(n)),
+                              readings: Reading.series(50, from: n * 50, gateway: "gw-gzip", sensor: "s\(n % 3)"), digest: UInt64(n), receivedAtMs: 1)
+            }
+            try await withThrowingTaskGroup(of: SinkWriteResult.self) { group in
+                for batch in batches { group.addTask { try await sink.write(batch) } }
+                for try await result in group { #expect(result == .accepted) }
+            }
+            #expect(try await sink.write(batches[3]) == .duplicate)
+            let sums = try await client.select("SELECT count(), sum(value_int) FROM tributary.readings FINAL WHERE gateway_id = 'gw-gzip'")
+            #expect(sums.first == ["1000", String((50..<1050).reduce(0, +))])
+        }
+    }
+
     @Test("shard tables without the Distributed ones: the aggregator refuses to start instead of writing unsharded")
     func shardTablesWithoutDistributed() async throws {
         try await withSink { _, client in
@@ -170,12 +197,12 @@ struct ClickHouseSinkServerTests {
 
 /// A fresh ClickHouse server with the sink prepared on it and a client to read it, for `body`;
 /// all three stopped afterwards, whether `body` throws or not.
-func withClickHouseSink(_ body: (ClickHouseSink, ClickHouseClient) async throws -> Void) async throws {
+func withClickHouseSink(settings: ClickHouseSink.Settings = .init(), _ body: (ClickHouseSink, ClickHouseClient) async throws -> Void) async throws {
     let dir = try TemporaryDirectory(prefix: "tributary-clickhouse")
     defer { dir.remove() }
     let server = try await ClickHouseServer(directory: dir.file("clickhouse"))
     let endpoint = try ClickHouseEndpoint(url: server.url())
-    let sink = ClickHouseSink(endpoint: endpoint, logger: Logger(label: "test"))
+    let sink = ClickHouseSink(endpoint: endpoint, settings: settings, logger: Logger(label: "test"))
     let client = ClickHouseClient(endpoint: endpoint)
     do {
         try await sink.prepare()

@@ -12,6 +12,11 @@ struct AggregatorConfigTests {
         #expect(config.staleAfterSeconds == 120)
         #expect(config.clickHouse.maxInsertBatches == 256 && config.clickHouse.timeout == .seconds(30))
         #expect(config.clickHouse.insertQuorum == 0 && config.clickHouse.insertQuorumTimeout == .seconds(10))
+        #expect(config.clickHouse.compression == .auto)
+        #expect(try AggregatorConfig.parse(yaml: "clickhouse:\n  compression: gzip\n", file: "agg.yaml").clickHouse.compression == .gzip)
+        #expect {
+            _ = try AggregatorConfig.parse(yaml: "clickhouse:\n  compression: lz4\n", file: "agg.yaml")
+        } throws: { "\($0)".contains("clickhouse.compression") && "\($0)".contains("agg.yaml") }
         #expect(config.logFormat == .text)
         #expect(config.adminToken == .file(path: "/var/lib/tributary-aggregator/admin-token", createIfMissing: true))
     }

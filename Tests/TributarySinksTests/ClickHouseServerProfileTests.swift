@@ -33,6 +33,26 @@ struct ClickHouseServerProfileTests {
         #expect(Self.profile("18.16.1").insertSettings(quorum.insertSettings) == quorum.insertSettings)
     }
 
+    /// `clickhouse.compression`: auto takes zstd only from a server that decoded a zstd body when
+    /// asked; zstd demanded from one that did not is a configuration error, not a quiet fallback.
+    @Test func compressionFollowsWhatTheServerTakes() throws {
+        var zstdServer = Self.profile("26.9.2.1")
+        zstdServer.acceptsZstd = true
+        let old = Self.profile("18.16.1")
+        let base = ClickHouseSink.Settings().insertSettings
+        #expect(try ClickHouseSink.InsertPlan(zstdServer, base: base, compression: .auto).encoding == .zstd)
+        #expect(try ClickHouseSink.InsertPlan(old, base: base, compression: .auto).encoding == .identity)
+        #expect(try ClickHouseSink.InsertPlan(old, base: base, compression: .gzip).encoding == .gzip)
+        #expect(try ClickHouseSink.InsertPlan(zstdServer, base: base, compression: .none).encoding == .identity)
+        #expect(ClickHouseSink.Settings().compression == .auto)
+        do {
+            _ = try ClickHouseSink.InsertPlan(old, base: base, compression: .zstd)
+            Issue.record("zstd was accepted for a server that does not take it")
+        } catch {
+            #expect(error.kind == .misconfigured && error.message.contains("does not take zstd"))
+        }
+    }
+
     @Test func monthsPerInsertIsHalfThePartitionLimit() {
         #expect(Self.profile("18.16.1").monthsPerInsert == nil, "no limit, no split")
         #expect(Self.profile("26.9.2.1", limit: 0).monthsPerInsert == nil)

@@ -1,4 +1,5 @@
 import TributaryClickHouse
+import TributaryWire
 
 /// What the sink must do differently for the server it writes to, read once at start (and again
 /// after the server refused a setting or the partition limit): its release, from
@@ -8,10 +9,14 @@ struct ClickHouseServerProfile: Sendable, Equatable {
     /// The most partitions one insert may touch; nil when there is no such limit (18.16 has
     /// none; 0 means none on later releases).
     var maxPartitionsPerInsert: Int?
+    /// Whether the server decodes zstd request bodies (asked, not assumed from the release:
+    /// 18.16 does not).
+    var acceptsZstd: Bool
 
-    init(version: ClickHouseVersion, maxPartitionsPerInsert: Int?) {
+    init(version: ClickHouseVersion, maxPartitionsPerInsert: Int?, acceptsZstd: Bool = false) {
         self.version = version
         self.maxPartitionsPerInsert = maxPartitionsPerInsert
+        self.acceptsZstd = acceptsZstd
     }
 
     /// `async_insert` exists since 21.11 and is on by default since 26.2; 18.16 refuses every
@@ -48,9 +53,10 @@ struct ClickHouseServerProfile: Sendable, Equatable {
     /// Reads the profile of the server behind `client`.
     static func read(client: ClickHouseClient) async throws(ClickHouseError) -> ClickHouseServerProfile {
         let text = try await client.scalar(versionQuery) ?? ""
-        guard let profile = ClickHouseServerProfile(version: text, limit: try await client.select(limitQuery)) else {
+        guard var profile = ClickHouseServerProfile(version: text, limit: try await client.select(limitQuery)) else {
             throw ClickHouseError(.server, "ClickHouse at \(client.endpoint) answered version() with '\(text)', not a release number")
         }
+        profile.acceptsZstd = await client.acceptsContentEncoding("zstd", selectOne: Compression.compress(Array("SELECT 1".utf8), encoding: .zstd))
         return profile
     }
 

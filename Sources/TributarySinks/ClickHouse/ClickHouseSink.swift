@@ -3,6 +3,7 @@ import Synchronization
 import TributaryAdminAPI
 import TributaryClickHouse
 import TributaryCore
+import TributaryWire
 
 /// The big-data platform sink: readings and the dedup ledger in ClickHouse, over its HTTP
 /// interface, on a single node or through `Distributed` tables over a sharded cluster.
@@ -48,6 +49,9 @@ public final class ClickHouseSink: Sink {
         /// request timeout, so a replica that just died (ZooKeeper counts it as alive until its
         /// session times out) costs a clear error, not a timed-out request. Default 10 s.
         public var insertQuorumTimeout: Duration = .seconds(10)
+        /// How readings inserts are compressed. Default `auto`: zstd when the server takes zstd
+        /// request bodies (asked at start: 18.16 does not), else none.
+        public var compression: InsertCompression = .auto
         public init() {}
 
         /// The settings every insert is sent with. `insert_distributed_sync=1`: inserts through
@@ -71,18 +75,44 @@ public final class ClickHouseSink: Sink {
     private let logger: Logger
     private let writer: CoalescingWriter
     private let baseInsertSettings: [String: String]
+    private let compression: InsertCompression
     /// How inserts go to this server, decided once the tables are known to exist and the server
     /// was read (`ClickHouseServerProfile`); until then every write first tries `prepare`.
     private let prepared: PreparedPlan
 
-    /// The settings and the monthly split of the inserts, for the server at hand.
+    /// How the body of a readings insert travels (`clickhouse.compression`).
+    public enum InsertCompression: String, Sendable, CaseIterable {
+        /// zstd when the server takes it, else none.
+        case auto
+        /// zstd; a server that does not take it is a configuration error.
+        case zstd
+        /// gzip, which every release takes (18.16 included), at more CPU than zstd.
+        case gzip
+        case none
+    }
+
+    /// The settings, the monthly split and the compression of the inserts, for the server at hand.
     struct InsertPlan: Sendable, Equatable {
         var settings: [String: String]
         var monthsPerInsert: Int?
+        var encoding: ContentEncoding = .identity
 
-        init(_ profile: ClickHouseServerProfile, base: [String: String]) {
+        init(_ profile: ClickHouseServerProfile, base: [String: String], compression: InsertCompression = .none) throws(SinkError) {
             settings = profile.insertSettings(base)
             monthsPerInsert = profile.monthsPerInsert
+            switch compression {
+            case .none: encoding = .identity
+            case .gzip: encoding = .gzip
+            case .auto: encoding = profile.acceptsZstd ? .zstd : .identity
+            case .zstd:
+                guard profile.acceptsZstd else {
+                    throw SinkError(.misconfigured, """
+                        ClickHouse \(profile.version) does not take zstd request bodies (clickhouse.compression: zstd); \
+                        set it to gzip, auto or none
+                        """)
+                }
+                encoding = .zstd
+            }
         }
     }
 
@@ -102,6 +132,8 @@ public final class ClickHouseSink: Sink {
         let client = self.client
         let base = settings.insertSettings
         baseInsertSettings = base
+        let compression = settings.compression
+        self.compression = compression
         let prepared = PreparedPlan()
         self.prepared = prepared
         let witness = RefusalWitness()
@@ -110,26 +142,28 @@ public final class ClickHouseSink: Sink {
             if plan == nil {
                 do throws(SinkError) {
                     let (_, profile) = try await Self.createTables(client: client, database: database)
-                    plan = InsertPlan(profile, base: base)
+                    plan = try InsertPlan(profile, base: base, compression: compression)
                     prepared.set(plan)
                 } catch {
                     return group.map { _ in .failure(error) }
                 }
             }
             return await Self.write(group, client: client, database: database, insertSettings: plan!.settings,
-                                    monthsPerInsert: plan!.monthsPerInsert, witness: witness, profileIsStale: { prepared.set(nil) })
+                                    monthsPerInsert: plan!.monthsPerInsert, encoding: plan!.encoding, witness: witness,
+                                    profileIsStale: { prepared.set(nil) })
         }
     }
 
     public func prepare() async throws(SinkError) {
         let (engine, profile) = try await Self.createTables(client: client, database: endpoint.database)
-        let plan = InsertPlan(profile, base: baseInsertSettings)
+        let plan = try InsertPlan(profile, base: baseInsertSettings, compression: compression)
         prepared.set(plan)
         let settings: [String] = plan.settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let months: String = plan.monthsPerInsert.map { String($0) } ?? "all"
         logger.info("ClickHouse sink ready", metadata: [
             "sink": "\(endpoint)", "readings_engine": "\(engine)", "server_version": "\(profile.version)",
             "insert_settings": "\(settings.joined(separator: "&"))", "months_per_insert": "\(months)",
+            "insert_compression": "\(plan.encoding == .identity ? "none" : plan.encoding.rawValue)",
         ])
     }
 
@@ -208,9 +242,11 @@ public final class ClickHouseSink: Sink {
     /// when a refusal is the batch's fault (see `RefusalWitness`).
     static func write(_ group: [IncomingBatch], client: ClickHouseClient, database: String,
                       insertSettings: [String: String] = Settings().insertSettings, monthsPerInsert: Int? = nil,
+                      encoding: ContentEncoding = .identity,
                       witness: RefusalWitness = RefusalWitness(), profileIsStale: @Sendable () -> Void = {},
                       judging: Bool = true) async -> [CoalescingWriter.Outcome] {
-        switch await writeTogether(group, client: client, database: database, insertSettings: insertSettings, monthsPerInsert: monthsPerInsert) {
+        switch await writeTogether(group, client: client, database: database, insertSettings: insertSettings,
+                                   monthsPerInsert: monthsPerInsert, encoding: encoding) {
         case .success(let results):
             witness.noteWritten()
             return results.map { .success($0) }
@@ -222,7 +258,8 @@ public final class ClickHouseSink: Sink {
             var outcomes: [CoalescingWriter.Outcome] = []
             for batch in group {
                 outcomes += await write([batch], client: client, database: database, insertSettings: insertSettings,
-                                        monthsPerInsert: monthsPerInsert, witness: witness, profileIsStale: profileIsStale, judging: false)
+                                        monthsPerInsert: monthsPerInsert, encoding: encoding, witness: witness,
+                                        profileIsStale: profileIsStale, judging: false)
             }
             // Refused while others of the same group went in: the batch's own fault. Refused
             // with none going in: perhaps the table's (a column that fails every row), judged
@@ -299,7 +336,8 @@ public final class ClickHouseSink: Sink {
     /// unknown to the ledger, so the resend is written again whole, never answered "duplicate"
     /// with parts missing; the parts written twice collapse under `FINAL`.
     static func writeTogether(_ group: [IncomingBatch], client: ClickHouseClient, database: String,
-                              insertSettings: [String: String], monthsPerInsert: Int? = nil) async -> Result<[SinkWriteResult], ClickHouseError> {
+                              insertSettings: [String: String], monthsPerInsert: Int? = nil,
+                              encoding: ContentEncoding = .identity) async -> Result<[SinkWriteResult], ClickHouseError> {
         do throws(ClickHouseError) {
             let known = try await ledgerDigests(of: group, client: client, database: database)
             // The first of several copies of one identity in the group is written; the others
@@ -319,7 +357,7 @@ public final class ClickHouseSink: Sink {
             if !toWrite.isEmpty {
                 for part in rowBinaryParts(of: toWrite, monthsPerInsert: monthsPerInsert) {
                     try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
-                        try await insertReadingRows(part, client: client, database: database, settings: insertSettings)
+                        try await insertReadingRows(part, client: client, database: database, settings: insertSettings, encoding: encoding)
                     }
                 }
                 try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
@@ -372,9 +410,12 @@ public final class ClickHouseSink: Sink {
         }
     }
 
+    /// Inserts RowBinary rows, compressed as `encoding` says (at its fastest level: the rows are
+    /// repetitive, and the aggregator's CPU is what compression costs).
     static func insertReadingRows(_ rows: [UInt8], client: ClickHouseClient, database: String,
-                                  settings: [String: String]) async throws(ClickHouseError) {
-        try await client.insert(readingsInsert(database: database), rows: rows, settings: settings)
+                                  settings: [String: String], encoding: ContentEncoding = .identity) async throws(ClickHouseError) {
+        try await client.insert(readingsInsert(database: database), rows: Compression.compress(rows, encoding: encoding, level: 1),
+                                settings: settings, contentEncoding: encoding == .identity ? nil : encoding.rawValue)
     }
 
     /// The readings insert; the rows are `rowBinaryParts(of:monthsPerInsert:)`.
