@@ -32,7 +32,7 @@ public final class Uploader: Service {
     private let tokenFileWatch: FileWatch?
     private let logger: Logger
     private let reserve: DiskReserve
-    public static let agentVersion = "0.2.0"
+    public static let agentVersion = TributaryVersion.current
     /// The wall and monotonic clocks when this uploader was made, for retention's ages.
     private let startedWallMs = WallClock.nowMs()
     private let startedMonotonicMs = MonotonicClock.nowMs()

@@ -152,7 +152,7 @@ public final class UpstreamForwarder: Sendable {
         return status
     }
 
-    static let version = "0.2.0"
+    static let version = TributaryVersion.current
 
     /// Readings/s forwarded over about the last minute.
     private func forwardRate(total: UInt64, nowMs: Int64) -> Double {
