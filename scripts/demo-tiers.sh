@@ -46,21 +46,10 @@ qingdao_port=$(start_city city-qingdao none)
 start_gateway() {
   local name=$1 relay_port=$2 mqtt_port; mqtt_port=$(free_port)
   mkdir -p "$work/$name/broker" "$work/$name/agent"
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n' "$mqtt_port" "$work/$name/broker" > "$work/$name/broker/mosquitto.conf"
-  mosquitto -c "$work/$name/broker/mosquitto.conf" >"$work/$name/broker/log" 2>&1 & pids+=($!)
-  wait_port "$mqtt_port"
-  cat > "$work/$name/agent.yaml" <<CONF
-gateway_id: $name
-data_dir: $work/$name/agent
-mqtt:
-  broker: mqtt://127.0.0.1:$mqtt_port
-$("$bin/tributary-sim" sensors --print-subscriptions)
-aggregator:
-  url: http://127.0.0.1:$relay_port
-  heartbeat_seconds: 5
-CONF
+  start_broker "$work/$name/broker" "$mqtt_port"
+  agent_config "$bin/tributary-sim" "$name" "$work/$name/agent" "$mqtt_port" "$relay_port" > "$work/$name/agent.yaml"
   "$bin/tributary-agent" --config "$work/$name/agent.yaml" >"$work/$name/agent/log" 2>&1 & pids+=($!)
-  for _ in $(seq 1 100); do grep -q "subscriptions confirmed" "$work/$name/agent/log" && break; sleep 0.1; done
+  wait_subscribed "$work/$name/agent/log"
   echo "   $name  broker :$mqtt_port -> relay :$relay_port" >&2
   echo "$mqtt_port"
 }

@@ -59,41 +59,21 @@ CONF
   sink="clickhouse://tributary:$ch_password@127.0.0.1:$ch_port/tributary"
   echo "== ClickHouse on :$ch_port (user tributary, password in $work/clickhouse/users.xml)"
 fi
-cat > "$work/broker/mosquitto.conf" <<CONF
-listener $mqtt_port 127.0.0.1
-allow_anonymous true
-persistence true
-persistence_location $work/broker/
-CONF
-cat > "$work/agent.yaml" <<CONF
-gateway_id: gw-demo
-data_dir: $work/agent
-mqtt:
-  broker: mqtt://127.0.0.1:$mqtt_port
-$("$bin/tributary-sim" sensors --print-subscriptions)
-aggregator:
-  url: http://127.0.0.1:$http_port
-  heartbeat_seconds: 5
-CONF
+agent_config "$bin/tributary-sim" gw-demo "$work/agent" "$mqtt_port" "$http_port" > "$work/agent.yaml"
 
 echo "== demo in $work (broker :$mqtt_port, aggregator :$http_port)"
-mosquitto -c "$work/broker/mosquitto.conf" >"$work/broker/log" 2>&1 & pids+=($!)
-wait_port "$mqtt_port"
+start_broker "$work/broker" "$mqtt_port"
 "$bin/tributary-aggregator" --listen "127.0.0.1:$http_port" --data-dir "$work/aggregator" --sink "$sink" >"$work/aggregator/log" 2>&1 & pids+=($!)
 wait_port "$http_port"
 "$bin/tributary-agent" --config "$work/agent.yaml" >"$work/agent/log" 2>&1 & agent=$!; pids+=($agent)
-# The broker keeps messages for the agent's session only once the agent has subscribed.
-for _ in $(seq 1 100); do grep -q "subscriptions confirmed" "$work/agent/log" && break; sleep 0.1; done
+wait_subscribed "$work/agent/log"
 
 echo "== publishing from 20 simulated sensors for ${DURATION}s (JSON devices, plain numbers, Sparkplug B; 1% malformed)"
 "$bin/tributary-sim" sensors --broker "mqtt://127.0.0.1:$mqtt_port" --gateway gw-demo --sensors 20 --rate 200 \
   --format mixed --jitter 0.2 --malformed 0.01 --duration "$DURATION" --manifest "$work/manifest.jsonl"
 
-# Let the agent deliver what it holds (it seals at least once a second).
-for _ in $(seq 1 60); do
-  out=$("$bin/tributary-sim" verify --manifest "$work/manifest.jsonl" --sink "$sink" 2>&1) && break
-  sleep 0.5
-done
+# Let the agent deliver what it holds; the verify below says what is missing if it did not.
+wait_delivered "$bin/tributary-sim" "$work/manifest.jsonl" "$sink" || true
 # tributaryctl reads the operator token the aggregator wrote on its first start.
 export TRIBUTARY_AGGREGATOR="http://127.0.0.1:$http_port" TRIBUTARY_TOKEN_FILE="$work/aggregator/admin-token"
 echo "== tributaryctl status"
