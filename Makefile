@@ -1,5 +1,5 @@
 # Shortcuts; each target is a script under scripts/ that a new user can also run directly.
-.PHONY: build test demo proto bench bench-fleet-10k bench-scale bench-quorum fuzz clean
+.PHONY: build test demo deb proto bench bench-fleet-10k bench-scale bench-quorum fuzz clean
 
 build:
 	swift build
@@ -9,6 +9,11 @@ test:
 
 demo:
 	./scripts/demo.sh
+
+# The Debian packages tributary-agent, tributary-aggregator and tributary-tools, in dist/
+# (a static release build in .build-deb; see INSTALL.md).
+deb:
+	./scripts/make-deb.sh
 
 # Benchmarks on a release build: a table, and JSON under bench/results/ (see docs/performance.md).
 # BENCH_ARGS go to tributary-bench, e.g. BENCH_ARGS="--only buffer,wire".
@@ -41,4 +46,4 @@ proto:
 	./scripts/generate-proto.sh
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-deb dist
