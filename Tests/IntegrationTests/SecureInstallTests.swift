@@ -4,7 +4,7 @@ import TributaryCrypto
 import TributaryCtl
 import TributaryTesting
 
-/// deploy/INSTALL.md's secure install, by its own steps: `deploy/make-pki.sh` makes the CA and
+/// INSTALL.md's secure install, by its own steps: `deploy/make-pki.sh` makes the CA and
 /// the aggregator's certificate, the gateway token is made with the shell lines of INSTALL.md's
 /// "Gateway tokens" step (run as written, in a scratch directory instead of /etc/tributary),
 /// and the real aggregator and agent, configured as the doc says, deliver over HTTPS with the
@@ -15,7 +15,7 @@ struct SecureInstallTests {
 
     /// The first ```sh block after `heading` in INSTALL.md.
     static func shellBlock(after heading: String) throws -> String {
-        let doc = try String(contentsOf: root.appendingPathComponent("deploy/INSTALL.md"), encoding: .utf8)
+        let doc = try String(contentsOf: root.appendingPathComponent("INSTALL.md"), encoding: .utf8)
         guard let start = doc.range(of: heading), let open = doc.range(of: "```sh\n", range: start.upperBound..<doc.endIndex),
               let close = doc.range(of: "```", range: open.upperBound..<doc.endIndex) else {
             throw TestingError("INSTALL.md has no sh block after '\(heading)'")
