@@ -8,7 +8,7 @@ packages=("$@"
   python3-prometheus-client   # the reference parser the /metrics tests check against
   python3-venv                # chdb-core's environment (scripts/chdb-venv.sh) for ClickHouse26Tests
   prometheus                  # promtool: the alert rules' check and unit tests
-  lintian dpkg-dev            # make-deb.sh (dpkg-shlibdeps) and the packages' check (scripts/test-deb.sh)
+  lintian dpkg-dev debootstrap  # make-deb.sh (dpkg-shlibdeps), the packages' check and throwaway root (scripts/test-deb.sh)
   gcc make libprotobuf-c-dev) # the C sender (simulators/c-sender) its integration test builds
 missing=()
 for p in "${packages[@]}"; do
