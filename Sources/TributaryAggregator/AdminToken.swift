@@ -2,16 +2,40 @@ import Foundation
 import TributaryCrypto
 import TributaryConfig
 
-/// The operator token the admin API (`/v1/fleet`, `/v1/gateways/ID`) and `/metrics` require as
-/// `Authorization: Bearer TOKEN`. Batches are not behind it: gateways do not hold it.
+/// The operator tokens the admin API (`/v1/fleet`, `/v1/gateways/ID`) and `/metrics` require as
+/// `Authorization: Bearer TOKEN`: the one token (`admin.token`, `admin.token_file`, or the
+/// file made in the data directory), whose holder the audit log calls `operator`, and, with
+/// `admin.tokens_file`, named ones, whose holder it calls by name. Batches are not behind them:
+/// gateways do not hold them.
 public struct AdminToken: Sendable {
-    let value: [UInt8]
+    /// Nil when only named tokens open the API (`admin.tokens_file` without `token`/`token_file`).
+    let value: [UInt8]?
     /// Where it came from, for the start-up log line; never the token itself.
     public let origin: String
+    /// The named operators' tokens, reread when their file changes.
+    public let named: NamedTokens?
 
-    public init(value: String, origin: String) {
-        self.value = Array(value.utf8)
+    public init(value: String?, origin: String, named: NamedTokens? = nil) {
+        self.value = value.map { Array($0.utf8) }
         self.origin = origin
+        self.named = named
+    }
+
+    /// Who holds the token a request showed.
+    public enum Holder: Sendable, Equatable {
+        /// The unnamed token (`admin.token`, `token_file`, or the generated one).
+        case unnamed
+        /// A name from `admin.tokens_file`.
+        case named(String)
+
+        /// As the audit log names them: `operator`, or `operator:NAME` (like gateways'
+        /// `gateway:ID`), so no name can pass for the unnamed token's holder.
+        public var auditActor: String {
+            switch self {
+            case .unnamed: "operator"
+            case .named(let name): "operator:\(name)"
+            }
+        }
     }
 
     /// Reads the token; the default file is created with a fresh random token (mode 0600) when
@@ -22,15 +46,17 @@ public struct AdminToken: Sendable {
     /// directory others can write to it could have been planted, and its token would open the
     /// fleet to whoever planted it. A `token_file` the operator names may be a symbolic link (a
     /// mounted secret) but not readable by other users.
-    public static func resolve(_ source: AggregatorConfig.AdminTokenSource) throws -> AdminToken {
+    public static func resolve(_ source: AggregatorConfig.AdminTokenSource, named: NamedTokens? = nil) throws -> AdminToken {
         switch source {
+        case .none:
+            return AdminToken(value: nil, origin: "none (named tokens only)", named: named)
         case .inline(let token):
-            return AdminToken(value: token, origin: "admin.token")
+            return AdminToken(value: token, origin: "admin.token", named: named)
         case .file(let path, let createIfMissing):
-            if createIfMissing, let created = try create(path) { return created }
+            if createIfMissing, let created = try create(path) { return AdminToken(value: created, origin: "\(path) (created now)", named: named) }
             if createIfMissing { try checkDefaultFile(path) }
             do {
-                return AdminToken(value: try SecretFile.read(path, as: .token(minLength: 16)), origin: path)
+                return AdminToken(value: try SecretFile.read(path, as: .token(minLength: 16)), origin: path, named: named)
             } catch {
                 throw AggregatorStartError(message: "admin.token_file: \(error.description)")
             }
@@ -56,8 +82,8 @@ public struct AdminToken: Sendable {
     }
 
     /// Creates the file with a random token, atomically: O_EXCL, so two aggregators starting at
-    /// once cannot each write their own, and mode 0600 from the first byte. Nil if it exists.
-    private static func create(_ path: String) throws -> AdminToken? {
+    /// once cannot each write their own, and mode 0600 from the first byte. Returns the token; nil if the file exists.
+    private static func create(_ path: String) throws -> String? {
         let fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
         if fd < 0 {
             if errno == EEXIST { return nil }
@@ -71,14 +97,20 @@ public struct AdminToken: Sendable {
             unlink(path)
             throw AggregatorStartError(message: "cannot write the operator token file \(path): \(String(cString: strerror(errno)))")
         }
-        return AdminToken(value: token, origin: "\(path) (created now)")
+        return token
     }
 
-    /// Checks an `Authorization` header; the comparison takes the same time wherever it differs.
-    public func allows(authorization: String?) -> Bool {
-        guard let offered = BearerToken.offered(in: authorization) else { return false }
-        return BearerToken.equalInConstantTime(offered, value)
+    /// Who the `Authorization` header speaks for, or nil when nobody. Comparisons take the same
+    /// time wherever they differ.
+    public func holder(authorization: String?) -> Holder? {
+        guard let offered = BearerToken.offered(in: authorization) else { return nil }
+        if let value, BearerToken.equalInConstantTime(offered, value) { return .unnamed }
+        if case .holder(let name)? = named?.authenticate(authorization: authorization) { return .named(name) }
+        return nil
     }
+
+    /// Whether the header carries an operator token, named or not.
+    public func allows(authorization: String?) -> Bool { holder(authorization: authorization) != nil }
 }
 
 /// `Authorization: Bearer TOKEN`, as the operator token and the gateway tokens read it.

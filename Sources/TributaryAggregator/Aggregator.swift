@@ -30,7 +30,8 @@ public final class Aggregator: Service, Sendable {
     private let logger: Logger
     private let audit: AuditLog
     private let readiness: SinkReadiness
-    private let gatewayTokens: GatewayTokens?
+    private let gatewayTokens: NamedTokens?
+    private let operatorTokens: NamedTokens?
     private let closed = Mutex(false)
     /// On a relay: its custody of what it has not forwarded, and the loop that forwards it.
     public let spool: RelaySpool?
@@ -80,10 +81,16 @@ public final class Aggregator: Service, Sendable {
         }
         ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, relay: custody,
                                  trustedRelays: config.trustedRelays, logger: logger)
-        let token = try AdminToken.resolve(config.adminToken)
-        logger.info("operator token for the admin API and /metrics", metadata: ["from": "\(token.origin)"])
-        let gatewayTokens = try config.gatewayTokenFile.map { path throws(AggregatorStartError) in try GatewayTokens(path: path, logger: logger) }
+        let operatorTokens = try config.operatorTokenFile.map { path throws(AggregatorStartError) in
+            try NamedTokens(path: path, key: "admin.tokens_file", holder: .operator, logger: logger)
+        }
+        let token = try AdminToken.resolve(config.adminToken, named: operatorTokens)
+        logger.info("operator token for the admin API and /metrics", metadata: [
+            "from": "\(token.origin)", "named_operators": "\(operatorTokens.map { "\($0.count) in \($0.path)" } ?? "none")",
+        ])
+        let gatewayTokens = try config.gatewayTokenFile.map { path throws(AggregatorStartError) in try NamedTokens(path: path, logger: logger) }
         self.gatewayTokens = gatewayTokens
+        self.operatorTokens = operatorTokens
         if let gatewayTokens {
             logger.info("batches need their gateway's token", metadata: ["file": "\(gatewayTokens.path)", "gateways": "\(gatewayTokens.count)"])
         }
@@ -180,12 +187,11 @@ public final class Aggregator: Service, Sendable {
     public func run() async throws {
         // The token file is watched, not only looked at when a request comes: a reload (or a
         // broken edit) is in the log when it happens.
-        let watcher = gatewayTokens.map { tokens in
-            Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(1))
-                    tokens.refresh()
-                }
+        let tokenFiles = [gatewayTokens, operatorTokens].compactMap { $0 }
+        let watcher = tokenFiles.isEmpty ? nil : Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                for tokens in tokenFiles { tokens.refresh() }
             }
         }
         defer { watcher?.cancel() }
@@ -229,7 +235,7 @@ public final class Aggregator: Service, Sendable {
     /// The routes, one collection per kind of client: gateways (batches), operators (the admin
     /// API and metrics, behind the operator token and the audit line), and probes (health).
     static func router(config: AggregatorConfig, sink: any Sink, registry: FleetRegistry, ingestor: BatchIngestor,
-                       token: AdminToken, gatewayTokens: GatewayTokens?, audit: AuditLog, readiness: SinkReadiness,
+                       token: AdminToken, gatewayTokens: NamedTokens?, audit: AuditLog, readiness: SinkReadiness,
                        connectionLimits: ConnectionLimits) -> Router<AggregatorRequestContext> {
         let router = Router(context: AggregatorRequestContext.self)
         router.addRoutes(BatchRoutes(config: config, ingestor: ingestor, gatewayTokens: gatewayTokens,

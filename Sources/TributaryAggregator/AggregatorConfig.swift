@@ -30,8 +30,10 @@ public struct AggregatorConfig: Sendable {
     public var limits = Limits()
     /// Where the operator token for the admin API and `/metrics` comes from (the `admin:` section).
     public var adminToken: AdminTokenSource
+    /// `admin.tokens_file`: operators' tokens by name, one `NAME TOKEN` a line, reread on change.
+    public var operatorTokenFile: String?
     /// `gateway_auth.token_file`: per-gateway bearer tokens for `/v1/batches` (see
-    /// `GatewayTokens`). Nil (the default): batches are taken from anyone who reaches the port.
+    /// `NamedTokens`). Nil (the default): batches are taken from anyone who reaches the port.
     public var gatewayTokenFile: String?
     /// `sink_allow_list`: the only sinks this aggregator may write to, as sink URLs (compared by
     /// where the data goes: the SQLite file, or ClickHouse's scheme, host, port and database).
@@ -67,6 +69,8 @@ public struct AggregatorConfig: Sendable {
     public enum AdminTokenSource: Sendable, Equatable {
         case inline(String)
         case file(path: String, createIfMissing: Bool)
+        /// No unnamed token: only `admin.tokens_file`'s named ones open the API.
+        case none
     }
 
     /// HTTPS for everything the aggregator serves, and, with `client_ca_file`, gateways that
@@ -222,6 +226,11 @@ public struct AggregatorConfig: Sendable {
                 break
             case (.some, .some):
                 throw s.error("token", "set token or token_file, not both")
+            }
+            if let path = try s.string("tokens_file") {
+                config.operatorTokenFile = path
+                // Named tokens alone: no unnamed one is made in the data directory.
+                if token == nil && tokenFile == nil { config.adminToken = .none }
             }
         }
         if let s = try root.section("gateway_auth") {

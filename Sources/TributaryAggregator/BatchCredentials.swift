@@ -17,21 +17,21 @@ enum BatchCredentials {
 
     /// `certificate`: what the connection's certificate says, nil when it showed none.
     /// `token`: the bearer token's reading, nil when no token file is configured.
-    static func decide(certificate: ClientCertificate.Identity?, token: GatewayTokens.Authentication?,
+    static func decide(certificate: ClientCertificate.Identity?, token: NamedTokens.Authentication?,
                        certificatesConfigured: Bool) -> Decision {
         switch (certificate, token) {
         case (.unusable(let reason)?, _):
             return .refused(status: 401, reason: reason)
         case (_, .unknown?):
             return .refused(status: 401, reason: "the token is not one this aggregator knows")
-        case (.gateway(let byCertificate)?, .gateway(let byToken)?):
+        case (.gateway(let byCertificate)?, .holder(let byToken)?):
             guard BatchIngestor.sameID(byCertificate, byToken) else {
                 return .refused(status: 403, reason: "the client certificate is gateway \(byCertificate)'s and the token gateway \(byToken)'s")
             }
             return .gateway(byCertificate, by: .certificate)
         case (.gateway(let id)?, _):
             return .gateway(id, by: .certificate)
-        case (nil, .gateway(let id)?):
+        case (nil, .holder(let id)?):
             return .gateway(id, by: .token)
         case (nil, .missing?):
             return .refused(status: 401, reason: certificatesConfigured

@@ -29,8 +29,9 @@ final class Harness: @unchecked Sendable {
     /// With `gatewayTokens` (gateway id, token), the aggregator requires them
     /// (`gateway_auth.token_file`, written to `gatewayTokenFile`). With `tls`, it serves HTTPS
     /// (its files made in `directory` by the caller, hence `directory` as a parameter).
+    /// `configure` changes the aggregator's configuration last.
     init(gatewayTokens: [(String, String)]? = nil, tls: AggregatorConfig.ServerTLS? = nil, trusting caFile: String? = nil,
-         directory: TemporaryDirectory? = nil) async throws {
+         directory: TemporaryDirectory? = nil, configure: (inout AggregatorConfig) -> Void = { _ in }) async throws {
         clientTLS = try caFile.map { try TLSFiles.trusting($0, key: "test CA") }
         let directory = try directory ?? TemporaryDirectory()
         self.directory = directory
@@ -47,6 +48,7 @@ final class Harness: @unchecked Sendable {
             config.gatewayTokenFile = directory.file("gateway-tokens")
         }
         config.tls = tls
+        configure(&config)
         aggregator = try Aggregator(config: config, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [aggregator], logger: logger))
         aggregatorGroup = group
@@ -133,8 +135,9 @@ struct RunningAgent {
 
 /// Runs `body` with a new harness, and shuts the harness down afterwards however `body` ends.
 func withHarness<T>(gatewayTokens: [(String, String)]? = nil, tls: AggregatorConfig.ServerTLS? = nil, trusting caFile: String? = nil,
-                    directory: TemporaryDirectory? = nil, _ body: (Harness) async throws -> T) async throws -> T {
-    let harness = try await Harness(gatewayTokens: gatewayTokens, tls: tls, trusting: caFile, directory: directory)
+                    directory: TemporaryDirectory? = nil, configure: (inout AggregatorConfig) -> Void = { _ in },
+                    _ body: (Harness) async throws -> T) async throws -> T {
+    let harness = try await Harness(gatewayTokens: gatewayTokens, tls: tls, trusting: caFile, directory: directory, configure: configure)
     do {
         let result = try await body(harness)
         await harness.shutdown()

@@ -98,6 +98,20 @@ struct AggregatorConfigTests {
         }
     }
 
+    /// `admin.tokens_file` alone: named tokens only, no unnamed token made; with `token`: both.
+    @Test func namedOperatorTokens() throws {
+        let alone = try AggregatorConfig.parse(yaml: "admin:\n  tokens_file: /etc/tributary/operators\n", file: "agg.yaml")
+        #expect(alone.operatorTokenFile == "/etc/tributary/operators" && alone.adminToken == .none)
+        let both = try AggregatorConfig.parse(yaml: "admin:\n  token: 0123456789abcdef0123\n  tokens_file: /etc/tributary/operators\n", file: "agg.yaml")
+        #expect(both.operatorTokenFile == "/etc/tributary/operators" && both.adminToken == .inline("0123456789abcdef0123"))
+        #expect(throws: AggregatorStartError.self) { try NamedTokens.parse("alice\n", file: "ops", key: "admin.tokens_file", holder: .operator) }
+        do {
+            _ = try NamedTokens.parse("al/ice 0123456789abcdef\n", file: "ops", key: "admin.tokens_file", holder: .operator)
+        } catch {
+            #expect(error.message == "admin.tokens_file ops line 1: the first field is not a valid operator name (letters, digits, '-', '_', '.')")
+        }
+    }
+
     @Test func adminTokenAndLogFormat() throws {
         var config = try AggregatorConfig.parse(yaml: "admin:\n  token_file: /etc/tributary/admin-token\nlog_format: json\n", file: "a.yaml")
         #expect(config.adminToken == .file(path: "/etc/tributary/admin-token", createIfMissing: false))

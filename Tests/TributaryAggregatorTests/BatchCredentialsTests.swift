@@ -12,13 +12,13 @@ struct BatchCredentialsTests {
     @Test(arguments: [
         // certificate, token, certificates configured -> decision
         (nil, nil, false, Decision.open),
-        (nil, .gateway("gw-1"), false, .gateway("gw-1", by: .token)),
+        (nil, .holder("gw-1"), false, .gateway("gw-1", by: .token)),
         (.gateway("gw-1"), nil, true, .gateway("gw-1", by: .certificate)),
         (.gateway("gw-1"), .missing, true, .gateway("gw-1", by: .certificate)),
-        (.gateway("gw-1"), .gateway("gw-1"), true, .gateway("gw-1", by: .certificate)),
-        (nil, .gateway("gw-1"), true, .gateway("gw-1", by: .token)),
-    ] as [(ClientCertificate.Identity?, GatewayTokens.Authentication?, Bool, Decision)])
-    func provenGateways(_ certificate: ClientCertificate.Identity?, _ token: GatewayTokens.Authentication?, _ configured: Bool, _ expected: Decision) {
+        (.gateway("gw-1"), .holder("gw-1"), true, .gateway("gw-1", by: .certificate)),
+        (nil, .holder("gw-1"), true, .gateway("gw-1", by: .token)),
+    ] as [(ClientCertificate.Identity?, NamedTokens.Authentication?, Bool, Decision)])
+    func provenGateways(_ certificate: ClientCertificate.Identity?, _ token: NamedTokens.Authentication?, _ configured: Bool, _ expected: Decision) {
         #expect(BatchCredentials.decide(certificate: certificate, token: token, certificatesConfigured: configured) == expected)
     }
 
@@ -29,10 +29,10 @@ struct BatchCredentialsTests {
         (nil, .unknown, true, 401, "not one this aggregator knows"),
         // A valid certificate does not excuse a token no gateway holds.
         (.gateway("gw-1"), .unknown, true, 401, "not one this aggregator knows"),
-        (.gateway("gw-1"), .gateway("gw-2"), true, 403, "gw-2"),
-        (.unusable(reason: "no common name"), .gateway("gw-1"), true, 401, "no common name"),
-    ] as [(ClientCertificate.Identity?, GatewayTokens.Authentication?, Bool, Int, String)])
-    func refusals(_ certificate: ClientCertificate.Identity?, _ token: GatewayTokens.Authentication?, _ configured: Bool, _ status: Int, _ fragment: String) {
+        (.gateway("gw-1"), .holder("gw-2"), true, 403, "gw-2"),
+        (.unusable(reason: "no common name"), .holder("gw-1"), true, 401, "no common name"),
+    ] as [(ClientCertificate.Identity?, NamedTokens.Authentication?, Bool, Int, String)])
+    func refusals(_ certificate: ClientCertificate.Identity?, _ token: NamedTokens.Authentication?, _ configured: Bool, _ status: Int, _ fragment: String) {
         guard case .refused(let got, let reason) = BatchCredentials.decide(certificate: certificate, token: token, certificatesConfigured: configured) else {
             Issue.record("not refused")
             return

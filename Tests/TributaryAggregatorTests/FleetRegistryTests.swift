@@ -258,10 +258,10 @@ import TributaryWire
         let first = try AdminToken.resolve(.file(path: path, createIfMissing: true))
         let again = try AdminToken.resolve(.file(path: path, createIfMissing: true))
         #expect(first.value == again.value)
-        #expect(first.value.count == 64)
+        #expect(first.value?.count == 64)
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o600)
-        let token = String(decoding: first.value, as: UTF8.self)
+        let token = String(decoding: first.value ?? [], as: UTF8.self)
         #expect(first.allows(authorization: "Bearer \(token)"))
         #expect(first.allows(authorization: "bearer \(token) "))
         #expect(!first.allows(authorization: nil))

@@ -7,7 +7,7 @@ import TributaryTesting
 @Suite("gateway token file")
 struct GatewayTokensTests {
     @Test func linesCommentsAndBlanks() throws {
-        let entries = try GatewayTokens.parse("""
+        let entries = try NamedTokens.parse("""
             # gateway  token
             gw-1  0123456789abcdef0123   # the first
 
@@ -24,14 +24,14 @@ struct GatewayTokensTests {
         let path = try dir.writeSecret("tokens", "gw-1 old-token-0123456789abcdef\ngw-1 new-token-0123456789abcdef\n")
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let tokens = try GatewayTokens(path: path, logger: logger)
-        #expect(tokens.authenticate(authorization: "Bearer old-token-0123456789abcdef") == .gateway("gw-1"))
-        #expect(tokens.authenticate(authorization: "Bearer new-token-0123456789abcdef") == .gateway("gw-1"))
+        let tokens = try NamedTokens(path: path, logger: logger)
+        #expect(tokens.authenticate(authorization: "Bearer old-token-0123456789abcdef") == .holder("gw-1"))
+        #expect(tokens.authenticate(authorization: "Bearer new-token-0123456789abcdef") == .holder("gw-1"))
         #expect(tokens.authenticate(authorization: "Bearer other-token-0123456789abcdef") == .unknown)
     }
 
     @Test func crlfLinesAreLines() throws {
-        let entries = try GatewayTokens.parse("# tokens\r\ngw-1 0123456789abcdef\r\ngw-2 fedcba9876543210\r\n", file: "tokens")
+        let entries = try NamedTokens.parse("# tokens\r\ngw-1 0123456789abcdef\r\ngw-2 fedcba9876543210\r\n", file: "tokens")
         #expect(entries.map(\.gateway) == ["gw-1", "gw-2"])
         #expect(entries.map { String(decoding: $0.token, as: UTF8.self) } == ["0123456789abcdef", "fedcba9876543210"])
     }
@@ -48,9 +48,9 @@ struct GatewayTokensTests {
         ("0123456789abcdef0123 gw-1\n", "line 1: the token has fewer than 16 characters"),
     ])
     func badLinesAreNamedByNumberOnly(_ text: String, _ expected: String) {
-        #expect(throws: AggregatorStartError.self) { try GatewayTokens.parse(text, file: "tokens") }
+        #expect(throws: AggregatorStartError.self) { try NamedTokens.parse(text, file: "tokens") }
         do {
-            _ = try GatewayTokens.parse(text, file: "tokens")
+            _ = try NamedTokens.parse(text, file: "tokens")
         } catch {
             #expect(error.message == "gateway_auth.token_file tokens \(expected)")
             #expect(!error.message.contains("0123456789abcdef"))
@@ -61,9 +61,9 @@ struct GatewayTokensTests {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try dir.writeSecret("tokens", "gw-1 0123456789abcdef\ngw-2 fedcba9876543210\n")
-        let tokens = try GatewayTokens(path: dir.file("tokens"), logger: Logger(label: "test"))
-        #expect(tokens.authenticate(authorization: "Bearer fedcba9876543210") == .gateway("gw-2"))
-        #expect(tokens.authenticate(authorization: "bearer 0123456789abcdef ") == .gateway("gw-1"))
+        let tokens = try NamedTokens(path: dir.file("tokens"), logger: Logger(label: "test"))
+        #expect(tokens.authenticate(authorization: "Bearer fedcba9876543210") == .holder("gw-2"))
+        #expect(tokens.authenticate(authorization: "bearer 0123456789abcdef ") == .holder("gw-1"))
         #expect(tokens.authenticate(authorization: nil) == .missing)
         #expect(tokens.authenticate(authorization: "Basic Z3c6eA==") == .missing)
         #expect(tokens.authenticate(authorization: "Bearer 0123456789abcdeX") == .unknown)
@@ -71,14 +71,14 @@ struct GatewayTokensTests {
     }
 
     @Test func aMissingOrEmptyFileIsAStartError() throws {
-        #expect(throws: AggregatorStartError.self) { try GatewayTokens(path: "/nonexistent/tokens", logger: Logger(label: "test")) }
+        #expect(throws: AggregatorStartError.self) { try NamedTokens(path: "/nonexistent/tokens", logger: Logger(label: "test")) }
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try dir.writeSecret("tokens", "# no gateways yet\n")
-        #expect(throws: AggregatorStartError.self) { try GatewayTokens(path: dir.file("tokens"), logger: Logger(label: "test")) }
+        #expect(throws: AggregatorStartError.self) { try NamedTokens(path: dir.file("tokens"), logger: Logger(label: "test")) }
         // Every user on the host could read the tokens and send as any gateway: refused, not warned of.
         try "gw-1 0123456789abcdef\n".write(toFile: dir.file("open"), atomically: true, encoding: .utf8)
-        #expect { try GatewayTokens(path: dir.file("open"), logger: Logger(label: "test")) } throws: { "\($0)".contains("chmod 600") }
+        #expect { try NamedTokens(path: dir.file("open"), logger: Logger(label: "test")) } throws: { "\($0)".contains("chmod 600") }
     }
 
     @Test func aChangedFileIsReadAgainAndABadOneKeepsTheTokensInForce() async throws {
@@ -86,12 +86,12 @@ struct GatewayTokensTests {
         defer { dir.remove() }
         let path = dir.file("tokens")
         try TemporaryDirectory.writeSecret("gw-1 0123456789abcdef\n", to: path)
-        let tokens = try GatewayTokens(path: path, logger: Logger(label: "test"))
-        #expect(tokens.authenticate(authorization: "Bearer 0123456789abcdef") == .gateway("gw-1"))
+        let tokens = try NamedTokens(path: path, logger: Logger(label: "test"))
+        #expect(tokens.authenticate(authorization: "Bearer 0123456789abcdef") == .holder("gw-1"))
 
         try TemporaryDirectory.writeSecret("gw-1 rotated-0123456789\n", to: path)
         try await Task.sleep(for: .milliseconds(1100))
-        #expect(tokens.authenticate(authorization: "Bearer rotated-0123456789") == .gateway("gw-1"))
+        #expect(tokens.authenticate(authorization: "Bearer rotated-0123456789") == .holder("gw-1"))
         #expect(tokens.authenticate(authorization: "Bearer 0123456789abcdef") == .unknown)
 
         // Broken, empty, open to other users, gone: each leaves the last good tokens in force.
@@ -104,7 +104,7 @@ struct GatewayTokensTests {
                 try FileManager.default.removeItem(atPath: path)
             }
             try await Task.sleep(for: .milliseconds(1100))
-            #expect(tokens.authenticate(authorization: "Bearer rotated-0123456789") == .gateway("gw-1"), "after \(damage ?? "deletion")")
+            #expect(tokens.authenticate(authorization: "Bearer rotated-0123456789") == .holder("gw-1"), "after \(damage ?? "deletion")")
         }
         #expect(tokens.count == 1)
     }

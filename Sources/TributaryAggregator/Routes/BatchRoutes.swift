@@ -12,7 +12,7 @@ import TributaryWire
 struct BatchRoutes {
     let config: AggregatorConfig
     let ingestor: BatchIngestor
-    let gatewayTokens: GatewayTokens?
+    let gatewayTokens: NamedTokens?
     let connectionLimits: ConnectionLimits
     let audit: AuditLog
 

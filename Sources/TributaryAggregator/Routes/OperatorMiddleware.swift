@@ -14,19 +14,20 @@ struct OperatorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let action = "GET \(Printable.clean(request.uri.path, maxLength: 200))"
         let peer = ConnectionLimits.address(of: context.channel)
-        guard token.allows(authorization: request.headers[.authorization]) else {
+        guard let holder = token.holder(authorization: request.headers[.authorization]) else {
             audit.record(.init(kind: "operator", actor: "unauthenticated", action: action, httpStatus: 401, outcome: RequestOutcome.unauthorized.rawValue,
                                reason: request.headers[.authorization] == nil ? "no operator token" : "wrong operator token", peer: peer))
             return Self.unauthorized(request)
         }
+        let actor = holder.auditActor
         do {
             let response = try await next(request, context)
             let code = response.status.code
-            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: code, outcome: code < 400 ? "answered" : "failed",
+            audit.record(.init(kind: "operator", actor: actor, action: action, httpStatus: code, outcome: code < 400 ? "answered" : "failed",
                                peer: peer))
             return response
         } catch {
-            audit.record(.init(kind: "operator", actor: "operator", action: action, httpStatus: 500, outcome: "failed", reason: "\(error)", peer: peer))
+            audit.record(.init(kind: "operator", actor: actor, action: action, httpStatus: 500, outcome: "failed", reason: "\(error)", peer: peer))
             throw error
         }
     }

@@ -5,18 +5,22 @@ import Synchronization
 import TributaryCore
 import TributaryCrypto
 
-/// Per-gateway bearer tokens for `/v1/batches`, from `gateway_auth.token_file`: one
-/// `GATEWAY_ID TOKEN` a line, `#` comments and blank lines ignored. A request must carry
-/// `Authorization: Bearer TOKEN`; the token says which gateway is talking, and a gateway may
-/// only send its own batches, with its own readings.
+/// Bearer tokens by their holder's name, from a file of one `NAME TOKEN` a line (`#` comments
+/// and blank lines ignored): the gateways' tokens for `/v1/batches` (`gateway_auth.token_file`,
+/// `GATEWAY_ID TOKEN`; a gateway may only send its own batches, with its own readings) and the
+/// operators' for the admin API and `/metrics` (`admin.tokens_file`; the audit log names who
+/// asked). A request carries `Authorization: Bearer TOKEN`; the token says who is talking.
 ///
 /// The file is read again when it changes (looked at every second), so a token is added,
 /// rotated (two lines for one gateway while both are in use) or revoked without a restart. A file that no longer parses, holds no token
 /// or is gone is logged once and the tokens read before stay in force: a typo or a half-written
 /// file must not lock the whole fleet out. Messages about the file name line numbers, never
 /// its fields, which may be tokens in the wrong column.
-public final class GatewayTokens: Sendable {
+public final class NamedTokens: Sendable {
     public let path: String
+    /// The configuration key that named the file, for messages.
+    public let key: String
+    public let holder: GatewayTokenFile.Holder
     private let logger: Logger
 
     typealias Entry = GatewayTokenFile.Entry
@@ -27,30 +31,34 @@ public final class GatewayTokens: Sendable {
     private let watch: FileWatch
 
     public enum Authentication: Sendable, Equatable {
-        case gateway(String)
+        /// The name of the token's holder: a gateway id, or an operator's name.
+        case holder(String)
         /// No `Authorization: Bearer` header.
         case missing
-        /// A token no gateway holds.
+        /// A token nobody in the file holds.
         case unknown
     }
 
     /// Reads the file; a missing, empty or malformed one is an error naming the file (and the line).
-    public init(path: String, logger: Logger) throws(AggregatorStartError) {
+    public init(path: String, key: String = "gateway_auth.token_file", holder: GatewayTokenFile.Holder = .gateway,
+                logger: Logger) throws(AggregatorStartError) {
         self.path = path
+        self.key = key
+        self.holder = holder
         self.logger = logger
         // Watched from before the first read: an edit made meanwhile is seen next time.
         watch = FileWatch(path: path)
-        entries = Mutex(Self.index(try Self.read(path)))
+        entries = Mutex(Self.index(try Self.read(path, key: key, holder: holder)))
     }
 
     public var count: Int { entries.withLock { $0.count } }
 
-    /// Which gateway the `Authorization` header speaks for. The token is looked up by a keyed
+    /// Whom the `Authorization` header speaks for. The token is looked up by a keyed
     /// digest and compared in constant time (`SecretIndex`), so timing tells nothing about which
     /// token came close, and the cost does not grow with the fleet.
     public func authenticate(authorization: String?) -> Authentication {
         guard let offered = BearerToken.offered(in: authorization) else { return .missing }
-        return currentEntries().holder(of: offered).map { .gateway($0) } ?? .unknown
+        return currentEntries().holder(of: offered).map { .holder($0) } ?? .unknown
     }
 
     private static func index(_ entries: [Entry]) -> SecretIndex<String> {
@@ -68,42 +76,43 @@ public final class GatewayTokens: Sendable {
         case nil:
             return entries
         case .gone:
-            logger.error("gateway token file is gone; keeping the tokens read before", metadata: ["file": "\(path)"])
+            logger.error("\(holder.noun) token file is gone; keeping the tokens read before", metadata: ["file": "\(path)"])
             return entries
         case .rewritten:
             break
         }
         do {
-            let fresh = Self.index(try Self.read(path))
+            let fresh = Self.index(try Self.read(path, key: key, holder: holder))
             self.entries.withLock { $0 = fresh }
-            logger.notice("gateway tokens reloaded", metadata: ["file": "\(path)", "gateways": "\(fresh.count)"])
+            logger.notice("\(holder.noun) tokens reloaded", metadata: ["file": "\(path)", "\(holder.noun)s": "\(fresh.count)"])
             return fresh
         } catch {
-            logger.error("gateway token file not reloaded; keeping the tokens read before", metadata: ["error": "\(error.message)"])
+            logger.error("\(holder.noun) token file not reloaded; keeping the tokens read before", metadata: ["error": "\(error.message)"])
             return entries
         }
     }
 
-    private static func read(_ path: String) throws(AggregatorStartError) -> [Entry] {
+    private static func read(_ path: String, key: String, holder: GatewayTokenFile.Holder) throws(AggregatorStartError) -> [Entry] {
         let text: String
         do {
             text = try SecretFile.read(path, as: .lines)
         } catch {
-            throw AggregatorStartError(message: "gateway_auth.token_file: \(error.description)")
+            throw AggregatorStartError(message: "\(key): \(error.description)")
         }
-        let entries = try parse(text, file: path)
+        let entries = try parse(text, file: path, key: key, holder: holder)
         guard !entries.isEmpty else {
-            throw AggregatorStartError(message: "gateway_auth.token_file \(path) holds no GATEWAY_ID TOKEN line")
+            throw AggregatorStartError(message: "\(key) \(path) holds no \(holder.field) TOKEN line")
         }
         return entries
     }
 
-    /// The entries of the file's text (see `GatewayTokenFile`); errors name the file and line.
-    static func parse(_ text: String, file: String) throws(AggregatorStartError) -> [Entry] {
+    /// The entries of the file's text (see `GatewayTokenFile`); errors name the key, the file and the line.
+    static func parse(_ text: String, file: String, key: String = "gateway_auth.token_file",
+                      holder: GatewayTokenFile.Holder = .gateway) throws(AggregatorStartError) -> [Entry] {
         do {
-            return try GatewayTokenFile.parse(text)
+            return try GatewayTokenFile.parse(text, holder: holder)
         } catch {
-            throw AggregatorStartError(message: "gateway_auth.token_file \(file) \(error)")
+            throw AggregatorStartError(message: "\(key) \(file) \(error)")
         }
     }
 }
