@@ -10,7 +10,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Benchmarks on a release build: ratios against baselines measured in the same run.",
-        discussion: "Benchmarks: buffer, wire, ingest, peer-collectd, sink-sqlite, sink-clickhouse, end-to-end (with agent-memory), drain, fleet, relay (with relay-drain); and, only when named in --only (it takes about ten minutes), fleet-10k: ten thousand gateways against one aggregator, with a burst and, with clickhouse-server installed, into ClickHouse. Run through `make bench` (it builds in release first).")
+        discussion: "Benchmarks: buffer, wire, ingest, peer-collectd, sink-sqlite, sink-clickhouse, end-to-end (with agent-cpu, agent-idle-cpu, agent-idle-rss, agent-memory), sustained (the highest rate the agent keeps up with, in 15 s steps), drain, fleet, relay (with relay-drain); and, only when named in --only (it takes about ten minutes), fleet-10k: ten thousand gateways against one aggregator, with a burst and, with clickhouse-server installed, into ClickHouse. Run through `make bench` (it builds in release first).")
 
     @Option(help: "Comma list of benchmarks to run (default: all).") var only: String?
     @Flag(help: "Smaller counts: a quick look, not figures to keep.") var quick = false
@@ -46,7 +46,10 @@ struct Bench: AsyncParsableCommand {
             if selected("sink-clickhouse") { record(try await clickHouseSinkBench(bin: bin, load: load)) }
         }
         if selected("end-to-end") {
-            for r in try await steadyBench(bin: bin, readingsPerSecond: 10_000, seconds: quick ? 5 : 20) { record(r) }
+            for r in try await steadyBench(bin: bin, readingsPerSecond: 10_000, seconds: quick ? 5 : 20, idleSeconds: quick ? 5 : 20) { record(r) }
+        }
+        if selected("sustained") {
+            record(try await sustainedBench(bin: bin, step: 10_000, stepSeconds: quick ? 5 : 15, maxSteps: quick ? 3 : 8, lagBoundSeconds: 3))
         }
         if selected("drain") { record(try await drainBench(bin: bin, readingsPerSecond: 2_000, seconds: quick ? 5 : 20)) }
         if selected("fleet") { record(try await fleetBench(bin: bin, gateways: quick ? 100 : 500, batches: quick ? 3 : 6)) }

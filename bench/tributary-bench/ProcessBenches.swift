@@ -90,10 +90,7 @@ struct Rig {
 func processUsage(_ pid: pid_t) -> (rssKB: Int, anonKB: Int, cpuSeconds: Double)? {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
           let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return nil }
-    func kB(_ field: String) -> Int {
-        status.split(separator: "\n").first { $0.hasPrefix(field) }?.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-    }
-    let rss = kB("VmRSS:"), anon = kB("RssAnon:")
+    let rss = statusKB(status, "VmRSS:"), anon = statusKB(status, "RssAnon:")
     // Fields after the command name (which may hold spaces, so split after its closing paren).
     let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
     let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
@@ -141,18 +138,31 @@ func ingestBench(bin: String, messages: Int) async throws -> BenchResult {
 }
 
 /// 4 and 6. End to end at a fixed rate (simulator -> broker -> agent -> aggregator -> SQLite
-/// sink), with verify; the agent's resident memory and CPU sampled meanwhile.
-func steadyBench(bin: String, readingsPerSecond: Double, seconds: Int) async throws -> [BenchResult] {
+/// sink), with verify; and the agent's cost (issue 27): its CPU per reading delivered (utime +
+/// stime from /proc/PID/stat, from the first publish until the sink acknowledged the last
+/// reading, so sealing, compressing, uploading and acknowledging are in it), against a bare
+/// `mosquitto_sub -q 1` subscribed to the same stream at the same time; its CPU and RSS while
+/// connected with no traffic for `idleSeconds` before; its peak RSS (VmHWM).
+func steadyBench(bin: String, readingsPerSecond: Double, seconds: Int, idleSeconds: Int) async throws -> [BenchResult] {
     let rig = try await Rig(bin: bin)
     let aggregator = try await rig.startAggregator()
     let agent = try await rig.startAgent()
+    let subOutput = rig.dir.file("sub.out")
+    let sub = try ChildProcess(executable: "/usr/bin/mosquitto_sub",
+                               arguments: ["-h", "127.0.0.1", "-p", String(rig.broker.port), "-q", "1", "-t", "sensors/#", "-i", "bench-sub-e2e"],
+                               logFile: subOutput)
+    try await Task.sleep(for: .seconds(2))  // both settled: subscribed, start-up work done
+    let idleStart = (agent: processUsage(agent.pid), sub: processUsage(sub.pid))
+    let idleWall = try await timed { try await Task.sleep(for: .seconds(idleSeconds)) }
+    let idleEnd = (agent: processUsage(agent.pid), sub: processUsage(sub.pid))
+    func share(_ start: (rssKB: Int, anonKB: Int, cpuSeconds: Double)?, _ end: (rssKB: Int, anonKB: Int, cpuSeconds: Double)?) -> Double {
+        ((end?.cpuSeconds ?? 0) - (start?.cpuSeconds ?? 0)) / idleWall
+    }
+
     let messages = Int(readingsPerSecond / 5) * seconds
     let publisher = try rig.publisher(messages: messages, rate: readingsPerSecond / 5)
-    let idle = processUsage(agent.pid)
-    let sampling = Task { () -> (Int, Int, Double, Double) in
+    let sampling = Task { () -> (Int, Int) in
         var peak = 0, peakAnon = 0
-        let start = processUsage(agent.pid)?.cpuSeconds ?? 0
-        let began = ContinuousClock.now
         while !Task.isCancelled {
             if let usage = processUsage(agent.pid) {
                 peak = max(peak, usage.rssKB)
@@ -160,34 +170,89 @@ func steadyBench(bin: String, readingsPerSecond: Double, seconds: Int) async thr
             }
             try? await Task.sleep(for: .milliseconds(200))
         }
-        let cpu = (processUsage(agent.pid)?.cpuSeconds ?? start) - start
-        return (peak, peakAnon, cpu, (ContinuousClock.now - began).inSeconds)
+        return (peak, peakAnon)
     }
+    let start = (agent: processUsage(agent.pid)?.cpuSeconds ?? 0, sub: processUsage(sub.pid)?.cpuSeconds ?? 0)
     let began = ContinuousClock.now
     let manifest = try await publisher.run()
     try await rig.waitForAgentCounter(.acknowledged, atLeast: Int64(manifest.entries.count))
     let endToEnd = (ContinuousClock.now - began).inSeconds
+    let agentCPU = (processUsage(agent.pid)?.cpuSeconds ?? 0) - start.agent
+    // mosquitto_sub prints a line a message; it is done once it printed them all.
+    try await eventually(timeout: .seconds(30), "mosquitto_sub printed fewer than \(manifest.messagesPublished) lines") {
+        lineCount(subOutput) >= manifest.messagesPublished
+    }
+    let subCPU = (processUsage(sub.pid)?.cpuSeconds ?? 0) - start.sub
+    let peakHWM = processStatusKB(agent.pid, "VmHWM:")
     sampling.cancel()
-    let (peakKB, peakAnonKB, cpuSeconds, wall) = await sampling.value
+    let (peakKB, peakAnonKB) = await sampling.value
     let report = try await Verifier.verify(manifest, sink: rig.sink)
+    _ = await sub.stop()
     await rig.stop(agent, aggregator)
 
+    let readings = Double(manifest.entries.count)
     var e2e = BenchResult(name: "end-to-end", what: "readings/s from publish to acknowledged by the sink, verify exact",
-                          value: Double(manifest.entries.count) / endToEnd, unit: "readings/s",
+                          value: readings / endToEnd, unit: "readings/s",
                           baseline: "offered rate", baselineValue: readingsPerSecond)
     e2e.notes = ["verify": report.description.split(separator: "\n").first.map(String.init) ?? "", "seconds": String(format: "%.1f", endToEnd)]
     e2e.met = report.passed
     e2e.goal = "conservation"
-    var memory = BenchResult(name: "agent-memory", what: "agent peak RSS at \(human(readingsPerSecond)) readings/s", value: Double(peakKB) / 1024,
-                             unit: "MB", goal: "<= 30 MB")
-    memory.met = Double(peakKB) / 1024 <= 30
-    memory.notes = [
-        "cpu_share_of_one_core": String(format: "%.2f", cpuSeconds / max(wall, 0.001)),
-        "peak_rss_anon_mb": String(format: "%.1f", Double(peakAnonKB) / 1024),
-        "idle_rss_mb": String(format: "%.1f", Double(idle?.rssKB ?? 0) / 1024),
-        "idle_rss_anon_mb": String(format: "%.1f", Double(idle?.anonKB ?? 0) / 1024),
+    var cpu = BenchResult(name: "agent-cpu", what: "agent us of CPU per reading delivered at \(human(readingsPerSecond)) readings/s offered (JSON, 5 a message, QoS 1), end to end",
+                          value: agentCPU * 1e6 / readings, unit: "us/reading",
+                          baseline: "mosquitto_sub -q 1 on the same stream, same time", baselineValue: subCPU * 1e6 / readings, goal: "<= 5 us")
+    cpu.met = cpu.value <= 5 && report.passed
+    cpu.notes = [
+        "agent_cpu_seconds": String(format: "%.2f", agentCPU), "sub_cpu_seconds": String(format: "%.2f", subCPU),
+        "agent_us_per_message": String(format: "%.1f", agentCPU * 1e6 / Double(manifest.messagesPublished)),
+        "agent_share_of_one_core": String(format: "%.3f", agentCPU / endToEnd), "readings": String(manifest.entries.count),
+        "ratio_means": "agent CPU / mosquitto_sub CPU (lower is better)",
     ]
-    return [e2e, memory]
+    var idle = BenchResult(name: "agent-idle-cpu", what: "agent CPU, connected with no traffic for \(idleSeconds) s, in % of one core",
+                           value: share(idleStart.agent, idleEnd.agent) * 100, unit: "% of a core",
+                           baseline: "mosquitto_sub -q 1, same broker, same time", baselineValue: share(idleStart.sub, idleEnd.sub) * 100, goal: "< 0.5%")
+    idle.met = idle.value < 0.5
+    idle.notes = ["ratio_means": "agent / mosquitto_sub; the baseline is often 0 (then no ratio)"]
+    var idleRSS = BenchResult(name: "agent-idle-rss", what: "agent RSS, connected with no traffic", value: Double(idleEnd.agent?.rssKB ?? 0) / 1024,
+                              unit: "MB", baseline: "mosquitto_sub -q 1 RSS", baselineValue: Double(idleEnd.sub?.rssKB ?? 0) / 1024, goal: "<= 20 MB")
+    idleRSS.met = idleRSS.value <= 20
+    idleRSS.notes = ["idle_rss_anon_mb": String(format: "%.1f", Double(idleEnd.agent?.anonKB ?? 0) / 1024),
+                     "ratio_means": "agent / mosquitto_sub"]
+    var memory = BenchResult(name: "agent-memory", what: "agent peak RSS (VmHWM) at \(human(readingsPerSecond)) readings/s", value: Double(peakHWM) / 1024,
+                             unit: "MB", goal: "<= 30 MB")
+    memory.met = memory.value <= 30
+    memory.notes = [
+        "cpu_share_of_one_core": String(format: "%.2f", agentCPU / endToEnd),
+        "peak_rss_sampled_mb": String(format: "%.1f", Double(peakKB) / 1024),
+        "peak_rss_anon_mb": String(format: "%.1f", Double(peakAnonKB) / 1024),
+        "idle_rss_mb": String(format: "%.1f", Double(idleEnd.agent?.rssKB ?? 0) / 1024),
+        "idle_rss_anon_mb": String(format: "%.1f", Double(idleEnd.agent?.anonKB ?? 0) / 1024),
+    ]
+    return [e2e, cpu, idle, idleRSS, memory]
+}
+
+/// One `/proc/PID/status` field in kB (VmHWM:, VmRSS:), 0 when absent.
+func processStatusKB(_ pid: pid_t, _ field: String) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    return statusKB(status, field)
+}
+
+private func statusKB(_ status: String, _ field: String) -> Int {
+    status.split(separator: "\n").first { $0.hasPrefix(field) }?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) } ?? 0
+}
+
+/// Lines in a file (0 when unreadable).
+func lineCount(_ path: String) -> Int {
+    guard let data = FileManager.default.contents(atPath: path) else { return 0 }
+    return data.reduce(0) { $1 == 10 ? $0 + 1 : $0 }
+}
+
+/// Polls `condition` every 100 ms until it holds, or throws `message` after `timeout`.
+func eventually(timeout: Duration, _ message: String, _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw BenchError(message) }
+        try await Task.sleep(for: .milliseconds(100))
+    }
 }
 
 /// 7. Backlog drain: the aggregator is down while the sensors publish at the live rate; then
