@@ -230,11 +230,24 @@ public struct BatchCost: Sendable {
             + reading.topic.utf8.count + unit.utf8.count
         for (key, value) in reading.labels { description += key.utf8.count + value.utf8.count + 6 }
         let textBytes = text?.utf8.count ?? 0
-        let readingStrings = ([reading.gatewayID, reading.sensorID, reading.metric, reading.topic, unit]
-            + Array(reading.labels.keys) + Array(reading.labels.values) + (text.map { [$0] } ?? [])).map(ExactString.init)
-        let newStrings = Set(readingStrings.filter { !strings.contains($0) })
         let key = SeriesKey(reading)
         let newSeries = !series.contains(key)
+        // The strings the batch does not carry yet. A series already in the batch brought all of
+        // its own, so then only a text value can be new (and the sealer asks for every reading:
+        // no arrays or sets built in that case).
+        var newStrings: [ExactString] = []
+        func consider(_ string: String) {
+            let exact = ExactString(string)
+            if !strings.contains(exact) && !newStrings.contains(exact) { newStrings.append(exact) }
+        }
+        if newSeries {
+            for string in [reading.gatewayID, reading.sensorID, reading.metric, reading.topic, unit] { consider(string) }
+            for (name, value) in reading.labels {
+                consider(name)
+                consider(value)
+            }
+        }
+        if let text { consider(text) }
         var next = totals
         next.carried += Self.carriedPerReading + newStrings.reduce(0) { $0 + $1.value.utf8.count }
         next.stored += ReadingLimits.rowOverheadBytes + textBytes + (newSeries ? description : 0)
