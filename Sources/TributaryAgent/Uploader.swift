@@ -112,6 +112,8 @@ public final class Uploader: Service {
         let idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
         var bufferTrouble = Backoff(initialMs: 100, maxMs: 5000)
         var nextExpiryMs = Int64.min / 2
+        // When SQLite was last asked for work, for the idle polls that skip it.
+        var nextLookMs = Int64.min / 2
         // Intervals and deadlines on the monotonic clock: a clock stepped back must not stop
         // heartbeats or retention for hours, nor one stepped forward fire them all at once.
         while !Task.isCancelled {
@@ -123,7 +125,13 @@ public final class Uploader: Service {
             // Sealing needs disk space; when the disk is full, batches sealed earlier still go
             // out, and their acknowledgements free the space. With the reserve released, sealing
             // (about as much freed as written) may go further into the room kept free than ingest.
-            if sealingHasRoom() {
+            // Idle (the counters show nothing unsealed and no sealed batch): a poll makes no trip
+            // to the thread pool and SQLite (ten a second were most of an idle agent's CPU).
+            // SQLite is asked anyway every few seconds, whatever the counters say.
+            let counters = buffer.snapshot
+            let idle = counters.unsealedReadings == 0 && counters.sealedBatches == 0 && MonotonicClock.nowMs() < nextLookMs
+            if !idle { nextLookMs = MonotonicClock.nowMs() + 5_000 }
+            if !idle, sealingHasRoom() {
                 do {
                     try await blocking { [buffer, config] in
                         try buffer.sealDueBatches(maxReadings: config.aggregator.batchMaxReadings, maxAgeMs: config.aggregator.batchMaxAgeMs)
@@ -132,14 +140,16 @@ public final class Uploader: Service {
                     reportBufferTrouble("cannot seal batches", error)
                 }
             }
-            let batches: [SealedBatch]
-            do {
-                batches = try await blocking { [buffer, window] in try buffer.claimBatches(limit: window.size) }
-                bufferTrouble.reset()
-            } catch {
-                reportBufferTrouble("cannot read batches", error)
-                try await Task.sleep(for: .milliseconds(bufferTrouble.next()))
-                continue
+            var batches: [SealedBatch] = []
+            if !idle {
+                do {
+                    batches = try await blocking { [buffer, window] in try buffer.claimBatches(limit: window.size) }
+                    bufferTrouble.reset()
+                } catch {
+                    reportBufferTrouble("cannot read batches", error)
+                    try await Task.sleep(for: .milliseconds(bufferTrouble.next()))
+                    continue
+                }
             }
             let now = MonotonicClock.nowMs()
             guard !batches.isEmpty else {
