@@ -51,6 +51,8 @@ let package = Package(
         .systemLibrary(
             name: "CZstd", pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]),
+        // glibc's mallopt, for the agent's executable alone (its malloc arenas).
+        .systemLibrary(name: "CMalloc"),
 
         // Plain domain types and pure logic: readings, topic templates, payload decoding. No I/O.
         .target(name: "TributaryCore", swiftSettings: swiftSettings),
@@ -206,7 +208,7 @@ let package = Package(
         .executableTarget(
             name: "tributary-agent",
             dependencies: [
-                "TributaryAgent", "TributaryLogging",
+                "TributaryAgent", "TributaryLogging", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
