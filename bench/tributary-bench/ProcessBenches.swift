@@ -104,22 +104,10 @@ func ingestBench(bin: String, messages: Int) async throws -> BenchResult {
     var subRates: [Double] = []
     var agentRates: [Double] = []
     for _ in 0..<2 {
-        // mosquitto_sub: exits after the last message.
-        var rig = try await Rig(bin: bin)
-        let sub = try ChildProcess(executable: "/usr/bin/mosquitto_sub",
-                                   arguments: ["-h", "127.0.0.1", "-p", String(rig.broker.port), "-q", "1", "-t", "sensors/#", "-C", String(messages), "-i", "bench-sub"],
-                                   logFile: rig.dir.file("sub.out"))
-        try await Task.sleep(for: .milliseconds(500))  // subscribed (mosquitto_sub says nothing when it is)
-        let publisher = try rig.publisher(messages: messages, rate: 1e9)
-        subRates.append(Double(messages) / (try await timed {
-            async let published = publisher.run()
-            _ = await sub.wait()
-            _ = try await published
-        }))
-        await rig.stop()
+        subRates.append(try await mosquittoSubDrainRate(bin: bin, messages: messages))
 
         // The agent: until its buffer has committed every reading (no aggregator: it keeps them).
-        rig = try await Rig(bin: bin)
+        let rig = try await Rig(bin: bin)
         let agent = try await rig.startAgent()
         let agentPublisher = try rig.publisher(messages: messages, rate: 1e9)
         agentRates.append(Double(messages) / (try await timed {
@@ -135,6 +123,24 @@ func ingestBench(bin: String, messages: Int) async throws -> BenchResult {
     result.notes = ["messages": String(messages), "runs": "2 each, alternating; the mean of the two",
                     "publisher": "tributary-sim sensors in this process, 1000 publishes in flight"]
     return result
+}
+
+/// Messages/s a bare `mosquitto_sub -q 1` drains from the simulator publishing `messages` as
+/// fast as the broker takes them, on a broker of its own (it exits after the last message).
+func mosquittoSubDrainRate(bin: String, messages: Int) async throws -> Double {
+    let rig = try await Rig(bin: bin)
+    let sub = try ChildProcess(executable: "/usr/bin/mosquitto_sub",
+                               arguments: ["-h", "127.0.0.1", "-p", String(rig.broker.port), "-q", "1", "-t", "sensors/#", "-C", String(messages), "-i", "bench-sub"],
+                               logFile: rig.dir.file("sub.out"))
+    try await Task.sleep(for: .milliseconds(500))  // subscribed (mosquitto_sub says nothing when it is)
+    let publisher = try rig.publisher(messages: messages, rate: 1e9)
+    let seconds = try await timed {
+        async let published = publisher.run()
+        _ = await sub.wait()
+        _ = try await published
+    }
+    await rig.stop()
+    return Double(messages) / seconds
 }
 
 /// 4 and 6. End to end at a fixed rate (simulator -> broker -> agent -> aggregator -> SQLite

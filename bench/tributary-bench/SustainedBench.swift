@@ -5,28 +5,17 @@ import TributaryTesting
 /// 5. The highest rate the agent sustains end to end (issue 27), next to the broker's own
 /// ceiling. A bounded search: the offered rate steps up by `step` readings/s from `step`, each
 /// step `stepSeconds` long on a fresh rig (broker, aggregator with its SQLite sink, agent); a
-/// step passes when the publisher held the rate (at least 95% of it), the sink acknowledged the
-/// last reading within `lagBoundSeconds` of the last publish (the agent seals a batch at least
-/// every second), and `verify` is exact. The search stops at the first step that fails, or at
-/// `maxSteps`. The issue asks for 60 s a step; a benchmark run cannot spend that, so a step here
-/// is shorter, and a rate that passes it may still fall behind over a longer run by less than
-/// `lagBoundSeconds` per step.
-/// The baseline is the broker's ceiling: the same publisher as fast as it goes, drained by a bare
-/// `mosquitto_sub -q 1` (readings/s, five a message).
+/// step passes when the publisher held at least 90% of the rate (its connection and its last
+/// acknowledgements included), the sink acknowledged the last reading within `lagBoundSeconds`
+/// of the publisher's end (the agent seals a batch at least every second), and `verify` is
+/// exact. The search stops at the first step that fails, or at `maxSteps`. The issue asks for
+/// 60 s a step; a benchmark run cannot spend that, so a step here is shorter, and a rate that
+/// passes it may still fall behind over a longer run by less than `lagBoundSeconds` per step.
+/// The baseline is the broker's ceiling: the same publisher as fast as it goes, drained by a
+/// bare `mosquitto_sub -q 1` (readings/s, five a message).
 func sustainedBench(bin: String, step: Double, stepSeconds: Int, maxSteps: Int, lagBoundSeconds: Double) async throws -> BenchResult {
-    let ceilingMessages = Int(step / 5) * stepSeconds
-    let rig = try await Rig(bin: bin)
-    let sub = try ChildProcess(executable: "/usr/bin/mosquitto_sub",
-                               arguments: ["-h", "127.0.0.1", "-p", String(rig.broker.port), "-q", "1", "-t", "sensors/#", "-C", String(ceilingMessages), "-i", "bench-sub"],
-                               logFile: rig.dir.file("sub.out"))
-    try await Task.sleep(for: .milliseconds(500))  // subscribed (mosquitto_sub says nothing when it is)
-    let publisher = try rig.publisher(messages: ceilingMessages, rate: 1e9)
-    let ceiling = Double(ceilingMessages * 5) / (try await timed {
-        async let published = publisher.run()
-        _ = await sub.wait()
-        _ = try await published
-    })
-    await rig.stop()
+    // Readings/s: five a message.
+    let ceiling = 5 * (try await mosquittoSubDrainRate(bin: bin, messages: Int(step / 5) * stepSeconds))
 
     var highest = 0.0
     var steps: [String] = []
@@ -51,7 +40,7 @@ private struct StepOutcome {
     var exact: Bool
     var target: Double
     var lagBound: Double
-    var passed: Bool { offered >= 0.95 * target && (lagSeconds.map { $0 <= lagBound } ?? false) && exact }
+    var passed: Bool { offered >= 0.9 * target && (lagSeconds.map { $0 <= lagBound } ?? false) && exact }
     var description: String {
         "offered \(human(offered))/s, lag \(lagSeconds.map { String(format: "%.1f s", $0) } ?? "not caught up"), \(exact ? "exact" : "NOT exact")"
             + (passed ? "" : ", failed")
