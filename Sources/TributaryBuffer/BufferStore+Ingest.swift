@@ -121,7 +121,16 @@ extension BufferStore {
                 return lastID
             }
         }
-        if !readings.isEmpty { arrivals.withLock { $0.append((lastID, monotonicNowMs)) } }
+        if !readings.isEmpty {
+            arrivals.withLock { arrivals in
+                // Row ids start again low once sealing has emptied the table (the id is the
+                // highest one plus 1): every entry then is of rows gone. Kept, they made a new
+                // reading look as old as them, sealed at once whatever `batch_max_age_ms` said,
+                // and were never let go (attack round 12).
+                if let last = arrivals.last, lastID <= last.lastID { arrivals.removeAll() }
+                arrivals.append((lastID, monotonicNowMs))
+            }
+        }
         counters.withLock {
             $0.redeliveriesTotal += Int64(redeliveries)
             $0.unsealedReadings += Int64(readings.count)

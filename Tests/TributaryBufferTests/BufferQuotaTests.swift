@@ -86,3 +86,22 @@ struct BufferQuotaTests {
         buffer.close()
     }
 }
+
+/// Sealing by age after the buffer emptied: row ids start again at 1, and the new readings must
+/// wait out `batch_max_age_ms` like any others (attack round 12: they were sealed at once, and
+/// the arrival entries of the rows gone were never let go).
+@Suite("buffer sealing by age")
+struct BufferSealingAgeTests {
+    @Test func readingsAfterTheBufferEmptiedWaitTheirAge() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let buffer = try BufferStore(path: dir.file("b.sqlite"), gatewayID: "gw")
+        try buffer.append(Reading.series(30), quarantined: [], monotonicNowMs: 0)
+        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 10_000, monotonicNowMs: 10_000) == 1, "all 30 sealed by age")
+        try buffer.append(Reading.series(1, from: 100), quarantined: [], monotonicNowMs: 20_000)
+        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 10_000, monotonicNowMs: 20_001) == 0, "1 ms old: not due")
+        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 10_000, monotonicNowMs: 29_999) == 0)
+        #expect(try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 10_000, monotonicNowMs: 30_000) == 1, "due after its age")
+        #expect(buffer.arrivals.withLock { $0.count } <= 1, "entries of rows gone are let go")
+    }
+}
