@@ -13,13 +13,22 @@ public struct AdminToken: Sendable {
     /// Where it came from, for the start-up log line; never the token itself.
     public let origin: String
     /// The named operators' tokens, reread when their file changes.
-    public let named: NamedTokens?
+    public private(set) var named: NamedTokens?
 
-    public init(value: String?, origin: String, named: NamedTokens? = nil) {
+    public init(value: String?, origin: String) {
         self.value = value.map { Array($0.utf8) }
         self.origin = origin
-        self.named = named
     }
+
+    /// This token with the named operators' tokens beside it.
+    public func adding(named: NamedTokens?) -> AdminToken {
+        var token = self
+        token.named = named
+        return token
+    }
+
+    /// The unnamed token, for the named operators' file to refuse it.
+    public var reserved: NamedTokens.Reserved? { value.map { NamedTokens.Reserved(token: $0, name: "admin.token / admin.token_file") } }
 
     /// Who holds the token a request showed.
     public enum Holder: Sendable, Equatable {
@@ -46,17 +55,17 @@ public struct AdminToken: Sendable {
     /// directory others can write to it could have been planted, and its token would open the
     /// fleet to whoever planted it. A `token_file` the operator names may be a symbolic link (a
     /// mounted secret) but not readable by other users.
-    public static func resolve(_ source: AggregatorConfig.AdminTokenSource, named: NamedTokens? = nil) throws -> AdminToken {
+    public static func resolve(_ source: AggregatorConfig.AdminTokenSource) throws -> AdminToken {
         switch source {
         case .none:
-            return AdminToken(value: nil, origin: "none (named tokens only)", named: named)
+            return AdminToken(value: nil, origin: "none (named tokens only)")
         case .inline(let token):
-            return AdminToken(value: token, origin: "admin.token", named: named)
+            return AdminToken(value: token, origin: "admin.token")
         case .file(let path, let createIfMissing):
-            if createIfMissing, let created = try create(path) { return AdminToken(value: created, origin: "\(path) (created now)", named: named) }
+            if createIfMissing, let created = try create(path) { return AdminToken(value: created, origin: "\(path) (created now)") }
             if createIfMissing { try checkDefaultFile(path) }
             do {
-                return AdminToken(value: try SecretFile.read(path, as: .token(minLength: 16)), origin: path, named: named)
+                return AdminToken(value: try SecretFile.read(path, as: .token(minLength: 16)), origin: path)
             } catch {
                 throw AggregatorStartError(message: "admin.token_file: \(error.description)")
             }

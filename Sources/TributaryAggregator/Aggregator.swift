@@ -81,10 +81,11 @@ public final class Aggregator: Service, Sendable {
         }
         ingestor = BatchIngestor(sink: sink, registry: registry, limits: config.limits, relay: custody,
                                  trustedRelays: config.trustedRelays, logger: logger)
+        let unnamedToken = try AdminToken.resolve(config.adminToken)
         let operatorTokens = try config.operatorTokenFile.map { path throws(AggregatorStartError) in
-            try NamedTokens(path: path, key: "admin.tokens_file", holder: .operator, logger: logger)
+            try NamedTokens(path: path, key: "admin.tokens_file", holder: .operator, reserved: unnamedToken.reserved, logger: logger)
         }
-        let token = try AdminToken.resolve(config.adminToken, named: operatorTokens)
+        let token = unnamedToken.adding(named: operatorTokens)
         logger.info("operator token for the admin API and /metrics", metadata: [
             "from": "\(token.origin)", "named_operators": "\(operatorTokens.map { "\($0.count) in \($0.path)" } ?? "none")",
         ])

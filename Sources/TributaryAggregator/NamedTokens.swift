@@ -21,7 +21,21 @@ public final class NamedTokens: Sendable {
     /// The configuration key that named the file, for messages.
     public let key: String
     public let holder: GatewayTokenFile.Holder
+    /// A token the file must not hold (the unnamed operator token, for the operators' file): a
+    /// name on it would be audited as the unnamed holder, and removing the line would not shut
+    /// its holder out.
+    private let reserved: Reserved?
     private let logger: Logger
+
+    public struct Reserved: Sendable {
+        let token: [UInt8]
+        /// Where it is configured, for the message.
+        let name: String
+        public init(token: [UInt8], name: String) {
+            self.token = token
+            self.name = name
+        }
+    }
 
     typealias Entry = GatewayTokenFile.Entry
 
@@ -41,14 +55,15 @@ public final class NamedTokens: Sendable {
 
     /// Reads the file; a missing, empty or malformed one is an error naming the file (and the line).
     public init(path: String, key: String = "gateway_auth.token_file", holder: GatewayTokenFile.Holder = .gateway,
-                logger: Logger) throws(AggregatorStartError) {
+                reserved: Reserved? = nil, logger: Logger) throws(AggregatorStartError) {
         self.path = path
         self.key = key
         self.holder = holder
+        self.reserved = reserved
         self.logger = logger
         // Watched from before the first read: an edit made meanwhile is seen next time.
         watch = FileWatch(path: path)
-        entries = Mutex(Self.index(try Self.read(path, key: key, holder: holder)))
+        entries = Mutex(Self.index(try Self.read(path, key: key, holder: holder, reserved: reserved)))
     }
 
     public var count: Int { entries.withLock { $0.count } }
@@ -82,7 +97,7 @@ public final class NamedTokens: Sendable {
             break
         }
         do {
-            let fresh = Self.index(try Self.read(path, key: key, holder: holder))
+            let fresh = Self.index(try Self.read(path, key: key, holder: holder, reserved: reserved))
             self.entries.withLock { $0 = fresh }
             logger.notice("\(holder.noun) tokens reloaded", metadata: ["file": "\(path)", "\(holder.noun)s": "\(fresh.count)"])
             return fresh
@@ -92,7 +107,8 @@ public final class NamedTokens: Sendable {
         }
     }
 
-    private static func read(_ path: String, key: String, holder: GatewayTokenFile.Holder) throws(AggregatorStartError) -> [Entry] {
+    private static func read(_ path: String, key: String, holder: GatewayTokenFile.Holder,
+                             reserved: Reserved?) throws(AggregatorStartError) -> [Entry] {
         let text: String
         do {
             text = try SecretFile.read(path, as: .lines)
@@ -102,6 +118,9 @@ public final class NamedTokens: Sendable {
         let entries = try parse(text, file: path, key: key, holder: holder)
         guard !entries.isEmpty else {
             throw AggregatorStartError(message: "\(key) \(path) holds no \(holder.field) TOKEN line")
+        }
+        if let reserved, let entry = entries.first(where: { $0.token == reserved.token }) {
+            throw AggregatorStartError(message: "\(key) \(path): \(entry.gateway)'s token is the one of \(reserved.name); give each \(holder.noun) a token of their own")
         }
         return entries
     }

@@ -55,4 +55,20 @@ struct OperatorTokensTests {
             }
         }
     }
+
+    /// A named token that is also the unnamed one would be audited as `operator` and survive the
+    /// removal of its line (attack round 12): refused at start, and on a reload.
+    @Test("a named token equal to the unnamed operator token is refused")
+    func namedTokenEqualToTheUnnamedOne() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let unnamed = "the-unnamed-token-0123456789"
+        try TemporaryDirectory.writeSecret("alice \(unnamed)\n", to: directory.file("operator-tokens"))
+        var config = AggregatorConfig(listenPort: 0, dataDirectory: directory.file("aggregator"))
+        config.adminToken = .inline(unnamed)
+        config.operatorTokenFile = directory.file("operator-tokens")
+        #expect {
+            _ = try Aggregator(config: config, logger: .init(label: "test"))
+        } throws: { "\($0)".contains("admin.tokens_file") && "\($0)".contains("alice's token is the one of admin.token") }
+    }
 }
