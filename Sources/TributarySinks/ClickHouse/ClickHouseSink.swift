@@ -356,8 +356,12 @@ public final class ClickHouseSink: Sink {
             }
             if !toWrite.isEmpty {
                 for part in rowBinaryParts(of: toWrite, monthsPerInsert: monthsPerInsert) {
+                    // Compressed once, not again for each retry of the insert. At zstd's and
+                    // gzip's fastest level: the rows are repetitive, and the aggregator's CPU is
+                    // what compression costs.
+                    let body = Compression.compress(part, encoding: encoding, level: 1)
                     try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
-                        try await insertReadingRows(part, client: client, database: database, settings: insertSettings, encoding: encoding)
+                        try await insertReadingRows(body, client: client, database: database, settings: insertSettings, encodedAs: encoding)
                     }
                 }
                 try await waitingOutOtherQuorumInserts { () throws(ClickHouseError) in
@@ -410,11 +414,11 @@ public final class ClickHouseSink: Sink {
         }
     }
 
-    /// Inserts RowBinary rows, compressed as `encoding` says (at its fastest level: the rows are
-    /// repetitive, and the aggregator's CPU is what compression costs).
-    static func insertReadingRows(_ rows: [UInt8], client: ClickHouseClient, database: String,
-                                  settings: [String: String], encoding: ContentEncoding = .identity) async throws(ClickHouseError) {
-        try await client.insert(readingsInsert(database: database), rows: Compression.compress(rows, encoding: encoding, level: 1),
+    /// Inserts RowBinary rows; `body` is them compressed as `encoding` says (as they are, for
+    /// `.identity`).
+    static func insertReadingRows(_ body: [UInt8], client: ClickHouseClient, database: String,
+                                  settings: [String: String], encodedAs encoding: ContentEncoding = .identity) async throws(ClickHouseError) {
+        try await client.insert(readingsInsert(database: database), rows: body,
                                 settings: settings, contentEncoding: encoding == .identity ? nil : encoding.rawValue)
     }
 
