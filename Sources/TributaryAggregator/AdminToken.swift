@@ -114,12 +114,8 @@ public struct AdminToken: Sendable {
     public func holder(authorization: String?) -> Holder? {
         guard let offered = BearerToken.offered(in: authorization) else { return nil }
         if let value, BearerToken.equalInConstantTime(offered, value) { return .unnamed }
-        if case .holder(let name)? = named?.authenticate(authorization: authorization) { return .named(name) }
-        return nil
+        return named?.holder(ofToken: offered).map { .named($0) }
     }
-
-    /// Whether the header carries an operator token, named or not.
-    public func allows(authorization: String?) -> Bool { holder(authorization: authorization) != nil }
 }
 
 /// `Authorization: Bearer TOKEN`, as the operator token and the gateway tokens read it.

@@ -73,8 +73,11 @@ public final class NamedTokens: Sendable {
     /// token came close, and the cost does not grow with the fleet.
     public func authenticate(authorization: String?) -> Authentication {
         guard let offered = BearerToken.offered(in: authorization) else { return .missing }
-        return currentEntries().holder(of: offered).map { .holder($0) } ?? .unknown
+        return holder(ofToken: offered).map { .holder($0) } ?? .unknown
     }
+
+    /// Who holds `token` (a bearer token already taken from its header), or nil.
+    func holder(ofToken token: [UInt8]) -> String? { currentEntries().holder(of: token) }
 
     private static func index(_ entries: [Entry]) -> SecretIndex<String> {
         SecretIndex(entries.map { (secret: $0.token, value: $0.gateway) })

@@ -262,12 +262,12 @@ import TributaryWire
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         let token = String(decoding: first.value ?? [], as: UTF8.self)
-        #expect(first.allows(authorization: "Bearer \(token)"))
-        #expect(first.allows(authorization: "bearer \(token) "))
-        #expect(!first.allows(authorization: nil))
-        #expect(!first.allows(authorization: "Bearer "))
-        #expect(!first.allows(authorization: "Bearer \(token.dropLast())x"))
-        #expect(!first.allows(authorization: "Basic \(token)"))
+        #expect(first.holder(authorization: "Bearer \(token)") == .unnamed)
+        #expect(first.holder(authorization: "bearer \(token) ") == .unnamed)
+        #expect(first.holder(authorization: nil) == nil)
+        #expect(first.holder(authorization: "Bearer ") == nil)
+        #expect(first.holder(authorization: "Bearer \(token.dropLast())x") == nil)
+        #expect(first.holder(authorization: "Basic \(token)") == nil)
     }
 
     @Test func aNamedFileMustExistAndHoldAToken() throws {
