@@ -13,12 +13,13 @@ import Crypto
 /// Redeliveries come soon after the original, so a window of recent messages is enough: the
 /// last `capacity` messages (65,536 by default, `buffer.redelivery_window`) seen in the last
 /// `maxAgeMs` (5 minutes), on the monotonic clock (`nowMs` is a `MonotonicClock` reading). Each
-/// is kept as 128 bits of SHA-256 over its topic and payload, about 64 bytes of memory a message:
-/// 4 MB for the default window. Lives on the committer thread only.
+/// is kept as 128 bits of SHA-256 over its topic and payload, in a ring of arrival order with an
+/// open-addressing index into it: 32-40 bytes of memory a message, 2 MB for the default window
+/// (a `Dictionary` with an eviction queue beside it took 64-96). Lives on the committer thread only.
 struct RedeliveryFilter {
     /// 128 bits of SHA-256(topic, 0, payload): a collision, which would make a new reading look
     /// like a redelivery, has odds of about 2^-128 per pair.
-    private struct Key: Hashable {
+    private struct Key: Equatable {
         let high: UInt64
         let low: UInt64
 
@@ -29,24 +30,39 @@ struct RedeliveryFilter {
 
         init(topic: String, payload: [UInt8]) {
             var hasher = SHA256()
-            hasher.update(data: Array(topic.utf8))
-            hasher.update(data: [0])
-            hasher.update(data: payload)
-            let digest = Array(hasher.finalize())
-            high = digest[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
-            low = digest[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
+            var topic = topic
+            topic.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+            withUnsafeBytes(of: UInt8(0)) { hasher.update(bufferPointer: $0) }
+            payload.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+            (high, low) = hasher.finalize().withUnsafeBytes { digest in
+                (UInt64(bigEndian: digest.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                 UInt64(bigEndian: digest.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            }
         }
+
+        /// The digest's bits are uniform, so any of them make a good home slot.
+        func home(_ mask: Int) -> Int { Int(truncatingIfNeeded: low) & mask }
     }
 
     static let defaultCapacity = 65_536
     let capacity: Int
     let maxAgeMs: Int64
-    private var seen: [Key: Int64] = [:]
-    /// Insertion order with each insertion's time, oldest first from `head`, for eviction.
-    private var order: [(key: Key, atMs: Int64)] = []
+
+    // The ring: arrival order, oldest at `head`, `live` entries. Its storage grows by doubling up
+    // to `capacity`, so a small window or a quiet gateway pays for what it holds.
+    private var keys: [Key] = []
+    private var times: [Int64] = []
     private var head = 0
+    private var live = 0
+
+    /// Linear probing over ring positions (position + 1; 0 is empty), at most half full. A key
+    /// seen again after its window points at its newer entry; the older entry, when it leaves
+    /// the ring, finds the index pointing elsewhere and leaves it alone.
+    private var slots: [Int32] = []
+    private var indexed = 0
 
     init(capacity: Int = RedeliveryFilter.defaultCapacity, maxAgeMs: Int64 = 300_000) {
+        precondition(capacity > 0 && capacity < Int(Int32.max) / 2)
         self.capacity = capacity
         self.maxAgeMs = maxAgeMs
     }
@@ -54,29 +70,13 @@ struct RedeliveryFilter {
     /// True when the same topic and payload were seen within the window; otherwise remembers them.
     mutating func isRedelivery(topic: String, payload: [UInt8], nowMs: Int64) -> Bool {
         let key = Key(topic: topic, payload: payload)
-        if let seenAt = seen[key], nowMs - seenAt <= maxAgeMs { return true }
-        seen[key] = nowMs
-        order.append((key, nowMs))
-        evict(nowMs: nowMs)
+        if let position = position(of: key), nowMs - times[position] <= maxAgeMs { return true }
+        remember(key, nowMs: nowMs)
         return false
     }
 
-    private mutating func evict(nowMs: Int64) {
-        while head < order.count {
-            let oldest = order[head]
-            let tooMany = order.count - head > capacity
-            guard tooMany || nowMs - oldest.atMs > maxAgeMs else { break }
-            // Only if not seen again since (then a later entry in `order` stands for it).
-            if seen[oldest.key] == oldest.atMs { seen[oldest.key] = nil }
-            head += 1
-        }
-        if head > 1024 && head * 2 > order.count {
-            order.removeFirst(head)
-            head = 0
-        }
-    }
-
-    var count: Int { seen.count }
+    /// How many distinct messages the window holds.
+    var count: Int { indexed }
 
     /// The keys seen in the last `withinMs`, oldest first, 16 bytes each. A stopping agent
     /// saves them in its buffer and the next start takes them back: the broker sends again
@@ -84,24 +84,117 @@ struct RedeliveryFilter {
     /// none: 259 of 76,000 readings doubled), and a restarted agent must know them.
     func saved(nowMs: Int64, withinMs: Int64 = 60_000) -> [UInt8] {
         var bytes: [UInt8] = []
-        for entry in order[head...] where nowMs - entry.atMs <= withinMs && seen[entry.key] == entry.atMs {
-            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: entry.key.high >> UInt64(shift))) }
-            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: entry.key.low >> UInt64(shift))) }
+        for offset in 0..<live {
+            let position = (head + offset) % keys.count
+            guard nowMs - times[position] <= withinMs, self.position(of: keys[position]) == position else { continue }
+            withUnsafeBytes(of: keys[position].high.bigEndian) { bytes.append(contentsOf: $0) }
+            withUnsafeBytes(of: keys[position].low.bigEndian) { bytes.append(contentsOf: $0) }
         }
         return bytes
     }
 
     /// Takes back what `saved` gave, as seen at `nowMs`.
     mutating func restore(_ saved: [UInt8], nowMs: Int64) {
-        var offset = 0
-        while offset + 16 <= saved.count {
-            let high = saved[offset..<offset + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            let low = saved[offset + 8..<offset + 16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            let key = Key(high: high, low: low)
-            seen[key] = nowMs
-            order.append((key, nowMs))
-            offset += 16
+        saved.withUnsafeBytes { raw in
+            var offset = 0
+            while offset + 16 <= raw.count {
+                remember(Key(high: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)),
+                             low: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))),
+                         nowMs: nowMs)
+                offset += 16
+            }
         }
-        evict(nowMs: nowMs)
+    }
+
+    // MARK: The ring
+
+    private mutating func remember(_ key: Key, nowMs: Int64) {
+        while live > 0, nowMs - times[head] > maxAgeMs { evictOldest() }
+        if live == capacity { evictOldest() }
+        if live == keys.count { grow() }
+        let position = (head + live) % keys.count
+        keys[position] = key
+        times[position] = nowMs
+        live += 1
+        index(key, at: position)
+    }
+
+    private mutating func evictOldest() {
+        let key = keys[head]
+        if let slot = slot(of: key), Int(slots[slot]) - 1 == head { unindex(slot) }
+        head = (head + 1) % keys.count
+        live -= 1
+    }
+
+    /// Doubles the ring (up to `capacity`), oldest first from position 0, and indexes it again.
+    private mutating func grow() {
+        let size = min(capacity, max(16, keys.count * 2))
+        let order = (0..<live).map { (head + $0) % max(keys.count, 1) }
+        let placeholder = Key(high: 0, low: 0)
+        var newKeys = [Key](repeating: placeholder, count: size)
+        var newTimes = [Int64](repeating: 0, count: size)
+        for (to, from) in order.enumerated() {
+            newKeys[to] = keys[from]
+            newTimes[to] = times[from]
+        }
+        keys = newKeys
+        times = newTimes
+        head = 0
+        var slotCount = 16
+        while slotCount < size * 2 { slotCount *= 2 }
+        slots = [Int32](repeating: 0, count: slotCount)
+        indexed = 0
+        // Oldest first, so a key in the ring twice ends up pointing at its newer entry.
+        for position in 0..<live { index(keys[position], at: position) }
+    }
+
+    // MARK: The index
+
+    private func slot(of key: Key) -> Int? {
+        guard !slots.isEmpty else { return nil }
+        let mask = slots.count - 1
+        var slot = key.home(mask)
+        while slots[slot] != 0 {
+            if keys[Int(slots[slot]) - 1] == key { return slot }
+            slot = (slot + 1) & mask
+        }
+        return nil
+    }
+
+    private func position(of key: Key) -> Int? {
+        slot(of: key).map { Int(slots[$0]) - 1 }
+    }
+
+    private mutating func index(_ key: Key, at position: Int) {
+        let mask = slots.count - 1
+        var slot = key.home(mask)
+        while slots[slot] != 0 {
+            if keys[Int(slots[slot]) - 1] == key {
+                slots[slot] = Int32(position + 1)
+                return
+            }
+            slot = (slot + 1) & mask
+        }
+        slots[slot] = Int32(position + 1)
+        indexed += 1
+    }
+
+    /// Backward-shift deletion: later entries of the probe run move up, so no tombstones.
+    private mutating func unindex(_ emptied: Int) {
+        let mask = slots.count - 1
+        var hole = emptied
+        var next = emptied
+        while true {
+            next = (next + 1) & mask
+            guard slots[next] != 0 else { break }
+            let home = keys[Int(slots[next]) - 1].home(mask)
+            // An entry whose home lies cyclically in (hole, next] is where it may be.
+            let staysPut = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
+            if staysPut { continue }
+            slots[hole] = slots[next]
+            hole = next
+        }
+        slots[hole] = 0
+        indexed -= 1
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import TributaryCrypto
 @testable import TributaryAgent
 
 @Suite("MQTT redelivery filter")
@@ -75,5 +76,86 @@ struct RedeliveryFilterTests {
         for i in 0..<5 { _ = filter.isRedelivery(topic: "u\(i)", payload: payload, nowMs: 510) }
         let again = filter.isRedelivery(topic: "t", payload: payload, nowMs: 520)
         #expect(again, "the old entry's eviction did not take the new one")
+    }
+    /// The saved form is what earlier agents saved and later ones restore: the first 16 bytes of
+    /// SHA-256(topic, 0, payload).
+    @Test func theSavedFormIsTheDigestsFirstSixteenBytes() {
+        var filter = RedeliveryFilter()
+        _ = filter.isRedelivery(topic: "a/b", payload: payload, nowMs: 0)
+        let digest = BatchChain.digest(of: Array("a/b".utf8) + [0] + payload)
+        #expect(filter.saved(nowMs: 0) == Array(digest.prefix(16)))
+    }
+
+    /// The ring and its index against the plain model they replaced (a dictionary of last
+    /// sightings and an eviction queue), on random traffic with repeats, expiries, a small
+    /// window that wraps many times, and a save and restore midway.
+    @Test(arguments: [1, 3, 7, 64, 1000])
+    func theRingAgreesWithThePlainModel(capacity: Int) {
+        var generator = SplitMix(seed: UInt64(capacity))
+        var filter = RedeliveryFilter(capacity: capacity, maxAgeMs: 50)
+        var model = PlainWindow(capacity: capacity, maxAgeMs: 50)
+        var now: Int64 = 0
+        var agreed = 0
+        for step in 0..<20_000 {
+            now += Int64(generator.next() % 3)
+            let topic = "t\(generator.next() % UInt64(capacity * 2 + 3))"
+            let payload = [UInt8(truncatingIfNeeded: generator.next() % 4)]
+            let expected = model.isRedelivery(topic + "\u{0}" + String(payload[0]), nowMs: now)
+            let actual = filter.isRedelivery(topic: topic, payload: payload, nowMs: now)
+            #expect(actual == expected, "step \(step)")
+            if actual == expected { agreed += 1 }
+            #expect(filter.count == model.count, "step \(step)")
+            if step == 10_000 {
+                let saved = filter.saved(nowMs: now, withinMs: 1_000_000)
+                filter = RedeliveryFilter(capacity: capacity, maxAgeMs: 50)
+                filter.restore(saved, nowMs: now)
+                model.keepOnly(nowMs: now)
+                #expect(filter.count == model.count)
+            }
+        }
+        #expect(agreed == 20_000)
+    }
+}
+
+/// The filter as it was first written: what the ring must agree with.
+private struct PlainWindow {
+    let capacity: Int
+    let maxAgeMs: Int64
+    var seen: [String: Int64] = [:]
+    var order: [(key: String, atMs: Int64)] = []
+    var count: Int { seen.count }
+
+    mutating func isRedelivery(_ key: String, nowMs: Int64) -> Bool {
+        if let at = seen[key], nowMs - at <= maxAgeMs { return true }
+        seen[key] = nowMs
+        order.append((key, nowMs))
+        while let oldest = order.first, order.count > capacity || nowMs - oldest.atMs > maxAgeMs {
+            if seen[oldest.key] == oldest.atMs { seen[oldest.key] = nil }
+            order.removeFirst()
+        }
+        return false
+    }
+
+    /// What a save and restore at `nowMs` keeps: each key still held, seen again at `nowMs`.
+    mutating func keepOnly(nowMs: Int64) {
+        let kept = order.filter { seen[$0.key] == $0.atMs }.map(\.key)
+        seen = [:]
+        order = []
+        for key in kept {
+            seen[key] = nowMs
+            order.append((key, nowMs))
+        }
+    }
+}
+
+private struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
