@@ -16,6 +16,7 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Smaller counts: a quick look, not figures to keep.") var quick = false
     @Option(help: "Directory for the JSON results.") var out = "bench/results"
     @Option(help: "sink-sqlite, sink-clickhouse: batches of 500 each of the 100 gateways sends (default 4; more, for a run long enough to profile).") var sinkBatches = 4
+    @Option(help: "end-to-end: seconds of traffic at 10k readings/s (default 40: the agent's redelivery window, 65,536 messages, fills after 33 s, so the peak is that of an agent that has run a while).") var steadySeconds = 40
     @Option(help: "fleet-10k: how many times to repeat its 1x run (the issue's goal is five in a row).") var runs = 1
     @Option(help: "fleet-10k: which runs, a comma list of 1x, burst, clickhouse (default: all).") var fleetParts: String?
     @Option(help: "fleet-10k: the aggregator's limits.max_in_flight_batches (default: its own default).") var maxInFlightBatches: Int?
@@ -46,7 +47,7 @@ struct Bench: AsyncParsableCommand {
             if selected("sink-clickhouse") { record(try await clickHouseSinkBench(bin: bin, load: load)) }
         }
         if selected("end-to-end") {
-            for r in try await steadyBench(bin: bin, readingsPerSecond: 10_000, seconds: quick ? 5 : 20, idleSeconds: quick ? 5 : 20) { record(r) }
+            for r in try await steadyBench(bin: bin, readingsPerSecond: 10_000, seconds: quick ? 5 : steadySeconds, idleSeconds: quick ? 5 : 20) { record(r) }
         }
         if selected("sustained") {
             record(try await sustainedBench(bin: bin, step: 10_000, stepSeconds: quick ? 5 : 15, maxSteps: quick ? 3 : 8, lagBoundSeconds: 3))
