@@ -37,6 +37,9 @@ public final class MQTTClient: @unchecked Sendable {
         /// makes the broker send every retained message again) and filters no longer wanted are
         /// unsubscribed (or their messages would keep coming).
         public var sessionSubscriptions: Set<String>?
+        /// The will: asked for before each connection attempt (the first and every reconnect),
+        /// so its payload can carry that attempt's time, and registered with it. Nil: no will.
+        public var will: (@Sendable () -> Will)?
 
         public init(clientID: String, cleanSession: Bool) {
             self.clientID = clientID
@@ -48,6 +51,22 @@ public final class MQTTClient: @unchecked Sendable {
     /// The broker's host name is always checked against its certificate: there is no option to
     /// turn that off.
     public typealias TLS = ClientTLSFiles
+
+    /// The message the broker publishes for us when our connection ends without a DISCONNECT
+    /// (a crash, a lost network, a missed keepalive). A clean `stop` sends a DISCONNECT, so the
+    /// broker drops it: publish what it says yourself before stopping.
+    public struct Will: Sendable, Equatable {
+        public var topic: String
+        public var payload: [UInt8]
+        public var qos: Int32
+        public var retain: Bool
+        public init(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = false) {
+            self.topic = topic
+            self.payload = payload
+            self.qos = qos
+            self.retain = retain
+        }
+    }
 
     /// The system's trusted CAs (Debian's `ca-certificates`, hashed for OpenSSL), used
     /// without a `caFile`: libmosquitto needs a CA file or directory to turn TLS on.
@@ -208,6 +227,13 @@ public final class MQTTClient: @unchecked Sendable {
             return !s.started
         }
         guard first else { return }
+        if let will = options.will?() {
+            let rc = setWill(will)
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+                state.withLock { $0.started = false }
+                throw MQTTError(code: rc, operation: "set the will", broker: broker.description, topic: will.topic)
+            }
+        }
         let rc = mosquitto_connect_async(mosq, broker.host, broker.port, options.keepAliveSeconds)
         let errorNumber = errno
         if rc == MOSQ_ERR_INVAL.rawValue {
@@ -295,12 +321,28 @@ public final class MQTTClient: @unchecked Sendable {
                 $0.libraryErrors = []
                 $0.accepted = false
             }
+            if let will = options.will?() {
+                let rc = setWill(will)
+                if rc != MOSQ_ERR_SUCCESS.rawValue {
+                    logger.error("MQTT will not set; connecting with the previous one", metadata: [
+                        "broker": "\(broker)", "topic": "\(will.topic)", "error": "\(String(cString: mosquitto_strerror(rc)))",
+                    ])
+                }
+            }
             connectResult = mosquitto_reconnect(mosq)
             connectErrno = errno
         }
     }
 
     private var stopRequested: Bool { state.withLock { $0.stopping } }
+
+    /// Registers `will` for the next CONNECT (before `start`'s, or on the network thread
+    /// between connections: never while libmosquitto may be writing a CONNECT).
+    private func setWill(_ will: Will) -> Int32 {
+        will.payload.withUnsafeBytes { bytes in
+            mosquitto_will_set(mosq, will.topic, Int32(bytes.count), bytes.baseAddress, will.qos, will.retain)
+        }
+    }
 
     /// A clean stop, on the network thread: nothing more is read, the PUBACKs of the messages
     /// already handed to `onMessage` are written, then the DISCONNECT. (libmosquitto writes a
