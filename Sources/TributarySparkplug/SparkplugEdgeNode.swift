@@ -9,10 +9,13 @@ public struct SparkplugEdgeNode: Sendable {
         public var name: String
         public var type: SparkplugDataType
         public var value: ReadingValue
-        public init(name: String, type: SparkplugDataType, value: ReadingValue) {
+        /// Sent with `is_historical`: a value kept and sent late, not the current one.
+        public var isHistorical: Bool
+        public init(name: String, type: SparkplugDataType, value: ReadingValue, isHistorical: Bool = false) {
             self.name = name
             self.type = type
             self.value = value
+            self.isHistorical = isHistorical
         }
     }
 
@@ -56,6 +59,7 @@ public struct SparkplugEdgeNode: Sendable {
             }
             m.alias = alias
             m.timestamp = UInt64(max(0, timeMs))
+            if metric.isHistorical { m.isHistorical = true }
             metric.type.set(metric.value, on: &m)
             return m
         }

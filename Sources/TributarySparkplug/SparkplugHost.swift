@@ -8,7 +8,8 @@ import TributaryCore
 /// Pure state, fed one message at a time in arrival order by one thread. Readings are named:
 /// sensor `{group}/{edge node}` for node metrics and `{group}/{edge node}/{device}` for device
 /// metrics, metric = the Sparkplug metric name, event time = the metric's timestamp, else the
-/// payload's, else the receive time.
+/// payload's, else the receive time. A metric flagged `is_historical` carries the label
+/// `historical=true`.
 ///
 /// What it does when a node's session cannot be followed (Sparkplug 3.0, host application):
 /// - a seq that is not the one expected is a gap: reported, a rebirth requested, and the
@@ -114,6 +115,10 @@ public struct SparkplugHost: Sendable {
     }
 
     public static let bdSeqMetric = "bdSeq"
+    /// The label on readings of metrics flagged `is_historical`: values the edge node kept and
+    /// sent late (store and forward), not the current value. Their time is the metric's own, as
+    /// for live values; the label keeps them a series of their own, apart from the live one.
+    public static let historicalLabel = "historical"
     public static let rebirthMetric = "Node Control/Rebirth"
 
     /// The NCMD payload asking an edge node to publish its births again.
@@ -315,7 +320,8 @@ public struct SparkplugHost: Sendable {
                 outcome.readings.append(Reading(
                     gatewayID: gatewayID, sensorID: sensor, metric: definition.name, topic: topic,
                     timeMs: metric.hasTimestamp ? Self.time(metric.timestamp) : messageTime,
-                    receivedAtMs: receivedAtMs, value: value))
+                    receivedAtMs: receivedAtMs, value: value,
+                    labels: metric.isHistorical ? [Self.historicalLabel: "true"] : [:]))
             }
         }
     }

@@ -259,4 +259,43 @@ import TributaryCore
         payload.metrics = []
         #expect(host.receive(topic: "spBv1.0/g/NDATA/e", payload: try payload.serializedBytes() as [UInt8], receivedAtMs: t0).notices.isEmpty)
     }
+
+    /// `is_historical` values (store and forward) keep their own time and carry the label
+    /// `historical=true`, so they are a series apart from the live values of the same metric.
+    @Test func historicalMetricsAreLabelled() {
+        var node = SparkplugEdgeNode(group: "g", edgeNode: "e")
+        var host = SparkplugHost(gatewayID: "gw")
+        _ = feed(&host, node.birth(metrics: [], timeMs: t0))
+        _ = feed(&host, node.deviceBirth("d", metrics: Array(metrics.prefix(2)), timeMs: t0))
+        var backlog = metrics[0]
+        backlog.value = .double(19.5)
+        backlog.isHistorical = true
+        let late = feed(&host, node.data("d", metrics: [backlog], timeMs: t0 - 3_600_000))
+        #expect(late.quarantineReason == nil)
+        #expect(late.readings.count == 1)
+        #expect(late.readings.first?.labels == [SparkplugHost.historicalLabel: "true"])
+        #expect(late.readings.first?.timeMs == t0 - 3_600_000 && late.readings.first?.value == .double(19.5))
+        let live = feed(&host, node.data("d", metrics: Array(metrics.prefix(2)), timeMs: t0 + 1))
+        #expect(live.readings.count == 2 && live.readings.allSatisfy { $0.labels.isEmpty })
+        #expect(SeriesIdentity(late.readings[0]) != SeriesIdentity(live.readings[0]), "historical values are a series of their own")
+    }
+
+    /// The STATE payload as Sparkplug 3.0 writes it, and host ids that can be a topic level.
+    @Test func hostStatePayloadsAndIDs() {
+        let state = SparkplugHostState(online: true, timestamp: t0)
+        #expect(String(decoding: state.payload, as: UTF8.self) == "{\"online\":true,\"timestamp\":1800000000000}")
+        #expect(SparkplugHostState(payload: state.payload) == state)
+        #expect(SparkplugHostState(payload: Array(" { \"timestamp\": 5, \"online\": false } ".utf8)) == SparkplugHostState(online: false, timestamp: 5))
+        #expect(SparkplugHostState(payload: Array("ONLINE".utf8)) == nil, "Sparkplug 2.2's text payload is not a 3.0 STATE")
+        #expect(SparkplugHostState(payload: Array("{\"online\":true}".utf8)) == nil)
+        #expect(SparkplugHostState.topic(hostID: "scada-1") == "spBv1.0/STATE/scada-1")
+        #expect(SparkplugHostState.hostID(ofTopic: "spBv1.0/STATE/scada-1") == "scada-1")
+        #expect(SparkplugHostState.hostID(ofTopic: "spBv1.0/STATE/a/b") == nil)
+        #expect(SparkplugHostState.problem(hostID: "scada-1") == nil)
+        for bad in ["", "a/b", "a+", "#"] { #expect(SparkplugHostState.problem(hostID: bad) != nil, "\(bad)") }
+        // A host's STATE, its own or another's, is never data.
+        var host = SparkplugHost(gatewayID: "gw")
+        let outcome = host.receive(topic: "spBv1.0/STATE/scada-1", payload: state.payload, receivedAtMs: t0)
+        #expect(outcome == SparkplugHost.Outcome())
+    }
 }
