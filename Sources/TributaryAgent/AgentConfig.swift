@@ -24,6 +24,17 @@ public struct AgentConfig: Sendable {
     public var logFormat = LogFormat.text
     /// `governance.hash_key_file`: the key of the subscriptions' `hash` rules, read at start.
     public var hashKey: [UInt8]?
+    /// `sparkplug:`, what the agent does as a Sparkplug B host application.
+    public var sparkplug = Sparkplug()
+
+    public struct Sparkplug: Sendable {
+        /// `host_id`: when set, the agent is this Sparkplug 3.0 primary host application: it
+        /// keeps `spBv1.0/STATE/<host_id>` saying whether it is online (retained, with an MQTT
+        /// will saying offline), so edge nodes that wait for their primary host publish to it.
+        /// One topic level: not empty, no '/', '+' or '#'. Nil (the default): no STATE.
+        public var hostID: String?
+        public init(hostID: String? = nil) { self.hostID = hostID }
+    }
 
     public struct MQTT: Sendable {
         /// Default mqtt://127.0.0.1:1883.
@@ -285,6 +296,16 @@ extension AgentConfig {
             }
             statusListen = address
         }
+        var sparkplug = Sparkplug()
+        if let s = try root.section("sparkplug") {
+            if let hostID = try s.string("host_id") {
+                if let problem = SparkplugHostState.problem(hostID: hostID) { throw s.error("host_id", problem) }
+                guard subscriptions.contains(where: { $0.format == .sparkplug }) else {
+                    throw s.error("host_id", "no subscription has format: sparkplug, so edge nodes waiting for this host would send it births it does not read: add one (e.g. topic: \"spBv1.0/#\", format: sparkplug) or remove host_id")
+                }
+                sparkplug.hostID = hostID
+            }
+        }
         let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
         let logFormat = overrides.logFormat ?? fileLogFormat ?? .text
         try root.checkNoUnknownKeys()  // first: a misspelt key explains what is missing below
@@ -295,6 +316,7 @@ extension AgentConfig {
         config.statusListen = statusListen
         config.logFormat = logFormat
         config.hashKey = hashKey
+        config.sparkplug = sparkplug
         return config
     }
 

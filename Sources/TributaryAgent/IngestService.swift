@@ -55,12 +55,22 @@ public final class IngestService: Service {
         let queue = IngestQueue<Received>(capacity: config.buffer.queueCapacity)
         var handlers = MQTTClient.Handlers()
         let stats = self.stats
+        let primaryHost = config.sparkplug.hostID.map { PrimaryHost(hostID: $0, logger: self.logger) }
         handlers.onMessage = { message in
+            // This host's own STATE is about the agent, not data.
+            if let primaryHost, primaryHost.receive(message) { return }
             queue.push(Received(message: message, receivedAtMs: WallClock.nowMs(), monotonicMs: MonotonicClock.nowMs()))
         }
         handlers.onConnect = { _ in stats.brokerConnected = true }
         handlers.onDisconnect = { _ in stats.brokerConnected = false }
-        handlers.onSubscribed = { stats.subscribed = true }
+        handlers.onSubscribed = {
+            stats.subscribed = true
+            // Sparkplug 3.0: a host's STATE goes out once its subscriptions are in place.
+            primaryHost?.subscribed()
+        }
+        if let primaryHost {
+            handlers.onPublishAcknowledged = { primaryHost.acknowledged($0) }
+        }
         // The fleet view then shows why a gateway delivers nothing (a refused password, an
         // untrusted certificate) without anyone reading its log.
         handlers.onConnectFailed = { reason in stats.recordError("MQTT: \(reason)") }
@@ -72,6 +82,7 @@ public final class IngestService: Service {
         options.username = config.mqtt.username
         options.password = config.mqtt.password
         options.tls = config.mqtt.tls
+        if let primaryHost { options.will = { primaryHost.will() } }
         do {
             options.sessionSubscriptions = try buffer.sessionSubscriptions(clientID: config.mqttClientID)
         } catch {
@@ -88,6 +99,11 @@ public final class IngestService: Service {
         let client = try MQTTClient(broker: config.mqtt.broker, options: options, handlers: handlers, logger: logger)
         for subscription in config.mqtt.subscriptions {
             client.addSubscription(subscription.topic, qos: 1)
+        }
+        if let primaryHost {
+            // Its own STATE, to answer a stale will saying offline (Sparkplug 3.0).
+            client.addSubscription(primaryHost.topic, qos: 1)
+            primaryHost.attach(client)
         }
 
         async let committed: Void = withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
@@ -110,6 +126,7 @@ public final class IngestService: Service {
         // for room. Otherwise `client.stop()` waits for that callback forever and the SIGKILL
         // that follows loses the queue. Then stop reading, and commit what is left.
         queue.drain()
+        primaryHost?.stop()
         client.stop()
         stats.brokerConnected = false
         queue.close()

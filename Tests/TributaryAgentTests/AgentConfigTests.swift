@@ -290,4 +290,41 @@ struct AgentConfigTests {
             }
         }
     }
+
+    /// `sparkplug.host_id`: one topic level, and only with a Sparkplug subscription to read
+    /// what the edge nodes waiting for it send.
+    @Test func sparkplugHostIDIsOneTopicLevel() throws {
+        let sparkplug = """
+            gateway_id: gw
+            mqtt:
+              subscriptions:
+                - topic: "spBv1.0/#"
+                  format: sparkplug
+            """
+        #expect(try AgentConfig.parse(yaml: sparkplug, file: "agent.yaml").sparkplug.hostID == nil)
+        let config = try AgentConfig.parse(yaml: sparkplug + "\nsparkplug:\n  host_id: scada-1\n", file: "agent.yaml")
+        #expect(config.sparkplug.hostID == "scada-1")
+        for (yaml, expected) in [
+            (sparkplug + "\nsparkplug:\n  host_id: \"\"\n", "cannot be empty"),
+            (sparkplug + "\nsparkplug:\n  host_id: plant/scada\n", "contains '/'"),
+            (sparkplug + "\nsparkplug:\n  host_id: \"scada+\"\n", "contains '+'"),
+            (sparkplug + "\nsparkplug:\n  host_id: \"#\"\n", "contains '#'"),
+            (sparkplug + "\nsparkplug:\n  host_id: [a, b]\n", "expected"),
+            (Self.issueExample + "\nsparkplug:\n  host_id: scada-1\n", "no subscription has format: sparkplug"),
+        ] {
+            do {
+                _ = try AgentConfig.parse(yaml: yaml, file: "/etc/tributary/agent.yaml")
+                Issue.record("accepted \(yaml)")
+            } catch {
+                #expect(error.key == "sparkplug.host_id" && error.message.contains(expected), "\(error)")
+                #expect(error.description.hasPrefix("/etc/tributary/agent.yaml: key 'sparkplug.host_id'"), "\(error)")
+            }
+        }
+        do {
+            _ = try AgentConfig.parse(yaml: sparkplug + "\nsparkplug:\n  hostid: scada-1\n", file: "agent.yaml")
+            Issue.record("accepted a misspelt key")
+        } catch {
+            #expect(error.key == "sparkplug.hostid" && error.message.contains("unknown key"), "\(error)")
+        }
+    }
 }

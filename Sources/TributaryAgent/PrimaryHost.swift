@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import Synchronization
+import TributaryMQTT
+import TributaryRuntime
+import TributarySparkplug
+
+/// The agent as a Sparkplug 3.0 primary host application (`sparkplug.host_id`): it keeps
+/// `spBv1.0/STATE/<host id>` true on the broker.
+///
+/// - Before each connection attempt, the MQTT will: `{"online":false,"timestamp":T}`, QoS 1,
+///   retained, T the attempt's time.
+/// - Once connected and subscribed (the host's own STATE topic included), `{"online":true,
+///   "timestamp":T}` with the same T, QoS 1, retained.
+/// - An offline STATE for this host delivered while online (an old session's will, delivered
+///   late, or one retained from a crash) is answered at once with the online STATE again.
+/// - On a clean stop, `{"online":false,"timestamp":T}` before the DISCONNECT (which makes the
+///   broker drop the will).
+///
+/// The MQTT client's callbacks call it from the network thread; `stop` from the ingest task.
+final class PrimaryHost: Sendable {
+    let hostID: String
+    let topic: String
+    private let logger: Logger
+
+    private struct State {
+        var client: MQTTClient?
+        /// The timestamp of the will registered for the latest connection attempt.
+        var timestamp: Int64 = 0
+        var stopping = false
+        /// The publishes the broker acknowledged since the stop began (the offline STATE's among them).
+        var acknowledgedWhileStopping: Set<Int32> = []
+    }
+    private let state = Mutex(State())
+
+    init(hostID: String, logger: Logger) {
+        self.hostID = hostID
+        topic = SparkplugHostState.topic(hostID: hostID)
+        self.logger = logger
+    }
+
+    /// The client the STATE messages go out on; set before it starts.
+    func attach(_ client: MQTTClient) {
+        state.withLock { $0.client = client }
+    }
+
+    /// The will for the next connection attempt. Its timestamp never goes back within a run, so
+    /// an edge node comparing STATE timestamps never takes a new session for an older one.
+    func will() -> MQTTClient.Will {
+        let timestamp = state.withLock { s in
+            s.timestamp = max(WallClock.nowMs(), s.timestamp)
+            return s.timestamp
+        }
+        return MQTTClient.Will(topic: topic, payload: SparkplugHostState(online: false, timestamp: timestamp).payload, qos: 1, retain: true)
+    }
+
+    /// Connected, and the broker confirmed the subscriptions: the host is online.
+    func subscribed() {
+        publishOnline(reason: "connected and subscribed")
+    }
+
+    /// A message the broker delivered: true when it is this host's own STATE (handled here,
+    /// not data). Another host's STATE is left to the subscriptions, which ignore it.
+    func receive(_ message: MQTTMessage) -> Bool {
+        guard message.topic == topic else { return false }
+        guard let received = SparkplugHostState(payload: message.payload) else {
+            logger.warning("sparkplug: this host's STATE topic holds something that is not a STATE payload; publishing online again",
+                           metadata: ["topic": "\(topic)", "bytes": "\(message.payload.count)"])
+            publishOnline(reason: "unreadable STATE")
+            return true
+        }
+        if !received.online {
+            // Sparkplug 3.0: a host delivered an offline STATE on its own id republishes online at
+            // once, with its current session's timestamp.
+            publishOnline(reason: "offline STATE from an earlier session (timestamp \(received.timestamp)): its will, or its clean stop")
+        }
+        return true
+    }
+
+    func acknowledged(_ messageID: Int32) {
+        state.withLock { s in
+            if s.stopping { s.acknowledgedWhileStopping.insert(messageID) }
+        }
+    }
+
+    /// A clean stop: publishes the offline STATE and waits (at most `grace`) for the broker to
+    /// acknowledge it; after this nothing says online again. Call before `MQTTClient.stop`.
+    func stop(within grace: Duration = .seconds(5)) {
+        let (client, timestamp) = state.withLock { s in
+            s.stopping = true
+            return (s.client, s.timestamp)
+        }
+        guard let client, client.isConnected else {
+            logger.warning("sparkplug: not connected to the broker at stop; the broker publishes this host's offline STATE (its will) when it notices",
+                           metadata: ["topic": "\(topic)"])
+            return
+        }
+        // The same timestamp as the session's will and online STATE: an edge node takes an
+        // offline STATE as the end of the session whose online it saw only when it is not older.
+        let offline = SparkplugHostState(online: false, timestamp: timestamp)
+        let messageID: Int32
+        do {
+            messageID = try client.publish(topic: topic, payload: offline.payload, qos: 1, retain: true)
+        } catch {
+            logger.error("sparkplug: cannot publish the offline STATE", metadata: ["topic": "\(topic)", "error": "\(error)"])
+            return
+        }
+        let deadline = ContinuousClock.now + grace
+        while !state.withLock({ $0.acknowledgedWhileStopping.contains(messageID) }) {
+            guard ContinuousClock.now < deadline, client.isConnected else {
+                logger.warning("sparkplug: the broker did not acknowledge the offline STATE; its will says offline if the DISCONNECT does not arrive",
+                               metadata: ["topic": "\(topic)"])
+                return
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        logger.info("sparkplug: STATE offline published", metadata: ["topic": "\(topic)", "timestamp": "\(timestamp)"])
+    }
+
+    private func publishOnline(reason: String) {
+        let (client, timestamp, stopping) = state.withLock { ($0.client, $0.timestamp, $0.stopping) }
+        guard let client, !stopping else { return }
+        let online = SparkplugHostState(online: true, timestamp: timestamp)
+        do {
+            try client.publish(topic: topic, payload: online.payload, qos: 1, retain: true)
+            logger.info("sparkplug: STATE online published", metadata: ["topic": "\(topic)", "timestamp": "\(timestamp)", "reason": "\(reason)"])
+        } catch {
+            logger.error("sparkplug: cannot publish the online STATE", metadata: ["topic": "\(topic)", "error": "\(error)"])
+        }
+    }
+}
