@@ -5,6 +5,7 @@ import Synchronization
 import TributaryConfig
 import TributaryCore
 import TributaryMQTT
+import TributarySparkplug
 import TributaryWire
 
 /// The tributary-sim command line: sensors, fleet, verify and proxy. The executable's main
@@ -60,6 +61,8 @@ struct Sensors: AsyncParsableCommand {
     @Option(help: "Share of messages sent after the next one, 0-1.") var outOfOrder = 0.0
     @Option(help: "Each device's clock is off by up to this much either way, e.g. 30s.") var clockSkew: String?
     @Option(help: "Share of sensors that fall silent after a few messages, 0-1.") var silent = 0.0
+    @Option(help: "Sparkplug: the primary host application's id. The edge node waits for the host's STATE online (spBv1.0/STATE/ID) before its births; when the host goes offline it sends its deaths and waits again, then births anew.")
+    var sparkplugPrimaryHost: String?
     @Option(help: "Where to write the manifest (JSON lines).") var manifest: String?
     @Flag(help: "Print the agent subscriptions that read what this simulator sends, and exit.") var printSubscriptions = false
 
@@ -72,6 +75,12 @@ struct Sensors: AsyncParsableCommand {
         }
         for (name, share) in [("--jitter", jitter), ("--malformed", malformed), ("--duplicates", duplicates), ("--out-of-order", outOfOrder), ("--silent", silent)] {
             guard (0...1).contains(share) else { throw ValidationError("\(name) takes a share between 0 and 1, not \(share)") }
+        }
+        if let host = sparkplugPrimaryHost {
+            if let problem = SparkplugHostState.problem(hostID: host) { throw ValidationError("--sparkplug-primary-host: \(problem)") }
+            guard try kinds().contains(.sparkplug) else {
+                throw ValidationError("--sparkplug-primary-host is for a Sparkplug edge node: add sparkplug to --format")
+            }
         }
         _ = try kinds()
         _ = try parsedBurst()
@@ -136,6 +145,7 @@ struct Sensors: AsyncParsableCommand {
             options.topicPrefix = topicPrefix
             options.seed = seed
             options.startMs = startMs
+            options.primaryHostID = sparkplugPrimaryHost
             options.faults.malformedShare = malformed
             options.faults.duplicateShare = duplicates
             options.faults.outOfOrderShare = outOfOrder
@@ -153,7 +163,13 @@ struct Sensors: AsyncParsableCommand {
                 options.tls = MQTTClient.TLS(caFile: caFile, certificateFile: certFile, keyFile: keyFile)
             }
             let line = ProgressLine()
+            let primaryHost = sparkplugPrimaryHost
             let result = try await SensorSimulator(options: options, logger: logger).run { p in
+                if p.waitingForPrimaryHost, let host = primaryHost {
+                    line.show("waiting for the primary host \(host) to say online (\(SparkplugHostState.topic(hostID: host))); \(p.messages) messages sent so far",
+                              elapsedSeconds: p.elapsedSeconds)
+                    return
+                }
                 line.show(String(format: "sent %d messages, %d readings in %.0fs (%.0f msg/s)", p.messages, p.readings, p.elapsedSeconds, p.rate),
                           elapsedSeconds: p.elapsedSeconds)
             }

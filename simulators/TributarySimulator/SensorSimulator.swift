@@ -4,6 +4,7 @@ import Synchronization
 import TributaryCore
 import TributaryMQTT
 import TributaryRuntime
+import TributarySparkplug
 
 /// Publishes a gateway's simulated sensors to a real broker at QoS 1, in real time, and keeps
 /// a manifest of exactly what the broker acknowledged (see `TrafficGenerator` for what the
@@ -39,6 +40,11 @@ public struct SensorSimulator: Sendable {
         public var username: String?
         public var password: String?
         public var tls: MQTTClient.TLS?
+        /// Sparkplug: the primary host application the edge node waits for. Its births go out
+        /// only once `spBv1.0/STATE/<id>` says online; when the host goes offline the node sends
+        /// its deaths and publishes nothing until the host is back, then births again.
+        /// (Sparkplug 3.0 also has the node disconnect and try its next broker: there is one.)
+        public var primaryHostID: String?
 
         public init(broker: MQTTBroker, gatewayID: String, sensors: Int, rate: Double, count: Int? = nil, duration: Duration? = nil) {
             self.broker = broker
@@ -86,6 +92,8 @@ public struct SensorSimulator: Sendable {
         public var messages: Int
         public var readings: Int
         public var elapsedSeconds: Double
+        /// The edge node is waiting for its primary host's STATE online (nothing is published).
+        public var waitingForPrimaryHost = false
         public var rate: Double { Double(messages) / max(elapsedSeconds, 0.001) }
     }
 
@@ -123,9 +131,14 @@ public struct SensorSimulator: Sendable {
         handlers.onDisconnect = { _ in tracker.setConnected(false) }
         let startMs = options.startMs ?? WallClock.nowMs()
         var traffic = TrafficGenerator(options: options, startMs: startMs)
+        let stateTopic = traffic.rebirthTopic == nil ? nil : options.primaryHostID.map { SparkplugHostState.topic(hostID: $0) }
         if let rebirthTopic = traffic.rebirthTopic {
             handlers.onMessage = { message in
                 if message.topic == rebirthTopic { tracker.requestRebirth() }
+                if message.topic == stateTopic {
+                    guard let state = SparkplugHostState(payload: message.payload) else { return }
+                    tracker.hostState(state)
+                }
             }
         }
         let clientID = "tributary-sim-\(options.gatewayID)-\(UInt32.random(in: 0...UInt32.max))"
@@ -135,6 +148,7 @@ public struct SensorSimulator: Sendable {
         clientOptions.tls = options.tls
         let client = try MQTTClient(broker: options.broker, options: clientOptions, handlers: handlers, logger: logger)
         if let rebirthTopic = traffic.rebirthTopic { client.addSubscription(rebirthTopic, qos: 0) }
+        if let stateTopic { client.addSubscription(stateTopic, qos: 1) }
         try client.start()
         defer { client.stop() }
         try await tracker.waitConnected(timeout: .seconds(30), broker: options.broker)
@@ -164,13 +178,38 @@ public struct SensorSimulator: Sendable {
         let start = ContinuousClock.now
         var sent = 0
         var lastProgress = start
-        func report() {
+        func report(waiting: Bool = false) {
             progress(Progress(messages: manifest.messagesPublished, readings: manifest.entries.count,
-                              elapsedSeconds: (ContinuousClock.now - start).inSeconds))
+                              elapsedSeconds: (ContinuousClock.now - start).inSeconds, waitingForPrimaryHost: waiting))
         }
+        // With a primary host: whether the edge node is in a session (born, not dead) now.
+        var inSession = false, waitReported = false
         while true {
             if let count = options.count, sent >= count { break }
             if let duration = options.duration, ContinuousClock.now - start >= duration { break }
+            if let stateTopic {
+                if !tracker.hostOnline {
+                    if inSession {
+                        // Sparkplug 3.0: the primary host went offline; end the session.
+                        logger.notice("primary host offline; the edge node sends its deaths and waits", metadata: ["topic": "\(stateTopic)"])
+                        for death in traffic.deaths() { try publish(death) }
+                        traffic.requestRebirth()
+                        inSession = false
+                    }
+                    if !waitReported || ContinuousClock.now - lastProgress >= .seconds(1) {
+                        waitReported = true
+                        lastProgress = ContinuousClock.now
+                        report(waiting: true)
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                    continue
+                }
+                waitReported = false
+                if !inSession {
+                    logger.notice("primary host online; the edge node births", metadata: ["topic": "\(stateTopic)"])
+                    inSession = true
+                }
+            }
             if tracker.takeRebirthRequest() {
                 logger.notice("rebirth requested by the host; births go out next", metadata: ["gateway": "\(options.gatewayID)"])
                 traffic.requestRebirth()
@@ -187,7 +226,9 @@ public struct SensorSimulator: Sendable {
                 report()
             }
         }
-        for death in traffic.deaths() { try publish(death) }
+        if stateTopic == nil || inSession {
+            for death in traffic.deaths() { try publish(death) }
+        }
         // Every QoS 1 publish must be acknowledged by the broker before the manifest is true.
         let deadline = ContinuousClock.now + .seconds(60)
         while tracker.pending > 0 {
@@ -203,7 +244,33 @@ public struct SensorSimulator: Sendable {
 
 /// Counts publishes and their PUBACKs (called from the MQTT thread).
 final class PublishTracker: Sendable {
-    private let state = Mutex((published: 0, acknowledged: 0, connected: false, rebirth: false))
+    private struct State {
+        var published = 0, acknowledged = 0
+        var connected = false, rebirth = false
+        /// The primary host's STATE as the edge node takes it (Sparkplug 3.0): online from an
+        /// online STATE at least as new as the last one seen; offline from an offline STATE at
+        /// least as new as the last online (an older one is an earlier session's late will).
+        var hostOnline = false
+        var lastStateTimestamp: Int64?
+        var lastOnlineTimestamp: Int64?
+    }
+    private let state = Mutex(State())
+
+    func hostState(_ received: SparkplugHostState) {
+        state.withLock { s in
+            if received.online {
+                guard s.lastStateTimestamp.map({ received.timestamp >= $0 }) ?? true else { return }
+                s.hostOnline = true
+                s.lastOnlineTimestamp = received.timestamp
+            } else {
+                guard s.lastOnlineTimestamp.map({ received.timestamp >= $0 }) ?? true else { return }
+                s.hostOnline = false
+            }
+            s.lastStateTimestamp = max(s.lastStateTimestamp ?? received.timestamp, received.timestamp)
+        }
+    }
+
+    var hostOnline: Bool { state.withLock { $0.hostOnline } }
 
     func published() { state.withLock { $0.published += 1 } }
     func requestRebirth() { state.withLock { $0.rebirth = true } }
