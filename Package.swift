@@ -310,7 +310,7 @@ let package = Package(
                 "TributaryRuntime", "TributaryAgent", "TributaryBuffer", "TributarySync", "TributaryAggregator", "TributarySinks", "TributarySimulator", "TributaryTesting",
                 "TributaryAdminAPI",
                 "TributaryCtl", "TributaryCore", "TributaryMQTT", "TributarySQLite", "TributaryClickHouse", "TributaryWire",
-                "TributaryCrypto",
+                "TributaryCrypto", "TributarySparkplug",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
