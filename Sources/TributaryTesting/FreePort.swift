@@ -8,33 +8,45 @@ public enum FreePort {
     /// server on it, one would fail, and the other test's server would answer both.
     private static let handedOut = Mutex(Set<Int>())
 
-    /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released),
-    /// never one this process was given before.
+    /// A TCP port on 127.0.0.1 that was free a moment ago (bound, then released), never one this
+    /// process was given before, and below the kernel's ephemeral range: a port from `bind(0)`
+    /// lies in that range, where every outgoing connection also takes its local port, so under
+    /// the suite's parallel load a client could take a server's port before the server bound it
+    /// (the server then fails to start, and its test waits for nothing).
     public static func allocate() throws -> Int {
-        for _ in 0..<100 {
-            let port = try bindAndRelease()
+        let range = candidateRange()
+        for _ in 0..<1000 {
+            let port = Int.random(in: range)
+            guard handedOut.withLock({ !$0.contains(port) }), isFree(port) else { continue }
             if handedOut.withLock({ $0.insert(port).inserted }) { return port }
         }
-        throw TestingError("no new free port after 100 tries")
+        throw TestingError("no new free port in \(range) after 1,000 tries")
     }
 
-    private static func bindAndRelease() throws -> Int {
+    /// 12,000 ports below the ephemeral range (`net.ipv4.ip_local_port_range`, 32768-60999 by
+    /// default), above the well-known and registered services most machines run.
+    static func candidateRange() -> ClosedRange<Int> {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let low = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32768
+        let top = max(low - 1, 14_000)
+        return (top - 11_999)...top
+    }
+
+    /// Whether a listener could bind 127.0.0.1:port now (no `SO_REUSEADDR`, so a port some
+    /// connection still holds in TIME_WAIT counts as taken).
+    private static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestingError("socket() failed: errno \(errno)") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                guard bind(fd, pointer, length) == 0 else { return -1 }
-                return getsockname(fd, pointer, &length)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-        guard bound == 0 else { throw TestingError("bind/getsockname failed: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// Whether something accepts TCP connections on 127.0.0.1:port.
