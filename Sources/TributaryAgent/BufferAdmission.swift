@@ -23,6 +23,8 @@ struct BufferAdmission: Sendable {
     /// the whole stop, not one per group (with a full disk and a full queue, per-group deadlines
     /// made a stop last minutes, past any service manager's stop timeout).
     private var shutdownDeadlineMs: Int64?
+    /// Whether the log has said once that the quota is below the buffer's own keeping.
+    private var overheadReported = false
     /// Readings given up because the buffer could not be written while shutting down.
     private(set) var abandonedOnShutdown = 0
 
@@ -50,7 +52,7 @@ struct BufferAdmission: Sendable {
     /// Returns once the buffer is below its quota (freeing the oldest unsent readings first
     /// under `drop_oldest`), or at once while shutting down: what was received is already
     /// acknowledged to the broker, so keeping it a little over the quota beats losing it.
-    func waitForRoom(isShuttingDown: () -> Bool) {
+    mutating func waitForRoom(isShuttingDown: () -> Bool) {
         let quota = settings.maxBytes
         guard quota > 0 else { return }
         var blocked = false
@@ -65,6 +67,21 @@ struct BufferAdmission: Sendable {
             do {
                 let used = try buffer.sizeBytes()
                 if used < quota { return }
+                // Nothing waits for an aggregator, so no acknowledgement will ever free a page:
+                // what fills the quota is the buffer's own keeping (schema, the saved redelivery
+                // window, quarantined payloads, set-aside batches). Waiting would stall ingest
+                // for good (a 64 KiB quota held 15,000 readings back after a restart); take the
+                // group, and the next waits for its delivery.
+                let pending = buffer.snapshot
+                if pending.unsealedReadings <= 0 && pending.sealedReadings <= 0 {
+                    if !overheadReported {
+                        overheadReported = true
+                        logger.warning("buffer quota of \(quota) bytes is below what the buffer keeps besides readings (\(used) bytes in use, nothing waiting for an aggregator): reading on, a group at a time; raise buffer.max_bytes", metadata: [
+                            "gateway": "\(gatewayID)", "quarantined": "\(pending.quarantinedTotal)", "set_aside_batches": "\(pending.setAsideBatches)",
+                        ])
+                    }
+                    return
+                }
                 if settings.fullPolicy == .dropOldest {
                     let dropped = try buffer.dropOldest()
                     if dropped.total > 0 {
