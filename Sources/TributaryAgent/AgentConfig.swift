@@ -95,8 +95,8 @@ public struct AgentConfig: Sendable {
         /// Messages handed from the MQTT thread to the committer, at most. When full the MQTT
         /// thread waits, so the broker holds further messages.
         public var queueCapacity = 10_000
-        /// `redelivery_window`: how many recent messages the redelivery filter remembers (about
-        /// 64 bytes each). Default 65,536: a broker that crashed replays what it delivered since
+        /// `redelivery_window`: how many recent messages the redelivery filter remembers (32 to
+        /// 40 bytes each). Default 65,536: a broker that crashed replays what it delivered since
         /// its last autosave, and the replay is recognised within this many messages.
         public var redeliveryWindow = RedeliveryFilter.defaultCapacity
         /// Disk quota for the buffer file's live pages, in bytes; 0 means no quota (the disk is the limit).
