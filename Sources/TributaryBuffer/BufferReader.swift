@@ -10,6 +10,8 @@ public final class BufferReader {
         case quarantined = "quarantined_total"
         case dropped = "dropped_total"
         case redeliveries = "redeliveries_total"
+        case quarantineReplayed = "quarantine_replayed_total"
+        case quarantinePurged = "quarantine_purged_total"
     }
 
     private let db: SQLiteDatabase
@@ -36,6 +38,26 @@ public final class BufferReader {
             }
         }
         return held
+    }
+
+    /// Up to `limit` quarantined payloads with ids above `afterID`, oldest first.
+    public func quarantineEntries(afterID: Int64 = 0, limit: Int) throws(SQLiteError) -> [QuarantineEntry] {
+        try db.withConnection { c throws(SQLiteError) in try BufferStore.quarantineEntries(c, afterID: afterID, limit: limit) }
+    }
+
+    /// Quarantined payload `id`, or nil when the quarantine holds none of that id.
+    public func quarantineEntry(id: Int64) throws(SQLiteError) -> QuarantineEntry? {
+        try db.withConnection { c throws(SQLiteError) in try BufferStore.quarantineEntry(c, id: id) }
+    }
+
+    /// How many payloads the quarantine holds.
+    public func quarantineCount() throws(SQLiteError) -> Int64 {
+        try db.withConnection { c throws(SQLiteError) in try c.scalar("SELECT count(*) FROM quarantine")?.int64 ?? 0 }
+    }
+
+    /// The set-aside batches, oldest first, or the one of `sequence`.
+    public func setAsideBatches(sequence: UInt64? = nil) throws(SQLiteError) -> [SetAsideBatch] {
+        try db.withConnection { c throws(SQLiteError) in try BufferStore.setAsideBatches(c, sequence: sequence) }
     }
 
     /// The kinds of reason payloads were quarantined for, most frequent first (as the agent's

@@ -86,25 +86,7 @@ extension BufferStore {
                 if let sparkplugSessions {
                     try c.run("INSERT OR REPLACE INTO meta (key, value) VALUES ('sparkplug_sessions', ?)", sparkplugSessions)
                 }
-                try c.runForEach("""
-                    INSERT INTO readings (gateway_id, sensor_id, metric, topic, time_ms, received_ms,
-                        value_type, value_real, value_int, value_text, unit, labels)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, readings) { row, r in
-                    let (type, real, int, text) = Self.columns(r.value)
-                    row.bind(r.gatewayID)
-                    row.bind(r.sensorID)
-                    row.bind(r.metric)
-                    row.bind(r.topic)
-                    row.bind(r.timeMs)
-                    row.bind(r.receivedAtMs)
-                    row.bind(type)
-                    row.bind(real)
-                    row.bind(int)
-                    row.bind(text)
-                    row.bind(r.unit)
-                    row.bind(LabelsJSON.encode(r.labels))
-                }
+                try Self.insert(c, readings)
                 let lastID = c.lastInsertRowID
                 try c.runForEach("INSERT INTO topic_payloads (topic, digest) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET digest = excluded.digest",
                                  payloadDigests) { row, entry in
@@ -121,7 +103,44 @@ extension BufferStore {
                 return lastID
             }
         }
-        if !readings.isEmpty {
+        noteArrival(readings.count, lastID: lastID, monotonicNowMs: monotonicNowMs)
+        counters.withLock {
+            $0.redeliveriesTotal += Int64(redeliveries)
+            $0.unsealedReadings += Int64(readings.count)
+            $0.ingestedTotal += Int64(readings.count)
+            $0.quarantinedTotal += Int64(quarantined.count)
+            $0.quarantineHeld += Int64(quarantined.count)
+            if !quarantined.isEmpty { $0.quarantineRevision += 1 }
+        }
+    }
+
+    /// Appends `readings` to the unsealed ones, inside the caller's transaction.
+    static func insert(_ c: SQLiteConnection, _ readings: [Reading]) throws(SQLiteError) {
+        try c.runForEach("""
+            INSERT INTO readings (gateway_id, sensor_id, metric, topic, time_ms, received_ms,
+                value_type, value_real, value_int, value_text, unit, labels)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, readings) { row, r in
+            let (type, real, int, text) = Self.columns(r.value)
+            row.bind(r.gatewayID)
+            row.bind(r.sensorID)
+            row.bind(r.metric)
+            row.bind(r.topic)
+            row.bind(r.timeMs)
+            row.bind(r.receivedAtMs)
+            row.bind(type)
+            row.bind(real)
+            row.bind(int)
+            row.bind(text)
+            row.bind(r.unit)
+            row.bind(LabelsJSON.encode(r.labels))
+        }
+    }
+
+    /// Records when a committed group of `count` readings, the last with row id `lastID`, arrived
+    /// (for sealing by age).
+    func noteArrival(_ count: Int, lastID: Int64, monotonicNowMs: Int64) {
+        if count > 0 {
             arrivals.withLock { arrivals in
                 // Row ids start again low once sealing has emptied the table (the id is the
                 // highest one plus 1): every entry then is of rows gone. Kept, they made a new
@@ -130,12 +149,6 @@ extension BufferStore {
                 if let last = arrivals.last, lastID <= last.lastID { arrivals.removeAll() }
                 arrivals.append((lastID, monotonicNowMs))
             }
-        }
-        counters.withLock {
-            $0.redeliveriesTotal += Int64(redeliveries)
-            $0.unsealedReadings += Int64(readings.count)
-            $0.ingestedTotal += Int64(readings.count)
-            $0.quarantinedTotal += Int64(quarantined.count)
         }
     }
 

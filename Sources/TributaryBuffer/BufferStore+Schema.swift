@@ -119,10 +119,13 @@ extension BufferStore {
             case "quarantined_total": counters.quarantinedTotal = value
             case "dropped_total": counters.droppedTotal = value
             case "redeliveries_total": counters.redeliveriesTotal = value
+            case "quarantine_replayed_total": counters.quarantineReplayedTotal = value
+            case "quarantine_purged_total": counters.quarantinePurgedTotal = value
             default: break
             }
         }
         counters.unsealedReadings = try c.scalar("SELECT count(*) FROM readings")?.int64 ?? 0
+        counters.quarantineHeld = try c.scalar("SELECT count(*) FROM quarantine")?.int64 ?? 0
         try c.forEach("SELECT set_aside, count(*), coalesce(sum(reading_count), 0) FROM batches GROUP BY set_aside") { row in
             if row.int64(0) == 0 {
                 counters.sealedBatches = row.int64(1)

@@ -50,7 +50,18 @@ public final class BufferStore: Sendable {
         public var setAsideBatches: Int64 = 0
         public var ingestedTotal: Int64 = 0
         public var acknowledgedTotal: Int64 = 0
+        /// Payloads ever quarantined: each counted once, when it first was (a replay that
+        /// fails again does not count it again). A Prometheus counter, so it never goes down.
         public var quarantinedTotal: Int64 = 0
+        /// Payloads the quarantine holds now.
+        public var quarantineHeld: Int64 = 0
+        /// Payloads released from the quarantine by `quarantine replay` (stored as readings, or
+        /// recognised as a copy of one stored already) and deleted by `quarantine purge`.
+        public var quarantineReplayedTotal: Int64 = 0
+        public var quarantinePurgedTotal: Int64 = 0
+        /// Moves with every change to the quarantine (in memory only): when the status's
+        /// reasons must be counted again.
+        public var quarantineRevision: Int64 = 0
         public var droppedTotal: Int64 = 0
         public var redeliveriesTotal: Int64 = 0
     }
