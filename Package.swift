@@ -263,7 +263,7 @@ let package = Package(
             dependencies: ["TributaryWire", "TributaryCore", "TributaryTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryAgentTests",
-            dependencies: ["TributaryAgent", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryCrypto"],
+            dependencies: ["TributaryAgent", "TributaryBuffer", "TributaryTesting", "TributaryCore", "TributaryWire", "TributaryCrypto"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "TributaryBufferTests",

@@ -55,7 +55,9 @@ public final class Agent: Service, Sendable {
         // first, then ingest, which commits everything it has received before it returns.
         let statusServer = StatusServer(config: config, buffer: buffer, stats: stats)
             .service(logger: logger) { [statusPort] port in statusPort.set(port) }
-        services = [ingest, uploader] + (statusServer.map { [$0] } ?? [])
+        // The control socket stops before ingest, whose committer runs its quarantine jobs.
+        let control = ControlServer(config: config, buffer: buffer, ingest: ingest).service(logger: logger)
+        services = [ingest, uploader] + (control.map { [$0] } ?? []) + (statusServer.map { [$0] } ?? [])
         logger.info("buffer opened", metadata: [
             "gateway": "\(config.gatewayID)", "path": "\(config.bufferPath)", "epoch": "\(buffer.epoch)",
             "backlog": "\(buffer.snapshot.unsealedReadings + buffer.snapshot.sealedReadings)",
@@ -91,5 +93,12 @@ public final class Agent: Service, Sendable {
 
 public struct AgentStartError: Error, CustomStringConvertible {
     public let message: String
+    /// Set when the data directory's lock is held by another process (its PID, 0 if unknown):
+    /// an agent runs there.
+    public var holderPID: Int32?
     public var description: String { message }
+
+    public init(message: String) {
+        self.message = message
+    }
 }

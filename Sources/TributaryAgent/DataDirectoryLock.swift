@@ -29,8 +29,10 @@ public final class DataDirectoryLock: @unchecked Sendable {
             guard reason == EWOULDBLOCK else {
                 throw AgentStartError(message: "cannot lock \(path): \(String(cString: strerror(reason)))")
             }
-            throw AgentStartError(message: "another \(program) (PID \(holder.isEmpty ? "unknown" : holder)) is using data_dir \(directory); "
-                                  + "two agents on one buffer would send its batches twice. Stop it first, or give this one its own data_dir")
+            var error = AgentStartError(message: "another \(program) (PID \(holder.isEmpty ? "unknown" : holder)) is using data_dir \(directory); "
+                                        + "two agents on one buffer would send its batches twice. Stop it first, or give this one its own data_dir")
+            error.holderPID = Int32(holder) ?? 0
+            throw error
         }
         let pid = "\(getpid())\n"
         _ = ftruncate(descriptor, 0)

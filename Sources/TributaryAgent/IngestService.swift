@@ -24,8 +24,22 @@ public final class IngestService: Service {
         let monotonicMs: Int64
     }
 
+    /// What the committer thread takes from the queue: messages, and now and then an
+    /// operator's job on the quarantine (which the committer alone writes).
+    private enum Work: Sendable {
+        case message(Received)
+        case control(ControlJob)
+    }
+
+    private struct ControlJob: Sendable {
+        let action: QuarantineAction
+        let reply: @Sendable (QuarantineOutcome) -> Void
+    }
+
     private let config: AgentConfig
     private let buffer: BufferStore
+    /// MQTT thread to committer thread; bounded.
+    private let queue: IngestQueue<Work>
     private let stats: AgentStats
     private let logger: Logger
     /// Topic -> decoder -> rules -> readings.
@@ -48,18 +62,36 @@ public final class IngestService: Service {
         self.logger = logger
         router = try MessageRouter(subscriptions: config.mqtt.subscriptions, gatewayID: config.gatewayID, hashKey: config.hashKey)
         admission = BufferAdmission(config: config, buffer: buffer, stats: stats, logger: logger)
+        queue = IngestQueue<Work>(capacity: config.buffer.queueCapacity)
+    }
+
+    /// Runs an operator's job on the quarantine on the committer thread, between two group
+    /// commits: a replay routes payloads with the committer's own router and sessions (its
+    /// redelivery filter), and no quarantine write races another. Waits behind the messages
+    /// queued before it.
+    public func perform(_ action: QuarantineAction) async -> QuarantineOutcome {
+        let queue = self.queue
+        return await withCheckedContinuation { (done: CheckedContinuation<QuarantineOutcome, Never>) in
+            let job = ControlJob(action: action) { done.resume(returning: $0) }
+            // `push` blocks while the queue is full: on a thread of its own, not the task pool.
+            let thread = Thread {
+                if !queue.push(.control(job)) { job.reply(.failed("the agent is stopping; run the command again once it is stopped or restarted")) }
+            }
+            thread.name = "tributary-control-push"
+            thread.start()
+        }
     }
 
     public func run() async throws {
         admission.takeReserve()
-        let queue = IngestQueue<Received>(capacity: config.buffer.queueCapacity)
+        let queue = self.queue
         var handlers = MQTTClient.Handlers()
         let stats = self.stats
         let primaryHost = config.sparkplug.hostID.map { PrimaryHost(hostID: $0, logger: self.logger) }
         handlers.onMessage = { message in
             // This host's own STATE is about the agent, not data.
             if let primaryHost, primaryHost.receive(message) { return }
-            queue.push(Received(message: message, receivedAtMs: WallClock.nowMs(), monotonicMs: MonotonicClock.nowMs()))
+            queue.push(.message(Received(message: message, receivedAtMs: WallClock.nowMs(), monotonicMs: MonotonicClock.nowMs())))
         }
         handlers.onConnect = { _ in stats.brokerConnected = true }
         handlers.onDisconnect = { _ in stats.brokerConnected = false }
@@ -135,47 +167,91 @@ public final class IngestService: Service {
     }
 
     /// Runs on the committer thread until the queue is closed and empty.
-    private func commitLoop(_ queue: IngestQueue<Received>, client: MQTTClient) {
+    private func commitLoop(_ queue: IngestQueue<Work>, client: MQTTClient) {
         var state = CommitterState(sessions: .init(redeliveryFilter: restoredRedeliveryFilter(), sparkplug: restoredSparkplugSessions()),
                                    admission: admission)
         defer { saveRedeliveryFilter(state.sessions.redeliveryFilter) }
-        while let group = queue.takeGroup(max: config.buffer.commitMaxMessages, windowMs: config.buffer.commitIntervalMs) {
-            var readings: [Reading] = []
-            var quarantined: [QuarantinedPayload] = []
-            var redeliveries = 0
-            // The last payload processed per topic, stored with the group: what a retained
-            // message is compared with.
-            var digests = storedDigests(forRetainedIn: group)
-            for item in group {
-                let digest = Self.payloadDigest(item.message.payload)
-                let topic = ExactString(item.message.topic)
-                // A retained message comes with a new subscription: the broker's last-known value
-                // of its topic, not a new reading. Stored only if it is not what this topic last
-                // brought (a first subscription, or a value published while the agent was away).
-                if item.message.retain, digests[topic] == digest {
-                    redeliveries += 1
-                    logger.info("retained MQTT message already stored; not stored again", metadata: ["topic": "\(item.message.topic)"])
-                    continue
-                }
-                switch route(item, into: &readings, quarantined: &quarantined, state: &state, client: client) {
-                case .readings(_, let withheld):
-                    digests[topic] = digest
-                    if withheld > 0 { stats.countWithheld(withheld) }
-                case .redelivery:
-                    digests[topic] = digest
-                    redeliveries += 1
-                    logger.info("MQTT redelivery recognised; not stored again", metadata: ["topic": "\(item.message.topic)"])
-                case .quarantined:
-                    break
+        while let work = queue.takeGroup(max: config.buffer.commitMaxMessages, windowMs: config.buffer.commitIntervalMs) {
+            // A job runs after the messages queued before it are committed, in arrival order.
+            var group: [Received] = []
+            for item in work {
+                switch item {
+                case .message(let received):
+                    group.append(received)
+                case .control(let job):
+                    commit(group, queue: queue, client: client, state: &state)
+                    group.removeAll()
+                    job.reply(handle(job.action, state: &state))
                 }
             }
-            state.admission.waitForRoom(isShuttingDown: { queue.isShuttingDown })
-            state.admission.waitForHeadroom(isShuttingDown: { queue.isShuttingDown })
-            let sessions = state.sessions.sparkplug.takeDefinitions()
-            state.admission.commit(readings: readings.count, isShuttingDown: { queue.isShuttingDown }) { () throws(SQLiteError) in
-                try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries, sparkplugSessions: sessions,
-                                  payloadDigests: digests)
+            commit(group, queue: queue, client: client, state: &state)
+        }
+    }
+
+    /// An operator's job on the quarantine, on the committer thread.
+    private func handle(_ action: QuarantineAction, state: inout CommitterState) -> QuarantineOutcome {
+        switch action {
+        case .replay(let topic):
+            let summary = QuarantineReplay(buffer: buffer, router: router, quotaBytes: config.buffer.maxBytes)
+                .run(topic: topic, sessions: &state.sessions)
+            if summary.withheld > 0 { stats.countWithheld(summary.withheld) }
+            logger.notice("quarantine replayed", metadata: [
+                "gateway": "\(config.gatewayID)", "topic": "\(topic?.description ?? "#")", "examined": "\(summary.examined)",
+                "replayed": "\(summary.replayed)", "readings": "\(summary.readings)", "redeliveries": "\(summary.redeliveries)",
+                "still_quarantined": "\(summary.stillQuarantined)", "stopped": "\(summary.stopped ?? "-")",
+            ])
+            return .replayed(summary)
+        case .purge(let before, let topic):
+            do {
+                let purged = try buffer.purgeQuarantine(receivedBeforeMs: before, topic: topic)
+                logger.notice("quarantine purged", metadata: [
+                    "gateway": "\(config.gatewayID)", "topic": "\(topic?.description ?? "#")", "purged": "\(purged)",
+                ])
+                return .purged(purged)
+            } catch {
+                return .failed("cannot purge the quarantine: \(error)")
             }
+        }
+    }
+
+    /// One group of messages: routed, then committed in one transaction.
+    private func commit(_ group: [Received], queue: IngestQueue<Work>, client: MQTTClient, state: inout CommitterState) {
+        guard !group.isEmpty else { return }
+        var readings: [Reading] = []
+        var quarantined: [QuarantinedPayload] = []
+        var redeliveries = 0
+        // The last payload processed per topic, stored with the group: what a retained
+        // message is compared with.
+        var digests = storedDigests(forRetainedIn: group)
+        for item in group {
+            let digest = Self.payloadDigest(item.message.payload)
+            let topic = ExactString(item.message.topic)
+            // A retained message comes with a new subscription: the broker's last-known value
+            // of its topic, not a new reading. Stored only if it is not what this topic last
+            // brought (a first subscription, or a value published while the agent was away).
+            if item.message.retain, digests[topic] == digest {
+                redeliveries += 1
+                logger.info("retained MQTT message already stored; not stored again", metadata: ["topic": "\(item.message.topic)"])
+                continue
+            }
+            switch route(item, into: &readings, quarantined: &quarantined, state: &state, client: client) {
+            case .readings(_, let withheld):
+                digests[topic] = digest
+                if withheld > 0 { stats.countWithheld(withheld) }
+            case .redelivery:
+                digests[topic] = digest
+                redeliveries += 1
+                logger.info("MQTT redelivery recognised; not stored again", metadata: ["topic": "\(item.message.topic)"])
+            case .quarantined:
+                break
+            }
+        }
+        state.admission.waitForRoom(isShuttingDown: { queue.isShuttingDown })
+        state.admission.waitForHeadroom(isShuttingDown: { queue.isShuttingDown })
+        let sessions = state.sessions.sparkplug.takeDefinitions()
+        state.admission.commit(readings: readings.count, isShuttingDown: { queue.isShuttingDown }) { () throws(SQLiteError) in
+            try buffer.append(readings, quarantined: quarantined, redeliveries: redeliveries, sparkplugSessions: sessions,
+                              payloadDigests: digests)
         }
     }
 

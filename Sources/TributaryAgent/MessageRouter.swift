@@ -33,6 +33,11 @@ struct MessageRouter {
         /// What the sessions last noticed (gaps, rebirths to request), for the caller to report;
         /// set by each Sparkplug message.
         var sparkplugOutcome: SparkplugHost.Outcome?
+        /// Set while `quarantine replay` routes quarantined payloads: the Sparkplug payloads it
+        /// has seen. A Sparkplug payload is in `redeliveryFilter` from its own first arrival,
+        /// quarantined or not, so a replay asks this one instead whether the same bytes came
+        /// up before (a second quarantined copy), and records them in both.
+        var replayedSparkplug: RedeliveryFilter?
     }
 
     /// What became of one message.
@@ -92,7 +97,14 @@ struct MessageRouter {
         case .sparkplug:
             // Every Sparkplug payload carries its seq, so the same bytes again are a redelivery;
             // checked first, or the repeat would read as a sequence gap.
-            if sessions.redeliveryFilter.isRedelivery(topic: topic, payload: payload, nowMs: monotonicMs) { return .redelivery }
+            if var replayed = sessions.replayedSparkplug {
+                let again = replayed.isRedelivery(topic: topic, payload: payload, nowMs: monotonicMs)
+                sessions.replayedSparkplug = replayed
+                if again { return .redelivery }
+                _ = sessions.redeliveryFilter.isRedelivery(topic: topic, payload: payload, nowMs: monotonicMs)
+            } else if sessions.redeliveryFilter.isRedelivery(topic: topic, payload: payload, nowMs: monotonicMs) {
+                return .redelivery
+            }
             let outcome = sessions.sparkplug.receive(topic: topic, payload: payload, receivedAtMs: receivedAtMs)
             sessions.sparkplugOutcome = outcome
             if let reason = outcome.quarantineReason { return .quarantined(reason: reason) }

@@ -82,8 +82,12 @@ public struct StatusServer: Sendable {
                  Double(c.droppedTotal))
         p.single("tributary_agent_readings_withheld_total", .counter, help: "Readings a governance drop rule kept from the buffer, since start.",
                  Double(stats.withheldTotal))
-        p.single("tributary_agent_payloads_quarantined_total", .counter, help: "Payloads that could not be decoded, kept in quarantine.",
+        p.single("tributary_agent_payloads_quarantined_total", .counter, help: "Payloads that could not be decoded, kept in quarantine (each counted once, a replay that fails again included).",
                  Double(c.quarantinedTotal))
+        p.single("tributary_agent_quarantine_payloads", .gauge, help: "Payloads the quarantine holds now.", Double(c.quarantineHeld))
+        p.single("tributary_agent_quarantine_replayed_total", .counter, help: "Quarantined payloads a replay released (decoded now, or a copy of readings stored already).",
+                 Double(c.quarantineReplayedTotal))
+        p.single("tributary_agent_quarantine_purged_total", .counter, help: "Quarantined payloads an operator purged.", Double(c.quarantinePurgedTotal))
         p.single("tributary_agent_redeliveries_total", .counter, help: "MQTT messages received again and not stored twice.",
                  Double(c.redeliveriesTotal))
         p.single("tributary_agent_backlog_readings", .gauge, help: "Readings buffered and not yet acknowledged.",

@@ -24,9 +24,9 @@ public final class Uploader: Service {
     private var client: SyncClient { currentClient.withLock { $0 } }
     /// The aggregators, in this gateway's order, and the one in use.
     let targets: AggregatorTargets
-    /// The quarantine's kinds of reason as last counted, with the quarantined total they were
-    /// counted at and when (counted again only when the total moved, at most every 10 s once
-    /// there are any).
+    /// The quarantine's kinds of reason as last counted, with the quarantine's revision they were
+    /// counted at and when (counted again only when the quarantine changed: a payload
+    /// quarantined, replayed or purged; at most every 10 s once there are any).
     private let quarantineKindsSeen = Mutex<(total: Int64, atMs: Int64, kinds: [Tributary_V1_QuarantineReason])>((-1, Int64.min / 2, []))
     /// `aggregator.token_file`, reread when it changes.
     private let tokenFileWatch: FileWatch?
@@ -211,8 +211,8 @@ public final class Uploader: Service {
     }
 
     /// What the quarantine holds, by kind of reason, for the status: a GROUP BY over the
-    /// quarantine table, so counted again only when its total moved, at most every 10 s.
-    private func quarantineKinds(total: Int64) async -> [Tributary_V1_QuarantineReason] {
+    /// quarantine table, so counted again only when the quarantine changed, at most every 10 s.
+    private func quarantineKinds(revision total: Int64) async -> [Tributary_V1_QuarantineReason] {
         let now = MonotonicClock.nowMs()
         let (seenTotal, atMs, kinds) = quarantineKindsSeen.withLock { $0 }
         // The first quarantined payload is shown at once; later changes within 10 s.
@@ -364,7 +364,7 @@ public final class Uploader: Service {
         status.quarantinedTotal = UInt64(clamping: counters.quarantinedTotal)
         status.droppedTotal = UInt64(clamping: counters.droppedTotal)
         status.withheldTotal = stats.withheldTotal
-        status.quarantineReasons = await quarantineKinds(total: counters.quarantinedTotal)
+        status.quarantineReasons = await quarantineKinds(revision: counters.quarantineRevision)
         status.sealedBatches = UInt64(clamping: counters.sealedBatches)
         status.setAsideBatches = UInt64(clamping: counters.setAsideBatches)
         status.redeliveriesTotal = UInt64(clamping: counters.redeliveriesTotal)
