@@ -6,11 +6,33 @@ import ServiceLifecycle
 import TributaryAgent
 import TributaryLogging
 
+/// `tributary-agent [run] [flags]` runs the agent (`run` is the default, so the units, scripts
+/// and docs that start it with flags alone keep working); `quarantine` and `set-aside` are the
+/// operator's tools on its buffer.
 @main
-struct AgentCommand: AsyncParsableCommand {
+struct AgentRoot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-agent",
         abstract: "Collects MQTT readings on a gateway, buffers them in SQLite, and syncs them to an aggregator.",
+        discussion: """
+            Without a subcommand it runs the agent (the same as `tributary-agent run`; see `tributary-agent run --help` \
+            for its flags). `quarantine` and `set-aside` inspect and act on what waits in the buffer for an operator, \
+            also while the agent runs.
+            """,
+        subcommands: [AgentCommand.self, QuarantineCommand.self, SetAsideCommand.self],
+        defaultSubcommand: AgentCommand.self)
+
+    /// Before anything else runs (argument parsing starts threads that allocate).
+    static func main() async {
+        limitMallocArenas()
+        await main(nil)
+    }
+}
+
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Runs the agent (the default: `tributary-agent --config FILE` is `tributary-agent run --config FILE`).",
         discussion: "Flags override the configuration file. SIGTERM or SIGINT stops reading, commits what was received, and exits 0.")
 
     @Option(name: .long, help: "YAML configuration file (or the environment variable TRIBUTARY_AGENT_CONFIG).")
@@ -39,12 +61,6 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "Log format: text or json (one object per line; overrides log_format).")
     var logFormat: LogFormat?
-
-    /// Before anything else runs (argument parsing starts threads that allocate).
-    static func main() async {
-        limitMallocArenas()
-        await main(nil)
-    }
 
     func run() async throws {
         do {
