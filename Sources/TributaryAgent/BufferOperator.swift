@@ -1,5 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import TributaryBuffer
 import TributaryCore
@@ -54,10 +57,19 @@ public struct BufferOperator: Sendable {
         }
     }
 
+    /// The buffer is there, and this process runs as its owner: SQLite makes files beside it
+    /// (`-wal`, `-shm`; a reader too), and made by root they would keep the agent's own user
+    /// from opening its buffer at its next start.
     private func checkBufferExists() throws(OperatorError) {
-        guard FileManager.default.fileExists(atPath: bufferPath) else {
+        var info = stat()
+        guard stat(bufferPath, &info) == 0 else {
             throw OperatorError("no buffer file at \(bufferPath) (data_dir \(dataDirectory)): "
                                 + "check --config or --data-dir; the agent makes it when it first starts")
+        }
+        guard info.st_uid == geteuid() else {
+            let owner = getpwuid(info.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(info.st_uid)"
+            throw OperatorError("\(bufferPath) belongs to \(owner), the agent's user: run this as that user "
+                                + "(sudo -u \(owner) tributary-agent ...), so the files SQLite makes beside the buffer stay the agent's")
         }
     }
 
