@@ -100,8 +100,11 @@ struct OperatorToolTests {
         let afterOffline = try held(harness)
         #expect(afterOffline > 0 && afterOffline < copies, "one sensor's payloads left the quarantine")
 
-        // The agent started with the fixed template: it replays the rest itself, over its socket.
+        // The agent started with the fixed template: it replays the rest itself, over its socket,
+        // while other sensors' live traffic flows through the same committer.
         agent = try await harness.startAgent()
+        let live = try harness.publish(1500, rate: 500)
+        try await Task.sleep(for: .milliseconds(500))
         let online = try await Self.tool(harness, ["quarantine", "replay", "--json"])
         #expect(online.code == 0, "\(online.output)")
         let summary = try #require(try Self.json(online.output) as? [String: Any])
@@ -109,14 +112,16 @@ struct OperatorToolTests {
         #expect(try held(harness) == 0)
         #expect(harness.agentLog.contains("quarantine replayed"))
 
-        let report = try await harness.verifyWhenComplete(manifest)
-        #expect(report.passed && report.found == manifest.entries.count && report.duplicates == 0, "\(report)")
+        var everything = manifest
+        everything.append(try await live.value)
+        let report = try await harness.verifyWhenComplete(everything)
+        #expect(report.passed && report.found == everything.entries.count && report.duplicates == 0, "\(report)")
 
         // Again: nothing is left, nothing doubles.
         let again = try await Self.tool(harness, ["quarantine", "replay", "--json"])
         let againSummary = try #require(try Self.json(again.output) as? [String: Any])
         #expect(again.code == 0 && againSummary["examined"] as? Int == 0, "\(again.output)")
-        let settled = try await harness.verifyWhenSettled(manifest)
+        let settled = try await harness.verifyWhenSettled(everything)
         #expect(settled.passed && settled.duplicates == 0, "\(settled)")
 
         // Counters: every payload quarantined once; the redelivered copies counted as such; the
@@ -125,13 +130,13 @@ struct OperatorToolTests {
         #expect(try reader.total(.quarantined) == copies)
         #expect(try reader.total(.quarantineReplayed) == copies)
         #expect(try reader.total(.redeliveries) == Int64(manifest.duplicatesPublished))
-        #expect(try reader.total(.ingested) == Int64(manifest.entries.count))
+        #expect(try reader.total(.ingested) == Int64(everything.entries.count))
         try await eventually("the fleet view shows the replayed readings synced") {
             let gateway = try await harness.gateway()
-            return gateway?.acknowledgedTotal == UInt64(manifest.entries.count) && (gateway?.quarantineReasons ?? []).isEmpty
+            return gateway?.acknowledgedTotal == UInt64(everything.entries.count) && (gateway?.quarantineReasons ?? []).isEmpty
         }
         let gateway = try #require(try await harness.gateway())
-        #expect(gateway.quarantinedTotal == UInt64(copies) && gateway.readingsSynced == UInt64(manifest.entries.count), "\(gateway)")
+        #expect(gateway.quarantinedTotal == UInt64(copies) && gateway.readingsSynced == UInt64(everything.entries.count), "\(gateway)")
         await harness.stop(agent, aggregator)
     }
 
