@@ -193,14 +193,14 @@ struct OperatorToolTests {
         await harness.stop(agent, aggregator)
     }
 
-    @Test("a set-aside batch retried is delivered exactly once (retried while the agent runs, and while it is stopped); unknown sequences exit 1")
+    @Test("a set-aside batch retried is delivered exactly once (retried while the agent runs, and while it is stopped); one purged counts as dropped; unknown sequences exit 1")
     func setAsideRetry() async throws {
         let harness = try await ProcessHarness(gatewayID: "gw-aside", aggregatorSettings: ["batch_max_age_ms: 200"],
                                                aggregatorConfig: ["limits:", "  max_readings_per_batch: 4"])
         defer { harness.dir.remove() }
         var aggregator = try await harness.startAggregator()
         var agent = try await harness.startAgent()
-        let first = try await harness.publish(40, rate: 100).value
+        let first = try await harness.publish(80, rate: 100).value
         let reader = { try BufferReader(path: harness.dir.file("agent/buffer.sqlite")) }
         try await eventually("the aggregator refused the batches and the agent set them aside") {
             let batches = try reader().setAsideBatches()
@@ -211,6 +211,7 @@ struct OperatorToolTests {
         let listed = try #require(try Self.json(list.output) as? [[String: Any]])
         #expect(!listed.isEmpty && listed.allSatisfy { ($0["last_error"] as? String)?.isEmpty == false }, "\(listed)")
         let sequences = listed.compactMap { $0["sequence"] as? Int }
+        try #require(sequences.count >= 3, "\(listed)")
         let show = try await Self.tool(harness, ["set-aside", "show", String(sequences[0]), "--json"])
         let shown = try #require(try Self.json(show.output) as? [String: Any])
         #expect((shown["contents"] as? [Any])?.count == shown["readings"] as? Int, "\(show.output)")
@@ -228,19 +229,28 @@ struct OperatorToolTests {
         #expect(retried.code == 0 && retried.output.contains("by the running agent"), "\(retried.output)")
         let twice = try await Self.tool(harness, ["set-aside", "retry", String(sequences[0])])
         #expect(twice.code == 1 && twice.output.contains("no batch \(sequences[0]) is set aside"), "\(twice.output)")
+        // The last one purged by the running agent: its readings are counted as dropped.
+        let purgedReadings = try #require(listed.last?["readings"] as? Int)
+        let purge = try await Self.tool(harness, ["set-aside", "purge", String(sequences.last!), "--json"])
+        #expect(purge.code == 0 && purge.output.contains("\"readings\" : \(purgedReadings)"), "\(purge.output)")
         #expect(ProcessHarness.exitCode(await agent.stop(signal: SIGTERM)) == 0)
-        if sequences.count > 1 {
-            let rest = try await Self.tool(harness, ["set-aside", "retry", "--all"])
-            #expect(rest.code == 0 && rest.output.contains("\(sequences.count - 1) batch(es) back in the send queue, by this tool"), "\(rest.output)")
-        }
+        let rest = try await Self.tool(harness, ["set-aside", "retry", "--all"])
+        #expect(rest.code == 0 && rest.output.contains("\(sequences.count - 2) batch(es) back in the send queue, by this tool"), "\(rest.output)")
         agent = try await harness.startAgent()
         let second = try await harness.publish(40, rate: 100).value
         var both = first
         both.append(second)
-        let report = try await harness.verifyWhenComplete(both)
-        #expect(report.passed && report.duplicates == 0 && report.found == both.entries.count, "\(report)")
+        try await eventually("the sink holds all but the purged batch") {
+            try await Verifier.verify(both, sink: harness.sink).found >= both.entries.count - purgedReadings
+        }
+        let report = try await harness.verifyWhenSettled(both)
+        #expect(report.duplicates == 0 && report.unexpected == 0 && report.missing == purgedReadings
+                && report.found == both.entries.count - purgedReadings, "\(report)")
         #expect(try reader().setAsideBatches().isEmpty)
-        try await eventually("the fleet view shows no batch set aside") { (try await harness.gateway())?.setAsideBatches == 0 }
+        try await eventually("the fleet view shows no batch set aside, and the purged readings as dropped") {
+            let gateway = try await harness.gateway()
+            return gateway?.setAsideBatches == 0 && gateway?.droppedTotal == UInt64(purgedReadings)
+        }
         await harness.stop(agent, aggregator)
     }
 }
