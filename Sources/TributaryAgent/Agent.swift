@@ -13,22 +13,33 @@ import TributarySQLite
 /// stop reading, commit, stop), then releases the HTTP client, the buffer file and the data dir
 /// lock, also when one of them fails. An agent made but never run must be `close()`d.
 public final class Agent: Service, Sendable {
+    /// The configuration the agent started with (see `liveConfig` for the one in force).
     public let config: AgentConfig
     public let buffer: BufferStore
     public let stats: AgentStats
     private let services: [any Service]
     private let closed = Mutex(false)
     private let http: HTTPClient
-    private let logger: Logger
+    let logger: Logger
+    let ingest: IngestService
+    let uploader: Uploader
+    /// Where SIGHUP reads the configuration again; nil: SIGHUP is ignored.
+    private let reloadSource: AgentReloadSource?
+    private let live: Mutex<AgentConfig>
+    /// The configuration in force: the one started with, or the last reload's.
+    public var liveConfig: AgentConfig { live.withLock { $0 } }
+    func setLiveConfig(_ config: AgentConfig) { live.withLock { $0 = config } }
     private let statusPort = BoundPort()
     private let lock: DataDirectoryLock
 
     /// The status listener's port once it listens (useful with port 0); only with `status_listen`.
     public func statusListenerPort() async -> Int { await statusPort.wait() }
 
-    public init(config: AgentConfig, logger: Logger) throws {
+    public init(config: AgentConfig, logger: Logger, reloadingFrom reloadSource: AgentReloadSource? = nil) throws {
         self.config = config
         self.logger = logger
+        self.reloadSource = reloadSource
+        live = Mutex(config)
         do {
             // Mode 0700 when made here; an existing one others can enter is only reported.
             if try PrivateFiles.makeDirectory(config.dataDirectory) {
@@ -49,8 +60,8 @@ public final class Agent: Service, Sendable {
         httpConfiguration.timeout.connect = .seconds(Int64(min(config.aggregator.requestTimeoutSeconds, 5)))
         httpConfiguration.tlsConfiguration = try config.aggregator.tls?.clientConfiguration(gatewayID: config.gatewayID)
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-        let ingest = try IngestService(config: config, buffer: buffer, stats: stats, logger: logger)
-        let uploader = Uploader(config: config, buffer: buffer, stats: stats, http: http, logger: logger)
+        ingest = try IngestService(config: config, buffer: buffer, stats: stats, logger: logger)
+        uploader = Uploader(config: config, buffer: buffer, stats: stats, http: http, logger: logger)
         // ServiceGroup stops services in reverse order: the status listener and the uploader
         // first, then ingest, which commits everything it has received before it returns.
         let statusServer = StatusServer(config: config, buffer: buffer, stats: stats)
@@ -67,7 +78,9 @@ public final class Agent: Service, Sendable {
     public func run() async throws {
         // ServiceGroup stops services in reverse order; a graceful shutdown of the group this
         // agent runs in reaches this one.
-        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
+        // The reloader last, so it is the first stopped.
+        let reloader: [any Service] = reloadSource.map { [ReloadOnHangup(agent: self, source: $0)] } ?? []
+        let group = ServiceGroup(configuration: .init(services: (services + reloader).map { .init(service: $0) }, logger: logger))
         do {
             try await group.run()
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import TributaryConfig
 import TributaryBuffer
 import TributaryCore
@@ -22,6 +23,8 @@ public struct AgentConfig: Sendable {
     public var statusListen: (host: String, port: Int)?
     /// `text` (default) or `json`, one object per line.
     public var logFormat = LogFormat.text
+    /// `log_level`: trace, debug, info (default), notice, warning, error, critical.
+    public var logLevel = Logger.Level.info
     /// `governance.hash_key_file`: the key of the subscriptions' `hash` rules, read at start.
     public var hashKey: [UInt8]?
     /// `sparkplug:`, what the agent does as a Sparkplug B host application.
@@ -117,7 +120,7 @@ public struct AgentConfig: Sendable {
         public init() {}
     }
 
-    public struct Aggregator: Sendable {
+    public struct Aggregator: Sendable, Equatable {
         /// `url`, or `urls` for several aggregators sharing one sink: each gateway prefers one
         /// (rendezvous hashing of its id) and fails over to the next. Default http://127.0.0.1:8470.
         public var urls: [String]
@@ -185,6 +188,7 @@ extension AgentConfig {
         public var dataDirectory: String?
         public var statusListen: String?
         public var logFormat: LogFormat?
+        public var logLevel: Logger.Level?
         public init(gatewayID: String? = nil, broker: String? = nil, aggregatorURL: String? = nil, dataDirectory: String? = nil,
                     statusListen: String? = nil, logFormat: LogFormat? = nil) {
             self.gatewayID = gatewayID
@@ -201,50 +205,102 @@ extension AgentConfig {
         return try parse(yaml: ConfigSection.readFile(file), file: file, overrides: overrides)
     }
 
-    public static func parse(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AgentConfig {
-        let root = try ConfigSection(yaml: yaml, file: file)
-        let fileGatewayID = try root.string("gateway_id")
-        let gatewayID = overrides.gatewayID ?? fileGatewayID ?? ProcessInfo.processInfo.hostName
-        guard GatewayID.isValid(gatewayID) else {
-            throw ConfigError(file: overrides.gatewayID == nil ? file : nil, key: "gateway_id",
-                              message: "'\(gatewayID)' must be 1-128 characters of letters, digits, '-', '_', '.'")
+    /// Reads a configuration file (or none), then applies the flags; every problem found, not
+    /// just the first (`--check-config`, and a reload refused).
+    public static func loadAll(file: String?, overrides: Overrides = .init()) throws(ConfigErrors) -> AgentConfig {
+        let yaml: String
+        do {
+            yaml = try ConfigSection.readFile(file)
+        } catch {
+            throw ConfigErrors([error])
         }
-        let fileDataDirectory = try root.string("data_dir")
+        return try parseAll(yaml: yaml, file: file, overrides: overrides)
+    }
+
+    /// The first problem, if any: see `parseAll`.
+    public static func parse(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AgentConfig {
+        do {
+            return try parseAll(yaml: yaml, file: file, overrides: overrides)
+        } catch {
+            throw error.problems[0]
+        }
+    }
+
+    /// Every problem the file and the flags have, in the order of the file's sections: each
+    /// subscription and section is read even when one before it has a problem.
+    public static func parseAll(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigErrors) -> AgentConfig {
+        let root: ConfigSection
+        do {
+            root = try ConfigSection(yaml: yaml, file: file)
+        } catch {
+            throw ConfigErrors([error])
+        }
+        let config = parse(root, file: file, overrides: overrides)
+        guard let config, root.recordedProblems.isEmpty else { throw ConfigErrors(root.recordedProblems) }
+        return config
+    }
+
+    /// Nil when a problem was found; the problems are recorded in `root`.
+    private static func parse(_ root: ConfigSection, file: String?, overrides: Overrides) -> AgentConfig? {
+        let fileGatewayID = root.collect { () throws(ConfigError) in try root.string("gateway_id") } ?? nil
+        let gatewayID = overrides.gatewayID ?? fileGatewayID ?? ProcessInfo.processInfo.hostName
+        if !GatewayID.isValid(gatewayID) {
+            root.record(ConfigError(file: overrides.gatewayID == nil ? file : nil, key: "gateway_id",
+                                    message: "'\(gatewayID)' must be 1-128 characters of letters, digits, '-', '_', '.'"))
+        }
+        let fileDataDirectory = root.collect { () throws(ConfigError) in try root.string("data_dir") } ?? nil
         let dataDirectory = overrides.dataDirectory ?? fileDataDirectory ?? "/var/lib/tributary"
 
-        let mqttSection = try root.section("mqtt")
-        let fileBrokerURL = try mqttSection?.string("broker")
-        let brokerURL = overrides.broker ?? fileBrokerURL ?? "mqtt://127.0.0.1:1883"
-        let broker: MQTTBroker
-        do {
-            broker = try MQTTBroker(url: brokerURL)
-        } catch {
-            throw ConfigError(file: overrides.broker == nil ? file : nil, key: "mqtt.broker", message: error.description)
+        let mqttSection = root.collect { () throws(ConfigError) in try root.section("mqtt") } ?? nil
+        let broker = root.collect { () throws(ConfigError) -> MQTTBroker in
+            let fileBrokerURL = try mqttSection?.string("broker")
+            let brokerURL = overrides.broker ?? fileBrokerURL ?? "mqtt://127.0.0.1:1883"
+            do {
+                return try MQTTBroker(url: brokerURL)
+            } catch {
+                throw ConfigError(file: overrides.broker == nil ? file : nil, key: "mqtt.broker", message: "\(error)",
+                                  line: overrides.broker == nil ? mqttSection?.line(of: "broker") : nil)
+            }
         }
         var subscriptions: [Subscription] = []
-        let hashKey = try root.section("governance").flatMap { g throws(ConfigError) in try parseHashKey(g) }
-        for section in try mqttSection?.sections("subscriptions") ?? [] {
-            var subscription = try parseSubscription(section, gatewayID: gatewayID)
-            subscription.policy = try parsePolicy(section, hashKey: hashKey)
-            subscriptions.append(subscription)
-        }
-        var mqtt = MQTT(broker: broker, subscriptions: subscriptions)
-        if let s = mqttSection {
-            mqtt.clientID = try s.string("client_id")
-            mqtt.keepAliveSeconds = try s.int("keepalive_seconds", range: 5...3600) ?? mqtt.keepAliveSeconds
-            mqtt.reconnectMinSeconds = try s.int("reconnect_min_seconds", range: 1...3600) ?? mqtt.reconnectMinSeconds
-            mqtt.reconnectMaxSeconds = try s.int("reconnect_max_seconds", range: 1...3600) ?? mqtt.reconnectMaxSeconds
-            mqtt.username = try s.string("username")
-            mqtt.password = try parsePassword(s)
-            if mqtt.password != nil && mqtt.username == nil {
-                throw s.error("username", "a password is set (password or password_file) but no username: MQTT 3.1.1 sends a password only with a username")
+        let hashKey = root.collect { () throws(ConfigError) in
+            try root.section("governance").flatMap { g throws(ConfigError) in try parseHashKey(g) }
+        } ?? nil
+        var subscriptionsRead = true
+        if let sections = mqttSection.flatMap({ s in root.collect { () throws(ConfigError) in try s.sections("subscriptions") } }) {
+            for section in sections ?? [] {
+                let subscription = root.collect { () throws(ConfigError) in
+                    var subscription = try parseSubscription(section, gatewayID: gatewayID)
+                    subscription.policy = try parsePolicy(section, hashKey: hashKey)
+                    return subscription
+                }
+                if let subscription { subscriptions.append(subscription) } else { subscriptionsRead = false }
             }
-            mqtt.tls = try s.section("tls")?.clientTLSFiles()
+        } else if mqttSection != nil {
+            subscriptionsRead = false
         }
-        try checkTLS(mqtt, file: file)
+        // Read even when the broker is wrong, so the section's other problems show too.
+        var settings = MQTT(broker: broker ?? MQTTBroker(host: "127.0.0.1", port: 1883), subscriptions: subscriptions)
+        let settingsRead: Void? = root.collect { () throws(ConfigError) in
+            if let s = mqttSection {
+                settings.clientID = try s.string("client_id")
+                settings.keepAliveSeconds = try s.int("keepalive_seconds", range: 5...3600) ?? settings.keepAliveSeconds
+                settings.reconnectMinSeconds = try s.int("reconnect_min_seconds", range: 1...3600) ?? settings.reconnectMinSeconds
+                settings.reconnectMaxSeconds = try s.int("reconnect_max_seconds", range: 1...3600) ?? settings.reconnectMaxSeconds
+                settings.username = try s.string("username")
+                settings.password = try parsePassword(s)
+                if settings.password != nil && settings.username == nil {
+                    throw s.error("username", "a password is set (password or password_file) but no username: MQTT 3.1.1 sends a password only with a username")
+                }
+                settings.tls = try s.section("tls")?.clientTLSFiles()
+            }
+            if broker != nil { try checkTLS(settings, file: file) }
+        }
+        let mqtt = broker != nil && settingsRead != nil ? settings : nil
 
         var buffer = Buffer()
-        if let s = try root.section("buffer") {
+        root.collect { () throws(ConfigError) in
+            guard let s = try root.section("buffer") else { return }
             buffer.synchronous = try s.choice("synchronous", of: Buffer.Synchronous.self) ?? buffer.synchronous
             buffer.commitIntervalMs = try s.int("commit_interval_ms", range: 1...10_000) ?? buffer.commitIntervalMs
             buffer.commitMaxMessages = try s.int("commit_max_messages", range: 1...100_000) ?? buffer.commitMaxMessages
@@ -259,46 +315,51 @@ extension AgentConfig {
             buffer.retentionHours = try s.int("retention_hours", range: 1...87_600)
         }
 
-        let aggregatorSection = try root.section("aggregator")
-        // The file's are read (and checked) even when the flag overrides them.
-        let fileURLs = try ServiceURLs.read(aggregatorSection, prefix: "aggregator")
-        let urls: [String]
-        if let flag = overrides.aggregatorURLs.flatMap(ServiceURLs.splitFlag) {
-            urls = try ServiceURLs.checked(flag, key: "aggregator.urls", file: nil)
-        } else {
-            urls = fileURLs ?? ["http://127.0.0.1:8470"]
-        }
-        var aggregator = Aggregator(urls: urls)
-        if let s = aggregatorSection {
-            aggregator.compression = try s.choice("compression", of: ContentEncoding.self) ?? aggregator.compression
-            aggregator.batchMaxReadings = try s.int("batch_max_readings", range: 1...100_000) ?? aggregator.batchMaxReadings
-            aggregator.batchMaxAgeMs = try s.int("batch_max_age_ms", range: 1...3_600_000) ?? aggregator.batchMaxAgeMs
-            aggregator.requestTimeoutSeconds = try s.int("request_timeout_seconds", range: 1...600) ?? aggregator.requestTimeoutSeconds
-            aggregator.heartbeatSeconds = try s.int("heartbeat_seconds", range: 1...86_400) ?? aggregator.heartbeatSeconds
-            aggregator.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? aggregator.retryInitialMs
-            aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
-            aggregator.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...64) ?? aggregator.maxInFlightBatches
-            aggregator.failbackSeconds = try s.int("failback_seconds", range: 1...3600) ?? aggregator.failbackSeconds
-            aggregator.token = try s.secret("token_file", .token(minLength: 16))
-            aggregator.tokenFile = try s.string("token_file")
-            if let t = try s.section("tls") {
-                guard urls.contains(where: { $0.hasPrefix("https://") }) else {
-                    throw s.error("tls", "no aggregator URL is https:// (\(urls.joined(separator: ", "))), so this section would not be used")
+        let aggregator = root.collect { () throws(ConfigError) -> Aggregator in
+            let aggregatorSection = try root.section("aggregator")
+            // The file's are read (and checked) even when the flag overrides them.
+            let fileURLs = try ServiceURLs.read(aggregatorSection, prefix: "aggregator")
+            let urls: [String]
+            if let flag = overrides.aggregatorURLs.flatMap(ServiceURLs.splitFlag) {
+                urls = try ServiceURLs.checked(flag, key: "aggregator.urls", file: nil)
+            } else {
+                urls = fileURLs ?? ["http://127.0.0.1:8470"]
+            }
+            var aggregator = Aggregator(urls: urls)
+            if let s = aggregatorSection {
+                aggregator.compression = try s.choice("compression", of: ContentEncoding.self) ?? aggregator.compression
+                aggregator.batchMaxReadings = try s.int("batch_max_readings", range: 1...100_000) ?? aggregator.batchMaxReadings
+                aggregator.batchMaxAgeMs = try s.int("batch_max_age_ms", range: 1...3_600_000) ?? aggregator.batchMaxAgeMs
+                aggregator.requestTimeoutSeconds = try s.int("request_timeout_seconds", range: 1...600) ?? aggregator.requestTimeoutSeconds
+                aggregator.heartbeatSeconds = try s.int("heartbeat_seconds", range: 1...86_400) ?? aggregator.heartbeatSeconds
+                aggregator.retryInitialMs = try s.int("retry_initial_ms", range: 1...600_000) ?? aggregator.retryInitialMs
+                aggregator.retryMaxMs = try s.int("retry_max_ms", range: 1...3_600_000) ?? aggregator.retryMaxMs
+                aggregator.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...64) ?? aggregator.maxInFlightBatches
+                aggregator.failbackSeconds = try s.int("failback_seconds", range: 1...3600) ?? aggregator.failbackSeconds
+                aggregator.token = try s.secret("token_file", .token(minLength: 16))
+                aggregator.tokenFile = try s.string("token_file")
+                if let t = try s.section("tls") {
+                    guard urls.contains(where: { $0.hasPrefix("https://") }) else {
+                        throw s.error("tls", "no aggregator URL is https:// (\(urls.joined(separator: ", "))), so this section would not be used")
+                    }
+                    aggregator.tls = try t.clientTLSFiles()
                 }
-                aggregator.tls = try t.clientTLSFiles()
             }
+            return aggregator
         }
-        let fileStatusListen = try root.string("status_listen")
         var statusListen: (host: String, port: Int)?
-        if let text = overrides.statusListen ?? fileStatusListen, !text.isEmpty {
-            guard let address = HostPort.split(text) else {
-                throw ConfigError(file: overrides.statusListen == nil ? file : nil, key: "status_listen", message: "'\(text)' is not HOST:PORT")
+        root.collect { () throws(ConfigError) in
+            let fileStatusListen = try root.string("status_listen")
+            if let text = overrides.statusListen ?? fileStatusListen, !text.isEmpty {
+                guard let address = HostPort.split(text) else {
+                    throw ConfigError(file: overrides.statusListen == nil ? file : nil, key: "status_listen", message: "'\(text)' is not HOST:PORT")
+                }
+                statusListen = address
             }
-            statusListen = address
         }
         var sparkplug = Sparkplug()
-        if let s = try root.section("sparkplug") {
-            if let hostID = try s.string("host_id") {
+        root.collect { () throws(ConfigError) in
+            if let s = try root.section("sparkplug"), let hostID = try s.string("host_id") {
                 if let problem = SparkplugHostState.problem(hostID: hostID) { throw s.error("host_id", problem) }
                 guard subscriptions.contains(where: { $0.format == .sparkplug }) else {
                     throw s.error("host_id", "no subscription has format: sparkplug, so edge nodes waiting for this host would send it births it does not read: add one (e.g. topic: \"spBv1.0/#\", format: sparkplug) or remove host_id")
@@ -306,15 +367,19 @@ extension AgentConfig {
                 sparkplug.hostID = hostID
             }
         }
-        let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
+        let fileLogFormat = root.collect { () throws(ConfigError) in try root.choice("log_format", of: LogFormat.self) } ?? nil
         let logFormat = overrides.logFormat ?? fileLogFormat ?? .text
-        try root.checkNoUnknownKeys()  // first: a misspelt key explains what is missing below
-        guard !subscriptions.isEmpty else {
-            throw ConfigError(file: file, key: "mqtt.subscriptions", message: "at least one subscription is needed (topic, template, format)")
+        let fileLogLevel = root.collect { () throws(ConfigError) in try root.choice("log_level", of: Logger.Level.self) } ?? nil
+        let logLevel = overrides.logLevel ?? fileLogLevel ?? .info
+        root.collectUnknownKeys()  // first: a misspelt key explains what is missing below
+        if subscriptions.isEmpty && subscriptionsRead {
+            root.record(ConfigError(file: file, key: "mqtt.subscriptions", message: "at least one subscription is needed (topic, template, format)"))
         }
+        guard let mqtt, let aggregator, root.recordedProblems.isEmpty else { return nil }
         var config = AgentConfig(gatewayID: gatewayID, dataDirectory: dataDirectory, mqtt: mqtt, buffer: buffer, aggregator: aggregator)
         config.statusListen = statusListen
         config.logFormat = logFormat
+        config.logLevel = logLevel
         config.hashKey = hashKey
         config.sparkplug = sparkplug
         return config

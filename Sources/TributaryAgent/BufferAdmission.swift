@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import TributaryBuffer
 import TributaryCore
 import TributaryRuntime
@@ -12,7 +13,9 @@ import TributarySQLite
 /// persistent session. Used by the committer thread alone.
 struct BufferAdmission: Sendable {
     let buffer: BufferStore
-    let settings: AgentConfig.Buffer
+    /// The quota and the full policy, which a reload changes (see `LiveBufferSettings`).
+    let live: LiveBufferSettings
+    var settings: AgentConfig.Buffer { live.value }
     let gatewayID: String
     let stats: AgentStats
     let logger: Logger
@@ -34,7 +37,7 @@ struct BufferAdmission: Sendable {
 
     init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, logger: Logger) {
         self.buffer = buffer
-        settings = config.buffer
+        live = LiveBufferSettings(config.buffer)
         gatewayID = config.gatewayID
         self.stats = stats
         self.logger = logger
@@ -53,8 +56,7 @@ struct BufferAdmission: Sendable {
     /// under `drop_oldest`), or at once while shutting down: what was received is already
     /// acknowledged to the broker, so keeping it a little over the quota beats losing it.
     mutating func waitForRoom(isShuttingDown: () -> Bool) {
-        let quota = settings.maxBytes
-        guard quota > 0 else { return }
+        guard settings.maxBytes > 0 else { return }
         var blocked = false
         var delay = 0.02
         defer {
@@ -64,6 +66,10 @@ struct BufferAdmission: Sendable {
             }
         }
         while true {
+            // Asked each time: a reload may raise the quota (or lift it) while the buffer waits.
+            let settings = self.settings
+            let quota = settings.maxBytes
+            if quota == 0 { return }
             do {
                 let used = try buffer.sizeBytes()
                 if used < quota { return }
@@ -241,5 +247,16 @@ struct BufferAdmission: Sendable {
         logger.critical("shutting down while the buffer cannot be written: readings received from the broker are lost", metadata: [
             "gateway": "\(gatewayID)", "lost_now": "\(count)", "lost_total": "\(abandonedOnShutdown)",
         ])
+    }
+}
+
+/// The buffer's settings as last (re)loaded: the committer asks at each group, and while it
+/// waits for room.
+final class LiveBufferSettings: Sendable {
+    private let settings: Mutex<AgentConfig.Buffer>
+    init(_ settings: AgentConfig.Buffer) { self.settings = Mutex(settings) }
+    var value: AgentConfig.Buffer {
+        get { settings.withLock { $0 } }
+        set { settings.withLock { $0 = newValue } }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import ServiceLifecycle
 import TributaryBuffer
 import TributaryCore
@@ -22,6 +23,9 @@ public final class IngestService: Service {
         let receivedAtMs: Int64
         /// Monotonic time: for the redelivery filter's window, which a clock step must not stretch or shrink.
         let monotonicMs: Int64
+        /// The routes in force when it arrived: a message is decoded as the configuration said
+        /// when it came, whatever a reload says by the time it is committed.
+        let router: MessageRouter
     }
 
     /// What the committer thread takes from the queue: messages, and now and then an
@@ -42,8 +46,10 @@ public final class IngestService: Service {
     private let queue: IngestQueue<Work>
     private let stats: AgentStats
     private let logger: Logger
-    /// Topic -> decoder -> rules -> readings.
-    private let router: MessageRouter
+    /// Topic -> decoder -> rules -> readings; replaced by a reload.
+    private let router: LiveRouter
+    /// The MQTT client while `run()` runs, for a reload's subscriptions.
+    private let client = Mutex<MQTTClient?>(nil)
     /// The quota and the disk reserve.
     private let admission: BufferAdmission
 
@@ -60,7 +66,7 @@ public final class IngestService: Service {
         self.buffer = buffer
         self.stats = stats
         self.logger = logger
-        router = try MessageRouter(subscriptions: config.mqtt.subscriptions, gatewayID: config.gatewayID, hashKey: config.hashKey)
+        router = LiveRouter(try MessageRouter(subscriptions: config.mqtt.subscriptions, gatewayID: config.gatewayID, hashKey: config.hashKey))
         admission = BufferAdmission(config: config, buffer: buffer, stats: stats, logger: logger)
         queue = IngestQueue<Work>(capacity: config.buffer.queueCapacity)
     }
@@ -86,12 +92,13 @@ public final class IngestService: Service {
         admission.takeReserve()
         let queue = self.queue
         var handlers = MQTTClient.Handlers()
-        let stats = self.stats
+        let stats = self.stats, router = self.router
         let primaryHost = config.sparkplug.hostID.map { PrimaryHost(hostID: $0, logger: self.logger) }
         handlers.onMessage = { message in
             // This host's own STATE is about the agent, not data.
             if let primaryHost, primaryHost.receive(message) { return }
-            queue.push(.message(Received(message: message, receivedAtMs: WallClock.nowMs(), monotonicMs: MonotonicClock.nowMs())))
+            queue.push(.message(Received(message: message, receivedAtMs: WallClock.nowMs(), monotonicMs: MonotonicClock.nowMs(),
+                                         router: router.withLock { $0 })))
         }
         handlers.onConnect = { _ in stats.brokerConnected = true }
         handlers.onDisconnect = { _ in stats.brokerConnected = false }
@@ -129,14 +136,19 @@ public final class IngestService: Service {
             }
         }
         let client = try MQTTClient(broker: config.mqtt.broker, options: options, handlers: handlers, logger: logger)
-        for subscription in config.mqtt.subscriptions {
-            client.addSubscription(subscription.topic, qos: 1)
+        // Under the lock a reload takes: it sees the client with these subscriptions, or none.
+        self.client.withLock { current in
+            for subscription in router.withLock({ $0.routes.filter { !$0.retired }.map(\.topic) }) {
+                client.addSubscription(subscription, qos: 1)
+            }
+            current = client
         }
         if let primaryHost {
             // Its own STATE, to answer a stale will saying offline (Sparkplug 3.0).
             client.addSubscription(primaryHost.topic, qos: 1)
             primaryHost.attach(client)
         }
+        defer { self.client.withLock { $0 = nil } }
 
         async let committed: Void = withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             let thread = Thread { [self] in
@@ -164,6 +176,23 @@ public final class IngestService: Service {
         queue.close()
         await committed
         logger.info("ingest stopped; everything received is committed", metadata: ["gateway": "\(config.gatewayID)"])
+    }
+
+    /// A reload: the new routes (topics, templates, formats, rules, the hash key) for messages
+    /// received from now on, the subscriptions' difference on the live connection, and the
+    /// buffer's quota, full policy and retention. Nothing received is lost or decoded twice: a
+    /// message already queued keeps the routes it came under.
+    func apply(_ config: AgentConfig) throws {
+        let fresh = try MessageRouter(subscriptions: config.mqtt.subscriptions, gatewayID: config.gatewayID, hashKey: config.hashKey)
+        admission.live.value = config.buffer
+        client.withLock { client in
+            router.withLock { $0 = $0.replaced(by: fresh) }
+            var seen = Set<String>()
+            // A primary host's own STATE topic stays (host_id changes only with a restart).
+            let hostState = self.config.sparkplug.hostID.map { SparkplugHostState.topic(hostID: $0) }
+            let filters = (config.mqtt.subscriptions.map(\.topic) + (hostState.map { [$0] } ?? [])).filter { seen.insert($0).inserted }
+            client?.replaceSubscriptions(filters.map { ($0, 1) })
+        }
     }
 
     /// Runs on the committer thread until the queue is closed and empty.
@@ -301,7 +330,7 @@ public final class IngestService: Service {
     private func route(_ item: Received, into readings: inout [Reading], quarantined: inout [QuarantinedPayload],
                        state: inout CommitterState, client: MQTTClient) -> MessageRouter.Result {
         let message = item.message
-        let result = router.route(topic: message.topic, payload: message.payload, receivedAtMs: item.receivedAtMs,
+        let result = item.router.route(topic: message.topic, payload: message.payload, receivedAtMs: item.receivedAtMs,
                                   monotonicMs: item.monotonicMs, into: &readings, sessions: &state.sessions)
         if let outcome = state.sessions.sparkplugOutcome { report(outcome, client: client) }
         if case .quarantined(let reason) = result {
@@ -354,4 +383,12 @@ public final class IngestService: Service {
             logger.warning("sparkplug: cannot send the rebirth request", metadata: ["node": "\(node)", "error": "\(error)"])
         }
     }
+}
+
+/// The message router in force, shared by the MQTT thread (which stamps each message with it)
+/// and a reload (which replaces it).
+final class LiveRouter: Sendable {
+    private let router: Mutex<MessageRouter>
+    init(_ router: MessageRouter) { self.router = Mutex(router) }
+    func withLock<T>(_ body: (inout MessageRouter) -> T) -> T { router.withLock { body(&$0) } }
 }

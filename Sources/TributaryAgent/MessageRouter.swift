@@ -8,19 +8,29 @@ import TributarySparkplug
 /// stored twice. No broker, buffer, clock or log of its own: the committer hands it each
 /// message with the `Sessions` it keeps, and does the rest (unit-tested alone in
 /// `MessageRouterTests`).
-struct MessageRouter {
+struct MessageRouter: Sendable {
     /// How a subscription's payloads become readings.
-    enum Decoding {
+    enum Decoding: Sendable {
         /// Each message on its own (json, number).
         case payload(PayloadDecoder)
         /// Sparkplug B: through the edge nodes' sessions the caller keeps.
         case sparkplug
     }
 
-    struct Route {
+    struct Route: Sendable {
+        /// The subscription's topic filter, as configured.
+        let topic: String
         let filter: TopicFilter
         let decoding: Decoding
         let policy: SubscriptionPolicy
+        /// Kept from before a reload that removed its filter (see `replaced(by:)`).
+        var retired = false
+
+        func retiring() -> Route {
+            var route = self
+            route.retired = true
+            return route
+        }
     }
 
     /// What the router remembers between messages, kept by its caller (restored at start,
@@ -50,7 +60,7 @@ struct MessageRouter {
         case quarantined(reason: String)
     }
 
-    let routes: [Route]
+    private(set) var routes: [Route]
     let pseudonymizer: Pseudonymizer?
     /// What the aggregator takes of one reading (the defaults: an aggregator configured with a
     /// larger `max_string_bytes` still gets text values of at most the default).
@@ -58,13 +68,24 @@ struct MessageRouter {
 
     init(subscriptions: [AgentConfig.Subscription], gatewayID: String, hashKey: [UInt8]?) throws {
         routes = try subscriptions.map { s in
-            if s.format == .sparkplug { return Route(filter: TopicFilter(s.topic), decoding: .sparkplug, policy: s.policy) }
+            if s.format == .sparkplug { return Route(topic: s.topic, filter: TopicFilter(s.topic), decoding: .sparkplug, policy: s.policy) }
             guard let template = s.template else { throw PayloadDecoderConfigError.missingTemplate(format: s.format) }
             let decoder = try PayloadDecoder(format: s.format, template: template, timeField: s.timeField, timeZone: s.timeZone,
                                              defaultGatewayID: gatewayID)
-            return Route(filter: TopicFilter(s.topic), decoding: .payload(decoder), policy: s.policy)
+            return Route(topic: s.topic, filter: TopicFilter(s.topic), decoding: .payload(decoder), policy: s.policy)
         }
         pseudonymizer = hashKey.map(Pseudonymizer.init(key:))
+    }
+
+    /// This router after a reload to `new`: the new routes, then this one's for filters the
+    /// reload removed, so a message the broker sent before it took the unsubscribe is still
+    /// decoded as it would have been (not quarantined as matching nothing). They are dropped at
+    /// the next reload.
+    func replaced(by new: MessageRouter) -> MessageRouter {
+        var router = new
+        let kept = Set(new.routes.map(\.topic))
+        router.routes += routes.filter { !kept.contains($0.topic) && !$0.retired }.map { $0.retiring() }
+        return router
     }
 
     /// Appends the message's readings to `readings` (which holds the group's so far, untouched).

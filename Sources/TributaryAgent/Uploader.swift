@@ -16,20 +16,27 @@ import TributaryWire
 /// acknowledged. Transient failures are retried forever with backoff; a batch the aggregator
 /// refuses for good is set aside (kept on disk, counted, reported) so it never blocks the rest.
 public final class Uploader: Service {
-    private let config: AgentConfig
+    /// What a reload (SIGHUP) may change: the configuration, the client (aggregators, token,
+    /// compression, timeout) and the token file watched.
+    private struct Live {
+        var config: AgentConfig
+        /// Replaced when `aggregator.token_file` changes (see `rereadTokenIfChanged`) or on a reload.
+        var client: SyncClient
+        var tokenFileWatch: FileWatch?
+    }
+
+    private let live: Mutex<Live>
+    private var config: AgentConfig { live.withLock { $0.config } }
+    private var client: SyncClient { live.withLock { $0.client } }
+    private let http: HTTPClient
     private let buffer: BufferStore
     private let stats: AgentStats
-    /// Replaced when `aggregator.token_file` changes (see `rereadTokenIfChanged`).
-    private let currentClient: Mutex<SyncClient>
-    private var client: SyncClient { currentClient.withLock { $0 } }
     /// The aggregators, in this gateway's order, and the one in use.
-    let targets: AggregatorTargets
+    var targets: AggregatorTargets { client.targets }
     /// The quarantine's kinds of reason as last counted, with the quarantine's revision they were
     /// counted at and when (counted again only when the quarantine changed: a payload
     /// quarantined, replayed or purged; at most every 10 s once there are any).
     private let quarantineKindsSeen = Mutex<(total: Int64, atMs: Int64, kinds: [Tributary_V1_QuarantineReason])>((-1, Int64.min / 2, []))
-    /// `aggregator.token_file`, reread when it changes.
-    private let tokenFileWatch: FileWatch?
     private let logger: Logger
     private let reserve: DiskReserve
     public static let agentVersion = TributaryVersion.current
@@ -38,14 +45,20 @@ public final class Uploader: Service {
     private let startedMonotonicMs = MonotonicClock.nowMs()
 
     public init(config: AgentConfig, buffer: BufferStore, stats: AgentStats, http: HTTPClient, logger: Logger) {
-        self.config = config
         self.buffer = buffer
         self.stats = stats
         self.logger = logger
+        self.http = http
         reserve = DiskReserve(config: config)
+        let client = Self.client(config, http: http, stats: stats, logger: logger)
+        live = Mutex(Live(config: config, client: client, tokenFileWatch: config.aggregator.tokenFile.map { FileWatch(path: $0) }))
+    }
+
+    private static func client(_ config: AgentConfig, http: HTTPClient, stats: AgentStats, logger: Logger,
+                               targets: AggregatorTargets? = nil) -> SyncClient {
         let gateway = config.gatewayID
-        let targets = AggregatorTargets(urls: config.aggregator.urls, senderID: config.gatewayID,
-                                        failbackProbeMs: Int64(config.aggregator.failbackSeconds) * 1000) { move in
+        let targets = targets ?? AggregatorTargets(urls: config.aggregator.urls, senderID: config.gatewayID,
+                                                   failbackProbeMs: Int64(config.aggregator.failbackSeconds) * 1000) { move in
             if let reason = move.reason {
                 logger.warning("failing over to another aggregator", metadata: ["gateway": "\(gateway)", "from": "\(move.from)",
                                                                                "to": "\(move.to)", "reason": "\(reason)"])
@@ -54,11 +67,24 @@ public final class Uploader: Service {
                                                                              "from": "\(move.from)"])
             }
         }
-        self.targets = targets
-        currentClient = Mutex(SyncClient(http: http, targets: targets, encoding: config.aggregator.compression,
-                                         timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), observer: stats.sync,
-                                         token: config.aggregator.token, gatewayID: config.gatewayID))
-        tokenFileWatch = config.aggregator.tokenFile.map { FileWatch(path: $0) }
+        return SyncClient(http: http, targets: targets, encoding: config.aggregator.compression,
+                          timeout: .seconds(Int64(config.aggregator.requestTimeoutSeconds)), observer: stats.sync,
+                          token: config.aggregator.token, gatewayID: config.gatewayID)
+    }
+
+    /// A reload: the aggregators (their failover state kept when the list is the same), the
+    /// token and its file, compression, batching, retries, heartbeat and retention take effect
+    /// from the next round; a batch in flight finishes as it was sent.
+    func apply(_ config: AgentConfig) {
+        live.withLock { live in
+            let old = live.config.aggregator
+            let sameTargets = old.urls == config.aggregator.urls && old.failbackSeconds == config.aggregator.failbackSeconds
+            live.client = Self.client(config, http: http, stats: stats, logger: logger, targets: sameTargets ? live.client.targets : nil)
+            if old.tokenFile != config.aggregator.tokenFile {
+                live.tokenFileWatch = config.aggregator.tokenFile.map { FileWatch(path: $0) }
+            }
+            live.config = config
+        }
     }
 
     public func run() async throws {
@@ -109,15 +135,29 @@ public final class Uploader: Service {
         // Why the last heartbeat failed, logged once per reason: an idle gateway that cannot
         // reach its aggregator (a wrong CA, a refused token) says so in its log.
         var heartbeatProblem: String?
-        let idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
+        var idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
         var bufferTrouble = Backoff(initialMs: 100, maxMs: 5000)
         var nextExpiryMs = Int64.min / 2
         // When SQLite was last asked for work, for the idle polls that skip it.
         var nextLookMs = Int64.min / 2
         // Intervals and deadlines on the monotonic clock: a clock stepped back must not stop
         // heartbeats or retention for hours, nor one stepped forward fire them all at once.
+        var applied = config.aggregator
         while !Task.isCancelled {
             rereadTokenIfChanged()
+            let config = self.config
+            if config.aggregator != applied {
+                // Reloaded: the new bounds from this round on.
+                if config.aggregator.retryInitialMs != applied.retryInitialMs || config.aggregator.retryMaxMs != applied.retryMaxMs {
+                    backoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
+                    heartbeatBackoff = Backoff(initialMs: config.aggregator.retryInitialMs, maxMs: config.aggregator.retryMaxMs)
+                }
+                if config.aggregator.maxInFlightBatches != applied.maxInFlightBatches {
+                    window = InFlightWindow(limit: config.aggregator.maxInFlightBatches)
+                }
+                idlePollMs = min(100, config.aggregator.batchMaxAgeMs)
+                applied = config.aggregator
+            }
             if let hours = config.buffer.retentionHours, MonotonicClock.nowMs() >= nextExpiryMs {
                 nextExpiryMs = MonotonicClock.nowMs() + 60_000
                 await expire(olderThanHours: hours)
@@ -233,7 +273,7 @@ public final class Uploader: Service {
     /// an operator rotates the gateway's token without a restart. A file that is gone or does not
     /// read is logged once, and the token read before stays in use.
     private func rereadTokenIfChanged() {
-        guard let watch = tokenFileWatch, let change = watch.change() else { return }
+        guard let watch = live.withLock({ $0.tokenFileWatch }), let change = watch.change() else { return }
         let path = watch.path
         guard change == .rewritten else {
             logger.error("aggregator.token_file is gone; keeping the token read before", metadata: ["file": "\(path)"])
@@ -241,7 +281,7 @@ public final class Uploader: Service {
         }
         do {
             let token = try SecretFile.read(path, as: .token(minLength: 16))
-            currentClient.withLock { $0 = $0.replacingToken(token) }
+            live.withLock { $0.client = $0.client.replacingToken(token) }
             logger.notice("aggregator token reloaded", metadata: ["gateway": "\(config.gatewayID)", "file": "\(path)"])
         } catch {
             let message = "aggregator.token_file not reloaded, keeping the token read before: \(error.description)"

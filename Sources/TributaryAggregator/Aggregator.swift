@@ -27,18 +27,27 @@ public final class Aggregator: Service, Sendable {
     /// The routes, for route-level tests (`HummingbirdTesting`) without a server.
     let routes: RouterResponder<AggregatorRequestContext>
     private let boundPort: BoundPort
-    private let logger: Logger
-    private let audit: AuditLog
+    let logger: Logger
+    let audit: AuditLog
     private let readiness: SinkReadiness
     private let gatewayTokens: NamedTokens?
     private let operatorTokens: NamedTokens?
     private let closed = Mutex(false)
+    /// The server's TLS context, which a reload replaces; nil without `tls`.
+    let tlsContext: ReloadableTLSContext?
+    let connectionLimits: ConnectionLimits
+    /// The configuration in force: the one started with, or the last reload's.
+    let live: Mutex<AggregatorConfig>
+    /// Where SIGHUP reads the configuration again; nil: SIGHUP is only logged.
+    let reloadSource: AggregatorReloadSource?
     /// On a relay: its custody of what it has not forwarded, and the loop that forwards it.
     public let spool: RelaySpool?
     public let forwarder: UpstreamForwarder?
 
-    public init(config: AggregatorConfig, logger: Logger) throws {
+    public init(config: AggregatorConfig, logger: Logger, reloadingFrom reloadSource: AggregatorReloadSource? = nil) throws {
         self.config = config
+        live = Mutex(config)
+        self.reloadSource = reloadSource
         guard config.sinkIsAllowed else {
             throw AggregatorStartError(message: "the sink \(config.sink) is not in sink_allow_list; the aggregator writes only to sinks named there")
         }
@@ -124,13 +133,15 @@ public final class Aggregator: Service, Sendable {
         let router = Self.router(config: config, sink: sink, registry: registry, ingestor: ingestor, token: token,
                                  gatewayTokens: gatewayTokens, audit: audit, readiness: readiness, connectionLimits: connectionLimits)
         routes = router.buildResponder()
-        if let tls {
-            // Checked here, where the error can name the section; the server builds it again.
-            do { _ = try NIOSSLContext(configuration: tls) } catch { throw AggregatorStartError(message: "tls: \(error)") }
+        // Built here, where the error can name the section; a reload replaces it.
+        let tlsContext = try tls.map { tls throws(AggregatorStartError) in
+            do { return try ReloadableTLSContext(tls) } catch { throw AggregatorStartError(message: "tls: \(error)") }
         }
+        self.tlsContext = tlsContext
+        self.connectionLimits = connectionLimits
         application = Application(
             router: router,
-            server: Self.server(tls: tls, limits: connectionLimits, maxBodyBytes: config.limits.maxBodyBytes),
+            server: Self.server(tls: tlsContext, limits: connectionLimits, maxBodyBytes: config.limits.maxBodyBytes),
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "tributary-aggregator"),
             onServerRunning: { channel in
                 boundPort.set(channel.localAddress?.port ?? 0)
@@ -143,14 +154,14 @@ public final class Aggregator: Service, Sendable {
 
     /// Hummingbird's HTTP1 server, guarded (see `GuardedChannels.swift`): connections counted
     /// per address, each request's head and body timed, idle connections closed.
-    static func server(tls: TLSConfiguration?, limits: ConnectionLimits, maxBodyBytes: Int) -> HTTPServerBuilder {
+    static func server(tls: ReloadableTLSContext?, limits: ConnectionLimits, maxBodyBytes: Int) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
             let http = HTTP1Channel(responder: responder, configuration: .init(
                 additionalChannelHandlers: [BodyDeadlineHandler(limits: limits, maxBodyBytes: maxBodyBytes)],
                 idleTimeout: limits.settings.idleTimeout))
             let timed = GuardedChannel(base: http) { HeadTimingHandler(limits: limits) }
             guard let tls else { return GuardedChannel(base: timed) { AddressLimitHandler(limits: limits) } }
-            return GuardedChannel(base: try TLSChannel(timed, tlsConfiguration: tls)) { AddressLimitHandler(limits: limits) }
+            return GuardedChannel(base: ReloadableTLSChannel(base: timed, context: tls)) { AddressLimitHandler(limits: limits) }
         }
     }
 
@@ -196,6 +207,8 @@ public final class Aggregator: Service, Sendable {
             }
         }
         defer { watcher?.cancel() }
+        let hangups = Task { await reloadOnHangup() }
+        defer { hangups.cancel() }
         let forwarding = forwarder.map { forwarder in Task { await forwarder.run() } }
         // The forwarder stops before the spool closes: what it was sending stays spooled.
         func stopForwarding() async {

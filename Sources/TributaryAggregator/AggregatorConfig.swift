@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import TributaryClickHouse
 import TributarySinks
@@ -51,6 +52,8 @@ public struct AggregatorConfig: Sendable {
     public var auditMaxBytes: Int64 = 20 << 30
     /// `text` (default) or `json`, one object per line.
     public var logFormat = LogFormat.text
+    /// `log_level`: trace, debug, info (default), notice, warning, error, critical.
+    public var logLevel = Logger.Level.info
     /// `upstream:` (or `--upstream`): the next tier. Nil: this aggregator is the top of its tree.
     public var upstream: Upstream?
     /// `relay_id`: this relay's name in forwarded statuses and the next tier's tables. Default
@@ -136,6 +139,7 @@ public struct AggregatorConfig: Sendable {
         public var sink: String?
         public var logFormat: LogFormat?
         public var upstream: String?
+        public var logLevel: Logger.Level?
         public init(listen: String? = nil, dataDirectory: String? = nil, sink: String? = nil, logFormat: LogFormat? = nil, upstream: String? = nil) {
             self.listen = listen
             self.dataDirectory = dataDirectory
@@ -149,51 +153,111 @@ public struct AggregatorConfig: Sendable {
         return try parse(yaml: ConfigSection.readFile(file), file: file, overrides: overrides)
     }
 
-    public static func parse(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AggregatorConfig {
-        let root = try ConfigSection(yaml: yaml, file: file)
-        let fileListen = try root.string("listen")
-        let listen = overrides.listen ?? fileListen ?? "127.0.0.1:8470"
-        guard let (host, port) = HostPort.split(listen) else {
-            throw ConfigError(file: overrides.listen == nil ? file : nil, key: "listen", message: "'\(listen)' is not HOST:PORT")
+    /// Reads a configuration file (or none), then applies the flags; every problem found, not
+    /// just the first (`--check-config`, and a reload refused).
+    public static func loadAll(file: String?, overrides: Overrides = .init()) throws(ConfigErrors) -> AggregatorConfig {
+        let yaml: String
+        do {
+            yaml = try ConfigSection.readFile(file)
+        } catch {
+            throw ConfigErrors([error])
         }
-        let fileDataDirectory = try root.string("data_dir")
+        return try parseAll(yaml: yaml, file: file, overrides: overrides)
+    }
+
+    /// The first problem, if any: see `parseAll`.
+    public static func parse(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigError) -> AggregatorConfig {
+        do {
+            return try parseAll(yaml: yaml, file: file, overrides: overrides)
+        } catch {
+            throw error.problems[0]
+        }
+    }
+
+    /// Every problem the file and the flags have: each section is read even when one before it
+    /// has a problem.
+    public static func parseAll(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigErrors) -> AggregatorConfig {
+        let root: ConfigSection
+        do {
+            root = try ConfigSection(yaml: yaml, file: file)
+        } catch {
+            throw ConfigErrors([error])
+        }
+        let config = parse(root, file: file, overrides: overrides)
+        guard root.recordedProblems.isEmpty else { throw ConfigErrors(root.recordedProblems) }
+        return config
+    }
+
+    /// The problems are recorded in `root`; the configuration returned is good only without any.
+    private static func parse(_ root: ConfigSection, file: String?, overrides: Overrides) -> AggregatorConfig {
+        let fileListen = root.collect { () throws(ConfigError) in try root.string("listen") } ?? nil
+        let listen = overrides.listen ?? fileListen ?? "127.0.0.1:8470"
+        let address = HostPort.split(listen)
+        if address == nil {
+            root.record(ConfigError(file: overrides.listen == nil ? file : nil, key: "listen", message: "'\(listen)' is not HOST:PORT"))
+        }
+        let fileDataDirectory = root.collect { () throws(ConfigError) in try root.string("data_dir") } ?? nil
         let dataDirectory = overrides.dataDirectory ?? fileDataDirectory ?? "/var/lib/tributary-aggregator"
-        var config = AggregatorConfig(listenHost: host, listenPort: port, dataDirectory: dataDirectory)
-        let fileSink = try root.string("sink")
+        var config = AggregatorConfig(listenHost: address?.host ?? "127.0.0.1", listenPort: address?.port ?? 8470, dataDirectory: dataDirectory)
+        let fileSink = root.collect { () throws(ConfigError) in try root.string("sink") } ?? nil
+        var sinkRead = true
         if let sinkText = overrides.sink ?? fileSink, sinkText != "none" {
             do {
                 config.sink = try SinkURL(sinkText)
             } catch {
-                throw ConfigError(file: overrides.sink == nil ? file : nil, key: "sink", message: error.description)
+                root.record(ConfigError(file: overrides.sink == nil ? file : nil, key: "sink", message: error.description))
+                sinkRead = false
             }
         }
         config.keepsLocalCopy = (overrides.sink ?? fileSink) != "none"
-        if let s = try root.section("clickhouse") {
-            try config.applyClickHouseSection(s)
+        root.collect { () throws(ConfigError) in
+            if let s = try root.section("clickhouse") {
+                try config.applyClickHouseSection(s)
+            }
         }
-        if let allowed = try root.strings("sink_allow_list") {
+        config.applyTheRest(root, file: file, overrides: overrides, fileSink: fileSink, sinkRead: sinkRead)
+        root.collect { () throws(ConfigError) in try config.applyRelaySections(root, file: file, upstreamFlag: overrides.upstream, sinkText: overrides.sink ?? fileSink) }
+        let fileLogFormat = root.collect { () throws(ConfigError) in try root.choice("log_format", of: LogFormat.self) } ?? nil
+        config.logFormat = overrides.logFormat ?? fileLogFormat ?? .text
+        let fileLogLevel = root.collect { () throws(ConfigError) in try root.choice("log_level", of: Logger.Level.self) } ?? nil
+        config.logLevel = overrides.logLevel ?? fileLogLevel ?? .info
+        root.collectUnknownKeys()
+        return config
+    }
+
+    /// The sections after the sink, each read on its own.
+    private mutating func applyTheRest(_ root: ConfigSection, file: String?, overrides: Overrides, fileSink: String?, sinkRead: Bool) {
+        var config = self
+        defer { self = config }
+        root.collect { () throws(ConfigError) in
+            guard let allowed = try root.strings("sink_allow_list") else { return }
             var list: [SinkURL] = []
             for (index, text) in allowed.enumerated() {
                 do {
                     list.append(try SinkURL(text))
                 } catch {
-                    throw ConfigError(file: file, key: "sink_allow_list[\(index)]", message: error.description)
+                    throw ConfigError(file: file, key: "sink_allow_list[\(index)]", message: "\(error)")
                 }
             }
             config.sinkAllowList = list
-            guard config.sinkIsAllowed else {
+            guard config.sinkIsAllowed || !sinkRead else {
                 throw ConfigError(file: file, key: "sink_allow_list",
                                   message: "the sink \(config.sink) (from \(overrides.sink == nil ? fileSink == nil ? "the default" : "sink" : "--sink")) is not in this list; the aggregator writes only to sinks named there")
             }
         }
-        config.staleAfterSeconds = try root.int("stale_after_seconds", range: 1...86_400 * 30) ?? config.staleAfterSeconds
-        if let s = try root.section("metrics"), let text = try s.string("per_gateway") {
-            guard let choice = PerGatewayMetrics(text) else {
-                throw s.error("per_gateway", "'\(text)' is not none, all or top:N (N from 1 to 1000000)")
-            }
-            config.metricsPerGateway = choice
+        root.collect { () throws(ConfigError) in
+            config.staleAfterSeconds = try root.int("stale_after_seconds", range: 1...86_400 * 30) ?? config.staleAfterSeconds
         }
-        if let s = try root.section("limits") {
+        root.collect { () throws(ConfigError) in
+            if let s = try root.section("metrics"), let text = try s.string("per_gateway") {
+                guard let choice = PerGatewayMetrics(text) else {
+                    throw s.error("per_gateway", "'\(text)' is not none, all or top:N (N from 1 to 1000000)")
+                }
+                config.metricsPerGateway = choice
+            }
+        }
+        root.collect { () throws(ConfigError) in
+            guard let s = try root.section("limits") else { return }
             config.limits.maxBodyBytes = try s.int("max_body_bytes", range: 1024...(1 << 30)) ?? config.limits.maxBodyBytes
             config.limits.maxDecompressedBytes = try s.int("max_decompressed_bytes", range: 1024...(1 << 31)) ?? config.limits.maxDecompressedBytes
             config.limits.maxConcurrentDecodes = try s.int("max_concurrent_decodes", range: 1...256) ?? config.limits.maxConcurrentDecodes
@@ -214,7 +278,8 @@ public struct AggregatorConfig: Sendable {
             if let seconds = try s.int("idle_timeout_seconds", range: 1...86_400) { c.idleTimeout = .seconds(Int64(seconds)) }
             config.limits.connections = c
         }
-        if let s = try root.section("admin") {
+        root.collect { () throws(ConfigError) in
+            guard let s = try root.section("admin") else { return }
             let token = try s.string("token"), tokenFile = try s.string("token_file")
             switch (token, tokenFile) {
             case (let token?, nil):
@@ -233,11 +298,13 @@ public struct AggregatorConfig: Sendable {
                 if token == nil && tokenFile == nil { config.adminToken = .none }
             }
         }
-        if let s = try root.section("gateway_auth") {
+        root.collect { () throws(ConfigError) in
+            guard let s = try root.section("gateway_auth") else { return }
             guard let path = try s.string("token_file") else { throw s.error("token_file", "required: the file of GATEWAY_ID TOKEN lines") }
             config.gatewayTokenFile = path
         }
-        if let s = try root.section("tls") {
+        root.collect { () throws(ConfigError) in
+            guard let s = try root.section("tls") else { return }
             guard let certificate = try s.readableFile("cert_file") else { throw s.error("cert_file", "required: the aggregator's certificate (PEM)") }
             guard let key = try s.readableFile("key_file") else { throw s.error("key_file", "required: the key of cert_file (PEM)") }
             var tls = ServerTLS(certificateFile: certificate, keyFile: key, clientCAFile: try s.readableFile("client_ca_file"))
@@ -247,7 +314,8 @@ public struct AggregatorConfig: Sendable {
             }
             config.tls = tls
         }
-        if let s = try root.section("audit") {
+        root.collect { () throws(ConfigError) in
+            guard let s = try root.section("audit") else { return }
             config.auditDirectory = try s.string("dir")
             config.auditRetentionDays = try s.int("retention_days", range: 1...36_500) ?? config.auditRetentionDays
             if let bytes = try s.bytes("max_bytes") {
@@ -255,11 +323,6 @@ public struct AggregatorConfig: Sendable {
                 config.auditMaxBytes = bytes
             }
         }
-        try config.applyRelaySections(root, file: file, upstreamFlag: overrides.upstream, sinkText: overrides.sink ?? fileSink)
-        let fileLogFormat = try root.choice("log_format", of: LogFormat.self)
-        config.logFormat = overrides.logFormat ?? fileLogFormat ?? .text
-        try root.checkNoUnknownKeys()
-        return config
     }
 
     /// The `clickhouse:` section: credentials (used where the sink URL has none) and how to

@@ -70,7 +70,9 @@ public final class AuditLog: Sendable {
     }
 
     public let directory: String
-    public let retentionDays: Int
+    /// `audit.retention_days`, which a reload changes.
+    public var retentionDays: Int { retention.withLock { $0 } }
+    private let retention: Mutex<Int>
     public let maxBytes: Int64
     public let repeatWindowMs: Int64
     /// Distinct refusals counted at once; past it, a new one is written each time.
@@ -95,7 +97,7 @@ public final class AuditLog: Sendable {
     public init(directory: String, retentionDays: Int, maxBytes: Int64 = 20 << 30, repeatWindowMs: Int64 = 60_000,
                 logger: Logger) throws(AggregatorStartError) {
         self.directory = directory
-        self.retentionDays = retentionDays
+        retention = Mutex(retentionDays)
         self.maxBytes = maxBytes
         self.repeatWindowMs = repeatWindowMs
         self.logger = logger
@@ -281,6 +283,15 @@ public final class AuditLog: Sendable {
 
     private func makeDirectory() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+
+    /// A reload's `audit.retention_days`: day files past it are deleted now (and at each new day).
+    func setRetentionDays(_ days: Int) {
+        retention.withLock { $0 = days }
+        state.withLock { s in
+            guard !s.day.isEmpty else { return }
+            s.bytes = max(0, s.bytes - deleteExpired(today: s.day))
+        }
     }
 
     /// Deletes the day files whose day is more than `retentionDays` before today (their names

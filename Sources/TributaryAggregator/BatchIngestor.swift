@@ -70,7 +70,9 @@ public final class BatchIngestor: Sendable {
 
     private let sink: any Sink
     private let registry: FleetRegistry
-    private let limits: AggregatorConfig.Limits
+    /// Replaced by a reload (see `apply(limits:)`).
+    private let liveLimits: Mutex<AggregatorConfig.Limits>
+    private var limits: AggregatorConfig.Limits { liveLimits.withLock { $0 } }
     private let decodeGate: DecodeGate
     private let logger: Logger
     private let inFlight: Mutex<InFlight>
@@ -91,7 +93,7 @@ public final class BatchIngestor: Sendable {
         self.trustedRelays = trustedRelays
         self.metrics = metrics
         self.registry = registry
-        self.limits = limits
+        liveLimits = Mutex(limits)
         decodeGate = DecodeGate(permits: limits.maxConcurrentDecodes)
         self.logger = logger
         refusedSenders = RefusedSenders(logger: logger)
@@ -99,6 +101,17 @@ public final class BatchIngestor: Sendable {
         state.stats.maxInFlightBatches = limits.maxInFlightBatches
         state.stats.maxInFlightBytes = limits.maxInFlightBytes
         inFlight = Mutex(state)
+    }
+
+    /// A reload: admission (`max_in_flight_batches`, `max_in_flight_bytes`), `max_gateways` and
+    /// what one batch may hold take effect for the next request; a request in flight finishes
+    /// under the limits it was admitted with.
+    func apply(limits: AggregatorConfig.Limits) {
+        liveLimits.withLock { $0 = limits }
+        inFlight.withLock { f in
+            f.stats.maxInFlightBatches = limits.maxInFlightBatches
+            f.stats.maxInFlightBytes = limits.maxInFlightBytes
+        }
     }
 
     /// Checks and writes one request body whose bytes are at hand (tests, tools).
@@ -115,6 +128,7 @@ public final class BatchIngestor: Sendable {
     /// oversized-but-legal batch cannot starve.
     public func admitted(declaredBytes: Int, _ work: () async -> Response) async -> Response {
         let size = max(0, declaredBytes)
+        let limits = self.limits
         let refusedRetryAfterMs: Int? = inFlight.withLock { f in
             let batches = f.stats.inFlightBatches, bytes = f.stats.inFlightBytes
             guard batches < limits.maxInFlightBatches, bytes + size <= limits.maxInFlightBytes || batches == 0 else {

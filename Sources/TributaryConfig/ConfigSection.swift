@@ -6,12 +6,27 @@ import Yams
 ///
 /// Every key a program reads is recorded; `checkNoUnknownKeys()` then rejects the rest, so a
 /// misspelt key is an error that names it instead of a setting silently ignored.
+///
+/// A loader that can go on after a problem (another subscription, another section) wraps each
+/// independent part in `collect`, so `--check-config` names every problem, not just the first.
 public final class ConfigSection {
     public let file: String?
     public let path: String
     private let mapping: [(String, Node)]
+    /// The line of each key of `mapping`.
+    private let keyLines: [String: Int]
     private var readKeys: Set<String> = []
     private var children: [ConfigSection] = []
+    /// The line of this mapping in the file (nil for an empty file).
+    private let line: Int?
+    /// The problems collected so far, shared by a root and every section read from it.
+    private let problems: ProblemList
+    /// A problem was found here: reading stopped part way, so keys not read are not "unknown".
+    private var incomplete = false
+
+    final class ProblemList {
+        var list: [ConfigError] = []
+    }
 
     /// The text of a configuration file, or "" when there is none (defaults only).
     public static func readFile(_ file: String?) throws(ConfigError) -> String {
@@ -32,36 +47,111 @@ public final class ConfigSection {
             throw ConfigError(file: file, key: "", message: "not valid YAML: \(error)")
         }
         guard let node else {
-            self.init(mapping: [], file: file, path: "")
+            self.init(mapping: [], file: file, path: "", line: nil, problems: ProblemList())
             return
         }
         guard let mapping = node.mapping else {
-            throw ConfigError(file: file, key: "", message: "the top level must be a mapping of keys to values")
+            throw ConfigError(file: file, key: "", message: "the top level must be a mapping of keys to values", line: node.mark?.line)
         }
-        try self.init(node: mapping, file: file, path: "")
+        try self.init(node: mapping, file: file, path: "", problems: ProblemList())
     }
 
-    private convenience init(node: Node.Mapping, file: String?, path: String) throws(ConfigError) {
+    private convenience init(node: Node.Mapping, file: String?, path: String, problems: ProblemList) throws(ConfigError) {
         var pairs: [(String, Node)] = []
+        var lines: [String: Int] = [:]
         for (key, value) in node {
             guard let name = key.scalar?.string else {
-                throw ConfigError(file: file, key: path, message: "keys must be plain strings")
+                throw ConfigError(file: file, key: path, message: "keys must be plain strings", line: key.mark?.line)
             }
             pairs.append((name, value))
+            if lines[name] == nil, let line = key.mark?.line { lines[name] = line }
         }
-        self.init(mapping: pairs, file: file, path: path)
+        self.init(mapping: pairs, keyLines: lines, file: file, path: path, line: node.mark?.line, problems: problems)
     }
 
-    private init(mapping: [(String, Node)], file: String?, path: String) {
+    private init(mapping: [(String, Node)], keyLines: [String: Int] = [:], file: String?, path: String, line: Int?, problems: ProblemList) {
         self.mapping = mapping
+        self.keyLines = keyLines
         self.file = file
         self.path = path
+        self.line = line
+        self.problems = problems
     }
 
     private func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
+    /// The line where `key` is written here, else where this section starts.
+    public func line(of key: String) -> Int? {
+        keyLines[key] ?? line
+    }
+
+    /// A problem with `key` of this section, naming the file and the line. Reading this section
+    /// is taken to stop here: its keys not read yet are not reported unknown.
     public func error(_ key: String, _ message: String) -> ConfigError {
-        ConfigError(file: file, key: keyPath(key), message: message)
+        incomplete = true
+        return ConfigError(file: file, key: keyPath(key), message: message, line: line(of: key))
+    }
+
+    /// Runs one independent part of a loader: a problem in it is recorded (see `problems`) and
+    /// nil returned, so the loader goes on to the next part.
+    @discardableResult
+    public func collect<T>(_ body: () throws(ConfigError) -> T) -> T? {
+        do {
+            return try body()
+        } catch {
+            record(error)
+            return nil
+        }
+    }
+
+    /// Records a problem found outside `collect`. The section the key belongs to is taken to
+    /// have stopped reading there (its keys not read yet are not reported unknown).
+    public func record(_ error: ConfigError) {
+        markIncomplete(holding: error.key)
+        if error.line == nil, error.file != nil, error.file == file, let line = lineOfKeyPath(error.key) {
+            problems.list.append(ConfigError(file: error.file, key: error.key, message: error.message, line: line))
+        } else {
+            problems.list.append(error)
+        }
+    }
+
+    private func markIncomplete(holding key: String) {
+        let holds = path.isEmpty || key == path || key.hasPrefix(path + ".") || key.hasPrefix(path + "[")
+        guard holds else { return }
+        let child = children.first { key == $0.path || key.hasPrefix($0.path + ".") || key.hasPrefix($0.path + "[") }
+        // The root is read key by key, each on its own; a section, in one go that a problem stops.
+        if let child { child.markIncomplete(holding: key) } else if !path.isEmpty { incomplete = true }
+    }
+
+    /// Every problem recorded, here and in every section read from the same file.
+    public var recordedProblems: [ConfigError] { problems.list }
+
+    /// The line of a dotted key under this section (`aggregator.urls[1]` finds `aggregator`'s
+    /// `urls`), for errors made without a section at hand.
+    private func lineOfKeyPath(_ keyPath: String) -> Int? {
+        let relative = path.isEmpty ? keyPath : keyPath.hasPrefix(path + ".") ? String(keyPath.dropFirst(path.count + 1)) : keyPath
+        var parts = relative.split(separator: ".").map(String.init)
+        guard !parts.isEmpty else { return line }
+        func pairs(_ node: Node) -> [(String, Node, Int?)] {
+            node.mapping.map { $0.compactMap { pair in pair.key.scalar.map { ($0.string, pair.value, pair.key.mark?.line) } } } ?? []
+        }
+        var nodes = mapping.map { ($0.0, $0.1, keyLines[$0.0]) }
+        var found: Int? = line
+        while !parts.isEmpty {
+            let part = parts.removeFirst()
+            let name = part.split(separator: "[").first.map(String.init) ?? part
+            guard let (_, node, keyLine) = nodes.first(where: { $0.0 == name }) else { return found }
+            found = keyLine ?? found
+            if let index = part.split(separator: "[").dropFirst().first.flatMap({ Int($0.dropLast()) }),
+               let sequence = node.sequence, index < sequence.count {
+                let element = sequence[sequence.index(sequence.startIndex, offsetBy: index)]
+                found = element.mark?.line ?? found
+                nodes = pairs(element)
+            } else {
+                nodes = pairs(node)
+            }
+        }
+        return found
     }
 
     private func node(_ key: String) -> Node? {
@@ -155,7 +245,7 @@ public final class ConfigSection {
     public func section(_ key: String) throws(ConfigError) -> ConfigSection? {
         guard let node = node(key) else { return nil }
         guard let mapping = node.mapping else { throw error(key, "expected a mapping, found a \(node.kindName)") }
-        let child = try ConfigSection(node: mapping, file: file, path: keyPath(key))
+        let child = try ConfigSection(node: mapping, file: file, path: keyPath(key), problems: problems)
         children.append(child)
         return child
     }
@@ -167,7 +257,9 @@ public final class ConfigSection {
         var result: [String] = []
         for (index, element) in sequence.enumerated() {
             guard let scalar = element.scalar else {
-                throw ConfigError(file: file, key: "\(keyPath(key))[\(index)]", message: "expected a string, found a \(element.kindName)")
+                incomplete = true
+                throw ConfigError(file: file, key: "\(keyPath(key))[\(index)]", message: "expected a string, found a \(element.kindName)",
+                                  line: element.mark?.line)
             }
             result.append(scalar.string)
         }
@@ -181,9 +273,10 @@ public final class ConfigSection {
         for (index, element) in sequence.enumerated() {
             let elementPath = "\(keyPath(key))[\(index)]"
             guard let mapping = element.mapping else {
-                throw ConfigError(file: file, key: elementPath, message: "expected a mapping, found a \(element.kindName)")
+                incomplete = true
+                throw ConfigError(file: file, key: elementPath, message: "expected a mapping, found a \(element.kindName)", line: element.mark?.line)
             }
-            let child = try ConfigSection(node: mapping, file: file, path: elementPath)
+            let child = try ConfigSection(node: mapping, file: file, path: elementPath, problems: problems)
             children.append(child)
             result.append(child)
         }
@@ -192,11 +285,25 @@ public final class ConfigSection {
 
     /// Rejects keys that nothing read, here and in every section read from here.
     public func checkNoUnknownKeys() throws(ConfigError) {
-        for (key, _) in mapping where !readKeys.contains(key) {
-            let known = readKeys.sorted().joined(separator: ", ")
-            throw error(key, "unknown key (known keys here: \(known))")
+        if let first = unknownKeys().first { throw first }
+    }
+
+    /// Records every key that nothing read, here and in every section read from here; a section
+    /// where a problem stopped the reading is skipped (its keys after the problem were not read).
+    public func collectUnknownKeys() {
+        for problem in unknownKeys() { problems.list.append(problem) }
+    }
+
+    private func unknownKeys() -> [ConfigError] {
+        var found: [ConfigError] = []
+        if !incomplete {
+            for (key, _) in mapping where !readKeys.contains(key) {
+                let known = readKeys.sorted().joined(separator: ", ")
+                found.append(ConfigError(file: file, key: keyPath(key), message: "unknown key (known keys here: \(known))", line: keyLines[key]))
+            }
         }
-        for child in children { try child.checkNoUnknownKeys() }
+        for child in children { found += child.unknownKeys() }
+        return found
     }
 }
 

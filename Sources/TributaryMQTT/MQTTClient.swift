@@ -219,6 +219,39 @@ public final class MQTTClient: @unchecked Sendable {
         state.withLock { $0.subscriptions.append((filter, qos)) }
     }
 
+    /// Replaces the subscriptions (a configuration reload): on a live connection the new filters
+    /// are subscribed and the ones gone unsubscribed now; otherwise at the next connect, as
+    /// always. Returns the filters subscribed and unsubscribed.
+    @discardableResult
+    public func replaceSubscriptions(_ wanted: [(String, Int32)]) -> (subscribed: [String], unsubscribed: [String]) {
+        let (subscribe, unsubscribe, connected) = state.withLock { s in
+            let old = Set(s.subscriptions.map(\.0))
+            let new = Set(wanted.map(\.0))
+            s.subscriptions = wanted
+            let subscribe = wanted.filter { !old.contains($0.0) }
+            let unsubscribe = old.subtracting(new).sorted()
+            if s.connected { s.awaitingSubacks += subscribe.count + unsubscribe.count }
+            return (subscribe, unsubscribe, s.connected)
+        }
+        // Not connected: the next connect compares the session with the new list.
+        guard connected else { return (subscribe.map(\.0), unsubscribe) }
+        for (filter, qos) in subscribe {
+            let result = mosquitto_subscribe(mosq, nil, filter, qos)
+            logger.notice("MQTT subscribing to a filter added by a reload", metadata: [
+                "broker": "\(broker)", "topic": "\(filter)",
+                "error": "\(result == MOSQ_ERR_SUCCESS.rawValue ? "none" : String(cString: mosquitto_strerror(result)))",
+            ])
+        }
+        for filter in unsubscribe {
+            let result = mosquitto_unsubscribe(mosq, nil, filter)
+            logger.notice("MQTT unsubscribing from a filter removed by a reload", metadata: [
+                "broker": "\(broker)", "topic": "\(filter)",
+                "error": "\(result == MOSQ_ERR_SUCCESS.rawValue ? "none" : String(cString: mosquitto_strerror(result)))",
+            ])
+        }
+        return (subscribe.map(\.0), unsubscribe)
+    }
+
     /// Starts the network thread and connects in the background. A broker that is not up yet,
     /// or refuses us, is retried with backoff; `onConnect` reports success.
     public func start() throws(MQTTError) {

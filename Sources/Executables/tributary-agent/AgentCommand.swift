@@ -22,8 +22,11 @@ struct AgentRoot: AsyncParsableCommand {
         subcommands: [AgentCommand.self, QuarantineCommand.self, SetAsideCommand.self],
         defaultSubcommand: AgentCommand.self)
 
-    /// Before anything else runs (argument parsing starts threads that allocate).
+    /// Before anything else runs (argument parsing starts threads that allocate). SIGHUP is
+    /// ignored from here on, so one sent before the reloader listens does not kill the agent
+    /// (nor a quarantine or set-aside command).
     static func main() async {
+        signal(SIGHUP, SIG_IGN)
         limitMallocArenas()
         await main(nil)
     }
@@ -33,7 +36,7 @@ struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Runs the agent (the default: `tributary-agent --config FILE` is `tributary-agent run --config FILE`).",
-        discussion: "Flags override the configuration file. SIGTERM or SIGINT stops reading, commits what was received, and exits 0.")
+        discussion: "Flags override the configuration file. SIGTERM or SIGINT stops reading, commits what was received, and exits 0. SIGHUP (systemctl reload) reads the configuration file again and applies what can change live (docs/operations.md).")
 
     @Option(name: .long, help: "YAML configuration file (or the environment variable TRIBUTARY_AGENT_CONFIG).")
     var config: String?
@@ -56,33 +59,54 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Local listener for /metrics, /healthz, /readyz, HOST:PORT (overrides status_listen; default off).")
     var statusListen: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (overrides log_level; default info).")
+    var logLevel: Logger.Level?
 
     @Option(name: .long, help: "Log format: text or json (one object per line; overrides log_format).")
     var logFormat: LogFormat?
 
+    @Flag(name: .long, help: "Check the configuration (and every file it names) and exit: 0 printing what the agent would run with, secrets redacted, or 1 naming every problem.")
+    var checkConfig = false
+
     func run() async throws {
+        var overrides = AgentConfig.Overrides(gatewayID: gatewayId, broker: broker, dataDirectory: dataDir,
+                                              statusListen: statusListen, logFormat: logFormat)
+        overrides.aggregatorURLs = aggregator.isEmpty ? nil : aggregator
+        overrides.logLevel = logLevel
+        if checkConfig { runCheckConfig(overrides) }
         do {
-            var overrides = AgentConfig.Overrides(gatewayID: gatewayId, broker: broker, dataDirectory: dataDir,
-                                                  statusListen: statusListen, logFormat: logFormat)
-            overrides.aggregatorURLs = aggregator.isEmpty ? nil : aggregator
             let settings = try AgentConfig.load(
                 file: configFile,
                 overrides: overrides)
-            settings.logFormat.bootstrap()
-            var logger = Logger(label: "tributary-agent")
-            logger.logLevel = logLevel
+            let logging = LiveLogging.bootstrap(level: settings.logLevel, format: settings.logFormat)
+            let logger = Logger(label: "tributary-agent")
             WallClockFault.followIfRequested(logger: logger)
             // The agent releases what it holds when it stops, however it stops.
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: try Agent(config: settings, logger: logger))],
+                services: [.init(service: try Agent(config: settings, logger: logger, reloadingFrom: .init(
+                    file: configFile, overrides: overrides, logging: logging)))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
             try await group.run()
         } catch {
             throw Failure("tributary-agent: \(error)")
         }
+    }
+}
+
+extension AgentCommand {
+    /// `--check-config`: what the agent would run with on stdout and exit 0, or every problem
+    /// on stderr and exit 1.
+    func runCheckConfig(_ overrides: AgentConfig.Overrides) -> Never {
+        let outcome = AgentConfigCheck.run(file: configFile, overrides: overrides)
+        guard outcome.ok else {
+            FileHandle.standardError.write(Data((outcome.problems.map { "tributary-agent: \($0)" } + [
+                "tributary-agent: configuration \(configFile ?? "(defaults and flags)") has \(outcome.problems.count) problem(s)",
+            ]).joined(separator: "\n").utf8 + [0x0A]))
+            Foundation.exit(1)
+        }
+        print(outcome.summary)
+        Foundation.exit(0)
     }
 }
 

@@ -10,7 +10,7 @@ struct AggregatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-aggregator",
         abstract: "Receives batches from gateway agents, deduplicates them, and writes them to a sink.",
-        discussion: "Flags override the configuration file. Batches are acknowledged only after the sink committed them.")
+        discussion: "Flags override the configuration file. Batches are acknowledged only after the sink committed them. SIGHUP (systemctl reload) reads the configuration file again and applies what can change live (docs/operations.md).")
 
     @Option(name: .long, help: "YAML configuration file (or the environment variable TRIBUTARY_AGGREGATOR_CONFIG).")
     var config: String?
@@ -36,28 +36,57 @@ struct AggregatorCommand: AsyncParsableCommand {
         valueName: "url"))
     var upstream: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (overrides log_level; default info).")
+    var logLevel: Logger.Level?
 
     @Option(name: .long, help: "Log format: text or json (one object per line; overrides log_format).")
     var logFormat: LogFormat?
 
+    @Flag(name: .long, help: "Check the configuration (and every file it names) and exit: 0 printing what the aggregator would run with, secrets redacted, or 1 naming every problem.")
+    var checkConfig = false
+
+    /// SIGHUP is ignored from the first instruction, so one sent before the reloader listens does
+    /// not kill the aggregator.
+    static func main() async {
+        signal(SIGHUP, SIG_IGN)
+        await main(nil)
+    }
+
     func run() async throws {
+        var overrides = AggregatorConfig.Overrides(listen: listen, dataDirectory: dataDir, sink: sink, logFormat: logFormat, upstream: upstream)
+        overrides.logLevel = logLevel
+        if checkConfig { runCheckConfig(overrides) }
         do {
-            let settings = try AggregatorConfig.load(
-                file: configFile, overrides: .init(listen: listen, dataDirectory: dataDir, sink: sink, logFormat: logFormat, upstream: upstream))
-            settings.logFormat.bootstrap()
-            var logger = Logger(label: "tributary-aggregator")
-            logger.logLevel = logLevel
+            let settings = try AggregatorConfig.load(file: configFile, overrides: overrides)
+            let logging = LiveLogging.bootstrap(level: settings.logLevel, format: settings.logFormat)
+            let logger = Logger(label: "tributary-aggregator")
             // The aggregator closes what it opened when it stops, however it stops.
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: try Aggregator(config: settings, logger: logger))],
+                services: [.init(service: try Aggregator(config: settings, logger: logger, reloadingFrom: .init(
+                    file: configFile, overrides: overrides, logging: logging)))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
             try await group.run()
         } catch {
             throw Failure("tributary-aggregator: \(error)")
         }
+    }
+}
+
+extension AggregatorCommand {
+    /// `--check-config`: what the aggregator would run with on stdout and exit 0, or every
+    /// problem on stderr and exit 1.
+    func runCheckConfig(_ overrides: AggregatorConfig.Overrides) -> Never {
+        let outcome = AggregatorConfigCheck.run(file: configFile, overrides: overrides,
+                                                logger: Logger(label: "tributary-aggregator", factory: { _ in SwiftLogNoOpLogHandler() }))
+        guard outcome.ok else {
+            FileHandle.standardError.write(Data((outcome.problems.map { "tributary-aggregator: \($0)" } + [
+                "tributary-aggregator: configuration \(configFile ?? "(defaults and flags)") has \(outcome.problems.count) problem(s)",
+            ]).joined(separator: "\n").utf8 + [0x0A]))
+            Foundation.exit(1)
+        }
+        print(outcome.summary)
+        Foundation.exit(0)
     }
 }
 

@@ -53,6 +53,12 @@ public final class ConnectionLimits: Sendable {
     }
 
     public let settings: Settings
+    /// `admissionBatches` and `admissionBytes` as a reload left them.
+    private let admission: Mutex<(batches: Int, bytes: Int)>
+
+    /// A reload's `limits.max_in_flight_batches` and `max_in_flight_bytes`: what "busy" means
+    /// for the per-address shares.
+    func setAdmission(batches: Int, bytes: Int) { admission.withLock { $0 = (batches, bytes) } }
     private let logger: Logger
     private struct State {
         var connections: [String: Int] = [:]
@@ -67,6 +73,7 @@ public final class ConnectionLimits: Sendable {
 
     public init(settings: Settings, logger: Logger) {
         self.settings = settings
+        admission = Mutex((settings.admissionBatches, settings.admissionBytes))
         self.logger = logger
     }
 
@@ -108,9 +115,10 @@ public final class ConnectionLimits: Sendable {
     /// Admits one more request of `bytes` (its declared length) from `address` toward the
     /// sink, or says why not: past its share, and only while half of admission is taken.
     func admit(from address: String, bytes: Int) -> Bool {
+        let admission = self.admission.withLock { $0 }
         let refusal: String? = state.withLock { s in
             let now = s.inFlight[address] ?? (0, 0)
-            let busy = s.inFlightTotal.requests * 2 >= settings.admissionBatches || s.inFlightTotal.bytes * 2 >= settings.admissionBytes
+            let busy = s.inFlightTotal.requests * 2 >= admission.batches || s.inFlightTotal.bytes * 2 >= admission.bytes
             if !busy {
                 // Room for everyone: no share is enforced.
             } else if now.requests >= settings.maxInFlightPerAddress {

@@ -10,7 +10,7 @@ import NIOHTTPTypes
 // `ConnectionLimits`). Hummingbird's HTTP1 channel does the HTTP; three wrappers around it:
 //
 //   GuardedChannel + AddressLimitHandler   counts connections per address, closes those past the limits
-//     [TLSChannel]                         (HTTPS)
+//     [ReloadableTLSChannel]               (HTTPS; a reload swaps its certificates)
 //       GuardedChannel + HeadTimingHandler times each request's head on the plain bytes ...
 //         HTTP1Channel                     ... and its body on the HTTP parts (BodyDeadlineHandler)
 //
