@@ -123,6 +123,56 @@ struct AgentConfigTests {
         }
     }
 
+    /// `--check-config` and a refused reload name every problem, each with its line; a problem
+    /// inside a section does not make the keys after it "unknown".
+    @Test func everyProblemIsNamedWithItsLine() throws {
+        let yaml = """
+            gateway_id: gw-001
+            mqtt:
+              broker: mqtt://127.0.0.1:1883
+              keepalive_seconds: 1
+              subscriptions:
+                - topic: "site/+/+/+"
+                  template: "site/{gateway}/{sensr}/{metric}"
+                  format: number
+                - topic: "devices/+/state"
+                  template: "devices/{sensor}/state"
+                  format: jsn
+            buffer:
+              max_bytes: lots
+              full_policy: block
+            aggregator:
+              url: http://127.0.0.1:8470
+              batch_max_readings: 0
+            status_listen: 8471
+            colour: blue
+            """
+        do {
+            _ = try AgentConfig.parseAll(yaml: yaml, file: "a.yaml")
+            Issue.record("expected problems")
+        } catch {
+            let found = error.problems.map { "\($0.key)@\($0.line ?? 0)" }
+            #expect(found == [
+                "mqtt.subscriptions[0].template@7", "mqtt.subscriptions[1].format@11", "mqtt.keepalive_seconds@4",
+                "buffer.max_bytes@13", "aggregator.batch_max_readings@17", "status_listen@18", "colour@19",
+            ], "\(error)")
+            #expect(error.problems.allSatisfy { $0.description.hasPrefix("a.yaml: key '") && $0.description.hasSuffix(")") })
+        }
+        // The throwing loader gives the first of them.
+        #expect(throws: ConfigError.self) { try AgentConfig.parse(yaml: yaml, file: "a.yaml") }
+    }
+
+    /// What a reload refuses: keys a running agent cannot take, each named.
+    @Test func restartOnlyKeysAreNamed() throws {
+        let running = try AgentConfig.parse(yaml: Self.issueExample, file: "a.yaml")
+        let live = try AgentConfig.parse(yaml: Self.issueExample.replacingOccurrences(of: "{metric}\"", with: "{metric}\"\n      classification: core")
+            + "\nbuffer:\n  max_bytes: 2GB\nlog_level: debug\n", file: "a.yaml")
+        #expect(running.restartOnlyChanges(to: live).isEmpty)
+        let fixed = try AgentConfig.parse(yaml: Self.issueExample.replacingOccurrences(of: "data_dir: /var/lib/tributary", with: "data_dir: /srv/t")
+            .replacingOccurrences(of: "mqtt://127.0.0.1:1883", with: "mqtt://127.0.0.1:1884"), file: "a.yaml")
+        #expect(running.restartOnlyChanges(to: fixed) == ["data_dir", "mqtt.broker"])
+    }
+
     @Test func theTokenFileIsReadAtStart() throws {
         let path = NSTemporaryDirectory() + "agent-token-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: path) }
