@@ -27,14 +27,15 @@ struct ConfigReloadTests {
         }
     }
 
-    /// The readings the sink holds of one sensor of one gateway.
-    static func sinkCount(_ harness: ProcessHarness, gateway: String, sensor: String) throws -> Int64 {
+    /// The readings the sink holds of one gateway, or of one of its sensors.
+    static func sinkCount(_ harness: ProcessHarness, gateway: String, sensor: String? = nil) throws -> Int64 {
         guard FileManager.default.fileExists(atPath: harness.sinkPath) else { return 0 }
         let db = try SQLiteDatabase(path: harness.sinkPath, readOnly: true)
         defer { db.close() }
         return try db.withConnection { (c) throws(SQLiteError) -> Int64 in
             var count: Int64 = 0
-            try c.forEach("SELECT count(*) FROM readings WHERE gateway_id = ? AND sensor_id = ?", [gateway, sensor]) { row in
+            let query = "SELECT count(*) FROM readings WHERE gateway_id = ?" + (sensor == nil ? "" : " AND sensor_id = ?")
+            try c.forEach(query, [gateway] + (sensor.map { [$0] } ?? [])) { row in
                 count = row.int64(0)
             }
             return count
@@ -94,6 +95,23 @@ struct ConfigReloadTests {
         try await eventually(timeout: .seconds(30), "the newly subscribed topic reaches the sink") {
             try Self.sinkCount(harness, gateway: "gw-reload-extra", sensor: "added") == 1
         }
+        await harness.stop(agent, aggregator)
+    }
+
+    @Test("the aggregator's URL changed by a reload: what waited for the wrong one arrives exactly once")
+    func aggregatorURLReloaded() async throws {
+        let nowhere = try FreePort.allocate()
+        let harness = try await ProcessHarness(gatewayID: "gw-moved", aggregatorSettings: Self.settings,
+                                               aggregatorURLs: ["http://127.0.0.1:\(nowhere)"])
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let agent = try await harness.startAgent()
+        let manifest = try await harness.publish(600, rate: 600).value
+        #expect(try Self.sinkCount(harness, gateway: "gw-moved") == 0, "nothing reaches a port where no aggregator listens")
+        try Self.rewriteAgentConfig(harness) { $0.replacingOccurrences(of: "http://127.0.0.1:\(nowhere)", with: "http://127.0.0.1:\(harness.httpPort)") }
+        try await Self.hangUp(agent, harness, until: "configuration reloaded")
+        let report = try await harness.verifyWhenComplete(manifest)
+        #expect(report.passed && report.missing == 0 && report.duplicates == 0, "\(report)")
         await harness.stop(agent, aggregator)
     }
 
