@@ -48,6 +48,19 @@ struct AuditLogTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("audit")).sorted() == ["audit-2026-01-11.jsonl", "notes.txt"])
     }
 
+    /// A reload's shorter `audit.retention_days` deletes what is now past it at once.
+    @Test func aShorterRetentionFromAReloadDeletesAtOnce() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let audit = try AuditLog(directory: dir.file("audit"), retentionDays: 30, logger: Logger(label: "test"))
+        let event = AuditLog.Event(kind: "batch", actor: "claimed:gw-1", action: "POST /v1/batches", httpStatus: 200, outcome: "heartbeat")
+        for day in 0..<5 { audit.record(event, atMs: Self.day0 + Int64(day) * 86_400_000 + 5) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("audit")).count == 5)
+        audit.setRetentionDays(1)
+        #expect(audit.retentionDays == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("audit")).sorted() == ["audit-2026-01-04.jsonl", "audit-2026-01-05.jsonl"])
+    }
+
     @Test func aRemovedDirectoryIsMadeAgainAndLongFieldsAreCapped() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

@@ -121,6 +121,37 @@ struct BatchIngestorTests {
         #expect(stats.inFlightBatches == 0 && stats.inFlightBytes == 0 && stats.peakInFlightBytes == 700)
     }
 
+    /// A reload's limits hold from the next request: a larger byte bound admits what the old
+    /// one refused, and `max_gateways` lowered refuses a new gateway.
+    @Test func reloadedLimitsHoldFromTheNextRequest() async throws {
+        var limits = AggregatorConfig.Limits()
+        limits.maxInFlightBytes = 1000
+        let f = try Fixture(limits: limits)
+        defer { f.dir.remove() }
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let (started, starting) = AsyncStream<Void>.makeStream()
+        let held = Task {
+            await f.ingestor.admitted(declaredBytes: 600) {
+                starting.yield()
+                for await _ in gate { break }
+                return f.ingestor.refusal(200, reason: "held")
+            }
+        }
+        for await _ in started { break }
+        #expect(await f.ingestor.admitted(declaredBytes: 600) { f.ingestor.refusal(200, reason: "ran") }.httpStatus == 429)
+        limits.maxInFlightBytes = 2000
+        limits.maxGateways = 1
+        f.ingestor.apply(limits: limits)
+        #expect(await f.ingestor.admitted(declaredBytes: 600) { f.ingestor.refusal(200, reason: "ran") }.httpStatus == 200)
+        #expect(f.ingestor.admissionStats.maxInFlightBytes == 2000)
+        open.yield()
+        _ = await held.value
+        let first = await f.ingestor.handle(body: try Self.request(gateway: "gw-1"), contentType: WireProtocol.protobufContentType, contentEncoding: nil)
+        #expect(first.httpStatus == 200)
+        let second = await f.ingestor.handle(body: try Self.request(gateway: "gw-2"), contentType: WireProtocol.protobufContentType, contentEncoding: nil)
+        #expect(second.httpStatus == 503, "max_gateways lowered to 1 by the reload")
+    }
+
     @Test func oneRequestIsAlwaysAdmittedHoweverLarge() async throws {
         var limits = AggregatorConfig.Limits()
         limits.maxInFlightBytes = 10
