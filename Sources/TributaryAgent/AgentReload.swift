@@ -1,6 +1,6 @@
-import Dispatch
 import Foundation
 import Logging
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import TributaryConfig
@@ -128,10 +128,11 @@ struct ReloadOnHangup: Service {
         agent.logger.info("reloading the configuration on SIGHUP", metadata: ["file": "\(source.file ?? "-")"])
         for await _ in hangups.cancelOnGracefulShutdown() {
             // Off the cooperative pool: reading files and building decoders block briefly.
-            let outcome = await withCheckedContinuation { (done: CheckedContinuation<AgentReloadOutcome, Never>) in
-                DispatchQueue.global().async { done.resume(returning: agent.reload(from: source)) }
+            do {
+                _ = try await NIOThreadPool.singleton.runIfActive { agent.reload(from: source) }
+            } catch {
+                agent.logger.warning("SIGHUP: configuration not reloaded", metadata: ["error": "\(error)"])
             }
-            _ = outcome
         }
     }
 }

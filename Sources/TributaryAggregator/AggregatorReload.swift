@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import TributaryConfig
 import TributaryLogging
 import TributaryRuntime
@@ -128,11 +129,10 @@ extension Aggregator {
                 continue
             }
             // Off the cooperative pool: reading files and loading certificates block briefly.
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                DispatchQueue.global().async {
-                    self.reload(from: source)
-                    done.resume()
-                }
+            do {
+                _ = try await NIOThreadPool.singleton.runIfActive { self.reload(from: source) }
+            } catch {
+                logger.warning("SIGHUP: configuration not reloaded", metadata: ["error": "\(error)"])
             }
         }
     }
