@@ -48,6 +48,8 @@ extension AgentConfig {
         check("status_listen", statusListen?.host == new.statusListen?.host && statusListen?.port == new.statusListen?.port)
         check("aggregator.tls", aggregator.tls == new.aggregator.tls)
         check("aggregator.request_timeout_seconds", aggregator.requestTimeoutSeconds == new.aggregator.requestTimeoutSeconds)
+        // The STATE will is set on the connection: a new host id needs a new one.
+        check("sparkplug.host_id", sparkplug.hostID == new.sparkplug.hostID)
         return keys
     }
 }

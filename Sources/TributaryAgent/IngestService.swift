@@ -221,7 +221,9 @@ public final class IngestService: Service {
     private func handle(_ action: QuarantineAction, state: inout CommitterState) -> QuarantineOutcome {
         switch action {
         case .replay(let topic):
-            let summary = QuarantineReplay(buffer: buffer, router: router, quotaBytes: config.buffer.maxBytes)
+            // The routes and the quota as last (re)loaded: a replay after a fixed template
+            // and a reload decodes with the fix.
+            let summary = QuarantineReplay(buffer: buffer, router: router.withLock { $0 }, quotaBytes: state.admission.settings.maxBytes)
                 .run(topic: topic, sessions: &state.sessions)
             if summary.withheld > 0 { stats.countWithheld(summary.withheld) }
             logger.notice("quarantine replayed", metadata: [

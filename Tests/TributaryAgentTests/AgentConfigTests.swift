@@ -171,6 +171,9 @@ struct AgentConfigTests {
         let fixed = try AgentConfig.parse(yaml: Self.issueExample.replacingOccurrences(of: "data_dir: /var/lib/tributary", with: "data_dir: /srv/t")
             .replacingOccurrences(of: "mqtt://127.0.0.1:1883", with: "mqtt://127.0.0.1:1884"), file: "a.yaml")
         #expect(running.restartOnlyChanges(to: fixed) == ["data_dir", "mqtt.broker"])
+        var host = running
+        host.sparkplug.hostID = "scada-1"
+        #expect(running.restartOnlyChanges(to: host) == ["sparkplug.host_id"], "the STATE will is set on the connection")
     }
 
     @Test func theTokenFileIsReadAtStart() throws {
