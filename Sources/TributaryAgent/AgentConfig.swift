@@ -229,15 +229,7 @@ extension AgentConfig {
     /// Every problem the file and the flags have, in the order of the file's sections: each
     /// subscription and section is read even when one before it has a problem.
     public static func parseAll(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigErrors) -> AgentConfig {
-        let root: ConfigSection
-        do {
-            root = try ConfigSection(yaml: yaml, file: file)
-        } catch {
-            throw ConfigErrors([error])
-        }
-        let config = parse(root, file: file, overrides: overrides)
-        guard let config, root.recordedProblems.isEmpty else { throw ConfigErrors(root.recordedProblems) }
-        return config
+        try ConfigSection.parseAll(yaml: yaml, file: file) { parse($0, file: file, overrides: overrides) }
     }
 
     /// Nil when a problem was found; the problems are recorded in `root`.

@@ -6,13 +6,7 @@ import TributaryCore
 /// read it (every referenced file too: tokens, keys, passwords, certificates), then either what
 /// the agent would run with, secrets redacted, or every problem found.
 public enum AgentConfigCheck {
-    public struct Outcome: Sendable {
-        /// What the agent would run with (empty when there are problems).
-        public let summary: String
-        /// Every problem, one a line, naming the key, the file and the line where known.
-        public let problems: [String]
-        public var ok: Bool { problems.isEmpty }
-    }
+    public typealias Outcome = ConfigCheckOutcome
 
     public static func run(file: String?, overrides: AgentConfig.Overrides) -> Outcome {
         let config: AgentConfig

@@ -177,15 +177,7 @@ public struct AggregatorConfig: Sendable {
     /// Every problem the file and the flags have: each section is read even when one before it
     /// has a problem.
     public static func parseAll(yaml: String, file: String?, overrides: Overrides = .init()) throws(ConfigErrors) -> AggregatorConfig {
-        let root: ConfigSection
-        do {
-            root = try ConfigSection(yaml: yaml, file: file)
-        } catch {
-            throw ConfigErrors([error])
-        }
-        let config = parse(root, file: file, overrides: overrides)
-        guard root.recordedProblems.isEmpty else { throw ConfigErrors(root.recordedProblems) }
-        return config
+        try ConfigSection.parseAll(yaml: yaml, file: file) { parse($0, file: file, overrides: overrides) }
     }
 
     /// The problems are recorded in `root`; the configuration returned is good only without any.

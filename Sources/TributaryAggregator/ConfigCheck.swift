@@ -7,13 +7,7 @@ import TributaryConfig
 /// keys, the ClickHouse password and CA), then either what the aggregator would run with, secrets
 /// redacted, or every problem found.
 public enum AggregatorConfigCheck {
-    public struct Outcome: Sendable {
-        /// What the aggregator would run with (empty when there are problems).
-        public let summary: String
-        /// Every problem, one a line, naming the key, the file and the line where known.
-        public let problems: [String]
-        public var ok: Bool { problems.isEmpty }
-    }
+    public typealias Outcome = ConfigCheckOutcome
 
     /// `logger` receives nothing of note (the token files' readers want one).
     public static func run(file: String?, overrides: AggregatorConfig.Overrides, logger: Logger) -> Outcome {

@@ -99,14 +99,7 @@ extension AgentCommand {
     /// on stderr and exit 1.
     func runCheckConfig(_ overrides: AgentConfig.Overrides) -> Never {
         let outcome = AgentConfigCheck.run(file: configFile, overrides: overrides)
-        guard outcome.ok else {
-            FileHandle.standardError.write(Data((outcome.problems.map { "tributary-agent: \($0)" } + [
-                "tributary-agent: configuration \(configFile ?? "(defaults and flags)") has \(outcome.problems.count) problem(s)",
-            ]).joined(separator: "\n").utf8 + [0x0A]))
-            Foundation.exit(1)
-        }
-        print(outcome.summary)
-        Foundation.exit(0)
+        outcome.finish(program: "tributary-agent", configFile: configFile)
     }
 }
 

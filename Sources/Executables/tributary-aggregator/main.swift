@@ -79,14 +79,7 @@ extension AggregatorCommand {
     func runCheckConfig(_ overrides: AggregatorConfig.Overrides) -> Never {
         let outcome = AggregatorConfigCheck.run(file: configFile, overrides: overrides,
                                                 logger: Logger(label: "tributary-aggregator", factory: { _ in SwiftLogNoOpLogHandler() }))
-        guard outcome.ok else {
-            FileHandle.standardError.write(Data((outcome.problems.map { "tributary-aggregator: \($0)" } + [
-                "tributary-aggregator: configuration \(configFile ?? "(defaults and flags)") has \(outcome.problems.count) problem(s)",
-            ]).joined(separator: "\n").utf8 + [0x0A]))
-            Foundation.exit(1)
-        }
-        print(outcome.summary)
-        Foundation.exit(0)
+        outcome.finish(program: "tributary-aggregator", configFile: configFile)
     }
 }
 
