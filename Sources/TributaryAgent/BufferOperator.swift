@@ -178,8 +178,8 @@ public struct BufferOperator: Sendable {
         } catch {
             throw OperatorError("cannot read the redelivery window and Sparkplug sessions from the buffer: \(error)")
         }
-        var sessions = MessageRouter.Sessions(redeliveryFilter: filter, sparkplug: sparkplug)
-        let summary = QuarantineReplay(buffer: buffer, router: router, quotaBytes: config.buffer.maxBytes).run(topic: topic, sessions: &sessions)
+        let sessions = MessageRouter.Sessions(redeliveryFilter: filter, sparkplug: sparkplug)
+        let summary = QuarantineReplay(buffer: buffer, router: router, quotaBytes: config.buffer.maxBytes).run(topic: topic, sessions: sessions)
         do {
             try buffer.setRedeliveryWindow(sessions.redeliveryFilter.saved(nowMs: MonotonicClock.nowMs()))
         } catch {

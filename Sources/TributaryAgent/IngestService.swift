@@ -224,7 +224,7 @@ public final class IngestService: Service {
             // The routes and the quota as last (re)loaded: a replay after a fixed template
             // and a reload decodes with the fix.
             let summary = QuarantineReplay(buffer: buffer, router: router.withLock { $0 }, quotaBytes: state.admission.settings.maxBytes)
-                .run(topic: topic, sessions: &state.sessions)
+                .run(topic: topic, sessions: state.sessions)
             if summary.withheld > 0 { stats.countWithheld(summary.withheld) }
             logger.notice("quarantine replayed", metadata: [
                 "gateway": "\(config.gatewayID)", "topic": "\(topic?.description ?? "#")", "examined": "\(summary.examined)",

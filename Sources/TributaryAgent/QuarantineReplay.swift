@@ -24,16 +24,18 @@ struct QuarantineReplay {
     let quotaBytes: Int64
 
     /// Replays the payloads whose topic `topic` matches (every one when nil). `sessions` are
-    /// the router's: the redelivery filter is the live one (and keeps what the replay stored,
-    /// as live messages do); the Sparkplug sessions are used on a copy, so a replayed old
-    /// message moves no live session's sequence and asks no node for a rebirth.
-    func run(topic: TopicFilter?, sessions: inout MessageRouter.Sessions) -> ReplaySummary {
+    /// the router's, used on a copy: the replay recognises what the live window holds, but
+    /// does not fill it (a replay of 70,000 payloads pushed every live message out of it, and a
+    /// broker's replay after a crash was then stored twice), and a replayed old message moves no
+    /// live Sparkplug session's sequence and asks no node for a rebirth. What interrupted
+    /// replays stored is known too (`BufferStore.replayedKeys`).
+    func run(topic: TopicFilter?, sessions: MessageRouter.Sessions) -> ReplaySummary {
         var summary = ReplaySummary()
         var scratch = sessions
         scratch.replayedSparkplug = RedeliveryFilter()
-        defer { sessions.redeliveryFilter = scratch.redeliveryFilter }
         var afterID: Int64 = 0
         do {
+            scratch.redeliveryFilter.restore(try buffer.replayedKeys(), nowMs: MonotonicClock.nowMs())
             while true {
                 let page = try buffer.quarantineEntries(afterID: afterID, limit: Self.stepSize)
                 guard let last = page.last else { break }
@@ -48,6 +50,7 @@ struct QuarantineReplay {
                 var released: [Int64] = []
                 var still: [(id: Int64, reason: String)] = []
                 var redeliveries = 0
+                var storedKeys: [UInt8] = []
                 var step = ReplaySummary()
                 // Should the step not commit, the filters forget what it routed: kept, they
                 // would take its payloads for copies of stored readings next time, and release
@@ -60,6 +63,7 @@ struct QuarantineReplay {
                     switch result {
                     case .readings(let count, let withheld):
                         released.append(entry.id)
+                        storedKeys += RedeliveryFilter.savedKey(topic: entry.topic, payload: entry.payload)
                         step.replayed += 1
                         step.readings += count
                         step.withheld += withheld
@@ -74,13 +78,17 @@ struct QuarantineReplay {
                     }
                 }
                 do {
-                    try buffer.commitReplay(readings: readings, released: released, redeliveries: redeliveries, stillQuarantined: still)
+                    try buffer.commitReplay(readings: readings, released: released, redeliveries: redeliveries, stillQuarantined: still,
+                                            replayedKeys: storedKeys)
                 } catch {
                     scratch = before
                     throw error
                 }
                 summary.add(step)
             }
+            // Every copy of what this replay stored was routed in it (copies share their topic,
+            // so a topic filter takes them all).
+            if summary.stopped == nil { try buffer.clearReplayedKeys() }
         } catch {
             // What the steps before committed stays: each is whole. This step is not stored,
             // and its payloads stay quarantined.

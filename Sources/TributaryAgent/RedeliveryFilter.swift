@@ -93,6 +93,16 @@ struct RedeliveryFilter {
         return bytes
     }
 
+    /// One message's key in the saved form (16 bytes), for what remembers it outside the window.
+    static func savedKey(topic: String, payload: [UInt8]) -> [UInt8] {
+        let key = Key(topic: topic, payload: payload)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(16)
+        withUnsafeBytes(of: key.high.bigEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: key.low.bigEndian) { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+
     /// Takes back what `saved` gave, as seen at `nowMs`.
     mutating func restore(_ saved: [UInt8], nowMs: Int64) {
         saved.withUnsafeBytes { raw in

@@ -39,8 +39,12 @@ extension BufferStore {
     /// readings stored already (counted as redeliveries, nothing appended); the payloads that
     /// still fail keep their place with their new reason. A released payload that is no longer
     /// there fails the whole step, so nothing is appended for it twice.
+    /// `replayedKeys` (16 bytes each, the redelivery window's saved form) are the payloads this
+    /// step stored, kept until a replay ends whole: a replay interrupted after this step (the
+    /// tool or the agent killed) must still know them, or a second copy of one of them, left in
+    /// the quarantine, would be stored again by the next replay.
     public func commitReplay(readings: [Reading], released: [Int64], redeliveries: Int, stillQuarantined: [(id: Int64, reason: String)],
-                             monotonicNowMs: Int64 = MonotonicClock.nowMs()) throws(SQLiteError) {
+                             replayedKeys: [UInt8] = [], monotonicNowMs: Int64 = MonotonicClock.nowMs()) throws(SQLiteError) {
         guard !released.isEmpty || !stillQuarantined.isEmpty else { return }
         let lastID = try db.withConnection { c throws(SQLiteError) -> Int64 in
             try c.transaction { () throws(SQLiteError) -> Int64 in
@@ -55,6 +59,12 @@ extension BufferStore {
                 }
                 try Self.insert(c, readings)
                 let lastID = c.lastInsertRowID
+                try Self.createReplayedKeys(c)
+                var offset = 0
+                while offset + 16 <= replayedKeys.count {
+                    try c.run("INSERT OR IGNORE INTO quarantine_replayed (key) VALUES (?)", Array(replayedKeys[offset..<offset + 16]))
+                    offset += 16
+                }
                 try Self.bump(c, "ingested_total", by: readings.count)
                 try Self.bump(c, "redeliveries_total", by: redeliveries)
                 try Self.bump(c, "quarantine_replayed_total", by: released.count)
@@ -70,6 +80,28 @@ extension BufferStore {
             $0.quarantineReplayedTotal += Int64(released.count)
             $0.quarantineRevision += 1
         }
+    }
+
+    /// What interrupted replays stored (see `commitReplay`), for the next replay to recognise.
+    public func replayedKeys() throws(SQLiteError) -> [UInt8] {
+        try db.withConnection { c throws(SQLiteError) -> [UInt8] in
+            try Self.createReplayedKeys(c)
+            var bytes: [UInt8] = []
+            try c.forEach("SELECT key FROM quarantine_replayed") { row in bytes += row[0].bytes ?? [] }
+            return bytes
+        }
+    }
+
+    /// A replay ended whole: every copy of what it stored was recognised in it.
+    public func clearReplayedKeys() throws(SQLiteError) {
+        try db.withConnection { c throws(SQLiteError) in
+            try Self.createReplayedKeys(c)
+            try c.run("DELETE FROM quarantine_replayed")
+        }
+    }
+
+    private static func createReplayedKeys(_ c: SQLiteConnection) throws(SQLiteError) {
+        try c.execute("CREATE TABLE IF NOT EXISTS quarantine_replayed (key BLOB PRIMARY KEY) WITHOUT ROWID")
     }
 
     /// Deletes the quarantined payloads received before `receivedBeforeMs` whose topic
@@ -121,10 +153,12 @@ extension BufferStore {
     public func retrySetAside(_ sequence: UInt64) throws(SQLiteError) -> Int? {
         let count = try db.withConnection { c throws(SQLiteError) -> Int64? in
             try c.transaction { () throws(SQLiteError) -> Int64? in
-                guard let count = try c.scalar("SELECT reading_count FROM batches WHERE sequence = ? AND set_aside = 1", Int64(sequence))?.int64 else {
+                // A sequence no batch can have (past Int64) is simply not set aside.
+                guard let sequence = Int64(exactly: sequence),
+                      let count = try c.scalar("SELECT reading_count FROM batches WHERE sequence = ? AND set_aside = 1", sequence)?.int64 else {
                     return nil
                 }
-                try c.run("UPDATE batches SET set_aside = 0, attempts = 0, last_error = NULL WHERE sequence = ?", Int64(sequence))
+                try c.run("UPDATE batches SET set_aside = 0, attempts = 0, last_error = NULL WHERE sequence = ?", sequence)
                 try Self.bump(c, "set_aside_retried_total", by: 1)
                 return count
             }
@@ -143,10 +177,12 @@ extension BufferStore {
     public func purgeSetAside(_ sequence: UInt64) throws(SQLiteError) -> Int? {
         let count = try db.withConnection { c throws(SQLiteError) -> Int64? in
             try c.transaction { () throws(SQLiteError) -> Int64? in
-                guard let count = try c.scalar("SELECT reading_count FROM batches WHERE sequence = ? AND set_aside = 1", Int64(sequence))?.int64 else {
+                // A sequence no batch can have (past Int64) is simply not set aside.
+                guard let sequence = Int64(exactly: sequence),
+                      let count = try c.scalar("SELECT reading_count FROM batches WHERE sequence = ? AND set_aside = 1", sequence)?.int64 else {
                     return nil
                 }
-                try c.run("DELETE FROM batches WHERE sequence = ?", Int64(sequence))
+                try c.run("DELETE FROM batches WHERE sequence = ?", sequence)
                 try Self.bump(c, "dropped_total", by: Int(count))
                 return count
             }

@@ -30,14 +30,40 @@ struct QuarantineReplayTests {
                           gatewayID: "gw", hashKey: nil)
     }
 
+    /// A replay killed after a step that stored a payload, whose second copy waits in a later
+    /// step: the next replay, with a fresh filter (a new tool, or an agent restarted after a
+    /// SIGKILL), still recognises the copy (attack round 14 stored it twice: the window was
+    /// saved only at the end of a replay).
+    @Test func aCopyLeftByAnInterruptedReplayIsNotStoredAgain() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let buffer = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw")
+        let twice = Self.payload("plant/gw/s1", #"{"ts":1000,"t":1}"#)
+        try buffer.append([], quarantined: [twice, twice])
+        let entries = try buffer.quarantineEntries(limit: 10)
+        #expect(entries.count == 2)
+        // What the interrupted replay's first step committed: the first copy's reading, and its key.
+        var readings: [Reading] = []
+        var scratch = MessageRouterTests.sessions()
+        _ = try Self.fixedRouter().route(topic: twice.topic, payload: twice.payload, receivedAtMs: 1, monotonicMs: 1,
+                                         into: &readings, sessions: &scratch)
+        try buffer.commitReplay(readings: readings, released: [entries[0].id], redeliveries: 0, stillQuarantined: [],
+                                replayedKeys: RedeliveryFilter.savedKey(topic: twice.topic, payload: twice.payload))
+        let next = QuarantineReplay(buffer: buffer, router: try Self.fixedRouter(), quotaBytes: 0)
+            .run(topic: nil, sessions: MessageRouterTests.sessions())
+        #expect(next.redeliveries == 1 && next.replayed == 0, "\(next)")
+        #expect(buffer.snapshot.ingestedTotal == 1, "the reading once")
+        #expect(try buffer.replayedKeys().isEmpty, "a replay that ended whole forgets them")
+    }
+
     @Test func whatDecodesNowIsBufferedOnceAndTheRestStaysWithItsNewReason() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let buffer = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw")
         try Self.quarantined(buffer)
-        var sessions = MessageRouterTests.sessions()
+        let sessions = MessageRouterTests.sessions()
         let replay = QuarantineReplay(buffer: buffer, router: try Self.fixedRouter(), quotaBytes: 0)
-        let summary = replay.run(topic: nil, sessions: &sessions)
+        let summary = replay.run(topic: nil, sessions: sessions)
         #expect(summary.examined == 5 && summary.replayed == 2 && summary.readings == 3 && summary.redeliveries == 1
                 && summary.stillQuarantined == 2 && summary.stopped == nil, "\(summary)")
         let left = try buffer.quarantineEntries(limit: 10)
@@ -50,7 +76,7 @@ struct QuarantineReplayTests {
         #expect(counters.quarantineHeld == 2 && counters.quarantineReplayedTotal == 3 && counters.redeliveriesTotal == 1)
 
         // Again: only what is left, and it still fails; nothing is buffered twice.
-        let again = replay.run(topic: nil, sessions: &sessions)
+        let again = replay.run(topic: nil, sessions: sessions)
         #expect(again.examined == 2 && again.replayed == 0 && again.stillQuarantined == 2)
         #expect(buffer.snapshot.ingestedTotal == 3)
         _ = try buffer.sealDueBatches(maxReadings: 100, maxAgeMs: 0)
@@ -73,14 +99,14 @@ struct QuarantineReplayTests {
         let buffer = try BufferStore(path: dir.file("buffer.sqlite"), gatewayID: "gw")
         defer { buffer.close() }
         try Self.quarantined(buffer)
-        var sessions = MessageRouterTests.sessions()
+        let sessions = MessageRouterTests.sessions()
         let full = QuarantineReplay(buffer: buffer, router: try Self.fixedRouter(), quotaBytes: 1)
-            .run(topic: nil, sessions: &sessions)
+            .run(topic: nil, sessions: sessions)
         #expect(full.stopped?.contains("quota") == true && full.examined == 0, "\(full)")
         #expect(buffer.snapshot.quarantineHeld == 5)
 
         let one = QuarantineReplay(buffer: buffer, router: try Self.fixedRouter(), quotaBytes: 0)
-            .run(topic: TopicFilter("plant/+/s2"), sessions: &sessions)
+            .run(topic: TopicFilter("plant/+/s2"), sessions: sessions)
         #expect(one.examined == 1 && one.replayed == 1 && one.readings == 2, "\(one)")
         #expect(try buffer.quarantineEntries(limit: 10).map(\.topic) == ["plant/gw/s1", "plant/gw/s1", "plant/gw/s3", "other/x"])
     }
