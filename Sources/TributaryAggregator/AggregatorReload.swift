@@ -44,8 +44,11 @@ extension AggregatorConfig {
         check("metrics.per_gateway", metricsPerGateway == new.metricsPerGateway)
         check("limits.max_body_bytes", limits.maxBodyBytes == new.limits.maxBodyBytes)
         check("limits.max_concurrent_decodes", limits.maxConcurrentDecodes == new.limits.maxConcurrentDecodes)
+        // The per-address bytes change live (their default follows max_in_flight_bytes, which does).
+        var connections = new.limits.connections
+        connections.maxInFlightBytesPerAddress = limits.connections.maxInFlightBytesPerAddress
         check("limits.max_connections (and the other connection limits and timeouts)",
-              "\(limits.connections)" == "\(new.limits.connections)")
+              "\(limits.connections)" == "\(connections)")
         check("admin", adminToken == new.adminToken && operatorTokenFile == new.operatorTokenFile)
         check("gateway_auth.token_file", gatewayTokenFile == new.gatewayTokenFile)
         check("tls (on or off, client_ca_file, client_certificates)",
@@ -104,7 +107,8 @@ extension Aggregator {
             }
         }
         ingestor.apply(limits: fresh.limits)
-        connectionLimits.setAdmission(batches: fresh.limits.maxInFlightBatches, bytes: fresh.limits.maxInFlightBytes)
+        connectionLimits.setAdmission(batches: fresh.limits.maxInFlightBatches, bytes: fresh.limits.maxInFlightBytes,
+                                      perAddressBytes: fresh.limits.connections.maxInFlightBytesPerAddress)
         audit.setRetentionDays(fresh.auditRetentionDays)
         if let logging = source.logging {
             logging.level = fresh.logLevel

@@ -44,7 +44,7 @@ public final class ConfigSection {
         do {
             node = try Yams.compose(yaml: yaml)
         } catch {
-            throw ConfigError(file: file, key: "", message: "not valid YAML: \(error)")
+            throw ConfigError(file: file, key: "", message: "not valid YAML: \(Self.withoutQuotedText(error))")
         }
         guard let node else {
             self.init(mapping: [], file: file, path: "", line: nil, problems: ProblemList())
@@ -54,6 +54,24 @@ public final class ConfigSection {
             throw ConfigError(file: file, key: "", message: "the top level must be a mapping of keys to values", line: node.mark?.line)
         }
         try self.init(node: mapping, file: file, path: "", problems: ProblemList())
+    }
+
+    /// The YAML library's error without the text it quotes: its messages carry the lines around
+    /// the problem, and for a duplicated key the whole mapping, so a secret written inline (a
+    /// password) went to the log, to `--check-config`, and as the gateway's last error to the
+    /// aggregator (attack round 14).
+    static func withoutQuotedText(_ error: any Error) -> String {
+        guard let error = error as? YamlError else { return "\(error)" }
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            return "line \(mark.line), column \(mark.column): \(problem)" + (context.map { " (\($0.text) at line \($0.mark.line))" } ?? "")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return "the key(s) \(duplicates.sorted().map { "'\($0)'" }.joined(separator: ", ")) appear twice in the mapping at line \(context.mark.line)"
+        case let .reader(problem, offset, _, _):
+            return "\(problem) at byte \(offset.map(String.init) ?? "?")"
+        default:
+            return "\(error)"
+        }
     }
 
     private convenience init(node: Node.Mapping, file: String?, path: String, problems: ProblemList) throws(ConfigError) {

@@ -196,4 +196,15 @@ struct AggregatorConfigTests {
             #expect(error.description.contains("clickhouse.password") && error.description.contains("agg.yaml"), "\(error)")
         }
     }
+
+    /// `max_in_flight_bytes` is live, and the per-address share that follows it by default with
+    /// it (a reload was refused as a change of the connection limits: attack round 14).
+    @Test func inFlightBytesReloadLiveWithTheirPerAddressShare() throws {
+        let running = try AggregatorConfig.parse(yaml: "limits:\n  max_in_flight_bytes: 67108864\n", file: "a.yaml")
+        let fresh = try AggregatorConfig.parse(yaml: "limits:\n  max_in_flight_bytes: 268435456\n", file: "a.yaml")
+        #expect(fresh.limits.connections.maxInFlightBytesPerAddress != running.limits.connections.maxInFlightBytesPerAddress)
+        #expect(running.restartOnlyChanges(to: fresh).isEmpty)
+        let fewerConnections = try AggregatorConfig.parse(yaml: "limits:\n  max_connections: 100\n", file: "a.yaml")
+        #expect(running.restartOnlyChanges(to: fewerConnections).count == 1)
+    }
 }

@@ -54,11 +54,13 @@ public final class ConnectionLimits: Sendable {
 
     public let settings: Settings
     /// `admissionBatches` and `admissionBytes` as a reload left them.
-    private let admission: Mutex<(batches: Int, bytes: Int)>
+    private let admission: Mutex<(batches: Int, bytes: Int, perAddressBytes: Int)>
 
     /// A reload's `limits.max_in_flight_batches` and `max_in_flight_bytes`: what "busy" means
     /// for the per-address shares.
-    func setAdmission(batches: Int, bytes: Int) { admission.withLock { $0 = (batches, bytes) } }
+    /// A reload's admission: the totals, and one address's bytes while busy (by default a
+    /// quarter of the total, so it follows `max_in_flight_bytes`).
+    func setAdmission(batches: Int, bytes: Int, perAddressBytes: Int) { admission.withLock { $0 = (batches, bytes, perAddressBytes) } }
     private let logger: Logger
     private struct State {
         var connections: [String: Int] = [:]
@@ -73,7 +75,7 @@ public final class ConnectionLimits: Sendable {
 
     public init(settings: Settings, logger: Logger) {
         self.settings = settings
-        admission = Mutex((settings.admissionBatches, settings.admissionBytes))
+        admission = Mutex((settings.admissionBatches, settings.admissionBytes, settings.maxInFlightBytesPerAddress))
         self.logger = logger
     }
 
@@ -124,7 +126,7 @@ public final class ConnectionLimits: Sendable {
             } else if now.requests >= settings.maxInFlightPerAddress {
                 s.counts.addressBusyRefusals += 1
                 return "\(address) has \(now.requests) requests in flight while the aggregator is busy (limits.max_in_flight_per_address)"
-            } else if now.requests > 0 && now.bytes + bytes > settings.maxInFlightBytesPerAddress {
+            } else if now.requests > 0 && now.bytes + bytes > admission.perAddressBytes {
                 s.counts.addressBusyRefusals += 1
                 return "\(address) has \(now.bytes) bytes in flight while the aggregator is busy (limits.max_in_flight_bytes_per_address)"
             }
