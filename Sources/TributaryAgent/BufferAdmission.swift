@@ -71,7 +71,7 @@ struct BufferAdmission: Sendable {
             let quota = settings.maxBytes
             if quota == 0 { return }
             do {
-                let used = try buffer.sizeBytes()
+                let used = try buffer.quotaBytesInUse()
                 if used < quota { return }
                 // Nothing waits for an aggregator, so no acknowledgement will ever free a page:
                 // what fills the quota is the buffer's own keeping (schema, the saved redelivery

@@ -291,12 +291,6 @@ public final class IngestService: Service {
         var filter = RedeliveryFilter(capacity: config.buffer.redeliveryWindow)
         do {
             filter.restore(try buffer.redeliveryWindow(), nowMs: MonotonicClock.nowMs())
-            // Held in memory now, and saved again at the stop. Left in the file, its 1-2 MB
-            // counted against `buffer.max_bytes` for the whole run: under a small quota,
-            // `drop_oldest` dropped nearly every reading before it could be sent (attack
-            // round 14: 49,440 of 49,500 at 64 KiB). An agent killed (SIGKILL) before its next
-            // stop starts without it, as it does without the window of its own run.
-            try buffer.setRedeliveryWindow([])
         } catch {
             logger.warning("cannot read the redelivery window the last stop saved; a message the broker sends again may be stored twice", metadata: ["error": "\(error)"])
         }

@@ -42,7 +42,7 @@ struct QuarantineReplay {
                 afterID = last.id
                 let matching = page.filter { topic?.matches($0.topic) ?? true }
                 guard !matching.isEmpty else { continue }
-                if quotaBytes > 0, try buffer.sizeBytes() >= quotaBytes {
+                if quotaBytes > 0, try buffer.quotaBytesInUse() >= quotaBytes {
                     summary.stopped = "the buffer is at its quota (buffer.max_bytes \(quotaBytes)); the rest stays quarantined: replay again once the backlog has drained"
                     break
                 }

@@ -46,6 +46,7 @@ extension BufferStore {
         let stored = try db.withConnection { c throws(SQLiteError) in
             try c.scalar("SELECT value FROM meta WHERE key = 'redelivery_window'")?.string
         }
+        savedWindowBytes.withLock { $0 = Int64(stored?.utf8.count ?? 0) }
         return stored.flatMap(BatchChain.bytes(hex:)) ?? []
     }
 
@@ -54,6 +55,7 @@ extension BufferStore {
             try c.run("INSERT INTO meta (key, value) VALUES ('redelivery_window', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                       BatchChain.hex(window))
         }
+        savedWindowBytes.withLock { $0 = Int64(window.count * 2) }
     }
 
     private struct MQTTSession: Codable {

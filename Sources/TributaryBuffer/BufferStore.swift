@@ -41,6 +41,10 @@ public final class BufferStore: Sendable {
     /// Sequences the uploader is sending right now. `dropOldest` never frees these: a batch
     /// counted as dropped must never reach the sink.
     let inFlight = Mutex<Set<UInt64>>([])
+    /// Bytes of the redelivery window a stop saved, as stored: kept in the file until the next
+    /// stop replaces it (a run killed before then, and a broker crash after, need it), but not
+    /// counted against the quota (see `quotaBytesInUse`).
+    let savedWindowBytes = Mutex<Int64>(0)
 
     /// Running totals, persisted in the `counters` table and mirrored here for status reports.
     public struct Counters: Sendable, Equatable {
