@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
@@ -25,6 +26,8 @@ struct ControlServer {
     static let socketName = "control.sock"
     /// sun_path holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
     static let maxSocketPathBytes = 103
+    /// Operators' tools, one request each: a few at a time is plenty.
+    static let maxConnections = 16
 
     let config: AgentConfig
     let buffer: BufferStore
@@ -74,7 +77,11 @@ struct ControlServer {
         }
         let app = Application(
             router: router,
-            configuration: .init(address: .unixDomainSocket(path: path), serverName: "tributary-agent"),
+            // At most 16 connections at once; more wait in the socket's backlog, holding no file
+            // descriptor of the agent's (20,000 held open ran it out of them and crashed it:
+            // attack round 14).
+            configuration: .init(address: .unixDomainSocket(path: path), serverName: "tributary-agent",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(Self.maxConnections)),
             onServerRunning: { _ in
                 // The directory is 0700 already when the agent made it; the socket itself too.
                 if chmod(path, 0o600) != 0 {
