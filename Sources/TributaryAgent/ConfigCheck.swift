@@ -31,10 +31,7 @@ public enum AgentConfigCheck {
                 problems.append(error.description)
             }
         }
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: config.dataDirectory, isDirectory: &isDirectory), !isDirectory.boolValue {
-            problems.append("data_dir: \(config.dataDirectory) is not a directory")
-        }
+        if let problem = ConfigCheckOutcome.dataDirectoryProblem(config.dataDirectory) { problems.append(problem) }
         return problems
     }
 

@@ -40,6 +40,12 @@ struct RedeliveryFilter {
             }
         }
 
+        /// The saved form: 16 bytes, big-endian.
+        func append(to bytes: inout [UInt8]) {
+            withUnsafeBytes(of: high.bigEndian) { bytes.append(contentsOf: $0) }
+            withUnsafeBytes(of: low.bigEndian) { bytes.append(contentsOf: $0) }
+        }
+
         /// The digest's bits are uniform, so any of them make a good home slot.
         func home(_ mask: Int) -> Int { Int(truncatingIfNeeded: low) & mask }
     }
@@ -87,19 +93,16 @@ struct RedeliveryFilter {
         for offset in 0..<live {
             let position = (head + offset) % keys.count
             guard nowMs - times[position] <= withinMs, self.position(of: keys[position]) == position else { continue }
-            withUnsafeBytes(of: keys[position].high.bigEndian) { bytes.append(contentsOf: $0) }
-            withUnsafeBytes(of: keys[position].low.bigEndian) { bytes.append(contentsOf: $0) }
+            keys[position].append(to: &bytes)
         }
         return bytes
     }
 
     /// One message's key in the saved form (16 bytes), for what remembers it outside the window.
     static func savedKey(topic: String, payload: [UInt8]) -> [UInt8] {
-        let key = Key(topic: topic, payload: payload)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(16)
-        withUnsafeBytes(of: key.high.bigEndian) { bytes.append(contentsOf: $0) }
-        withUnsafeBytes(of: key.low.bigEndian) { bytes.append(contentsOf: $0) }
+        Key(topic: topic, payload: payload).append(to: &bytes)
         return bytes
     }
 

@@ -59,10 +59,7 @@ public enum AggregatorConfigCheck {
                 problems.append(error.message)
             }
         }
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: config.dataDirectory, isDirectory: &isDirectory), !isDirectory.boolValue {
-            problems.append("data_dir: \(config.dataDirectory) is not a directory")
-        }
+        if let problem = ConfigCheckOutcome.dataDirectoryProblem(config.dataDirectory) { problems.append(problem) }
         return problems
     }
 

@@ -14,6 +14,13 @@ public struct ConfigCheckOutcome: Sendable {
         self.problems = problems
     }
 
+    /// `data_dir` is checked, not made: a path that is there must be a directory.
+    public static func dataDirectoryProblem(_ path: String) -> String? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { return nil }
+        return "data_dir: \(path) is not a directory"
+    }
+
     /// Ends the program: the summary on stdout and exit 0, or every problem on stderr, each
     /// after `program: `, with their count, and exit 1.
     public func finish(program: String, configFile: String?) -> Never {
