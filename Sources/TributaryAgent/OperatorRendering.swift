@@ -223,12 +223,7 @@ public enum OperatorRendering {
     }
 
     static func table(_ header: [String], _ rows: [[String]]) -> [String] {
-        let all = [header] + rows
-        let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
-        return all.map { row in
-            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
-        }
+        Printable.table(header: header, rows: rows)
     }
 
     static func hexDump(_ bytes: [UInt8]) -> [String] {

@@ -12,6 +12,24 @@ public enum Printable {
         return out
     }
 
+    /// Aligned columns, two spaces apart, the last one unpadded, as lines without trailing
+    /// spaces. Each cell is made one clean line (`clean`), so a cell a gateway sent cannot start
+    /// a fake row.
+    public static func table(header: [String], rows: [[String]]) -> [String] {
+        let rows = rows.map { $0.map { clean($0) } }
+        var widths = header.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) }
+        }
+        return ([header] + rows).map { cells in
+            var line = cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
+            }.joined(separator: "  ")
+            while line.last == " " { line.removeLast() }
+            return line
+        }
+    }
+
     /// A whole rendering: line breaks stay, every other control character becomes `?`.
     public static func lines(_ text: String) -> String {
         var out = ""

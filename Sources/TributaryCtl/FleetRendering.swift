@@ -199,24 +199,6 @@ public enum FleetRendering {
     /// Aligned columns. Each cell is one line: a newline, an escape sequence or a bidirectional
     /// override a gateway sent becomes `?` here, so it cannot start a fake row.
     static func table(header: [String], rows: [[String]]) -> String {
-        let rows = rows.map { $0.map { Printable.clean($0) } }
-        var widths = header.map(\.count)
-        for row in rows {
-            for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) }
-        }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in
-                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }
-        return ([line(header)] + rows.map(line)).map { $0.trailingSpacesRemoved }.joined(separator: "\n") + "\n"
-    }
-}
-
-extension String {
-    var trailingSpacesRemoved: String {
-        var s = Substring(self)
-        while s.last == " " { s = s.dropLast() }
-        return String(s)
+        Printable.table(header: header, rows: rows).joined(separator: "\n") + "\n"
     }
 }
