@@ -195,7 +195,9 @@ struct OperatorToolTests {
 
     @Test("a set-aside batch retried is delivered exactly once (retried while the agent runs, and while it is stopped); one purged counts as dropped; unknown sequences exit 1")
     func setAsideRetry() async throws {
-        let harness = try await ProcessHarness(gatewayID: "gw-aside", aggregatorSettings: ["batch_max_age_ms: 200"],
+        // 80 messages are 400 readings: at most 100 a batch makes at least four batches however slow the
+        // machine (sealing by age alone made two on a loaded CI runner).
+        let harness = try await ProcessHarness(gatewayID: "gw-aside", aggregatorSettings: ["batch_max_age_ms: 200", "batch_max_readings: 100"],
                                                aggregatorConfig: ["limits:", "  max_readings_per_batch: 4"])
         defer { harness.dir.remove() }
         var aggregator = try await harness.startAggregator()
