@@ -206,9 +206,19 @@ struct ControlClient {
 
     func post(_ path: String, query: [String: String?]) async throws(OperatorError) -> ControlReply {
         let agent = "the agent (PID \(agentPID == 0 ? "unknown" : String(agentPID))) that holds data_dir"
-        guard FileManager.default.fileExists(atPath: socketPath) else {
+        var info = stat()
+        guard lstat(socketPath, &info) == 0 else {
             throw OperatorError("\(agent) has no control socket at \(socketPath) (an agent older than this tool, or it is starting or stopping): "
                                 + "stop it and run the command again, or try again in a moment")
+        }
+        // Whoever answers there is trusted with the request and believed: in a data directory
+        // other users can write, one of them could put a socket of their own there. The agent
+        // runs as the buffer's owner, which this tool is (it refuses any other user), so the
+        // agent's socket is ours.
+        guard info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == geteuid() else {
+            throw OperatorError("\(socketPath) is not the agent's control socket: it is \(info.st_mode & S_IFMT == S_IFSOCK ? "a socket" : "not a socket")"
+                                + " owned by uid \(info.st_uid), and the agent runs as uid \(geteuid()), the buffer's owner. Nothing was asked; "
+                                + "check who can write \(URL(fileURLWithPath: socketPath).deletingLastPathComponent().path) (it should be 0700)")
         }
         var components = URLComponents()
         components.path = path

@@ -26,8 +26,6 @@ struct ControlServer {
     static let socketName = "control.sock"
     /// sun_path holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
     static let maxSocketPathBytes = 103
-    /// Operators' tools, one request each: a few at a time is plenty.
-    static let maxConnections = 16
 
     let config: AgentConfig
     let buffer: BufferStore
@@ -77,11 +75,9 @@ struct ControlServer {
         }
         let app = Application(
             router: router,
-            // At most 16 connections at once; more wait in the socket's backlog, holding no file
-            // descriptor of the agent's (20,000 held open ran it out of them and crashed it:
-            // attack round 14).
+            server: LocalListener.server,
             configuration: .init(address: .unixDomainSocket(path: path), serverName: "tributary-agent",
-                                 availableConnectionsDelegate: MaximumAvailableConnections(Self.maxConnections)),
+                                 availableConnectionsDelegate: MaximumAvailableConnections(LocalListener.maxConnections)),
             onServerRunning: { _ in
                 // The directory is 0700 already when the agent made it; the socket itself too.
                 if chmod(path, 0o600) != 0 {
@@ -173,6 +169,22 @@ public struct SetAsideOutcome: Codable, Sendable, Equatable {
     public var done: [Batch] = []
     public var unknown: [UInt64] = []
     public init() {}
+}
+
+/// What the agent's two local listeners (the control socket and `status_listen`) allow a
+/// client: they serve operators' tools and a scraper, a request at a time, so a few connections
+/// are plenty, and one that says nothing is closed.
+enum LocalListener {
+    /// At most this many connections at once; more wait in the listener's backlog, holding no
+    /// file descriptor of the agent's (20,000 held open ran it out of them and crashed it:
+    /// attack round 14).
+    static let maxConnections = 16
+    /// A connection with no request for this long is closed, so idle ones cannot keep the tools
+    /// (or a scraper) out for good. A request being answered is never cut: a replay may take
+    /// minutes.
+    static let idleTimeout: TimeAmount = .seconds(30)
+
+    static var server: HTTPServerBuilder { .http1(configuration: .init(idleTimeout: idleTimeout)) }
 }
 
 /// The control socket's answers.

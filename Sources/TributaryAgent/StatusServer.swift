@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
@@ -45,7 +46,9 @@ public struct StatusServer: Sendable {
         }
         return Application(
             router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "tributary-agent"),
+            server: LocalListener.server,
+            configuration: .init(address: .hostname(host, port: port), serverName: "tributary-agent",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(LocalListener.maxConnections)),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? 0
                 logger.info("status listener ready", metadata: ["address": "\(host):\(bound)"])

@@ -222,14 +222,20 @@ public final class ConfigSection {
 
     /// A path to a file this process can read now (certificates, keys, CA bundles): a file
     /// that is missing or unreadable is an error naming the key, found at start, not at the
-    /// first connection.
+    /// first connection. It must be a regular file (a link to one is fine): reading a FIFO
+    /// waits for a writer, so a FIFO named here hung a reload with no word (attack round 14).
     public func readableFile(_ key: String) throws(ConfigError) -> String? {
         guard let path = try string(key) else { return nil }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw error(key, "\(path) does not exist")
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw error(key, errno == EACCES ? "\(path) cannot be reached (permission denied for this user)" : "\(path) does not exist")
         }
-        guard !isDirectory.boolValue else { throw error(key, "\(path) is a directory; a file is needed") }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw error(key, "\(path) is a directory; a file is needed")
+        case S_IFIFO: throw error(key, "\(path) is a FIFO; a regular file is needed (reading it would wait for a writer)")
+        default: throw error(key, "\(path) is not a regular file (a device or socket); a regular file is needed")
+        }
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw error(key, "cannot read \(path) (permission denied for this user?)")
         }

@@ -256,3 +256,81 @@ struct OperatorToolTests {
         await harness.stop(agent, aggregator)
     }
 }
+
+/// The control socket against local clients that misbehave: connections held open and silent,
+/// and a socket of someone else's where the agent's should be.
+@Suite("control socket: hostile local clients", .serialized)
+struct ControlSocketHostileTests {
+    /// A connection to a unix socket that sends nothing; its descriptor, or -1.
+    static func idleConnection(to path: String) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return -1 }
+        guard withAddress(of: path, { connect(fd, $0, $1) }) == 0 else { close(fd); return -1 }
+        return fd
+    }
+
+    /// `body` with the unix socket address of `path` (connect, bind).
+    static func withAddress(of path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+
+    /// True once the other end closed `fd` (a read returns 0, or the connection is reset).
+    static func closedByPeer(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        var pollfd = Glibc.pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&pollfd, 1, 0) == 1 else { return false }
+        return recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
+    }
+
+    @Test("idle connections that fill the control socket are closed, and the tool then gets through; a control.sock that is not the agent's is refused, nothing asked")
+    func idleConnectionsAndAForeignSocket() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-hostile-socket")
+        defer { harness.dir.remove() }
+        let aggregator = try await harness.startAggregator()
+        let agent = try await harness.startAgent()
+        let path = harness.dir.file("agent/control.sock")
+        try await eventually("the control socket listens") { FileManager.default.fileExists(atPath: path) }
+
+        // More connections than it serves at once, all silent: the tool waits behind them
+        // until the agent closes the idle ones (30 s), then gets its answer. (Before, it waited
+        // for as long as they were held.)
+        let idle = (0..<20).map { _ in Self.idleConnection(to: path) }
+        defer { idle.forEach { if $0 >= 0 { close($0) } } }
+        #expect(idle.filter { $0 >= 0 }.count == 20)
+        let purge = try await OperatorToolTests.tool(harness, ["quarantine", "purge", "--older-than", "1d", "--json"])
+        #expect(purge.code == 0 && (try? OperatorToolTests.json(purge.output) as? [String: Int])?["purged"] == 0, "\(purge.output)")
+        try await eventually("the agent closed the silent connections it had taken") {
+            idle.filter { $0 >= 0 && Self.closedByPeer($0) }.count >= 16
+        }
+
+        // Something else at control.sock: a regular file, then (as root) a socket another user
+        // owns. The tool refuses and asks nothing.
+        try FileManager.default.moveItem(atPath: path, toPath: path + ".agent")
+        try "not a socket".write(toFile: path, atomically: false, encoding: .utf8)
+        let file = try await OperatorToolTests.tool(harness, ["set-aside", "retry", "1"])
+        #expect(file.code == 1 && file.output.contains("is not the agent's control socket: it is not a socket"), "\(file.output)")
+        try FileManager.default.removeItem(atPath: path)
+        if geteuid() == 0 {
+            let foreign = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            let bound = Self.withAddress(of: path) { bind(foreign, $0, $1) }
+            #expect(bound == 0 && listen(foreign, 4) == 0 && chown(path, 65534, 65534) == 0)
+            defer { close(foreign) }
+            let other = try await OperatorToolTests.tool(harness, ["set-aside", "retry", "1"])
+            #expect(other.code == 1 && other.output.contains("a socket owned by uid 65534"), "\(other.output)")
+            var pollfd = Glibc.pollfd(fd: foreign, events: Int16(POLLIN), revents: 0)
+            #expect(poll(&pollfd, 1, 0) == 0, "the tool connected to the foreign socket")
+            try FileManager.default.removeItem(atPath: path)
+        }
+        try FileManager.default.moveItem(atPath: path + ".agent", toPath: path)
+        let back = try await OperatorToolTests.tool(harness, ["set-aside", "retry", "1"])
+        #expect(back.code == 1 && back.output.contains("no batch 1 is set aside"), "\(back.output)")
+        await harness.stop(agent, aggregator)
+    }
+}

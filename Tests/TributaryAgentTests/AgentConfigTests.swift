@@ -296,9 +296,14 @@ struct AgentConfigTests {
         #expect(systemCAs.mqtt.broker.tls && systemCAs.mqtt.broker.port == 18883 && systemCAs.mqtt.tls == nil)
 
         let mqtts = "mqtts://broker.example.com"
+        let fifo = files.directory + "/ca.fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
         let cases: [(yaml: String, key: String, message: String)] = [
             (Self.withMQTT(["tls:", "  ca_file: \(files.directory)/nope.pem"], broker: mqtts), "mqtt.tls.ca_file", "\(files.directory)/nope.pem does not exist"),
             (Self.withMQTT(["tls:", "  ca_file: \(files.directory)"], broker: mqtts), "mqtt.tls.ca_file", "is a directory"),
+            // Reading a FIFO waits for a writer: refused, not waited on (it hung a reload).
+            (Self.withMQTT(["tls:", "  ca_file: \(fifo)"], broker: mqtts), "mqtt.tls.ca_file", "\(fifo) is a FIFO; a regular file is needed"),
+            (Self.withMQTT(["tls:", "  ca_file: /dev/zero"], broker: mqtts), "mqtt.tls.ca_file", "/dev/zero is not a regular file"),
             (Self.withMQTT(["tls:", "  cert_file: \(cert)"], broker: mqtts), "mqtt.tls.key_file", "needs its key_file"),
             (Self.withMQTT(["tls:", "  key_file: \(key)"], broker: mqtts), "mqtt.tls.cert_file", "needs its cert_file"),
             (Self.withMQTT(["tls:", "  cert_file: \(cert)", "  key_file: \(files.directory)/gone.key"], broker: mqtts), "mqtt.tls.key_file", "gone.key does not exist"),
