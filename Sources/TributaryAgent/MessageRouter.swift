@@ -79,12 +79,16 @@ struct MessageRouter: Sendable {
 
     /// This router after a reload to `new`: the new routes, then this one's for filters the
     /// reload removed, so a message the broker sent before it took the unsubscribe is still
-    /// decoded as it would have been (not quarantined as matching nothing). They are dropped at
-    /// the next reload.
-    func replaced(by new: MessageRouter) -> MessageRouter {
+    /// decoded as it would have been (not quarantined as matching nothing). A removed filter's
+    /// route is dropped at a later reload once `brokerSessionHolds` (what the broker's session
+    /// holds, nil when unknown) no longer has it: dropped at the next reload whatever the
+    /// broker knew, two reloads while the agent was cut off quarantined everything the broker
+    /// had queued for it (4,007 messages in attack round 14).
+    func replaced(by new: MessageRouter, brokerSessionHolds: Set<String>?) -> MessageRouter {
         var router = new
         let kept = Set(new.routes.map(\.topic))
-        router.routes += routes.filter { !kept.contains($0.topic) && !$0.retired }.map { $0.retiring() }
+        let stillSent = { (route: Route) in !route.retired || brokerSessionHolds?.contains(route.topic) != false }
+        router.routes += routes.filter { !kept.contains($0.topic) && stillSent($0) }.map { $0.retiring() }
         return router
     }
 

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import TributarySimulator
+import TributaryBuffer
+import TributaryMQTT
 import TributarySQLite
 import TributaryTesting
 
@@ -96,6 +98,44 @@ struct ConfigReloadTests {
             try Self.sinkCount(harness, gateway: "gw-reload-extra", sensor: "added") == 1
         }
         await harness.stop(agent, aggregator)
+    }
+
+    @Test("two reloads while cut off from the broker, the first removing a filter: what the broker queued for it is decoded when it comes, none quarantined")
+    func removedFilterWhileCutOff() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-cutoff", aggregatorSettings: Self.settings, brokerProxied: true)
+        defer { harness.dir.remove() }
+        let extra = """
+                  - topic: "extra/#"
+                    template: "extra/{gateway}/{sensor}"
+                    format: json
+                    time_field: ts
+            """
+        try Self.rewriteAgentConfig(harness) { $0.replacingOccurrences(of: "  subscriptions:\n", with: "  subscriptions:\n" + extra + "\n") }
+        let aggregator = try await harness.startAggregator()
+        var proxy = try await harness.startProxy([], on: .agentToBroker)
+        let agent = try await harness.startAgent()
+
+        // Cut off: the broker keeps the agent's persistent session, extra/# in it, and queues.
+        await proxy.stop(signal: SIGTERM)
+        try await eventually(timeout: .seconds(30), "the agent lost the broker") { harness.agentLog.contains("MQTT connection lost") }
+        var options = SensorSimulator.Options(broker: try MQTTBroker(url: harness.broker.url), gatewayID: harness.gatewayID,
+                                              sensors: 4, rate: 1000, count: 300)
+        options.topicPrefix = "extra"
+        let queued = try await SensorSimulator(options: options, logger: harness.logger).run()
+
+        // The filter removed, then another reload, both while cut off.
+        try Self.rewriteAgentConfig(harness) { $0.replacingOccurrences(of: extra + "\n", with: "") }
+        try await Self.hangUp(agent, harness, until: "configuration reloaded")
+        try Self.rewriteAgentConfig(harness) { $0.replacingOccurrences(of: "batch_max_readings: 250", with: "batch_max_readings: 100") }
+        try await Self.hangUp(agent, harness, until: "configuration reloaded")
+
+        // Back: the broker sends what it queued before it takes the unsubscribe.
+        proxy = try await harness.startProxy([], on: .agentToBroker)
+        let report = try await harness.verifyWhenComplete(queued)
+        #expect(report.passed && report.found == queued.entries.count && report.duplicates == 0, "\(report)")
+        #expect(try BufferReader(path: harness.dir.file("agent/buffer.sqlite")).quarantineCount() == 0)
+        #expect(harness.agentLog.contains("unsubscribing from a filter no longer configured"))
+        await harness.stop(agent, proxy, aggregator)
     }
 
     @Test("the aggregator's URL changed by a reload: what waited for the wrong one arrives exactly once")
