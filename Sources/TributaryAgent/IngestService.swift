@@ -121,7 +121,10 @@ public final class IngestService: Service {
         options.username = config.mqtt.username
         options.password = config.mqtt.password
         options.tls = config.mqtt.tls
-        if let primaryHost { options.will = { primaryHost.will() } }
+        if let primaryHost {
+            options.will = { primaryHost.will() }
+            options.resubscribeOnConnect = [primaryHost.topic]
+        }
         do {
             options.sessionSubscriptions = try buffer.sessionSubscriptions(clientID: config.mqttClientID)
         } catch {

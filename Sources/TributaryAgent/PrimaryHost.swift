@@ -14,6 +14,11 @@ import TributarySparkplug
 ///   "timestamp":T}` with the same T, QoS 1, retained.
 /// - An offline STATE for this host delivered while online (an old session's will, delivered
 ///   late, or one retained from a crash) is answered at once with the online STATE again.
+/// - One whose timestamp is not older than this session's (another host running with the same
+///   id stopped, or this machine's clock went back) would make edge nodes, which ignore a STATE
+///   older than the last they saw, ignore that online STATE and stay silent: the agent connects
+///   again, with a will and an online STATE timestamped after it. The host's own STATE topic is
+///   subscribed again on every connect, so the retained one is seen each time.
 /// - On a clean stop, `{"online":false,"timestamp":T}` before the DISCONNECT (which makes the
 ///   broker drop the will).
 ///
@@ -27,6 +32,11 @@ final class PrimaryHost: Sendable {
         var client: MQTTClient?
         /// The timestamp of the will registered for the latest connection attempt.
         var timestamp: Int64 = 0
+        /// The next session's timestamp is at least this: past an offline STATE it must outdate.
+        var floor: Int64 = 0
+        /// A new connection was asked for, to outdate such an offline STATE; not asked again
+        /// until that connection is made.
+        var renewing = false
         var stopping = false
         /// The publishes the broker acknowledged since the stop began (the offline STATE's among them).
         var acknowledgedWhileStopping: Set<Int32> = []
@@ -44,11 +54,13 @@ final class PrimaryHost: Sendable {
         state.withLock { $0.client = client }
     }
 
-    /// The will for the next connection attempt. Its timestamp never goes back within a run, so
-    /// an edge node comparing STATE timestamps never takes a new session for an older one.
+    /// The will for the next connection attempt. Its timestamp goes forward with each attempt
+    /// within a run, so an edge node comparing STATE timestamps never takes a new session for
+    /// an older one, and an old attempt's will delivered late is always older than this one's.
     func will() -> MQTTClient.Will {
         let timestamp = state.withLock { s in
-            s.timestamp = max(WallClock.nowMs(), s.timestamp)
+            s.timestamp = max(WallClock.nowMs(), s.timestamp + 1, s.floor)
+            s.renewing = false
             return s.timestamp
         }
         return MQTTClient.Will(topic: topic, payload: SparkplugHostState(online: false, timestamp: timestamp).payload, qos: 1, retain: true)
@@ -69,10 +81,22 @@ final class PrimaryHost: Sendable {
             publishOnline(reason: "unreadable STATE")
             return true
         }
-        if !received.online {
+        guard !received.online else { return true }
+        let (current, client, renew) = state.withLock { s in
+            let notOlder = received.timestamp >= s.timestamp
+            if notOlder { s.floor = max(s.floor, received.timestamp + 1) }
+            let renew = notOlder && !s.renewing && !s.stopping
+            if renew { s.renewing = true }
+            return (s.timestamp, s.client, renew)
+        }
+        if received.timestamp < current {
             // Sparkplug 3.0: a host delivered an offline STATE on its own id republishes online at
             // once, with its current session's timestamp.
             publishOnline(reason: "offline STATE from an earlier session (timestamp \(received.timestamp)): its will, or its clean stop")
+        } else if renew {
+            logger.warning("sparkplug: an offline STATE for this host not older than this session's: another host with the same host_id, or the clock went back; connecting again with a later timestamp, so edge nodes take this host's online STATE",
+                           metadata: ["topic": "\(topic)", "offline_timestamp": "\(received.timestamp)", "session_timestamp": "\(current)"])
+            client?.renewConnection()
         }
         return true
     }

@@ -37,6 +37,9 @@ public final class MQTTClient: @unchecked Sendable {
         /// makes the broker send every retained message again) and filters no longer wanted are
         /// unsubscribed (or their messages would keep coming).
         public var sessionSubscriptions: Set<String>?
+        /// Filters subscribed again on every connect, session present or not, for the retained
+        /// message the broker then sends (a Sparkplug host's own STATE: the last word on it).
+        public var resubscribeOnConnect: Set<String> = []
         /// The will: asked for before each connection attempt (the first and every reconnect),
         /// so its payload can carry that attempt's time, and registered with it. Nil: no will.
         public var will: (@Sendable () -> Will)?
@@ -102,6 +105,8 @@ public final class MQTTClient: @unchecked Sendable {
         var libraryErrors: [String] = []
         /// The broker accepted the current attempt (a CONNACK with success).
         var accepted = false
+        /// `renewConnection` asked for a new connection (and with it a new will).
+        var renewRequested = false
     }
 
     public let broker: MQTTBroker
@@ -257,6 +262,17 @@ public final class MQTTClient: @unchecked Sendable {
         return (subscribe.map(\.0), unsubscribe)
     }
 
+    /// Ends the current connection the polite way (what was read is acknowledged, then a
+    /// DISCONNECT, so the broker drops the will) and connects again after the reconnect delay,
+    /// with the will `Options.will` gives then. The persistent session keeps what the broker
+    /// queues meanwhile. Callable from any thread, the callbacks included; ignored when not
+    /// connected (the next connect asks for a will anyway).
+    public func renewConnection() {
+        state.withLock { s in
+            if s.connected && !s.stopping { s.renewRequested = true }
+        }
+    }
+
     /// Starts the network thread and connects in the background. A broker that is not up yet,
     /// or refuses us, is retried with backoff; `onConnect` reports success.
     public func start() throws(MQTTError) {
@@ -340,10 +356,18 @@ public final class MQTTClient: @unchecked Sendable {
                 while rc == MOSQ_ERR_SUCCESS.rawValue {
                     rc = mosquitto_loop(mosq, 200, 1)
                     connectErrno = errno
-                    let (stopping, connected) = state.withLock { ($0.stopping, $0.connected) }
+                    let (stopping, connected, renew) = state.withLock { s in
+                        defer { s.renewRequested = false }
+                        return (s.stopping, s.connected, s.renewRequested)
+                    }
                     if stopping {
                         if connected { disconnectAfterFlushing(within: stopGrace) }
                         return
+                    }
+                    if renew && connected {
+                        logger.notice("MQTT reconnecting for a new will", metadata: ["broker": "\(broker)", "client_id": "\(options.clientID)"])
+                        disconnectAfterFlushing(within: stopGrace)
+                        break
                     }
                 }
                 reached = state.withLock { $0.accepted }
@@ -490,7 +514,7 @@ public final class MQTTClient: @unchecked Sendable {
             let held: Set<String>? = sessionPresent ? s.sessionSubscriptions : []
             s.sessionSubscriptions = held
             let wanted = Set(s.subscriptions.map(\.0))
-            let subscribe = s.subscriptions.filter { held?.contains($0.0) != true }
+            let subscribe = s.subscriptions.filter { held?.contains($0.0) != true || options.resubscribeOnConnect.contains($0.0) }
             let unsubscribe = held.map { $0.subtracting(wanted).sorted() } ?? []
             s.awaitingSubacks = subscribe.count + unsubscribe.count
             return (subscribe, unsubscribe)

@@ -176,6 +176,69 @@ struct SparkplugPrimaryHostTests {
         await harness.stop(agent, aggregator)
     }
 
+    /// Publishes `state` retained on the host's STATE topic, as another host (or a will) would.
+    static func publishState(_ state: SparkplugHostState, _ harness: ProcessHarness) async throws {
+        let publish = try ChildProcess(executable: "/usr/bin/mosquitto_pub", arguments: [
+            "-h", "127.0.0.1", "-p", String(harness.broker.port), "-q", "1", "-r", "-t", stateTopic,
+            "-m", String(decoding: state.payload, as: UTF8.self),
+        ], logFile: harness.dir.file("mosquitto_pub.log"))
+        #expect(await publish.wait() == 0)
+    }
+
+    /// An offline STATE newer than the agent's session (a second host with the same id that
+    /// stopped, a clock ahead) made spec-following edge nodes ignore the agent's online STATE and
+    /// wait for good. The agent now connects again with a later timestamp, live and at start
+    /// (its own STATE is subscribed again on each connect, so the retained one is seen).
+    @Test("an offline STATE newer than the agent's session, live or found at start: the agent outdates it, edge nodes resume, every reading once")
+    func aNewerOfflineStateIsOutdated() async throws {
+        let harness = try await ProcessHarness(gatewayID: "gw-phost-newer")
+        defer { harness.dir.remove() }
+        let yamlPath = harness.dir.file("agent.yaml")
+        try (try String(contentsOfFile: yamlPath, encoding: .utf8) + "\nsparkplug:\n  host_id: \(Self.hostID)\n")
+            .write(toFile: yamlPath, atomically: true, encoding: .utf8)
+        let aggregator = try await harness.startAggregator()
+        var agent = try await harness.startAgent()
+        let first = try await Self.retainedState(harness.broker.url, logger: harness.logger)
+        #expect(first.online)
+
+        var options = SensorSimulator.Options(broker: try MQTTBroker(url: harness.broker.url), gatewayID: harness.gatewayID,
+                                              sensors: 4, rate: 150, count: 1800)
+        options.kinds = [.sparkplug]
+        options.primaryHostID = Self.hostID
+        let waiting = Waiting()
+        let publishing = Task { [options, logger = harness.logger] in
+            try await SensorSimulator(options: options, logger: logger).run { waiting.report($0) }
+        }
+        try await eventually("the first readings reach the sink") { try await harness.gateway()?.readingsSynced ?? 0 > 0 }
+
+        // Live: another host's offline, a minute newer than this session.
+        func outdated() -> Int { harness.agentLog.components(separatedBy: "not older than this session's").count }
+        let live = SparkplugHostState(online: false, timestamp: first.timestamp + 60_000)
+        try await Self.publishState(live, harness)
+        try await eventually(timeout: .seconds(30), "the agent says online with a later timestamp") {
+            let state = try await Self.retainedState(harness.broker.url, logger: harness.logger)
+            return state.online && state.timestamp > live.timestamp
+        }
+        #expect(outdated() == 2, "\(ProcessHarness.tail(harness.dir.file("agent.log")))")
+
+        // At start: the agent stopped, an offline ten minutes ahead retained meanwhile.
+        await agent.stop(signal: SIGTERM)
+        let atStart = SparkplugHostState(online: false, timestamp: WallClock.nowMs() + 600_000)
+        try await Self.publishState(atStart, harness)
+        agent = try await harness.startAgent()
+        try await eventually(timeout: .seconds(30), "the agent outdates the offline it finds at start") {
+            let state = try await Self.retainedState(harness.broker.url, logger: harness.logger)
+            return state.online && state.timestamp > atStart.timestamp
+        }
+        #expect(outdated() == 3)
+
+        // The edge node took each online STATE and finished its run: every reading once.
+        let manifest = try await publishing.value
+        let report = try await harness.verifyWhenComplete(manifest)
+        #expect(report.passed && report.found == manifest.entries.count && report.duplicates == 0, "\(report)")
+        await harness.stop(agent, aggregator)
+    }
+
     /// `is_historical` metrics (store and forward) reach the sink with the label
     /// `historical=true` and their own (old) times; the live values of the same metrics do not
     /// carry it. Every reading arrives once.
