@@ -17,6 +17,8 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
+        // A problem of the whole file (unreadable, not YAML) belongs to no key.
+        if let file, key.isEmpty { return "\(file): \(message)" + (line.map { " (line \($0))" } ?? "") }
         if let file { return "\(file): key '\(key)': \(message)" + (line.map { " (line \($0))" } ?? "") }
         return "setting '\(key)': \(message)"
     }
