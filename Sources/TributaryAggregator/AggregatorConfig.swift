@@ -250,19 +250,19 @@ public struct AggregatorConfig: Sendable {
         }
         root.collect { () throws(ConfigError) in
             guard let s = try root.section("limits") else { return }
-            config.limits.maxBodyBytes = try s.int("max_body_bytes", range: 1024...(1 << 30)) ?? config.limits.maxBodyBytes
-            config.limits.maxDecompressedBytes = try s.int("max_decompressed_bytes", range: 1024...(1 << 31)) ?? config.limits.maxDecompressedBytes
+            config.limits.maxBodyBytes = try s.bytes("max_body_bytes", range: 1024...(1 << 30)) ?? config.limits.maxBodyBytes
+            config.limits.maxDecompressedBytes = try s.bytes("max_decompressed_bytes", range: 1024...(1 << 31)) ?? config.limits.maxDecompressedBytes
             config.limits.maxConcurrentDecodes = try s.int("max_concurrent_decodes", range: 1...256) ?? config.limits.maxConcurrentDecodes
             config.limits.maxInFlightBatches = try s.int("max_in_flight_batches", range: 1...100_000) ?? config.limits.maxInFlightBatches
-            config.limits.maxInFlightBytes = try s.int("max_in_flight_bytes", range: 1024...(1 << 34)) ?? config.limits.maxInFlightBytes
+            config.limits.maxInFlightBytes = try s.bytes("max_in_flight_bytes", range: 1024...(1 << 34)) ?? config.limits.maxInFlightBytes
             config.limits.batch.maxReadings = try s.int("max_readings_per_batch", range: 1...10_000_000) ?? config.limits.batch.maxReadings
-            config.limits.batch.maxStringBytes = try s.int("max_string_bytes", range: 16...(1 << 20)) ?? config.limits.batch.maxStringBytes
+            config.limits.batch.maxStringBytes = try s.bytes("max_string_bytes", range: 16...(1 << 20)) ?? config.limits.batch.maxStringBytes
             config.limits.maxGateways = try s.int("max_gateways", range: 1...10_000_000) ?? config.limits.maxGateways
             var c = config.limits.connections
             c.maxConnections = try s.int("max_connections", range: 16...1_000_000) ?? c.maxConnections
             c.maxConnectionsPerAddress = try s.int("max_connections_per_address", range: 1...1_000_000) ?? c.maxConnectionsPerAddress
             c.maxInFlightPerAddress = try s.int("max_in_flight_per_address", range: 1...100_000) ?? c.maxInFlightPerAddress
-            c.maxInFlightBytesPerAddress = try s.int("max_in_flight_bytes_per_address", range: 1024...(1 << 34))
+            c.maxInFlightBytesPerAddress = try s.bytes("max_in_flight_bytes_per_address", range: 1024...(1 << 34))
                 ?? max(config.limits.maxInFlightBytes / 4, 1024)
             if let seconds = try s.int("header_timeout_seconds", range: 1...3600) { c.headerTimeout = .seconds(Int64(seconds)) }
             if let seconds = try s.int("body_timeout_seconds", range: 1...3600) { c.bodyTimeout = .seconds(Int64(seconds)) }

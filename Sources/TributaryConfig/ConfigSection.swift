@@ -211,6 +211,16 @@ public final class ConfigSection {
         return value
     }
 
+    /// A size in bytes, as `bytes`, within `range`: the limits' keys, which took plain integers
+    /// only while the agent's sizes took units.
+    public func bytes(_ key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let value = try bytes(key) else { return nil }
+        guard value >= Int64(range.lowerBound) && value <= Int64(range.upperBound) else {
+            throw error(key, "\(value) bytes is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
+        return Int(value)
+    }
+
     public func bool(_ key: String) throws(ConfigError) -> Bool? {
         guard let text = try scalar(key, "true or false") else { return nil }
         switch text.lowercased() {

@@ -207,4 +207,19 @@ struct AggregatorConfigTests {
         let fewerConnections = try AggregatorConfig.parse(yaml: "limits:\n  max_connections: 100\n", file: "a.yaml")
         #expect(running.restartOnlyChanges(to: fewerConnections).count == 1)
     }
+
+    /// The limits' sizes take units, as the agent's do ("64MiB" was refused); out of range is
+    /// named with the key.
+    @Test func limitSizesTakeUnits() throws {
+        let config = try AggregatorConfig.parse(yaml: "limits:\n  max_in_flight_bytes: 128MiB\n  max_body_bytes: 8M\n  max_string_bytes: 2k\n",
+                                                file: "a.yaml")
+        #expect(config.limits.maxInFlightBytes == 128 << 20 && config.limits.maxBodyBytes == 8 << 20
+                && config.limits.batch.maxStringBytes == 2048)
+        do {
+            _ = try AggregatorConfig.parse(yaml: "limits:\n  max_body_bytes: 2GiB\n", file: "a.yaml")
+            Issue.record("2GiB is past max_body_bytes' range")
+        } catch {
+            #expect(error.description.contains("key 'limits.max_body_bytes'") && error.description.contains("out of range"), "\(error)")
+        }
+    }
 }
