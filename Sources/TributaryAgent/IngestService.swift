@@ -189,8 +189,7 @@ public final class IngestService: Service {
         let fresh = try MessageRouter(subscriptions: config.mqtt.subscriptions, gatewayID: config.gatewayID, hashKey: config.hashKey)
         admission.live.value = config.buffer
         client.withLock { client in
-            let held = client?.brokerSessionFilters
-            router.withLock { $0 = $0.replaced(by: fresh, brokerSessionHolds: held) }
+            router.withLock { $0 = $0.replaced(by: fresh) }
             var seen = Set<String>()
             // A primary host's own STATE topic stays (host_id changes only with a restart).
             let hostState = self.config.sparkplug.hostID.map { SparkplugHostState.topic(hostID: $0) }

@@ -78,17 +78,17 @@ struct MessageRouter: Sendable {
     }
 
     /// This router after a reload to `new`: the new routes, then this one's for filters the
-    /// reload removed, so a message the broker sent before it took the unsubscribe is still
-    /// decoded as it would have been (not quarantined as matching nothing). A removed filter's
-    /// route is dropped at a later reload once `brokerSessionHolds` (what the broker's session
-    /// holds, nil when unknown) no longer has it: dropped at the next reload whatever the
-    /// broker knew, two reloads while the agent was cut off quarantined everything the broker
-    /// had queued for it (4,007 messages in attack round 14).
-    func replaced(by new: MessageRouter, brokerSessionHolds: Set<String>?) -> MessageRouter {
+    /// reload removed, so a message the broker sends for such a filter is still decoded as it
+    /// would have been (not quarantined as matching nothing). They stay while the agent runs:
+    /// mosquitto goes on delivering what it queued for a filter after its UNSUBACK, so no
+    /// moment is safe to drop them (dropped at the reload after the UNSUBACK, 4,057 messages of
+    /// such a backlog were quarantined in attack round 16). Only a message on no current filter
+    /// can reach them (the new routes come first), and the broker sends such a message only
+    /// for a filter it once held: at most one route per filter ever removed.
+    func replaced(by new: MessageRouter) -> MessageRouter {
         var router = new
         let kept = Set(new.routes.map(\.topic))
-        let stillSent = { (route: Route) in !route.retired || brokerSessionHolds?.contains(route.topic) != false }
-        router.routes += routes.filter { !kept.contains($0.topic) && stillSent($0) }.map { $0.retiring() }
+        router.routes += routes.filter { !kept.contains($0.topic) }.map { $0.retiring() }
         return router
     }
 

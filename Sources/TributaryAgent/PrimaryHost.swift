@@ -37,6 +37,9 @@ final class PrimaryHost: Sendable {
         /// A new connection was asked for, to outdate such an offline STATE; not asked again
         /// until that connection is made.
         var renewing = false
+        /// The last connection was ended cleanly for a renewal, so the broker holds no will of
+        /// this host until the next connection says online.
+        var willDropped = false
         var stopping = false
         /// The publishes the broker acknowledged since the stop began (the offline STATE's among them).
         var acknowledgedWhileStopping: Set<Int32> = []
@@ -59,7 +62,8 @@ final class PrimaryHost: Sendable {
     /// an older one, and an old attempt's will delivered late is always older than this one's.
     func will() -> MQTTClient.Will {
         let timestamp = state.withLock { s in
-            s.timestamp = max(WallClock.nowMs(), s.timestamp + 1, s.floor)
+            // Saturating: a STATE timestamp is anyone's to publish, Int64.max included.
+            s.timestamp = max(WallClock.nowMs(), s.timestamp == .max ? .max : s.timestamp + 1, s.floor)
             s.renewing = false
             return s.timestamp
         }
@@ -68,6 +72,7 @@ final class PrimaryHost: Sendable {
 
     /// Connected, and the broker confirmed the subscriptions: the host is online.
     func subscribed() {
+        state.withLock { $0.willDropped = false }
         publishOnline(reason: "connected and subscribed")
     }
 
@@ -82,14 +87,23 @@ final class PrimaryHost: Sendable {
             return true
         }
         guard !received.online else { return true }
+        // Int64.max cannot be outdated: connecting again would find it again, for ever.
+        let outdatable = received.timestamp < .max
         let (current, client, renew) = state.withLock { s in
             let notOlder = received.timestamp >= s.timestamp
-            if notOlder { s.floor = max(s.floor, received.timestamp + 1) }
-            let renew = notOlder && !s.renewing && !s.stopping
-            if renew { s.renewing = true }
+            if notOlder && outdatable { s.floor = max(s.floor, received.timestamp + 1) }
+            let renew = notOlder && outdatable && !s.renewing && !s.stopping
+            if renew {
+                s.renewing = true
+                s.willDropped = true
+            }
             return (s.timestamp, s.client, renew)
         }
-        if received.timestamp < current {
+        if !outdatable {
+            logger.error("sparkplug: an offline STATE for this host with the largest timestamp there is; no online STATE can outdate it, so edge nodes following Sparkplug stay silent until it is cleared (mosquitto_pub -r -n -t TOPIC)",
+                         metadata: ["topic": "\(topic)"])
+            publishOnline(reason: "offline STATE with the largest timestamp")
+        } else if received.timestamp < current {
             // Sparkplug 3.0: a host delivered an offline STATE on its own id republishes online at
             // once, with its current session's timestamp.
             publishOnline(reason: "offline STATE from an earlier session (timestamp \(received.timestamp)): its will, or its clean stop")
@@ -110,13 +124,27 @@ final class PrimaryHost: Sendable {
     /// A clean stop: publishes the offline STATE and waits (at most `grace`) for the broker to
     /// acknowledge it; after this nothing says online again. Call before `MQTTClient.stop`.
     func stop(within grace: Duration = .seconds(5)) {
-        let (client, timestamp) = state.withLock { s in
+        let (client, willDropped) = state.withLock { s in
             s.stopping = true
-            return (s.client, s.timestamp)
+            return (s.client, s.willDropped)
         }
-        guard let client, client.isConnected else {
-            logger.warning("sparkplug: not connected to the broker at stop; the broker publishes this host's offline STATE (its will) when it notices",
-                           metadata: ["topic": "\(topic)"])
+        guard let client else { return }
+        if willDropped && !client.isConnected {
+            // A renewal ended the last connection cleanly, so the broker holds no will to say
+            // offline for us, and the retained STATE says online: wait for the next connection
+            // (it publishes no online now) and say offline on it (attack round 16).
+            let deadline = ContinuousClock.now + grace
+            while !client.isConnected && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        }
+        let timestamp = state.withLock { $0.timestamp }
+        guard client.isConnected else {
+            if willDropped {
+                logger.error("sparkplug: the retained STATE may still say online: the last connection ended cleanly to renew the session, which leaves no will, and no new one came in time to say offline",
+                             metadata: ["topic": "\(topic)"])
+            } else {
+                logger.warning("sparkplug: not connected to the broker at stop; the broker publishes this host's offline STATE (its will) when it notices",
+                               metadata: ["topic": "\(topic)"])
+            }
             return
         }
         // The same timestamp as the session's will and online STATE: an edge node takes an

@@ -224,11 +224,6 @@ public final class MQTTClient: @unchecked Sendable {
         state.withLock { $0.subscriptions.append((filter, qos)) }
     }
 
-    /// The filters the broker's session holds, as far as this client knows (nil: unknown). A
-    /// filter being unsubscribed stays in it until the broker's UNSUBACK, or until a connect
-    /// finds a session without it: till then the broker may still send its messages.
-    public var brokerSessionFilters: Set<String>? { state.withLock { $0.sessionSubscriptions } }
-
     /// Replaces the subscriptions (a configuration reload): on a live connection the new filters
     /// are subscribed and the ones gone unsubscribed now; otherwise at the next connect, as
     /// always. Returns the filters subscribed and unsubscribed.

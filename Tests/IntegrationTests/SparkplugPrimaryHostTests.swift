@@ -177,11 +177,11 @@ struct SparkplugPrimaryHostTests {
     }
 
     /// Publishes `state` retained on the host's STATE topic, as another host (or a will) would.
-    static func publishState(_ state: SparkplugHostState, _ harness: ProcessHarness) async throws {
+    static func publishState(_ state: SparkplugHostState, _ harness: ProcessHarness, retained: Bool = true) async throws {
         let publish = try ChildProcess(executable: "/usr/bin/mosquitto_pub", arguments: [
-            "-h", "127.0.0.1", "-p", String(harness.broker.port), "-q", "1", "-r", "-t", stateTopic,
+            "-h", "127.0.0.1", "-p", String(harness.broker.port), "-q", "1", "-t", stateTopic,
             "-m", String(decoding: state.payload, as: UTF8.self),
-        ], logFile: harness.dir.file("mosquitto_pub.log"))
+        ] + (retained ? ["-r"] : []), logFile: harness.dir.file("mosquitto_pub.log"))
         #expect(await publish.wait() == 0)
     }
 
@@ -236,7 +236,25 @@ struct SparkplugPrimaryHostTests {
         let manifest = try await publishing.value
         let report = try await harness.verifyWhenComplete(manifest)
         #expect(report.passed && report.found == manifest.entries.count && report.duplicates == 0, "\(report)")
-        await harness.stop(agent, aggregator)
+
+        // The largest timestamp there is cannot be outdated: said, and answered with online,
+        // with no renewal (it overflowed and crashed the agent on every start: attack round 16).
+        try await Self.publishState(SparkplugHostState(online: false, timestamp: .max), harness)
+        try await eventually(timeout: .seconds(30), "the agent says it cannot outdate it") { harness.agentLog.contains("the largest timestamp there is") }
+        try await eventually(timeout: .seconds(30), "the retained STATE says online again") {
+            try await Self.retainedState(harness.broker.url, logger: harness.logger).online
+        }
+        #expect(agent.isRunning && outdated() == 3)
+
+        // Stopped while it renews: the renewal's clean DISCONNECT leaves no will, so the agent
+        // says offline on its next connection (it left the retained STATE online: round 16).
+        let online = try await Self.retainedState(harness.broker.url, logger: harness.logger)
+        try await Self.publishState(SparkplugHostState(online: false, timestamp: online.timestamp + 1_000), harness, retained: false)
+        try await eventually(timeout: .seconds(30), "the agent renews") { outdated() == 4 }
+        await agent.stop(signal: SIGTERM)
+        let final = try await Self.retainedState(harness.broker.url, logger: harness.logger)
+        #expect(!final.online, "\(final); \(ProcessHarness.tail(harness.dir.file("agent.log")))")
+        await harness.stop(aggregator)
     }
 
     /// `is_historical` metrics (store and forward) reach the sink with the label
