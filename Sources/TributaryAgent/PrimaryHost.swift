@@ -46,6 +46,9 @@ final class PrimaryHost: Sendable {
     }
     private let state = Mutex(State())
 
+    /// 10000-01-01T00:00:00Z in ms: offline STATEs later than this are not outdated.
+    static let latestFollowedTimestamp: Int64 = 253_402_300_800_000
+
     init(hostID: String, logger: Logger) {
         self.hostID = hostID
         topic = SparkplugHostState.topic(hostID: hostID)
@@ -87,26 +90,29 @@ final class PrimaryHost: Sendable {
             return true
         }
         guard !received.online else { return true }
-        // Int64.max cannot be outdated: connecting again would find it again, for ever.
-        let outdatable = received.timestamp < .max
+        // Past the year 10000 a timestamp is not followed: near Int64.max the session's own
+        // will would become one no online can outdate (attack rounds 16 and 17).
+        let outdatable = received.timestamp < Self.latestFollowedTimestamp
         let (current, client, renew) = state.withLock { s in
-            let notOlder = received.timestamp >= s.timestamp
-            if notOlder && outdatable { s.floor = max(s.floor, received.timestamp + 1) }
-            let renew = notOlder && outdatable && !s.renewing && !s.stopping
+            // Equal is this session's own will (a broker restart delivers it): online with the
+            // same timestamp outdates it for edge nodes, no new connection needed.
+            let newer = received.timestamp > s.timestamp
+            if newer && outdatable { s.floor = max(s.floor, received.timestamp + 1) }
+            let renew = newer && outdatable && !s.renewing && !s.stopping
             if renew {
                 s.renewing = true
                 s.willDropped = true
             }
             return (s.timestamp, s.client, renew)
         }
-        if !outdatable {
-            logger.error("sparkplug: an offline STATE for this host with the largest timestamp there is; no online STATE can outdate it, so edge nodes following Sparkplug stay silent until it is cleared (mosquitto_pub -r -n -t TOPIC)",
-                         metadata: ["topic": "\(topic)"])
-            publishOnline(reason: "offline STATE with the largest timestamp")
-        } else if received.timestamp < current {
+        if received.timestamp <= current {
             // Sparkplug 3.0: a host delivered an offline STATE on its own id republishes online at
             // once, with its current session's timestamp.
             publishOnline(reason: "offline STATE from an earlier session (timestamp \(received.timestamp)): its will, or its clean stop")
+        } else if !outdatable {
+            logger.error("sparkplug: an offline STATE for this host timestamped past the year 10000; the agent does not follow it, so edge nodes following Sparkplug ignore its online STATE until the retained one is cleared (mosquitto_pub -r -n -t TOPIC)",
+                         metadata: ["topic": "\(topic)", "offline_timestamp": "\(received.timestamp)"])
+            publishOnline(reason: "offline STATE timestamped past the year 10000")
         } else if renew {
             logger.warning("sparkplug: an offline STATE for this host not older than this session's: another host with the same host_id, or the clock went back; connecting again with a later timestamp, so edge nodes take this host's online STATE",
                            metadata: ["topic": "\(topic)", "offline_timestamp": "\(received.timestamp)", "session_timestamp": "\(current)"])
