@@ -46,8 +46,12 @@ final class PrimaryHost: Sendable {
     }
     private let state = Mutex(State())
 
-    /// 10000-01-01T00:00:00Z in ms: offline STATEs later than this are not outdated.
+    /// 10000-01-01T00:00:00Z in ms: offline STATEs from then on are not outdated.
     static let latestFollowedTimestamp: Int64 = 253_402_300_800_000
+    /// The latest timestamp a session of this host takes, however far it follows: its own
+    /// will and offline STATE then stay ones a later run follows (a session one past the
+    /// cutoff left an offline STATE the next run would not outdate: attack round 18).
+    static let latestSessionTimestamp = latestFollowedTimestamp - 1
 
     init(hostID: String, logger: Logger) {
         self.hostID = hostID
@@ -65,8 +69,10 @@ final class PrimaryHost: Sendable {
     /// an older one, and an old attempt's will delivered late is always older than this one's.
     func will() -> MQTTClient.Will {
         let timestamp = state.withLock { s in
-            // Saturating: a STATE timestamp is anyone's to publish, Int64.max included.
-            s.timestamp = max(WallClock.nowMs(), s.timestamp == .max ? .max : s.timestamp + 1, s.floor)
+            // Capped: a STATE timestamp is anyone's to publish, Int64.max included. At the cap
+            // the timestamp stays put, and an offline with it is this host's own, answered with
+            // online (edge nodes take an online as new as the last STATE they saw).
+            s.timestamp = min(Self.latestSessionTimestamp, max(WallClock.nowMs(), s.timestamp + 1, s.floor))
             s.renewing = false
             return s.timestamp
         }

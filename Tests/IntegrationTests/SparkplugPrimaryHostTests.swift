@@ -263,7 +263,25 @@ struct SparkplugPrimaryHostTests {
         await agent.stop(signal: SIGTERM)
         let final = try await Self.retainedState(harness.broker.url, logger: harness.logger)
         #expect(!final.online, "\(final); \(ProcessHarness.tail(harness.dir.file("agent.log")))")
-        await harness.stop(aggregator)
+
+        // Just below the cutoff: followed, to a session at the last timestamp a session takes,
+        // never past it, so the offline its stop leaves is one the next run follows (a session
+        // one past the cutoff left an offline no later run outdated: attack round 18).
+        let lastSession: Int64 = 253_402_300_800_000 - 1
+        agent = try await harness.startAgent()
+        try await Self.publishState(SparkplugHostState(online: false, timestamp: lastSession), harness)
+        try await eventually(timeout: .seconds(30), "the agent follows it to the last session timestamp") {
+            try await Self.retainedState(harness.broker.url, logger: harness.logger) == SparkplugHostState(online: true, timestamp: lastSession)
+        }
+        await agent.stop(signal: SIGTERM)
+        #expect(try await Self.retainedState(harness.broker.url, logger: harness.logger) == SparkplugHostState(online: false, timestamp: lastSession))
+        let refusedBefore = harness.agentLog.components(separatedBy: "the agent does not follow it").count
+        agent = try await harness.startAgent()
+        try await eventually(timeout: .seconds(30), "the next run follows its own offline") {
+            try await Self.retainedState(harness.broker.url, logger: harness.logger) == SparkplugHostState(online: true, timestamp: lastSession)
+        }
+        #expect(harness.agentLog.components(separatedBy: "the agent does not follow it").count == refusedBefore)
+        await harness.stop(agent, aggregator)
     }
 
     /// `is_historical` metrics (store and forward) reach the sink with the label
