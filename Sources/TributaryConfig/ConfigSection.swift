@@ -232,19 +232,14 @@ public final class ConfigSection {
 
     /// A path to a file this process can read now (certificates, keys, CA bundles): a file
     /// that is missing or unreadable is an error naming the key, found at start, not at the
-    /// first connection. It must be a regular file (a link to one is fine): reading a FIFO
-    /// waits for a writer, so a FIFO named here hung a reload with no word (attack round 14).
+    /// first connection. It must be a regular file (a link to one is fine), as a secret must
+    /// (`SecretFile.regularFile`).
     public func readableFile(_ key: String) throws(ConfigError) -> String? {
         guard let path = try string(key) else { return nil }
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw error(key, errno == EACCES ? "\(path) cannot be reached (permission denied for this user)" : "\(path) does not exist")
-        }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG: break
-        case S_IFDIR: throw error(key, "\(path) is a directory; a file is needed")
-        case S_IFIFO: throw error(key, "\(path) is a FIFO; a regular file is needed (reading it would wait for a writer)")
-        default: throw error(key, "\(path) is not a regular file (a device or socket); a regular file is needed")
+        do {
+            _ = try SecretFile.regularFile(path)
+        } catch {
+            throw self.error(key, error.description)
         }
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw error(key, "cannot read \(path) (permission denied for this user?)")

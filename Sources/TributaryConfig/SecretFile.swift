@@ -67,13 +67,26 @@ public enum SecretFile {
         }
     }
 
-    /// The secret in `path`, as bytes (a key need not be text).
-    public static func readBytes(_ path: String, as content: Content) throws(Problem) -> [UInt8] {
+    /// What `stat` says of `path`, a link followed, when it is a regular file; otherwise why it
+    /// is not, in the operator's words. Secrets and the certificate and key files
+    /// (`ConfigSection.readableFile`) are checked here: reading a FIFO waits for a writer, so a
+    /// FIFO named as a certificate hung a reload with no word (attack round 14).
+    public static func regularFile(_ path: String) throws(Problem) -> stat {
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw Problem(errno == EACCES ? "\(path) cannot be reached (permission denied for this user)" : "\(path) does not exist")
         }
-        guard info.st_mode & S_IFMT == S_IFREG else { throw Problem("\(path) is not a regular file") }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return info
+        case S_IFDIR: throw Problem("\(path) is not a regular file: it is a directory")
+        case S_IFIFO: throw Problem("\(path) is not a regular file: it is a FIFO (reading it would wait for a writer)")
+        default: throw Problem("\(path) is not a regular file: it is a device or a socket")
+        }
+    }
+
+    /// The secret in `path`, as bytes (a key need not be text).
+    public static func readBytes(_ path: String, as content: Content) throws(Problem) -> [UInt8] {
+        let info = try regularFile(path)
         guard info.st_mode & 0o007 == 0 else {
             throw Problem("\(path) is readable or writable by other users (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 it (640 for a group that needs it)")
         }

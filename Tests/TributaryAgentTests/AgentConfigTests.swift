@@ -302,7 +302,7 @@ struct AgentConfigTests {
             (Self.withMQTT(["tls:", "  ca_file: \(files.directory)/nope.pem"], broker: mqtts), "mqtt.tls.ca_file", "\(files.directory)/nope.pem does not exist"),
             (Self.withMQTT(["tls:", "  ca_file: \(files.directory)"], broker: mqtts), "mqtt.tls.ca_file", "is a directory"),
             // Reading a FIFO waits for a writer: refused, not waited on (it hung a reload).
-            (Self.withMQTT(["tls:", "  ca_file: \(fifo)"], broker: mqtts), "mqtt.tls.ca_file", "\(fifo) is a FIFO; a regular file is needed"),
+            (Self.withMQTT(["tls:", "  ca_file: \(fifo)"], broker: mqtts), "mqtt.tls.ca_file", "\(fifo) is not a regular file: it is a FIFO"),
             (Self.withMQTT(["tls:", "  ca_file: /dev/zero"], broker: mqtts), "mqtt.tls.ca_file", "/dev/zero is not a regular file"),
             (Self.withMQTT(["tls:", "  cert_file: \(cert)"], broker: mqtts), "mqtt.tls.key_file", "needs its key_file"),
             (Self.withMQTT(["tls:", "  key_file: \(key)"], broker: mqtts), "mqtt.tls.cert_file", "needs its cert_file"),
