@@ -97,11 +97,7 @@ struct ClickHouseTests {
         #expect(try await harness.verifyWhenComplete(before).passed)
 
         // One message alone in its batch, which ClickHouse will never take.
-        let publish = try ChildProcess(executable: "/usr/bin/mosquitto_pub", arguments: [
-            "-h", "127.0.0.1", "-p", String(harness.broker.port), "-q", "1", "-t", "sensors/gw-ch-refuse/odd-one",
-            "-m", "{\"ts\": \(WallClock.nowMs()), \"state\": \"refuse me\"}",
-        ], logFile: harness.dir.file("mosquitto_pub.log"))
-        #expect(await publish.wait() == 0)
+        try await harness.publishOne(topic: "sensors/gw-ch-refuse/odd-one", payload: "{\"ts\": \(WallClock.nowMs()), \"state\": \"refuse me\"}")
         // Refused alone, it is answered 503 until the refusal repeats after other batches were
         // written (a broken table refuses every batch alike): another gateway's batches go in
         // meanwhile, as a fleet's would.

@@ -44,13 +44,6 @@ struct ConfigReloadTests {
         }
     }
 
-    static func publishOne(_ harness: ProcessHarness, topic: String, payload: String) async throws {
-        let publish = try ChildProcess(executable: "/usr/bin/mosquitto_pub", arguments: [
-            "-h", "127.0.0.1", "-p", String(harness.broker.port), "-q", "1", "-t", topic, "-m", payload,
-        ], logFile: harness.dir.file("mosquitto_pub.log"))
-        #expect(await publish.wait() == 0)
-    }
-
     @Test("SIGHUP five times under traffic, subscriptions added and removed live: 0 missing, 0 duplicates")
     func reloadUnderTraffic() async throws {
         let harness = try await ProcessHarness(gatewayID: "gw-reload", aggregatorSettings: Self.settings)
@@ -93,7 +86,7 @@ struct ConfigReloadTests {
         #expect(report.missing == 0 && report.duplicates == 0 && report.found == manifest.entries.count, "\(report)")
 
         // The last reload left the extra filter subscribed: a message on it is now delivered.
-        try await Self.publishOne(harness, topic: "extra/gw-reload-extra/added", payload: "{\"v\": 1}")
+        try await harness.publishOne(topic: "extra/gw-reload-extra/added", payload: "{\"v\": 1}")
         try await eventually(timeout: .seconds(30), "the newly subscribed topic reaches the sink") {
             try Self.sinkCount(harness, gateway: "gw-reload-extra", sensor: "added") == 1
         }

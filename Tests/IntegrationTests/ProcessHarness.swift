@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Testing
 import TributaryAdminAPI
 import TributaryCore
 import TributaryCtl
@@ -142,6 +143,15 @@ struct ProcessHarness {
 
     /// Everything the agent processes wrote so far.
     var agentLog: String { (try? String(contentsOfFile: dir.file("agent.log"), encoding: .utf8)) ?? "" }
+
+    /// Publishes one message with `mosquitto_pub`, QoS 1 (retained with `retained`), as a device
+    /// or another MQTT client would.
+    func publishOne(topic: String, payload: String, retained: Bool = false) async throws {
+        let publish = try ChildProcess(executable: "/usr/bin/mosquitto_pub", arguments: [
+            "-h", "127.0.0.1", "-p", String(broker.port), "-q", "1", "-t", topic, "-m", payload,
+        ] + (retained ? ["-r"] : []), logFile: dir.file("mosquitto_pub.log"))
+        #expect(await publish.wait() == 0)
+    }
 
     /// Publishes `count` simulated messages from 10 sensors at `rate` per second.
     func publish(_ count: Int, rate: Double) throws -> Task<Manifest, any Error> {

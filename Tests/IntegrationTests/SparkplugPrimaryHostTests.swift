@@ -178,11 +178,7 @@ struct SparkplugPrimaryHostTests {
 
     /// Publishes `state` retained on the host's STATE topic, as another host (or a will) would.
     static func publishState(_ state: SparkplugHostState, _ harness: ProcessHarness, retained: Bool = true) async throws {
-        let publish = try ChildProcess(executable: "/usr/bin/mosquitto_pub", arguments: [
-            "-h", "127.0.0.1", "-p", String(harness.broker.port), "-q", "1", "-t", stateTopic,
-            "-m", String(decoding: state.payload, as: UTF8.self),
-        ] + (retained ? ["-r"] : []), logFile: harness.dir.file("mosquitto_pub.log"))
-        #expect(await publish.wait() == 0)
+        try await harness.publishOne(topic: stateTopic, payload: String(decoding: state.payload, as: UTF8.self), retained: retained)
     }
 
     /// An offline STATE newer than the agent's session (a second host with the same id that
